@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+OUT    ?= convviz-report
+
+.PHONY: demo test lint bench train clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-install only when the project's dependencies change.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $(VENV)/.installed $@
+
+demo: $(VENV)/.installed ## render the three views of the demo model into convviz-report/
+	$(BIN)/convviz report --model demo --out $(OUT)
+
+test: $(VENV)/.installed-test ## run the whole test suite
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check convviz_widgets tests bench
+
+bench: $(VENV)/.installed-test ## speed benchmarks (ratios measured side by side)
+	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+train: $(VENV)/.installed ## regenerate the embedded demo model (about 20 minutes on 2 cores)
+	$(BIN)/python -m convviz_widgets.demo.train
+
+clean:
+	rm -rf $(OUT) .pytest_cache build *.egg-info

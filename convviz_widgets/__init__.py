@@ -1,0 +1,36 @@
+"""convviz_widgets: see what a convnet has learned — activations, filter patterns, Grad-CAM.
+
+One public API: the functions and classes below; `render` turns arrays into pictures and
+`ConvVizPanel` shows everything interactively in a notebook.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of notebooks
+
+from . import render  # noqa: E402
+from .core import (  # noqa: E402
+    CAM,
+    PRESETS,
+    Cancelled,
+    ConvVizError,
+    FilterPatterns,
+    Inspector,
+    activations,
+    filter_patterns,
+    gradcam,
+    load_image,
+    load_model,
+    predict,
+)
+from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "activation_grid",
+    "activations", "filter_grid", "filter_patterns", "gradcam", "load_image", "load_model", "overlay",
+    "predict", "render", "to_png",
+]

@@ -1,0 +1,15 @@
+"""TF/Keras maths: model inspection, activations, filter patterns and class activation maps."""
+
+from ..errors import Cancelled, ConvVizError
+from ..images import load_image
+from .api import activations, filter_patterns, gradcam, inspector_for, predict
+from .cam import CAM
+from .filters import FilterPatterns
+from .inspector import Inspector
+from .model_io import load_model
+from .preprocess import PRESETS
+
+__all__ = [
+    "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "activations",
+    "filter_patterns", "gradcam", "inspector_for", "load_image", "load_model", "predict",
+]

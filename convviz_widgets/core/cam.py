@@ -1,0 +1,69 @@
+"""Class activation maps: one shared mechanism, one small weighting rule per method."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConvVizError
+
+
+@dataclass(frozen=True)
+class CAM:
+    """A class activation map at the feature-map resolution, values in [0, 1]."""
+
+    heatmap: np.ndarray
+    class_index: int
+    score: float
+    layer: str
+    method: str = "gradcam"
+    class_name: str | None = None
+    probability: float | None = None
+    raw: np.ndarray | None = None  # the weighted sum before ReLU and scaling
+
+    def resized(self, h: int, w: int) -> np.ndarray:
+        """The heatmap upsampled bilinearly to (h, w), still float32 in [0, 1]."""
+        import cv2
+
+        if h < 1 or w < 1:
+            raise ConvVizError(f"resized() needs a positive size; got ({h}, {w}).")
+        out = cv2.resize(self.heatmap, (int(w), int(h)), interpolation=cv2.INTER_LINEAR)
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def gradcam_weights(feats: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    """Grad-CAM: each channel weighs the spatial mean of its gradient."""
+    return grads.mean(axis=(0, 1))
+
+
+def gradcam_pp_weights(feats: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    """Grad-CAM++: positive gradients weighted by the closed-form alpha of Chattopadhay et al."""
+    g = grads.astype(np.float64)
+    g2, g3 = g * g, g * g * g
+    total = feats.astype(np.float64).sum(axis=(0, 1), keepdims=True)
+    denom = 2.0 * g2 + total * g3
+    alpha = np.divide(g2, denom, out=np.zeros_like(g2), where=np.abs(denom) > 1e-12)
+    return (alpha * np.maximum(g, 0.0)).sum(axis=(0, 1)).astype(np.float32)
+
+
+WEIGHT_RULES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "gradcam": gradcam_weights,
+    "gradcam++": gradcam_pp_weights,
+}
+
+
+def combine(feats: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted channel sum, then ReLU and scaling to [0, 1]; returns (heatmap, raw sum)."""
+    raw = np.tensordot(feats.astype(np.float32), weights.astype(np.float32), axes=([-1], [0]))
+    raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    pos = np.maximum(raw, 0.0)
+    top = float(pos.max(initial=0.0))
+    scale = float(np.abs(raw).max(initial=0.0))
+    spread = float(raw.max() - raw.min()) if raw.size else 0.0
+    # No positive evidence, or evidence that is the same everywhere, says nothing about
+    # *where*: the map is all-zero rather than a division by ~0 or a uniform glare.
+    if top <= 1e-12 or spread <= 1e-4 * scale:
+        return np.zeros_like(pos), raw
+    return (pos / top).astype(np.float32), raw

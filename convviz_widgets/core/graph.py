@@ -1,0 +1,324 @@
+"""A flat view of any Keras model: every layer, nested sub-models included, as one graph.
+
+Nested models (a `keras.applications` base inside a Sequential) hide their inner layers from
+`model.get_layer`, so peer tools fail on them. We re-run the model's graph symbolically,
+descending into sub-models, and record every layer's output under a qualified name such as
+``vgg16/block5_conv3``. The layers (and so the weights) are the user's own; the user's model
+is never changed. Softmax/sigmoid heads are traced a second time without their activation,
+so class scores are logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+
+from ..errors import ConvVizError, suggest
+
+CONV_TYPES = (
+    keras.layers.Conv2D,
+    keras.layers.SeparableConv2D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.Conv2DTranspose,
+)
+POOL_TYPES = (
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+)
+# Layers that keep the feature map's grid and mix nothing spatially: a CAM may sit after them.
+_ELEMENTWISE_TYPES = (
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.PReLU,
+    keras.layers.ELU,
+    keras.layers.Add,
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout2D,
+)
+
+
+@dataclass
+class Node:
+    """One layer application in the flat graph."""
+
+    name: str
+    layer: Any
+    output: Any
+    inputs: tuple[Any, ...]
+    index: int
+
+    @property
+    def input_ids(self) -> tuple[int, ...]:
+        """Identities of the symbolic tensors this node consumes."""
+        return tuple(id(t) for t in self.inputs)
+
+    @property
+    def kind(self) -> str:
+        """'conv', 'pool' or 'other', for choosing what to show."""
+        if isinstance(self.layer, CONV_TYPES):
+            return "conv"
+        if isinstance(self.layer, POOL_TYPES):
+            return "pool"
+        return "other"
+
+    @property
+    def shape(self) -> tuple:
+        """Symbolic output shape, batch dimension first."""
+        return tuple(self.output.shape)
+
+    @property
+    def is_spatial(self) -> bool:
+        """True for a 4-D (batch, H, W, C) output."""
+        return len(self.shape) == 4
+
+    @property
+    def spatial_extent(self) -> int | None:
+        """H*W of a 4-D output (None if unknown)."""
+        h, w = self.shape[1:3]
+        return None if h is None or w is None else int(h) * int(w)
+
+    @property
+    def channels(self) -> int:
+        """Size of the last axis."""
+        return int(self.shape[-1])
+
+
+@dataclass
+class Head:
+    """What the model's output means and where its logits are."""
+
+    activation: str  # "softmax", "sigmoid" or "linear"
+    logits: Any
+    units: int
+
+
+@dataclass
+class FlatGraph:
+    """The traced model: input, nodes in execution order, logits."""
+
+    input: Any
+    output: Any
+    nodes: list[Node] = field(default_factory=list)
+    head: Head | None = None
+
+    def names(self) -> list[str]:
+        """Qualified layer names in model order."""
+        return [n.name for n in self.nodes]
+
+    def node(self, name: str) -> Node:
+        """Find a node by qualified name (or an unambiguous inner name)."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        tails = [n for n in self.nodes if n.name.rsplit("/", 1)[-1] == name]
+        if len(tails) == 1:
+            return tails[0]
+        visual = [n.name for n in self.nodes if n.kind in ("conv", "pool")]
+        raise ConvVizError(
+            f"No layer named {name!r} in this model.{suggest(name, self.names())} "
+            f"Conv/pool layers: {_short_list(visual)}."
+        )
+
+    def consumers(self, node: Node) -> list[Node]:
+        """Nodes that take `node`'s output as an input."""
+        out_id = id(node.output)
+        return [n for n in self.nodes if out_id in n.input_ids]
+
+
+def _short_list(names: Sequence[str], limit: int = 40) -> str:
+    """Comma list of names, shortened in the middle when long."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    half = limit // 2
+    return ", ".join([*names[:half], f"... ({len(names) - limit} more) ...", *names[-half:]])
+
+
+class _PreActivation(keras.layers.Layer):
+    """Runs a layer with its activation switched off: the logits under a softmax/sigmoid head."""
+
+    def __init__(self, inner: keras.layers.Layer) -> None:
+        super().__init__(name=f"{inner.name}_logits")
+        self.inner = inner
+
+    def call(self, inputs: Any) -> Any:
+        saved = self.inner.activation
+        self.inner.activation = keras.activations.linear
+        try:
+            return self.inner.call(inputs)
+        finally:
+            self.inner.activation = saved
+
+
+def _activation_name(fn: Any) -> str:
+    """Name of an activation function ('softmax', 'sigmoid', ...)."""
+    return getattr(fn, "__name__", type(fn).__name__).lower()
+
+
+def is_nested_model(layer: Any) -> bool:
+    """True for a Sequential or functional model used as a layer."""
+    return isinstance(layer, keras.Model) and _has_graph(layer)
+
+
+def _has_graph(model: keras.Model) -> bool:
+    """Sequential and functional models have a graph we can walk; subclassed ones do not."""
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, (keras.Sequential, Functional))
+
+
+def final_layer(model: keras.Model) -> Any:
+    """The layer that produces the model's (first) output, looking inside nested models."""
+    if isinstance(model, keras.Sequential):
+        last = model.layers[-1]
+    else:
+        last = model.outputs[0]._keras_history.operation
+    return final_layer(last) if is_nested_model(last) else last
+
+
+class _StopTrace(Exception):
+    """Internal: the layer we needed has been traced."""
+
+
+class _Tracer:
+    """Re-runs a model symbolically, recording every layer's output under a qualified name."""
+
+    def __init__(self, head_layer: Any, stop_at: str | None) -> None:
+        self.nodes: list[Node] = []
+        self.head_layer = head_layer
+        self.head: Head | None = None
+        self.stop_at = stop_at
+        self._seen: dict[str, int] = {}
+
+    def run(self, model: keras.Model, x: Any, prefix: str) -> Any:
+        """Trace `model` on symbolic tensor `x`."""
+        if isinstance(model, keras.Sequential):
+            for layer in model.layers:
+                x = self.apply(layer, (x,), {}, prefix)
+            return x
+        return model._run_through_graph(
+            [x], operation_fn=lambda op: (lambda *a, **k: self.apply(op, a, k, prefix))
+        )
+
+    def apply(self, op: Any, args: tuple, kwargs: dict, prefix: str) -> Any:
+        """Apply one operation; descend into nested models; record layers."""
+        if is_nested_model(op):
+            if len(op.inputs) != 1:
+                raise ConvVizError(
+                    f"Nested model {op.name!r} has several inputs; only single-input models are supported."
+                )
+            inner = args[0] if not isinstance(args[0], (list, tuple)) else args[0][0]
+            return self.run(op, inner, f"{prefix}{op.name}/")
+        out = op(*args, **kwargs)
+        if isinstance(op, keras.layers.Layer) and not isinstance(op, keras.layers.InputLayer):
+            self._record(op, out, args, prefix)
+        if op is self.head_layer:
+            self.head = _make_head(op, args, kwargs, out)
+        return out
+
+    def _record(self, layer: Any, out: Any, args: tuple, prefix: str) -> None:
+        """Store a node, giving repeated uses of one layer distinct names."""
+        name = f"{prefix}{layer.name}"
+        count = self._seen.get(name, 0)
+        self._seen[name] = count + 1
+        if count:
+            name = f"{name}#{count + 1}"
+        ins = tuple(t for t in keras.tree.flatten(args) if isinstance(t, keras.KerasTensor))
+        self.nodes.append(Node(name, layer, out, ins, len(self.nodes)))
+        if self.stop_at is not None and name == self.stop_at:
+            raise _StopTrace
+
+
+def _make_head(layer: Any, args: tuple, kwargs: dict, out: Any) -> Head:
+    """Find the logits under a softmax/sigmoid output layer."""
+    units = int(out.shape[-1]) if len(out.shape) >= 2 and out.shape[-1] is not None else 1
+    if isinstance(layer, keras.layers.Softmax):
+        return Head("softmax", args[0], units)
+    act = _activation_name(getattr(layer, "activation", None))
+    if act not in ("softmax", "sigmoid"):
+        return Head("linear", out, units)
+    if isinstance(layer, keras.layers.Activation):
+        return Head(act, args[0], units)
+    return Head(act, _PreActivation(layer)(args[0]), units)
+
+
+def check_model(model: Any) -> keras.Model:
+    """Refuse, with a clear message, models this package cannot look inside."""
+    if not isinstance(model, keras.Model):
+        raise ConvVizError(
+            f"Expected a keras.Model (or a path for load_model); got {type(model).__name__}."
+        )
+    if not _has_graph(model):
+        raise ConvVizError(
+            f"{type(model).__name__} is a subclassed model: its layer connections are not recorded, "
+            "so intermediate outputs cannot be read. Build it with the functional API or "
+            "keras.Sequential (you can reuse its layers)."
+        )
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ConvVizError(
+            "The model has no defined input yet. Start it with keras.Input(shape=(H, W, 3)) "
+            "or call it once on a batch before inspecting it."
+        )
+    if len(inputs) != 1:
+        raise ConvVizError(
+            f"The model has {len(inputs)} inputs; convviz_widgets explains single-image models. "
+            "Wrap it in a model that takes one image and fixes the other inputs."
+        )
+    if len(inputs[0].shape) != 4:
+        raise ConvVizError(
+            f"The model's input has shape {tuple(inputs[0].shape)}; an image model takes "
+            "(batch, height, width, channels) in channels-last order."
+        )
+    return model
+
+
+def trace(model: keras.Model, spatial: tuple[int | None, int | None] | None = None,
+          stop_at: str | None = None) -> FlatGraph:
+    """Trace `model` into a FlatGraph; `spatial=(None, None)` allows any image size up to `stop_at`."""
+    check_model(model)
+    shape = tuple(model.inputs[0].shape[1:])
+    if spatial is not None:
+        shape = (*spatial, shape[-1])
+    x = keras.Input(shape=shape, name="image")
+    tracer = _Tracer(final_layer(model), stop_at)
+    try:
+        out = tracer.run(model, x, "")
+    except _StopTrace:
+        out = tracer.nodes[-1].output
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    if isinstance(out, dict):
+        out = next(iter(out.values()))
+    head = tracer.head if stop_at is None else None
+    if stop_at is None and head is None:
+        head = Head("linear", out, int(out.shape[-1]) if len(out.shape) >= 2 else 1)
+    return FlatGraph(x, out, tracer.nodes, head)
+
+
+def visual_layers(graph: FlatGraph) -> list[Node]:
+    """Conv and pooling layers with a spatial output, in model order."""
+    return [n for n in graph.nodes if n.kind in ("conv", "pool") and n.is_spatial]
+
+
+def default_cam_node(graph: FlatGraph) -> Node:
+    """The last conv feature map with spatial extent, after its BN/activation if any."""
+    convs = [n for n in graph.nodes if n.kind == "conv" and n.is_spatial and (n.spatial_extent or 2) > 1]
+    if not convs:
+        raise ConvVizError(
+            "This model has no convolutional layer with a spatial output: there is no feature map to explain."
+        )
+    node = convs[-1]
+    while True:
+        nxt = graph.consumers(node)
+        if len(nxt) != 1 or not isinstance(nxt[0].layer, _ELEMENTWISE_TYPES) or nxt[0].shape[1:3] != node.shape[1:3]:
+            return node
+        node = nxt[0]

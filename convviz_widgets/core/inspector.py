@@ -1,0 +1,292 @@
+"""The Inspector binds a model once; activations, filter patterns and CAMs reuse its graph."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ..errors import ConvVizError
+from ..images import ImageSource, load_image, resize_rgb
+from . import cam as cam_rules
+from . import filters as fp
+from .graph import FlatGraph, Node, default_cam_node, is_nested_model, trace, visual_layers
+from .labels import resolve_class_names
+from .model_io import load_model
+from .preprocess import Preprocess, resolve
+
+MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
+CAM_METHODS = ("gradcam", "gradcam++")
+
+
+class Inspector:
+    """One model, traced once, with caches for what a viewer asks again and again."""
+
+    def __init__(self, model: Any, *, preprocess: Preprocess = None, class_names: Any = None) -> None:
+        self.model = load_model(model)
+        self.graph: FlatGraph = trace(self.model)
+        if not any(n.kind == "conv" for n in self.graph.nodes):
+            raise ConvVizError(
+                "This model has no convolutional layer, so there are no feature maps to show. "
+                "convviz_widgets explains convnets (Conv2D, SeparableConv2D, DepthwiseConv2D)."
+            )
+        self.preprocess_name, self._preprocess = resolve(preprocess, self._model_names())
+        head = self.graph.head
+        self.n_classes = 2 if head.units == 1 else head.units
+        self.class_names = resolve_class_names(class_names, self.n_classes)
+        self._forward_fn: Any = None
+        self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
+        self._cam_fns: dict[str, Any] = {}
+        self._pattern_fns: dict[str, tuple[Any, Any]] = {}
+
+    # ----- facts about the model -------------------------------------------------------------
+    def _model_names(self) -> list[str]:
+        """The model's name and those of nested sub-models (to recognise keras.applications)."""
+        names = [self.model.name]
+        names += [layer.name for layer in self.model.layers if is_nested_model(layer)]
+        return names
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """(H, W) the model takes, or None when it accepts any size."""
+        h, w = self.graph.input.shape[1:3]
+        return None if h is None or w is None else (int(h), int(w))
+
+    @property
+    def channels(self) -> int:
+        """Colour channels the model takes (3, or 1 for grayscale models)."""
+        return int(self.graph.input.shape[-1])
+
+    @property
+    def layers(self) -> list[str]:
+        """Conv and pooling layers, nested ones included, in model order."""
+        return [n.name for n in visual_layers(self.graph)]
+
+    @property
+    def conv_layers(self) -> list[str]:
+        """Convolutional layers only, in model order."""
+        return [n.name for n in self.graph.nodes if n.kind == "conv" and n.is_spatial]
+
+    @property
+    def default_cam_layer(self) -> str:
+        """The last conv feature map with spatial extent (after its BN/activation)."""
+        return default_cam_node(self.graph).name
+
+    def layer(self, name: str) -> Node:
+        """A layer's node by qualified (or unambiguous inner) name, with a helpful error."""
+        return self.graph.node(name)
+
+    # ----- images --------------------------------------------------------------------------------
+    def prepare(self, image: ImageSource) -> np.ndarray:
+        """The image as the model sees it: uint8 RGB at the model's input size."""
+        rgb = load_image(image)
+        size = self.input_size or _capped_size(rgb.shape[:2], MAX_FREE_SIDE)
+        return resize_rgb(rgb, size)
+
+    def batch(self, rgb: np.ndarray) -> tf.Tensor:
+        """A preprocessed float32 batch of one prepared image."""
+        x = rgb.astype(np.float32)
+        if self.channels == 1:
+            x = x @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
+        elif self.channels != 3:
+            raise ConvVizError(
+                f"The model takes {self.channels} channels; only RGB (3) or grayscale (1) images are supported."
+            )
+        return self._preprocess(tf.constant(x[None]))
+
+    # ----- one forward pass: every conv/pool output and the logits --------------------------------
+    def _forward(self, image: ImageSource) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """All visual layers' outputs and the logits for one image, cached for the last image."""
+        rgb = self.prepare(image)
+        key = _digest(rgb)
+        if self._forward_cache is not None and self._forward_cache[0] == key:
+            return self._forward_cache[1], self._forward_cache[2]
+        if self._forward_fn is None:
+            nodes = visual_layers(self.graph)
+            model = keras.Model(self.graph.input, [n.output for n in nodes] + [self.graph.head.logits])
+            self._forward_fn = (tf.function(lambda x: model(x, training=False), reduce_retracing=True), nodes)
+        fn, nodes = self._forward_fn
+        outs = fn(self.batch(rgb))
+        acts = {n.name: np.asarray(o[0], np.float32) for n, o in zip(nodes, outs[:-1])}
+        logits = np.asarray(outs[-1][0], np.float32)
+        self._forward_cache = (key, acts, logits)
+        return acts, logits
+
+    def activations(self, image: ImageSource, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Every conv/pool layer's output (H, W, C) float32 for one image, in model order."""
+        acts, _ = self._forward(image)
+        if layers is None:
+            return dict(acts)
+        if isinstance(layers, str):
+            layers = [layers]
+        out: dict[str, np.ndarray] = {}
+        for name in layers:
+            node = self.layer(name)
+            if node.name in acts:
+                out[node.name] = acts[node.name]
+            else:
+                out[node.name] = self._single_output(node, image)
+        return out
+
+    def _single_output(self, node: Node, image: ImageSource) -> np.ndarray:
+        """Output of a layer that is not conv/pool (e.g. an activation layer), for one image."""
+        if not node.is_spatial:
+            raise ConvVizError(f"Layer {node.name!r} has output shape {node.shape}: not a feature map (H, W, C).")
+        model = keras.Model(self.graph.input, node.output)
+        return np.asarray(model(self.batch(self.prepare(image)), training=False)[0], np.float32)
+
+    # ----- predictions -----------------------------------------------------------------------------
+    def probabilities(self, image: ImageSource) -> np.ndarray:
+        """Class probabilities (n_classes,) from the logits of the cached forward pass."""
+        _, logits = self._forward(image)
+        return probabilities(logits, self.graph.head.activation)
+
+    def predict(self, image: ImageSource, top: int = 5) -> list[tuple[int, str, float]]:
+        """The top classes as (index, name, probability), most probable first."""
+        probs = self.probabilities(image)
+        order = np.argsort(-probs, kind="stable")[: max(1, int(top))]
+        return [(int(i), self.class_names[i], float(probs[i])) for i in order]
+
+    # ----- Grad-CAM ----------------------------------------------------------------------------------
+    def gradcam(self, image: ImageSource, *, class_index: int | None = None, layer: str | None = None,
+                method: str = "gradcam") -> cam_rules.CAM:
+        """A class activation map for one image at a conv layer's resolution."""
+        method = method.lower()
+        if method not in CAM_METHODS:
+            raise ConvVizError(f"Unknown CAM method {method!r}: use one of {', '.join(CAM_METHODS)}.")
+        node = self._cam_node(layer)
+        if class_index is not None:
+            self._check_class(class_index)
+        fn = self._cam_fn(node)
+        c = -1 if class_index is None else int(class_index)
+        feats, grads, score, chosen, probs = fn(self.batch(self.prepare(image)), tf.constant(c, tf.int32))
+        feats, grads = np.asarray(feats), np.asarray(grads)
+        weights = cam_rules.WEIGHT_RULES[method](feats, grads)
+        heat, raw = cam_rules.combine(feats, weights)
+        k = int(chosen)
+        return cam_rules.CAM(heat, k, float(score), node.name, method, self.class_names[k], float(probs[k]), raw)
+
+    def _cam_node(self, layer: str | None) -> Node:
+        """The target feature map: the default, or a validated user choice."""
+        if layer is None:
+            return default_cam_node(self.graph)
+        node = self.layer(layer)
+        if not node.is_spatial or (node.spatial_extent or 2) <= 1:
+            raise ConvVizError(
+                f"Layer {node.name!r} ({type(node.layer).__name__}, output {node.shape}) has no spatial "
+                f"feature map, so a CAM cannot be drawn there. Choose a conv layer such as "
+                f"{self.default_cam_layer!r}."
+            )
+        return node
+
+    def _check_class(self, class_index: int) -> None:
+        """Class indices must exist in the model's output."""
+        if not 0 <= int(class_index) < self.n_classes:
+            raise ConvVizError(
+                f"Class index {class_index} is out of range: this model has {self.n_classes} classes "
+                f"(0..{self.n_classes - 1})."
+            )
+
+    def _cam_fn(self, node: Node) -> Any:
+        """Compiled forward + backward to the feature map, cached per layer."""
+        if node.name not in self._cam_fns:
+            model = keras.Model(self.graph.input, [node.output, self.graph.head.logits])
+            activation = self.graph.head.activation
+
+            @tf.function(reduce_retracing=True)
+            def run(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
+                with tf.GradientTape() as tape:
+                    feats, logits = model(x, training=False)
+                    scores = class_scores(logits, activation)[0]
+                    chosen = tf.where(class_index < 0, tf.argmax(scores, output_type=tf.int32), class_index)
+                    score = scores[chosen]
+                grads = tape.gradient(score, feats)
+                if grads is None:
+                    grads = tf.zeros_like(feats)
+                return feats[0], grads[0], score, chosen, tf_probabilities(logits, activation)[0]
+
+            self._cam_fns[node.name] = run
+        return self._cam_fns[node.name]
+
+    # ----- filter patterns ----------------------------------------------------------------------------
+    def filter_patterns(self, layer: str, filters: int | Sequence[int], *, size: int = 64, steps: int = 40,
+                        step_size: float = 1.0, seed: int = 0, progress: fp.Progress | None = None
+                        ) -> fp.FilterPatterns:
+        """Gradient-ascent pictures for every requested filter, computed as one batch."""
+        node = self.layer(layer)
+        idx = fp.check_filters(filters, node)
+        if int(size) < 8 or int(steps) < 0:
+            raise ConvVizError(f"size must be >= 8 and steps >= 0; got size={size}, steps={steps}.")
+        step, measure = self._pattern_fn(node.name, int(size))
+        x0 = fp.start_images(len(idx), int(size), self.channels, seed)
+        x, start, final = fp.ascend(step, measure, x0, idx, int(steps), float(step_size), progress)
+        return fp.FilterPatterns(fp.deprocess(x), start, final, node.name, idx)
+
+    def _pattern_fn(self, name: str, size: int) -> tuple[Any, Any]:
+        """Compiled ascent step for a layer, on a graph traced only up to that layer."""
+        fixed = self.input_size
+        key = name if fixed is None or fixed == (size, size) else f"{name}@free"
+        if key not in self._pattern_fns:
+            graph = self._graph_up_to(name, size)
+            node = graph.node(name)
+            objective = fp.build_objective(graph, node, self._preprocess)
+            self._pattern_fns[key] = fp.make_step(objective)
+        return self._pattern_fns[key]
+
+    def _graph_up_to(self, name: str, size: int) -> FlatGraph:
+        """Trace up to `name` at any image size; fall back to the model's own size."""
+        fixed = self.input_size
+        if fixed is None or fixed == (size, size):
+            return trace(self.model, spatial=None if fixed else (None, None), stop_at=self.layer(name).name)
+        try:
+            return trace(self.model, spatial=(None, None), stop_at=self.layer(name).name)
+        except Exception as err:  # noqa: BLE001 - a layer before the target needs the fixed size
+            raise ConvVizError(
+                f"Layer {name!r} can only be reached at the model's input size {fixed[0]}x{fixed[1]}; "
+                f"use size={fixed[0]}."
+            ) from err
+
+
+def _capped_size(hw: tuple[int, int], cap: int) -> tuple[int, int]:
+    """Shrink (h, w) so the longer side is at most `cap`, keeping the aspect ratio."""
+    h, w = int(hw[0]), int(hw[1])
+    scale = min(1.0, cap / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _digest(rgb: np.ndarray) -> str:
+    """A cache key for an image's pixels."""
+    return hashlib.blake2b(rgb.tobytes(), digest_size=16).hexdigest() + str(rgb.shape)
+
+
+def class_scores(logits: tf.Tensor, activation: str) -> tf.Tensor:
+    """Per-class scores to explain: logits, and (-z, z) for a single sigmoid/linear unit."""
+    if logits.shape[-1] == 1:
+        return tf.concat([-logits, logits], axis=-1)
+    return logits
+
+
+def tf_probabilities(logits: tf.Tensor, activation: str) -> tf.Tensor:
+    """Probabilities from logits for the model's head (TF version for compiled code)."""
+    if logits.shape[-1] == 1:
+        p = tf.sigmoid(logits)
+        return tf.concat([1.0 - p, p], axis=-1)
+    if activation == "sigmoid":
+        return tf.sigmoid(logits)
+    return tf.nn.softmax(logits, axis=-1)
+
+
+def probabilities(logits: np.ndarray, activation: str) -> np.ndarray:
+    """Probabilities from one image's logits (numpy)."""
+    z = np.asarray(logits, np.float64).reshape(-1)
+    if z.size == 1:
+        p = 1.0 / (1.0 + np.exp(-z[0]))
+        return np.array([1.0 - p, p], np.float32)
+    if activation == "sigmoid":
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+    e = np.exp(z - z.max())
+    return (e / e.sum()).astype(np.float32)

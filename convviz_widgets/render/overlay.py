@@ -1,0 +1,59 @@
+"""Heatmaps over photos, and pictures to PNG bytes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ConvVizError
+from ..images import load_image
+from . import colormaps
+
+
+def heatmap_image(heatmap: np.ndarray, cmap: str = "jet", size: tuple[int, int] | None = None) -> np.ndarray:
+    """A [0, 1] heatmap as uint8 RGB, optionally resized to (h, w) first (bilinear)."""
+    import cv2
+
+    h = np.asarray(heatmap, np.float32)
+    if h.ndim != 2:
+        raise ConvVizError(f"A heatmap must be 2-D (h, w); got shape {h.shape}.")
+    if size is not None and h.shape != tuple(size):
+        h = cv2.resize(h, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
+    return colormaps.apply(colormaps.to_uint8(h), cmap)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+    """Blend a colour-mapped heatmap, resized to the image, over it: uint8 RGB out.
+
+    alpha is the heatmap's opacity (0 = photo only, 1 = heatmap only).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ConvVizError(f"alpha must be between 0 and 1; got {alpha}.")
+    rgb = load_image(image)
+    colour = heatmap_image(heatmap, cmap, size=rgb.shape[:2])
+    out = rgb.astype(np.float32) * (1.0 - alpha)
+    out += colour.astype(np.float32) * alpha
+    return (out + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def to_png(array: np.ndarray, compress_level: int = 1) -> bytes:
+    """Encode a uint8 (H, W), (H, W, 3) or (H, W, 4) array as PNG bytes (fast compression)."""
+    a = np.asarray(array)
+    if a.dtype != np.uint8:
+        a = colormaps.to_uint8(a) if np.issubdtype(a.dtype, np.floating) else a.clip(0, 255).astype(np.uint8)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ConvVizError(f"to_png takes (H, W), (H, W, 3) or (H, W, 4); got shape {a.shape}.")
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def upscale(image: np.ndarray, min_side: int) -> np.ndarray:
+    """Enlarge a small picture with nearest-neighbour so its shorter side is at least `min_side`."""
+    h, w = image.shape[:2]
+    k = max(1, -(-min_side // max(1, min(h, w))))
+    return image if k == 1 else np.repeat(np.repeat(image, k, axis=0), k, axis=1)

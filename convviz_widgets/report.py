@@ -1,0 +1,165 @@
+"""A static HTML report of the three views: activation grids, filter patterns, Grad-CAM overlays."""
+
+from __future__ import annotations
+
+import html
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import render
+from .core.inspector import Inspector
+
+FIGURE_MIN_SIDE = 256  # small model inputs are enlarged so a person can see them
+
+
+@dataclass
+class Report:
+    """What a report holds before it is written: sections of (file name, caption) pictures."""
+
+    title: str
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    sections: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr (only redraws when the percentage changes)."""
+
+    def __init__(self, label: str, total: int, stream: Any = sys.stderr, width: int = 30) -> None:
+        self.label, self.total, self.stream, self.width = label, max(1, total), stream, width
+        self._last = -1
+        self._t0 = time.perf_counter()
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        total = total or self.total
+        pct = int(100 * done / max(1, total))
+        live = getattr(self.stream, "isatty", lambda: False)()
+        if pct == self._last or (not live and done < total):
+            return  # a log file gets one line per bar, a terminal a moving bar
+        self._last = pct
+        fill = int(self.width * done / max(1, total))
+        bar = "#" * fill + "-" * (self.width - fill)
+        secs = time.perf_counter() - self._t0
+        lead = "\r" if live else ""
+        self.stream.write(f"{lead}{self.label:<28} [{bar}] {pct:3d}% {secs:5.1f}s")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def default_filter_layers(inspector: Inspector, limit: int = 4) -> list[str]:
+    """Up to `limit` conv layers spread from the first to the last (the book shows one per block)."""
+    convs = [n for n in inspector.conv_layers if (inspector.layer(n).spatial_extent or 2) > 1]
+    if len(convs) <= limit:
+        return convs
+    picks = np.linspace(0, len(convs) - 1, limit).round().astype(int)
+    return [convs[i] for i in sorted(set(picks.tolist()))]
+
+
+def _file_name(layer: str, prefix: str) -> str:
+    """A safe PNG file name for a (possibly nested, 'outer/inner') layer name."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in layer)
+    return f"{prefix}_{safe}.png"
+
+
+def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: Sequence[str] | None = None,
+                 n_filters: int = 16, filter_size: int | None = None, steps: int = 40, top: int = 3,
+                 images_per_row: int = 16, log: Callable[[str], None] = print) -> Report:
+    """Compute the three views for one image and write their PNGs into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    rgb = inspector.prepare(image)
+    report = Report(title=f"What {inspector.model.name} sees")
+    _save(out / "input.png", render.upscale(rgb, FIGURE_MIN_SIDE))
+    preds = inspector.predict(rgb, top=max(5, top))
+    report.facts += [
+        ("Model", f"{inspector.model.name} — {inspector.model.count_params():,} parameters"),
+        ("Input", f"{rgb.shape[1]}x{rgb.shape[0]} RGB, preprocess '{inspector.preprocess_name}'"),
+        ("Top-5", ", ".join(f"{name} {p:.1%}" for _, name, p in preds[:5])),
+    ]
+    report.sections.append(("Input", "The image as the model sees it.", [("input.png", "input")]))
+    report.sections.append(_activation_section(inspector, rgb, out, images_per_row))
+    layers = list(filter_layers) if filter_layers else default_filter_layers(inspector)
+    report.sections.append(_filter_section(inspector, layers, out, n_filters, filter_size, steps))
+    report.sections.append(_cam_section(inspector, rgb, out, preds[:top]))
+    write_html(report, out / "index.html")
+    return report
+
+
+def _activation_section(inspector: Inspector, rgb: np.ndarray, out: Path,
+                        images_per_row: int) -> tuple[str, str, list[tuple[str, str]]]:
+    """Every conv/pool layer's channels as a grid (one forward pass)."""
+    acts = inspector.activations(rgb)
+    bar = ProgressBar("activation grids", len(acts))
+    items = []
+    for i, (name, act) in enumerate(acts.items(), 1):
+        grid = render.activation_grid(act, images_per_row=images_per_row)
+        fname = _file_name(name, "act")
+        _save(out / fname, render.upscale(grid, 128))
+        dead = int((act.reshape(-1, act.shape[-1]).max(axis=0) <= 0).sum())
+        items.append((fname, f"{name} — {act.shape[0]}x{act.shape[1]}, {act.shape[2]} channels, {dead} dead"))
+        bar(i, len(acts))
+    return ("Intermediate activations", "Each tile is one channel, scaled on its own.", items)
+
+
+def _filter_section(inspector: Inspector, layers: Sequence[str], out: Path, n_filters: int,
+                    size: int | None, steps: int) -> tuple[str, str, list[tuple[str, str]]]:
+    """Filter-pattern grids for the chosen layers."""
+    size = size or (inspector.input_size[0] if inspector.input_size else 64)
+    items = []
+    for name in layers:
+        node = inspector.layer(name)
+        k = min(n_filters, node.channels)
+        bar = ProgressBar(f"filters {node.name}"[:28], steps)
+        fp = inspector.filter_patterns(node.name, range(k), size=size, steps=steps, progress=bar)
+        grid = render.filter_grid(render.upscale(fp.images, 64) if size < 64 else fp.images, cols=8, margin=5)
+        fname = _file_name(node.name, "filters")
+        _save(out / fname, grid)
+        gain = float(np.median(fp.final_activation - fp.start_activation))
+        items.append((fname, f"{node.name} — filters 0..{k - 1}, {size}px, {steps} steps, median gain {gain:+.2f}"))
+    return ("Filter patterns", "Inputs that maximise each filter's mean activation (gradient ascent).", items)
+
+
+def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
+                 preds: Sequence[tuple[int, str, float]]) -> tuple[str, str, list[tuple[str, str]]]:
+    """Grad-CAM overlays for the top classes."""
+    shown = render.upscale(rgb, FIGURE_MIN_SIDE)
+    items = []
+    bar = ProgressBar("grad-cam", len(preds))
+    for rank, (idx, name, prob) in enumerate(preds, 1):
+        cam = inspector.gradcam(rgb, class_index=idx)
+        fname = f"gradcam_top{rank}.png"
+        _save(out / fname, render.overlay(shown, cam.heatmap))
+        items.append((fname, f"#{rank} {name} ({prob:.1%}) — score {cam.score:.2f} at {cam.layer}"))
+        bar(rank, len(preds))
+    return ("Grad-CAM", "Where the evidence for each class lies (red = most).", items)
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    """Write a picture as PNG."""
+    path.write_bytes(render.to_png(array, compress_level=6))
+
+
+def write_html(report: Report, path: Path) -> None:
+    """A self-contained index page linking the PNGs."""
+    esc = html.escape
+    facts = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in report.facts)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{esc(report.title)}</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}",
+        "figure{display:inline-block;margin:0 1em 1.5em 0;vertical-align:top}",
+        "img{image-rendering:pixelated;max-width:100%;border:1px solid #ddd}",
+        "figcaption{font-size:.85em;color:#555;max-width:60em}th{text-align:left;padding-right:1em}",
+        f"</style></head><body><h1>{esc(report.title)}</h1><table>{facts}</table>",
+    ]
+    for heading, blurb, items in report.sections:
+        parts.append(f"<h2>{esc(heading)}</h2><p>{esc(blurb)}</p>")
+        parts += [f"<figure><img src='{esc(f)}' alt='{esc(c)}'><figcaption>{esc(c)}</figcaption></figure>"
+                  for f, c in items]
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts), encoding="utf-8")

@@ -1,0 +1,218 @@
+"""The Activations tab: every channel of a layer's output as a grid, one channel enlarged, layer facts."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+
+from ..render import activation_grid, channel_image
+from .base import ImageView, enlarge, guarded, picture_widget, show_picture
+
+CMAPS = ("viridis", "magma", "inferno", "plasma", "cividis", "gray", "jet")
+GRID_WIDTH = 1024  # a grid wider than a notebook column is shrunk by the browser anyway
+GRID_PIXELS = 1_500_000  # and a taller one costs PNG time without showing more
+
+
+def layer_label(shape: tuple, name: str) -> str:
+    """Dropdown text: the layer name and its output size."""
+    dims = "×".join("?" if d is None else str(d) for d in shape[1:])
+    return f"{name}  ({dims})"
+
+
+def layer_facts(act: np.ndarray) -> dict[str, float]:
+    """Dead channels (never positive for this image) and sparsity (share of exact zeros)."""
+    peak = act.max(axis=(0, 1))
+    return {
+        "channels": int(act.shape[-1]),
+        "dead": int(np.count_nonzero(peak <= 0.0)),
+        "sparsity": float(np.count_nonzero(act == 0.0)) / act.size,
+        "max": float(peak.max(initial=0.0)),
+    }
+
+
+def shrink_factor(shape: tuple[int, ...], per_row: int, width: int, pixels: int) -> int:
+    """Smallest integer factor that keeps the channel grid within `width` and `pixels`."""
+    h, w, c = shape
+    cols = min(per_row, c)
+    rows = math.ceil(c / cols)
+    f = 1
+    while f < max(h, w) and (cols * (w // f + 1) > width or rows * cols * (h // f + 1) * (w // f + 1) > pixels):
+        f += 1
+    return f
+
+
+def block_mean(act: np.ndarray, f: int) -> np.ndarray:
+    """Average f x f blocks of an (H, W, C) map (edges that do not fill a block are dropped)."""
+    if f <= 1:
+        return act
+    h, w, c = act.shape
+    h, w = max(f, h - h % f), max(f, w - w % f)
+    return act[:h, :w].reshape(h // f, f, w // f, f, c).mean(axis=(1, 3))
+
+
+class ActivationsView(ImageView):
+    """Feature maps of one image: a layer's channels in a grid, one channel large, and its statistics."""
+
+    kind = "activations"
+    busy_text = "Computing activations (one forward pass)…"
+
+    def __init__(self, model: Any, image: Any = None, *, layer: str | None = None, images_per_row: int = 16,
+                 cmap: str = "viridis", grid_width: int = GRID_WIDTH, **kwargs: Any) -> None:
+        super().__init__(model, image, **kwargs)
+        self.grid_width = grid_width
+        self._acts: dict[str, np.ndarray] = {}
+        self._facts: dict[str, dict[str, float]] = {}
+        names = self.inspector.layers
+        first = self.inspector.layer(layer).name if layer else names[0]
+        channels = self.inspector.layer(first).channels
+        self.layer = widgets.Dropdown(
+            options=[(layer_label(self.inspector.layer(n).shape, n), n) for n in names], value=first,
+            description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
+        self.per_row = widgets.IntSlider(images_per_row, min=1, max=64, description="Per row", continuous_update=False)
+        self.cmap = widgets.Dropdown(options=CMAPS, value=cmap, description="Colormap",
+                                     layout=widgets.Layout(width="220px"))
+        self.channel = widgets.IntSlider(0, min=0, max=channels - 1, description="Channel")
+        self.channel_index = widgets.BoundedIntText(0, min=0, max=channels - 1, description="Index",
+                                                    layout=widgets.Layout(width="160px"))
+        widgets.link((self.channel, "max"), (self.channel_index, "max"))
+        widgets.link((self.channel, "value"), (self.channel_index, "value"))
+        self.facts = widgets.HTML()
+        self.facts.add_class("convviz-facts")
+        self.grid = picture_widget("convviz-grid")
+        self.grid_caption = widgets.HTML()
+        self.channel_picture = picture_widget("convviz-channel")
+        self.channel_caption = widgets.HTML()
+        self.on(self.layer, self._layer_changed)
+        self.on(self.per_row, self._grid_changed)
+        self.on(self.cmap, self._cmap_changed)
+        self.on(self.channel, self._channel_changed)
+        self.children = [
+            widgets.HBox([self.layer, self.cmap]),
+            self.facts,
+            widgets.HBox([self.per_row, self.save_button, self.saved]),
+            self.status, self.message,
+            self.grid, self.grid_caption,
+            widgets.HBox([self.channel, self.channel_index]),
+            self.channel_picture, self.channel_caption,
+        ]
+        self._start_initial()
+
+    # ----- model work -------------------------------------------------------------------------------
+    def compute(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
+        """One forward pass gives every layer's output (cached by the Inspector)."""
+        return self.inspector.activations(rgb)
+
+    def apply(self, result: dict[str, np.ndarray]) -> None:
+        """Keep the activations of the new image and redraw from them."""
+        self._acts = result
+        self._facts = {}
+        self._layer_changed()
+
+    # ----- reading the cache ------------------------------------------------------------------------
+    def activation(self) -> np.ndarray | None:
+        """The selected layer's output (H, W, C) for the current image, or None before one is set."""
+        return self._acts.get(self.layer.value)
+
+    def grid_array(self, full: bool = False) -> np.ndarray | None:
+        """The channel grid as uint8 RGB: as displayed, or at full resolution."""
+        act = self.activation()
+        if act is None:
+            return None
+        per_row = min(self.per_row.value, act.shape[-1])
+        f = 1 if full else shrink_factor(act.shape, per_row, self.grid_width, GRID_PIXELS)
+        grid = activation_grid(block_mean(act, f), per_row, self.cmap.value)
+        return enlarge(grid, target=min(640, self.grid_width), limit=max(self.grid_width, grid.shape[1]))
+
+    def channel_array(self) -> np.ndarray | None:
+        """The selected channel, enlarged, as uint8 RGB."""
+        act = self.activation()
+        if act is None:
+            return None
+        return enlarge(channel_image(act, min(self.channel.value, act.shape[-1] - 1), self.cmap.value), 256, 512)
+
+    def pictures(self) -> dict[str, np.ndarray]:
+        """The full-resolution grid and the enlarged channel, for saving."""
+        if self.activation() is None:
+            return {}
+        name = self.layer.value
+        return {name: self.grid_array(full=True), f"{name}-channel{self.channel.value}": self.channel_array()}
+
+    # ----- redraws from the cache (no model work) -----------------------------------------------------
+    @guarded
+    def _layer_changed(self) -> None:
+        """A new layer: adjust the channel range, then redraw everything."""
+        with self._lock:
+            act = self.activation()
+            if act is None:
+                return
+            with self.quietly():
+                self.channel.max = act.shape[-1] - 1
+            self._draw_grid(act)
+            self._draw_channel(act)
+            self._draw_facts(act)
+            self.clear_error()
+
+    @guarded
+    def _grid_changed(self) -> None:
+        """Images per row changed."""
+        with self._lock:
+            act = self.activation()
+            if act is not None:
+                self._draw_grid(act)
+                self.clear_error()
+
+    @guarded
+    def _cmap_changed(self) -> None:
+        """The colormap changed: both pictures use it."""
+        with self._lock:
+            act = self.activation()
+            if act is not None:
+                self._draw_grid(act)
+                self._draw_channel(act)
+                self.clear_error()
+
+    @guarded
+    def _channel_changed(self) -> None:
+        """Another channel to enlarge."""
+        with self._lock:
+            act = self.activation()
+            if act is not None:
+                self._draw_channel(act)
+                self.clear_error()
+
+    def _draw_grid(self, act: np.ndarray) -> None:
+        """Render the grid picture and its caption."""
+        h, w, c = act.shape
+        per_row = min(self.per_row.value, c)
+        f = shrink_factor(act.shape, per_row, self.grid_width, GRID_PIXELS)
+        show_picture(self.grid, self.grid_array())
+        note = f"; tiles shown at 1/{f} resolution (saved files are full size)" if f > 1 else ""
+        self.grid_caption.value = f"<small>All {c} channels of {h}×{w}, {per_row} per row{note}.</small>"
+
+    def _draw_channel(self, act: np.ndarray) -> None:
+        """Render the enlarged channel and its statistics."""
+        k = min(self.channel.value, act.shape[-1] - 1)
+        show_picture(self.channel_picture, self.channel_array())
+        ch = act[..., k]
+        self.channel_caption.value = (
+            f"<small>Channel {k}: min {ch.min():.3g}, max {ch.max():.3g}, mean {ch.mean():.3g}, "
+            f"{np.mean(ch == 0.0):.0%} zeros.</small>"
+        )
+
+    def _draw_facts(self, act: np.ndarray) -> None:
+        """Shape, dead channels and sparsity of the selected layer (computed once per image and layer)."""
+        name = self.layer.value
+        if name not in self._facts:
+            self._facts[name] = layer_facts(act)
+        facts = self._facts[name]
+        kind = type(self.inspector.layer(name).layer).__name__
+        h, w, c = act.shape
+        self.facts.value = (
+            f"<b>{html.escape(name)}</b> ({kind}) · output <b>{h} × {w} × {c}</b> · "
+            f"dead channels: <b>{facts['dead']} of {c}</b> ({facts['dead'] / c:.1%}, never positive for this image) · "
+            f"sparsity: <b>{facts['sparsity']:.1%}</b> of activations are zero"
+        )

@@ -1,0 +1,173 @@
+"""The panel's header: which image to explain (samples, an upload, your array) and the model's top-5."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+
+from ..images import load_image
+from .base import View, display_image, enlarge, guarded, picture_widget, show_picture
+
+GIVEN = "given"
+TOP = 5
+
+Listener = Callable[[np.ndarray, np.ndarray], None]
+
+
+def demo_module() -> Any:
+    """The demo module (sample scenes), or None while it is absent."""
+    try:
+        from .. import demo
+    except ImportError:
+        return None
+    return demo
+
+
+def predictions_html(predictions: list[tuple[int, str, float]]) -> str:
+    """The top classes as a small table with probability bars."""
+    rows = "".join(
+        f"<tr><td>{rank}.</td><td><b>{html.escape(name)}</b></td><td style='color:#666'>#{index}</td>"
+        f"<td style='text-align:right'>{p:.1%}</td><td><div style='background:#4c72b0;height:10px;"
+        f"width:{max(1, round(120 * p))}px'></div></td></tr>"
+        for rank, (index, name, p) in enumerate(predictions, start=1)
+    )
+    return f"<div class='convviz-predictions'><b>Top {len(predictions)} predictions</b><table>{rows}</table></div>"
+
+
+class ImageChooser(View):
+    """Choose the image (demo scenes, an upload, or the array passed in) and see the top-5 predictions."""
+
+    kind = "image"
+
+    def __init__(self, model: Any, image: Any = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.listeners: list[Listener] = []
+        self.predictions: list[tuple[int, str, float]] = []
+        self.rgb: np.ndarray | None = None
+        self.display: np.ndarray | None = None
+        self.seed = 0
+        self._sources: dict[str, Any] = {}
+        self._token = 0
+        self._demo = demo_module()
+        options = []
+        if self._demo is not None:
+            options = [(f"Sample: {name}", f"sample:{i}") for i, name in enumerate(self._demo.CLASS_NAMES)]
+            options.append(("Sample: two shapes", "sample:pair"))
+        self.source = widgets.Dropdown(options=options, value=None, description="Image",
+                                       layout=widgets.Layout(width="300px"))
+        self.shuffle = widgets.Button(description="Another sample", icon="random", disabled=self._demo is None,
+                                      tooltip="Draw the sample scene again with the next seed")
+        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload")
+        self.picture = picture_widget("convviz-input")
+        self.table = widgets.HTML()
+        self.on(self.source, self._source_changed)
+        self.on(self.upload, self._uploaded)
+        self.shuffle.on_click(lambda _: self._next_sample())
+        self.picture.layout.margin = "0 16px 0 0"
+        controls = widgets.VBox([self.source, widgets.HBox([self.shuffle, self.upload]), self.status, self.message],
+                                layout=widgets.Layout(min_width="320px", margin="0 16px 0 0"))
+        self.children = [widgets.HBox([self.picture, controls, self.table],
+                                      layout=widgets.Layout(align_items="flex-start"))]
+        if image is not None:
+            self.set_image(image)
+
+    @property
+    def samples(self) -> bool:
+        """True when demo scenes are offered."""
+        return self._demo is not None
+
+    # ----- choosing --------------------------------------------------------------------------------------
+    def set_image(self, image: Any, label: str = "Your image") -> None:
+        """Explain an image passed from code (path, array, PIL image or bytes)."""
+        self._add_source(GIVEN, label, image)
+
+    def choose(self, key: str) -> None:
+        """Select a source by key: 'given', 'sample:0'.. or 'sample:pair', 'upload:NAME'."""
+        self.source.value = key  # the observer loads it
+
+    def _add_source(self, key: str, label: str, image: Any) -> None:
+        """Offer a new source first in the list and select it."""
+        self._sources[key] = image
+        others = [(text, value) for text, value in self.source.options if value != key]
+        with self.quietly():
+            self.source.options = [(label, key), *others]
+            self.source.value = key
+        self.load(key)
+
+    @guarded
+    def _source_changed(self) -> None:
+        """The user picked another entry."""
+        if self.source.value is not None:
+            self.load(self.source.value)
+
+    @guarded
+    def _uploaded(self) -> None:
+        """Read an uploaded file and make it the current image."""
+        if not self.upload.value:
+            return
+        item = self.upload.value[0]
+        content, name = bytes(item["content"]), str(item["name"])
+        with self.quietly():
+            self.upload.value = ()  # the same file may be uploaded again later
+        self._add_source(f"upload:{name}", f"Upload: {name}", content)
+
+    @guarded
+    def _next_sample(self) -> None:
+        """Draw the current sample again with the next seed (or the first sample)."""
+        self.seed += 1
+        key = self.source.value if str(self.source.value).startswith("sample:") else "sample:0"
+        if self.source.value == key:
+            self.load(key)
+        else:
+            self.choose(key)
+
+    def sample(self, key: str) -> np.ndarray:
+        """A demo scene at the model's input size (or the demo's own size)."""
+        fixed = self.inspector.input_size
+        size = fixed[0] if fixed and fixed[0] == fixed[1] and 32 <= fixed[0] <= 512 else self._demo.IMAGE_SIZE
+        which = key.split(":", 1)[1]
+        if which == "pair":
+            return self._demo.scene(seed=self.seed, size=size, objects=2).image
+        return self._demo.scene(label=int(which), seed=self.seed, size=size).image
+
+    # ----- running the model ----------------------------------------------------------------------------
+    def load(self, key: str) -> None:
+        """Run the model on a source in the background, then tell the listeners (the tabs)."""
+        self._token += 1
+        token = self._token
+        self.status.value = "Running the model on the new image…"
+
+        def work() -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, float]]]:
+            source = self.sample(key) if key.startswith("sample:") else self._sources[key]
+            full = load_image(source)
+            rgb = self.inspector.prepare(full)
+            predictions = self.inspector.predict(rgb, top=TOP)  # the same forward pass as the activations
+            return rgb, display_image(full), predictions
+
+        self.runner.submit(work, lambda result: self._loaded(token, *result), lambda err: self._failed(token, err))
+
+    def _loaded(self, token: int, rgb: np.ndarray, shown: np.ndarray,
+                predictions: list[tuple[int, str, float]]) -> None:
+        """Show the image and predictions, then hand the image to the tabs."""
+        if token != self._token:
+            return
+        self.rgb, self.display, self.predictions = rgb, shown, predictions
+        show_picture(self.picture, enlarge(shown, 192, 320))
+        self.table.value = predictions_html(predictions)
+        self.status.value = ""
+        self.clear_error()
+        for listener in self.listeners:
+            listener(rgb, shown)
+
+    def _failed(self, token: int, err: BaseException) -> None:
+        """Show the error for the latest request only."""
+        if token == self._token:
+            self.show_error(err)
+
+    def pictures(self) -> dict[str, np.ndarray]:
+        """The input image as shown, for saving."""
+        return {} if self.display is None else {"input": self.display}

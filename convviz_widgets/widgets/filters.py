@@ -1,0 +1,216 @@
+"""The Filters tab: pictures that excite chosen filters, rendered in the background with progress and Cancel."""
+
+from __future__ import annotations
+
+import html
+import math
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import cv2
+import ipywidgets as widgets
+import numpy as np
+
+from ..core import Cancelled, FilterPatterns
+from ..render import filter_grid
+from .activations import layer_label
+from .base import View, enlarge, guarded, picture_widget, show_picture
+
+SIZES = (32, 48, 64, 96, 128, 160, 224)
+COLUMNS = 8
+TILE_MIN = 96  # small patterns are enlarged (nearest neighbour) to at least this many pixels
+LABEL_HEIGHT = 18
+CACHE_SIZE = 32
+
+Key = tuple[str, tuple[int, ...], int, int]
+
+
+def labelled_tiles(patterns: FilterPatterns) -> np.ndarray:
+    """Enlarge each pattern and put its filter index (and final activation) on a strip above it."""
+    images = patterns.images
+    k = max(1, math.ceil(TILE_MIN / images.shape[1]))
+    tiles = np.repeat(np.repeat(images, k, axis=1), k, axis=2)
+    strips = np.zeros((len(tiles), LABEL_HEIGHT, tiles.shape[2], 3), np.uint8)
+    for strip, index, act in zip(strips, patterns.filters, patterns.final_activation):
+        text = f"#{index}  {act:.3g}" if tiles.shape[2] >= 80 else f"#{index}"
+        cv2.putText(strip, text, (3, LABEL_HEIGHT - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return np.concatenate([strips, tiles], axis=1)
+
+
+def default_layer(conv_layers: list[str], layers: list[str]) -> str:
+    """A middle conv layer: its patterns are neither plain colours nor noise."""
+    return conv_layers[len(conv_layers) // 2] if conv_layers else layers[0]
+
+
+class FiltersView(View):
+    """Filter patterns of one layer: settings, a Render button, a progress bar, Cancel, and a cached grid."""
+
+    kind = "filters"
+
+    def __init__(self, model: Any, *, layer: str | None = None, first: int = 0, count: int = 16,
+                 size: int | None = None, steps: int = 40, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        names = self.inspector.layers
+        chosen = self.inspector.layer(layer).name if layer else default_layer(self.inspector.conv_layers, names)
+        channels = self.inspector.layer(chosen).channels
+        self.cache: OrderedDict[Key, tuple[FilterPatterns, np.ndarray]] = OrderedDict()
+        self._cancel = threading.Event()
+        self._running: Key | None = None
+        self._shown: Key | None = None
+        self._shown_picture: np.ndarray | None = None
+        self.layer = widgets.Dropdown(
+            options=[(layer_label(self.inspector.layer(n).shape, n), n) for n in names], value=chosen,
+            description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
+        self.first = widgets.BoundedIntText(first, min=0, max=channels - 1, description="First filter",
+                                            layout=widgets.Layout(width="180px"))
+        self.count = widgets.IntSlider(count, min=1, max=64, description="Count", continuous_update=False)
+        self.size = widgets.Dropdown(options=SIZES, value=size or self._default_size(), description="Size (px)",
+                                     layout=widgets.Layout(width="180px"))
+        self.steps = widgets.IntSlider(steps, min=0, max=500, description="Steps", continuous_update=False)
+        self.render_button = widgets.Button(description="Render", button_style="primary", icon="play")
+        self.cancel_button = widgets.Button(description="Cancel", button_style="warning", icon="stop", disabled=True)
+        self.progress = widgets.IntProgress(0, min=0, max=max(1, steps), description="Progress")
+        self.progress.add_class("convviz-progress")
+        self.grid = picture_widget("convviz-filter-grid")
+        self.caption = widgets.HTML()
+        self.render_button.on_click(lambda _: self.render())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.on(self.layer, self._layer_changed)
+        for control in (self.first, self.count, self.size, self.steps):
+            self.on(control, self._settings_changed)
+        self.children = [
+            widgets.HBox([self.layer, self.first]),
+            widgets.HBox([self.count, self.steps, self.size]),
+            widgets.HBox([self.render_button, self.cancel_button, self.progress, self.status]),
+            self.message,
+            self.grid, self.caption,
+            widgets.HBox([self.save_button, self.saved]),
+        ]
+
+    def _default_size(self) -> int:
+        """The model's own input size when it is one of SIZES and at most 64, else 64."""
+        fixed = self.inspector.input_size
+        if fixed and fixed[0] == fixed[1] and fixed[0] in SIZES and fixed[0] <= 64:
+            return fixed[0]
+        return 64
+
+    # ----- settings -----------------------------------------------------------------------------------
+    def key(self) -> Key:
+        """The cache key of the current settings: layer, filter indices, size, steps."""
+        channels = self.inspector.layer(self.layer.value).channels
+        first = min(self.first.value, channels - 1)
+        filters = tuple(range(first, min(first + self.count.value, channels)))
+        return self.layer.value, filters, int(self.size.value), int(self.steps.value)
+
+    @guarded
+    def _layer_changed(self) -> None:
+        """Bound the first-filter box by the new layer's channels, then look in the cache."""
+        with self.quietly():
+            self.first.max = self.inspector.layer(self.layer.value).channels - 1
+        self._settings_changed()
+
+    @guarded
+    def _settings_changed(self) -> None:
+        """Show cached patterns at once; otherwise say that Render will compute them."""
+        key = self.key()
+        if key in self.cache:
+            self._show(key)
+        elif self._running is None:
+            self.status.value = "Press Render for these settings." if self._shown else ""
+
+    # ----- rendering ------------------------------------------------------------------------------------
+    @guarded
+    def render(self) -> None:
+        """Show the patterns for the current settings: from the cache, or computed in the background."""
+        key = self.key()
+        if key in self.cache:
+            self._show(key)
+            return
+        if self._running is not None:
+            self.status.value = "Already rendering: wait for it or press Cancel."
+            return
+        layer, filters, size, steps = key
+        self._running = key
+        self._cancel.clear()
+        self.clear_error()
+        self.render_button.disabled = True
+        self.cancel_button.disabled = False
+        self.progress.bar_style = "info"
+        self.progress.max, self.progress.value = max(1, steps), 0
+        self.status.value = f"Rendering {len(filters)} filters of {layer}…"
+
+        def work() -> FilterPatterns:
+            if self._cancel.is_set():
+                raise Cancelled("Filter patterns cancelled before they started.")
+            return self.inspector.filter_patterns(layer, filters, size=size, steps=steps, seed=0,
+                                                  progress=self._progress)
+
+        self.runner.submit(work, lambda patterns: self._finished(key, patterns), self._stopped)
+
+    def cancel(self) -> None:
+        """Ask the running render to stop after its current step."""
+        if self._running is not None:
+            self._cancel.set()
+            self.status.value = "Cancelling…"
+
+    @property
+    def running(self) -> bool:
+        """True while a render is queued or in progress."""
+        return self._running is not None
+
+    def _progress(self, step: int, total: int) -> bool:
+        """Progress callback (worker thread): move the bar; False stops the ascent."""
+        self.progress.value = step
+        return not self._cancel.is_set()
+
+    def _finished(self, key: Key, patterns: FilterPatterns) -> None:
+        """Cache the new patterns and show them if the settings still ask for them."""
+        picture = filter_grid(labelled_tiles(patterns), cols=min(COLUMNS, len(patterns.filters)))
+        self.cache[key] = (patterns, picture)
+        while len(self.cache) > CACHE_SIZE:
+            self.cache.popitem(last=False)
+        self._idle("success")
+        if key == self.key():
+            self._show(key)
+        else:
+            self.status.value = "Done (cached); the settings have changed since: press Render."
+
+    def _stopped(self, err: BaseException) -> None:
+        """Cancelled or failed: report it and make the controls usable again."""
+        self._idle("warning" if isinstance(err, Cancelled) else "danger")
+        if isinstance(err, Cancelled):
+            self.status.value = str(err)
+        else:
+            self.show_error(err)
+
+    def _idle(self, style: str) -> None:
+        """Back to the idle state after a render."""
+        self._running = None
+        self.progress.bar_style = style
+        self.render_button.disabled = False
+        self.cancel_button.disabled = True
+
+    def _show(self, key: Key) -> None:
+        """Display cached patterns and describe them."""
+        patterns, picture = self.cache[key]
+        self.cache.move_to_end(key)
+        show_picture(self.grid, enlarge(picture, 256, max(1024, picture.shape[1])))
+        self._shown, self._shown_picture = key, picture
+        layer, filters, size, steps = key
+        start, final = float(np.mean(patterns.start_activation)), float(np.mean(patterns.final_activation))
+        self.caption.value = (
+            f"<small>Layer <b>{html.escape(layer)}</b>, filters {filters[0]}–{filters[-1]}, {size} px, "
+            f"{steps} steps (seed 0). Each tile: the filter index and its mean activation after the ascent; "
+            f"mean over tiles {start:.3g} → {final:.3g}.</small>"
+        )
+        self.status.value = ""
+        self.clear_error()
+
+    def pictures(self) -> dict[str, np.ndarray]:
+        """The grid shown now, for saving."""
+        if self._shown is None or self._shown_picture is None:
+            return {}
+        layer, filters, size, steps = self._shown
+        return {f"{layer}-{filters[0]}-{filters[-1]}-{size}px-{steps}steps": self._shown_picture}

@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny models built in code, the shared ImageNet MobileNet, a cat photo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+MOBILENET_WEIGHTS = SHARED_DATA / "mobilenet_2_5_128_tf.h5"
+IMAGENET_INDEX = SHARED_DATA / "imagenet_class_index.json"
+
+
+def small_convnet(size: int = 32, classes: int = 3, activation: str = "softmax", seed: int = 0,
+                  padding: str = "same") -> keras.Model:
+    """A book-style Sequential convnet: conv/pool blocks, flatten, dense head."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            keras.layers.Conv2D(8, 3, padding=padding, activation="relu", name="conv1"),
+            keras.layers.MaxPooling2D(name="pool1"),
+            keras.layers.Conv2D(12, 3, padding=padding, activation="relu", name="conv2"),
+            keras.layers.MaxPooling2D(name="pool2"),
+            keras.layers.Conv2D(20, 3, padding=padding, activation="relu", name="conv3"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(classes, activation=activation, name="predictions"),
+        ],
+        name="small_convnet",
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> keras.Model:
+    """A 32 px, 3-class softmax convnet with random weights."""
+    return small_convnet()
+
+
+@pytest.fixture(scope="session")
+def cat_image() -> np.ndarray:
+    """The cat photo scikit-image ships (chelsea.png), uint8 RGB."""
+    skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the cat photo used here")
+    return skdata.chelsea()
+
+
+@pytest.fixture(scope="session")
+def mobilenet() -> keras.Model:
+    """The real ImageNet MobileNet v1 0.25/128 from ../shared/data (skipped when absent)."""
+    if not MOBILENET_WEIGHTS.exists():
+        pytest.skip(f"the ImageNet MobileNet weights are not here ({MOBILENET_WEIGHTS}); they live in ../shared/data")
+    return keras.applications.MobileNet(alpha=0.25, input_shape=(128, 128, 3), weights=str(MOBILENET_WEIGHTS))
+
+
+def rng_image(h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:
+    """A deterministic random uint8 RGB image."""
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)

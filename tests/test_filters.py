@@ -1,0 +1,109 @@
+"""Filter patterns: batched gradient ascent that is deterministic, cancellable and correct."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import small_convnet
+
+import convviz_widgets as cv
+from convviz_widgets import Cancelled, Inspector
+from convviz_widgets.core import filters as fp_mod
+
+
+@pytest.fixture(scope="module")
+def ins():
+    return Inspector(small_convnet(size=32, seed=5), preprocess="rescale")
+
+
+def test_patterns_have_the_documented_shapes(ins):
+    fp = ins.filter_patterns("conv2", [0, 3, 11], size=32, steps=5)
+    assert fp.images.shape == (3, 32, 32, 3) and fp.images.dtype == np.uint8
+    assert fp.start_activation.shape == fp.final_activation.shape == (3,)
+    assert fp.layer == "conv2" and fp.filters == (0, 3, 11)
+
+
+def test_patterns_are_deterministic_for_a_seed(ins):
+    a = ins.filter_patterns("conv1", range(4), size=32, steps=5, seed=1)
+    b = ins.filter_patterns("conv1", range(4), size=32, steps=5, seed=1)
+    c = ins.filter_patterns("conv1", range(4), size=32, steps=5, seed=2)
+    np.testing.assert_array_equal(a.images, b.images)
+    assert not np.array_equal(a.images, c.images)
+
+
+def test_ascent_raises_every_live_filters_activation(ins):
+    fp = ins.filter_patterns("conv3", range(8), size=32, steps=30, step_size=4.0)
+    live = fp.start_activation > 0  # a ReLU filter that is zero everywhere has no gradient to follow
+    assert live.sum() >= 6
+    assert (fp.final_activation[live] > 1.3 * fp.start_activation[live]).all()
+    assert (fp.final_activation >= fp.start_activation).all()
+
+
+def test_progress_is_called_each_step_and_false_cancels(ins):
+    seen = []
+    ins.filter_patterns("conv1", [0], size=16, steps=6, progress=lambda i, n: seen.append((i, n)))
+    assert seen == [(i, 6) for i in range(1, 7)]
+
+    def stop_at_three(i, n):
+        return i < 3 and None  # None keeps going, False stops
+
+    with pytest.raises(Cancelled, match="after 3 of 40"):
+        ins.filter_patterns("conv1", [0, 1], size=16, steps=40, progress=stop_at_three)
+
+
+def test_progress_may_raise_cancelled(ins):
+    def boom(i, n):
+        raise Cancelled("user pressed cancel")
+
+    with pytest.raises(Cancelled, match="user pressed"):
+        ins.filter_patterns("conv1", [0], size=16, steps=5, progress=boom)
+
+
+def test_one_batch_equals_the_books_loop_for_the_same_start():
+    model = small_convnet(size=32, seed=6)
+    ins = Inspector(model, preprocess="rescale")
+    filters = [1, 4, 7]
+    fp = ins.filter_patterns("conv2", filters, size=32, steps=10, seed=3)
+    start = fp_mod.start_images(len(filters), 32, 3, 3)
+    sub = keras.Model(model.inputs[0], model.get_layer("conv2").output)
+    for k, f in enumerate(filters):
+        x = tf.Variable(start[k : k + 1])
+        for _ in range(10):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(sub(x / 255.0)[..., f])
+            g = tape.gradient(loss, x)
+            x.assign_add(g / (tf.sqrt(tf.reduce_mean(tf.square(g))) + 1e-5))
+        book_final = float(tf.reduce_mean(sub(x / 255.0)[..., f]))
+        assert fp.final_activation[k] == pytest.approx(book_final, rel=1e-3, abs=1e-4)
+
+
+def test_sliced_conv_objective_matches_the_full_layer():
+    model = small_convnet(size=32, seed=7)
+    ins = Inspector(model, preprocess="rescale")
+    node = ins.graph.node("conv2")
+    assert fp_mod._sliced_conv(node)
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32"))
+    f = tf.constant([2, 0, 9])
+    sliced = fp_mod.build_objective(ins.graph, node, ins._preprocess)(x, f)
+    full = keras.Model(ins.graph.input, node.output)(x / 255.0)
+    expected = [float(tf.reduce_mean(full[i, ..., int(f[i])])) for i in range(3)]
+    np.testing.assert_allclose(np.asarray(sliced), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pooling_layer_targets_work(ins):
+    fp = ins.filter_patterns("pool1", [0, 1], size=32, steps=4)
+    assert fp.images.shape == (2, 32, 32, 3)
+
+
+def test_size_other_than_the_models_input_works_for_conv_prefixes(ins):
+    fp = ins.filter_patterns("conv2", [0], size=48, steps=2)
+    assert fp.images.shape == (1, 48, 48, 3)
+
+
+def test_function_shortcut_matches_inspector():
+    model = small_convnet(size=32, seed=8)
+    a = cv.filter_patterns(model, "conv1", [0, 1], preprocess="rescale", size=16, steps=3)
+    b = Inspector(model, preprocess="rescale").filter_patterns("conv1", [0, 1], size=16, steps=3)
+    np.testing.assert_array_equal(a.images, b.images)

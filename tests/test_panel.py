@@ -1,0 +1,382 @@
+"""ConvVizPanel and its views, driven from Python as a user drives the controls (no browser)."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import time
+
+import ipywidgets as widgets
+import keras
+import numpy as np
+import pytest
+from conftest import rng_image, small_convnet
+from PIL import Image
+
+from convviz_widgets import ConvVizError, Inspector, to_png
+from convviz_widgets.widgets import ActivationsView, CamView, ConvVizPanel, FiltersView, Runner
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ----- helpers and fixtures ---------------------------------------------------------------------------
+def decode(png: bytes | memoryview) -> np.ndarray:
+    """PNG bytes from an Image widget as a uint8 array (fails if they are not a PNG)."""
+    data = bytes(png)
+    assert data.startswith(PNG_SIGNATURE)
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, obj: object, name: str) -> list[int]:
+    """Count calls of obj.name (a method) while keeping its behaviour."""
+    calls: list[int] = []
+    original = getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(obj, name, wrapper)
+    return calls
+
+
+def upload_value(name: str, content: bytes) -> tuple[dict, ...]:
+    """What FileUpload.value holds after a user picks one file."""
+    return ({"name": name, "type": "image/png", "size": len(content), "content": memoryview(content),
+             "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+
+
+@pytest.fixture(scope="module")
+def model8() -> keras.Model:
+    """The shared tiny convnet with 8 classes, so a class can lie outside the top 5."""
+    return small_convnet(size=32, classes=8, seed=1)
+
+
+@pytest.fixture()
+def panel(model8: keras.Model, tmp_path) -> ConvVizPanel:
+    """A synchronous panel on the tiny model and a random image."""
+    return ConvVizPanel(model8, rng_image(48, 40, seed=3), background=False, save_dir=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def demo_model() -> keras.Model:
+    """The shipped demo convnet (skipped while the demo module or its model file is not there yet)."""
+    demo = pytest.importorskip("convviz_widgets.demo", reason="convviz_widgets.demo is being written")
+    if not demo.MODEL_PATH.is_file():
+        pytest.skip(f"the demo model file {demo.MODEL_PATH.name} is not built yet")
+    return demo.load_model()
+
+
+@pytest.fixture(scope="module")
+def nested_model() -> keras.Model:
+    """VGG16 (random weights, 64 px) nested in a Sequential with a Dense head."""
+    keras.utils.set_random_seed(0)
+    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(64, 64, 3))
+    return keras.Sequential([keras.Input((64, 64, 3)), base, keras.layers.Flatten(),
+                             keras.layers.Dense(4, activation="softmax", name="head")], name="nested_vgg")
+
+
+# ----- the panel as a whole -------------------------------------------------------------------------------
+def test_panel_is_a_findable_widget_with_three_tabs(panel: ConvVizPanel) -> None:
+    assert isinstance(panel, widgets.VBox)
+    assert "convviz-panel" in panel._dom_classes
+    assert panel.tabs.titles == ("Activations", "Filters", "Grad-CAM")
+    assert [type(v) for v in panel.tabs.children] == [ActivationsView, FiltersView, CamView]
+    assert decode(panel.chooser.picture.value).shape[0] >= 192  # the 32 px input, enlarged
+    table = panel.chooser.table.value
+    assert table.count("<tr>") == 5 and "%" in table and "class " in table
+    assert [p[0] for p in panel.chooser.predictions] == [p[0] for p in panel.inspector.predict(panel.chooser.rgb)]
+    grid = decode(panel.activations.grid.value)
+    assert grid.shape[1] >= 640 and panel.activations.error == ""
+
+
+def test_panel_accepts_an_inspector_but_not_options_beside_it(model8: keras.Model) -> None:
+    inspector = Inspector(model8, preprocess="tf")
+    panel = ConvVizPanel(inspector, rng_image(), background=False)
+    assert panel.inspector is inspector and panel.activations.inspector is inspector
+    with pytest.raises(ConvVizError, match="when building the Inspector"):
+        ConvVizPanel(inspector, preprocess="caffe", background=False)
+
+
+def test_hidden_tabs_do_no_model_work_until_shown(model8: keras.Model, monkeypatch) -> None:
+    inspector = Inspector(model8)
+    cams = counting(monkeypatch, inspector, "gradcam")
+    panel = ConvVizPanel(inspector, rng_image(), background=False)
+    assert cams == [] and panel.cam.overlay.value == b""
+    panel.select("Grad-CAM")
+    assert len(cams) == 1 and decode(panel.cam.overlay.value).shape[0] >= 256
+
+
+def test_uploading_an_image_makes_it_current(panel: ConvVizPanel) -> None:
+    before = panel.activations.grid.value
+    panel.chooser.upload.value = upload_value("stripes.png", to_png(rng_image(64, 64, seed=9)))
+    assert panel.chooser.source.value == "upload:stripes.png"
+    assert ("Upload: stripes.png", "upload:stripes.png") in panel.chooser.source.options
+    assert panel.activations.grid.value != before
+    assert panel.chooser.upload.value == ()
+
+
+def test_an_error_shows_in_the_panel_and_the_next_action_works(panel: ConvVizPanel) -> None:
+    picture = panel.chooser.picture.value
+    panel.chooser.upload.value = upload_value("notes.png", b"this is not a picture")
+    assert "not an image" in panel.chooser.error
+    assert "convviz-error" in panel.chooser.message.value
+    assert panel.chooser.picture.value == picture  # the last good image stays
+    panel.set_image(rng_image(32, 32, seed=5))
+    assert panel.chooser.error == "" and panel.chooser.picture.value != picture
+
+
+def test_an_unexpected_error_in_a_callback_is_readable_and_recoverable(panel: ConvVizPanel, monkeypatch) -> None:
+    panel.select("Grad-CAM")
+    cam = panel.cam
+    original = cam.inspector.gradcam
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the GPU caught fire")
+
+    monkeypatch.setattr(cam.inspector, "gradcam", broken)
+    cam.method.value = "gradcam++"
+    assert cam.error == "RuntimeError: the GPU caught fire"
+    monkeypatch.setattr(cam.inspector, "gradcam", original)
+    cam.classes.value = cam.predictions[1][0]
+    assert cam.error == "" and f"(class {cam.predictions[1][0]})" in cam.score.value
+
+
+def test_the_panel_with_samples_when_no_image_is_given(model8: keras.Model) -> None:
+    pytest.importorskip("convviz_widgets.demo", reason="convviz_widgets.demo is being written")
+    panel = ConvVizPanel(model8, background=False)
+    assert panel.chooser.source.value == "sample:0"
+    first = panel.chooser.picture.value
+    panel.chooser.source.value = "sample:3"
+    assert panel.chooser.picture.value != first
+    star = panel.chooser.picture.value
+    panel.chooser.shuffle.click()  # the same class, the next seed
+    assert panel.chooser.source.value == "sample:3" and panel.chooser.picture.value != star
+
+
+# ----- Activations -------------------------------------------------------------------------------------------
+def test_activations_rerender_from_cache_without_model_work(panel: ConvVizPanel, monkeypatch) -> None:
+    view = panel.activations
+    calls = counting(monkeypatch, view.inspector, "activations")
+    forward = counting(monkeypatch, view.inspector, "_forward")
+    seen = {bytes(view.grid.value)}
+    view.layer.value = "pool1"
+    seen.add(bytes(view.grid.value))
+    view.cmap.value = "gray"
+    seen.add(bytes(view.grid.value))
+    view.per_row.value = 3
+    seen.add(bytes(view.grid.value))
+    view.channel.value = 5
+    assert len(seen) == 4 and calls == [] and forward == []
+
+
+def test_activation_controls_change_the_pictures_and_facts(panel: ConvVizPanel) -> None:
+    view = panel.activations
+    assert view.layer.options[0] == ("conv1  (32×32×8)", "conv1")
+    view.layer.value = "conv3"
+    act = view.activation()
+    assert act.shape == (8, 8, 20)
+    assert view.channel.max == 19 and view.channel_index.max == 19
+    dead = int(np.sum(act.max(axis=(0, 1)) <= 0))
+    assert f"dead channels: <b>{dead} of 20</b>" in view.facts.value
+    assert f"{np.mean(act == 0):.1%}</b> of activations are zero" in view.facts.value
+    assert "8 × 8 × 20" in view.facts.value
+    view.per_row.value = 4
+    four = decode(view.grid.value)
+    view.per_row.value = 10  # two rows instead of four: wider and shorter
+    ten = decode(view.grid.value)
+    assert ten.shape[1] / ten.shape[0] > 2 * four.shape[1] / four.shape[0]
+    channel = view.channel_picture.value
+    view.channel_index.value = 7  # typing an index moves the slider and the picture
+    assert view.channel.value == 7 and view.channel_picture.value != channel
+    assert "Channel 7:" in view.channel_caption.value
+    gray = view.grid.value
+    view.cmap.value = "magma"
+    assert view.grid.value != gray
+    view.layer.value = "conv1"  # fewer channels than before? no: 8 < 20, the channel is clamped
+    assert view.channel.value == 7 and view.channel.max == 7
+
+
+def test_activations_view_works_alone_on_a_new_image(model8: keras.Model) -> None:
+    view = ActivationsView(model8, rng_image(seed=1), layer="conv2", background=False)
+    assert isinstance(view, widgets.VBox) and "convviz-activations" in view._dom_classes
+    first = view.grid.value
+    view.set_image(rng_image(seed=2))
+    assert view.grid.value != first and view.layer.value == "conv2"
+
+
+def test_big_layers_are_shrunk_for_display_but_saved_in_full(tmp_path) -> None:
+    model = small_convnet(size=128, classes=3)
+    view = ActivationsView(model, rng_image(128, 128), background=False, save_dir=tmp_path)
+    shown = decode(view.grid.value)
+    assert shown.shape[1] <= 1024
+    assert "1/2 resolution" in view.grid_caption.value
+    view.save_button.click()
+    full = decode((tmp_path / "convviz-activations-conv1.png").read_bytes())
+    assert full.shape[1] == 8 * 129 - 1  # 8 channels of 128 px, 1 px apart
+    assert (tmp_path / "convviz-activations-conv1-channel0.png").is_file()
+    assert "convviz-activations-conv1.png" in view.saved.value
+
+
+# ----- Filters --------------------------------------------------------------------------------------------
+def test_filters_render_with_progress_and_cache(panel: ConvVizPanel, monkeypatch) -> None:
+    view = panel.select("Filters")
+    calls = counting(monkeypatch, view.inspector, "filter_patterns")
+    steps_seen: list[int] = []
+    view.progress.observe(lambda change: steps_seen.append(change["new"]), names="value")
+    view.layer.value = "conv2"
+    view.count.value = 6
+    view.steps.value = 5
+    view.render_button.click()
+    assert steps_seen[-5:] == [1, 2, 3, 4, 5] and view.progress.max == 5
+    assert len(calls) == 1 and view.status.value == ""
+    first = view.grid.value
+    assert decode(first).shape[1] > 6 * 96  # six 32 px patterns, enlarged to 96 px, in one row
+    assert "filters 0–5" in view.caption.value
+    view.first.value = 3
+    assert view.grid.value == first and "Press Render" in view.status.value
+    view.render_button.click()
+    second = view.grid.value
+    assert second != first and len(calls) == 2
+    view.first.value = 0  # going back is instant: from the cache, no model work
+    assert view.grid.value == first and len(calls) == 2 and "filters 0–5" in view.caption.value
+    view.save_button.click()
+    assert "convviz-filters-conv2-0-5-32px-5steps.png" in view.saved.value
+
+
+def test_cancel_stops_a_long_filter_render(model8: keras.Model) -> None:
+    view = FiltersView(model8, layer="conv3", count=4, steps=500, background=True)
+    view.render_button.click()
+    deadline = time.monotonic() + 60
+    while view.progress.value < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert view.running and not view.cancel_button.disabled
+    view.cancel_button.click()
+    assert view.wait(60)
+    assert view.status.value.startswith("Filter patterns cancelled after")
+    assert view.progress.value < 500 and view.progress.bar_style == "warning"
+    assert view.cache == {} and view.grid.value == b""
+    assert not view.render_button.disabled and view.cancel_button.disabled
+    view.steps.value = 3  # the next render works
+    view.render_button.click()
+    assert view.wait(60) and view.progress.value == 3 and decode(view.grid.value).size
+
+
+def test_a_failing_filter_render_shows_the_error_and_recovers(model8: keras.Model, monkeypatch) -> None:
+    view = FiltersView(model8, count=2, steps=2, background=False)
+    original = view.inspector.filter_patterns
+    monkeypatch.setattr(view.inspector, "filter_patterns", lambda *a, **k: 1 / 0)
+    view.render()
+    assert view.error == "ZeroDivisionError: division by zero" and view.progress.bar_style == "danger"
+    monkeypatch.setattr(view.inspector, "filter_patterns", original)
+    view.render()
+    assert view.error == "" and decode(view.grid.value).size
+
+
+# ----- Grad-CAM ---------------------------------------------------------------------------------------------
+def test_gradcam_controls(panel: ConvVizPanel, monkeypatch) -> None:
+    view = panel.select("Grad-CAM")
+    inspector = view.inspector
+    assert view.layer.value == inspector.default_cam_layer == "conv3"
+    assert [value for _, value in view.classes.options] == [i for i, _, _ in view.predictions]
+    label, index = view.classes.options[0]
+    assert label.startswith(inspector.class_names[index]) and label.endswith("%")
+    assert view.classes.value == index == view.class_index.value
+    assert f"(class {index})" in view.score.value and "probability" in view.score.value
+
+    overlay, heat = view.overlay.value, view.heatmap.value
+    other = view.predictions[2][0]
+    view.classes.value = other
+    assert view.class_index.value == other and f"(class {other})" in view.score.value
+    outside = next(i for i in range(8) if i not in [p[0] for p in view.predictions])
+    view.class_index.value = outside  # any index, not only the top 5
+    assert view.classes.value is None and f"(class {outside})" in view.score.value
+    assert view.class_name.value == inspector.class_names[outside]
+    view.method.value = "gradcam++"
+    assert "Grad-CAM++ of" in view.score.value
+    view.layer.value = "conv2"
+    assert "<code>conv2</code> (16×16)" in view.score.value
+
+    calls = counting(monkeypatch, inspector, "gradcam")
+    overlay, heat = view.overlay.value, view.heatmap.value
+    view.opacity.value = 0.9
+    assert view.overlay.value != overlay and view.heatmap.value == heat
+    view.cmap.value = "viridis"
+    assert view.heatmap.value != heat
+    view.layer.value = "conv3"  # back through maps computed before: from the cache
+    view.method.value = "gradcam"
+    view.class_index.value = index
+    assert view.classes.value == index
+    assert calls == [] and f"(class {index})" in view.score.value
+    left, right = decode(view.overlay.value), decode(view.heatmap.value)
+    assert left.shape == right.shape and left.shape[0] >= 256
+    view.save_button.click()
+    saved = decode((panel.cam.save_dir / f"convviz-gradcam-conv3-class{index}-gradcam.png").read_bytes())
+    assert saved.shape[1] == 2 * left.shape[1] + 8
+
+
+def test_cam_view_works_alone(model8: keras.Model) -> None:
+    view = CamView(model8, rng_image(seed=4), method="gradcam++", background=False)
+    assert "Grad-CAM++ of" in view.score.value and decode(view.heatmap.value).size
+
+
+# ----- background mode ------------------------------------------------------------------------------------------
+def test_background_panel_gives_the_same_pictures_and_keeps_the_latest_image(model8: keras.Model) -> None:
+    sync = ConvVizPanel(model8, rng_image(seed=7), background=False)
+    panel = ConvVizPanel(model8, rng_image(seed=6), background=True)
+    panel.set_image(rng_image(seed=7))  # replaces the first before its work is shown
+    assert panel.wait(60)
+    assert panel.activations.grid.value == sync.activations.grid.value
+    assert panel.chooser.predictions == sync.chooser.predictions
+    panel.select("Grad-CAM")
+    sync.select("Grad-CAM")
+    assert panel.wait(60) and panel.cam.overlay.value == sync.cam.overlay.value
+
+
+def test_runner_inline_and_background_report_errors() -> None:
+    for background in (False, True):
+        runner = Runner(background)
+        got: list = []
+        runner.submit(lambda: 2 + 2, got.append, got.append)
+        runner.submit(lambda: 1 / 0, got.append, got.append)
+        assert runner.wait(10)
+        assert got[0] == 4 and isinstance(got[1], ZeroDivisionError)
+
+
+# ----- the demo model and a nested model --------------------------------------------------------------------
+def test_demo_model_panel(demo_model: keras.Model) -> None:
+    from convviz_widgets import demo
+
+    panel = ConvVizPanel(demo_model, background=False)
+    assert panel.inspector.class_names == list(demo.CLASS_NAMES)
+    assert panel.inspector.preprocess_name == demo.PREPROCESS
+    assert any(name in panel.chooser.table.value for name in demo.CLASS_NAMES)
+    picture = panel.chooser.picture.value
+    panel.chooser.source.value = "sample:2"
+    assert panel.chooser.picture.value != picture
+    grid = panel.activations.grid.value
+    panel.activations.layer.value = panel.inspector.layers[-1]
+    assert panel.activations.grid.value != grid
+    cam = panel.select("Grad-CAM")
+    assert cam.classes.options[0][0].split()[0] in demo.CLASS_NAMES
+    filters = panel.select("Filters")
+    filters.count.value, filters.steps.value = 4, 3
+    filters.render()
+    assert decode(filters.grid.value).size
+
+
+def test_nested_model_panel(nested_model: keras.Model) -> None:
+    panel = ConvVizPanel(nested_model, rng_image(80, 80), preprocess="caffe", background=False)
+    view = panel.activations
+    assert view.layer.value == "vgg16/block1_conv1"
+    grid = view.grid.value
+    view.layer.value = "vgg16/block5_conv3"
+    assert view.grid.value != grid and "4 × 4 × 512" in view.facts.value
+    assert view.channel.max == 511
+    cam = panel.select("Grad-CAM")
+    assert cam.layer.value == "vgg16/block5_conv3" and "vgg16/block5_conv3" in cam.score.value
+    filters = panel.select("Filters")
+    filters.layer.value = "vgg16/block2_conv1"
+    filters.count.value, filters.steps.value = 3, 2
+    filters.render()
+    assert filters.error == "" and "vgg16/block2_conv1" in filters.caption.value
