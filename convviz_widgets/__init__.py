@@ -18,6 +18,7 @@ from .core import (  # noqa: E402
     ConvVizError,
     FilterPatterns,
     Inspector,
+    Regularization,
     activations,
     filter_patterns,
     gradcam,
@@ -30,7 +31,7 @@ from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "activation_grid",
+    "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activation_grid",
     "activations", "filter_grid", "filter_patterns", "gradcam", "load_image", "load_model", "overlay",
     "predict", "render", "to_png",
 ]

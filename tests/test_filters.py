@@ -107,3 +107,36 @@ def test_function_shortcut_matches_inspector():
     a = cv.filter_patterns(model, "conv1", [0, 1], preprocess="rescale", size=16, steps=3)
     b = Inspector(model, preprocess="rescale").filter_patterns("conv1", [0, 1], size=16, steps=3)
     np.testing.assert_array_equal(a.images, b.images)
+
+
+def test_regularized_mode_raises_activation_and_is_deterministic(ins):
+    a = ins.filter_patterns("conv2", [0, 2, 5], size=32, steps=25, mode="regularized", seed=4)
+    b = ins.filter_patterns("conv2", [0, 2, 5], size=32, steps=25, mode="regularized", seed=4)
+    assert a.images.shape == (3, 32, 32, 3) and a.images.dtype == np.uint8
+    np.testing.assert_array_equal(a.images, b.images)
+    live = a.start_activation > 0
+    assert (a.final_activation[live] > a.start_activation[live]).all()
+
+
+def test_regularized_mode_honours_cancel_and_settings(ins):
+    from convviz_widgets.core.feature_viz import Regularization
+
+    with pytest.raises(Cancelled):
+        ins.filter_patterns("conv1", [0], size=32, steps=10, mode="regularized", progress=lambda i, n: i < 2)
+    fp = ins.filter_patterns("conv1", [0], size=32, steps=3, mode="regularized",
+                             regularization=Regularization(jitter=0, scale=0.0, rotation=0.0))
+    assert fp.images.shape == (1, 32, 32, 3)
+
+
+def test_unknown_mode_is_a_clear_error(ins):
+    with pytest.raises(cv.ConvVizError, match="regularized"):
+        ins.filter_patterns("conv1", [0], size=16, steps=1, mode="fancy")
+
+
+def test_random_transforms_identity_when_disabled():
+    from convviz_widgets.core.feature_viz import Regularization, random_transforms, transform
+
+    reg = Regularization(jitter=0, scale=0.0, rotation=0.0)
+    x = tf.constant(np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32"))
+    y = transform(x, random_transforms(2, 16, reg, tf.constant([0, 0])))
+    np.testing.assert_allclose(np.asarray(y), np.asarray(x), atol=1e-5)

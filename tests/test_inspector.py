@@ -215,3 +215,27 @@ def test_predict_returns_sorted_top_k(tiny_model):
     preds = cv.predict(tiny_model, rng_image(), preprocess="rescale", top=2)
     assert len(preds) == 2 and preds[0][2] >= preds[1][2]
     assert all(isinstance(i, int) and isinstance(p, float) for i, _, p in preds)
+
+
+def test_scorecam_is_gradient_free_batched_and_valid(tiny_model):
+    img = rng_image(seed=12)
+    ins = Inspector(tiny_model, preprocess="rescale")
+    a = ins.gradcam(img, method="scorecam", batch_size=3)
+    b = ins.gradcam(img, method="scorecam", batch_size=64)
+    assert a.method == "scorecam" and a.heatmap.shape == (8, 8)
+    np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-5)  # batching does not change the map
+    assert np.isfinite(a.heatmap).all() and 0.0 <= a.heatmap.min() and a.heatmap.max() <= 1.0
+
+
+def test_scorecam_weights_are_class_probabilities_of_masked_inputs(tiny_model):
+    from convviz_widgets.core.cam import upsampled_masks
+
+    img = rng_image(seed=13)
+    ins = Inspector(tiny_model, preprocess="rescale")
+    feats = ins.activations(img)["conv3"]
+    x = img[None].astype("float32") / 255.0
+    masks = upsampled_masks(feats, (32, 32))
+    probs = np.asarray(tiny_model(x * masks))[:, 1]
+    raw = np.tensordot(feats, probs, axes=([-1], [0]))
+    cam = ins.gradcam(img, method="scorecam", class_index=1)
+    np.testing.assert_allclose(cam.raw, raw, rtol=1e-4, atol=1e-5)

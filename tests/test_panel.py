@@ -206,14 +206,14 @@ def test_activations_view_works_alone_on_a_new_image(model8: keras.Model) -> Non
 
 
 def test_big_layers_are_shrunk_for_display_but_saved_in_full(tmp_path) -> None:
-    model = small_convnet(size=128, classes=3)
-    view = ActivationsView(model, rng_image(128, 128), background=False, save_dir=tmp_path)
+    model = small_convnet(size=224, classes=3)
+    view = ActivationsView(model, rng_image(224, 224), background=False, save_dir=tmp_path)
     shown = decode(view.grid.value)
-    assert shown.shape[1] <= 1024
+    assert shown.shape[1] <= 1280
     assert "1/2 resolution" in view.grid_caption.value
     view.save_button.click()
     full = decode((tmp_path / "convviz-activations-conv1.png").read_bytes())
-    assert full.shape[1] == 8 * 129 - 1  # 8 channels of 128 px, 1 px apart
+    assert full.shape[1] == 8 * 225 - 1  # 8 channels of 224 px, 1 px apart
     assert (tmp_path / "convviz-activations-conv1-channel0.png").is_file()
     assert "convviz-activations-conv1.png" in view.saved.value
 

@@ -4,12 +4,13 @@ from ..errors import Cancelled, ConvVizError
 from ..images import load_image
 from .api import activations, filter_patterns, gradcam, inspector_for, predict
 from .cam import CAM
+from .feature_viz import Regularization
 from .filters import FilterPatterns
 from .inspector import Inspector
 from .model_io import load_model
 from .preprocess import PRESETS
 
 __all__ = [
-    "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "activations",
+    "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activations",
     "filter_patterns", "gradcam", "inspector_for", "load_image", "load_model", "predict",
 ]

@@ -54,6 +54,22 @@ WEIGHT_RULES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
+def upsampled_masks(feats: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Score-CAM masks: each channel upsampled to the input (h, w), scaled to [0, 1]; (C, h, w, 1)."""
+    import cv2
+
+    f = np.nan_to_num(feats.astype(np.float32))
+    lo = f.min(axis=(0, 1), keepdims=True)
+    span = f.max(axis=(0, 1), keepdims=True) - lo
+    norm = np.where(span > 1e-12, (f - lo) / np.where(span > 1e-12, span, 1.0), 0.0).astype(np.float32)
+    h, w = size
+    # cv2 resizes up to 512 channels at once; larger layers go in slices.
+    parts = [cv2.resize(norm[..., i : i + 512], (w, h), interpolation=cv2.INTER_LINEAR)
+             for i in range(0, norm.shape[-1], 512)]
+    up = np.concatenate([p.reshape(h, w, -1) for p in parts], axis=-1)
+    return np.moveaxis(up, -1, 0)[..., None]
+
+
 def combine(feats: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted channel sum, then ReLU and scaling to [0, 1]; returns (heatmap, raw sum)."""
     raw = np.tensordot(feats.astype(np.float32), weights.astype(np.float32), axes=([-1], [0]))

@@ -13,6 +13,7 @@ import tensorflow as tf
 from ..errors import ConvVizError
 from ..images import ImageSource, load_image, resize_rgb
 from . import cam as cam_rules
+from . import feature_viz as fv
 from . import filters as fp
 from .graph import FlatGraph, Node, default_cam_node, is_nested_model, trace, visual_layers
 from .labels import resolve_class_names
@@ -20,7 +21,7 @@ from .model_io import load_model
 from .preprocess import Preprocess, resolve
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
-CAM_METHODS = ("gradcam", "gradcam++")
+CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
 
 
 class Inspector:
@@ -41,7 +42,7 @@ class Inspector:
         self._forward_fn: Any = None
         self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
         self._cam_fns: dict[str, Any] = {}
-        self._pattern_fns: dict[str, tuple[Any, Any]] = {}
+        self._pattern_fns: dict[str, tuple[Any, Any, Any]] = {}
 
     # ----- facts about the model -------------------------------------------------------------
     def _model_names(self) -> list[str]:
@@ -153,22 +154,52 @@ class Inspector:
 
     # ----- Grad-CAM ----------------------------------------------------------------------------------
     def gradcam(self, image: ImageSource, *, class_index: int | None = None, layer: str | None = None,
-                method: str = "gradcam") -> cam_rules.CAM:
-        """A class activation map for one image at a conv layer's resolution."""
+                method: str = "gradcam", batch_size: int = 32) -> cam_rules.CAM:
+        """A class activation map for one image at a conv layer's resolution.
+
+        `method`: "gradcam", "gradcam++" or "scorecam" (gradient-free; `batch_size` masked
+        images per forward pass bounds its memory).
+        """
         method = method.lower()
         if method not in CAM_METHODS:
             raise ConvVizError(f"Unknown CAM method {method!r}: use one of {', '.join(CAM_METHODS)}.")
         node = self._cam_node(layer)
         if class_index is not None:
             self._check_class(class_index)
-        fn = self._cam_fn(node)
-        c = -1 if class_index is None else int(class_index)
-        feats, grads, score, chosen, probs = fn(self.batch(self.prepare(image)), tf.constant(c, tf.int32))
-        feats, grads = np.asarray(feats), np.asarray(grads)
-        weights = cam_rules.WEIGHT_RULES[method](feats, grads)
+        x = self.batch(self.prepare(image))
+        c = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
+        if method == "scorecam":
+            feats, score, chosen, probs = self._cam_fns_for(node)[1](x, c)
+            feats = np.asarray(feats)
+            weights = self._scorecam_weights(x, feats, int(chosen), int(batch_size))
+        else:
+            feats, grads, score, chosen, probs = self._cam_fns_for(node)[0](x, c)
+            feats = np.asarray(feats)
+            weights = cam_rules.WEIGHT_RULES[method](feats, np.asarray(grads))
         heat, raw = cam_rules.combine(feats, weights)
         k = int(chosen)
         return cam_rules.CAM(heat, k, float(score), node.name, method, self.class_names[k], float(probs[k]), raw)
+
+    def _scorecam_weights(self, x: tf.Tensor, feats: np.ndarray, class_index: int, batch_size: int) -> np.ndarray:
+        """Score-CAM: each channel weighs the class probability of the input masked by its map."""
+        if batch_size < 1:
+            raise ConvVizError(f"batch_size must be >= 1; got {batch_size}.")
+        size = tuple(int(d) for d in x.shape[1:3])
+        probs_fn = self._probs_fn()
+        scores = []
+        for i in range(0, feats.shape[-1], batch_size):  # masks made per batch: memory stays bounded
+            masks = cam_rules.upsampled_masks(feats[..., i : i + batch_size], size)
+            scores.append(np.asarray(probs_fn(x * masks)[:, class_index]))
+        return np.concatenate(scores).astype(np.float32)
+
+    def _probs_fn(self) -> Any:
+        """Compiled class probabilities for a batch (Score-CAM's masked inputs)."""
+        if "__probs__" not in self._cam_fns:
+            model = keras.Model(self.graph.input, self.graph.head.logits)
+            activation = self.graph.head.activation
+            self._cam_fns["__probs__"] = tf.function(
+                lambda x: tf_probabilities(model(x, training=False), activation), reduce_retracing=True)
+        return self._cam_fns["__probs__"]
 
     def _cam_node(self, layer: str | None) -> Node:
         """The target feature map: the default, or a validated user choice."""
@@ -191,50 +222,76 @@ class Inspector:
                 f"(0..{self.n_classes - 1})."
             )
 
-    def _cam_fn(self, node: Node) -> Any:
-        """Compiled forward + backward to the feature map, cached per layer."""
+    def _cam_fns_for(self, node: Node) -> Any:
+        """Compiled (with-gradient, forward-only) functions for a feature map, cached per layer."""
         if node.name not in self._cam_fns:
             model = keras.Model(self.graph.input, [node.output, self.graph.head.logits])
             activation = self.graph.head.activation
 
+            def pick(logits: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                scores = class_scores(logits, activation)[0]
+                chosen = tf.where(class_index < 0, tf.argmax(scores, output_type=tf.int32), class_index)
+                return scores[chosen], chosen
+
             @tf.function(reduce_retracing=True)
-            def run(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
+            def with_grads(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
                 with tf.GradientTape() as tape:
                     feats, logits = model(x, training=False)
-                    scores = class_scores(logits, activation)[0]
-                    chosen = tf.where(class_index < 0, tf.argmax(scores, output_type=tf.int32), class_index)
-                    score = scores[chosen]
+                    score, chosen = pick(logits, class_index)
                 grads = tape.gradient(score, feats)
                 if grads is None:
                     grads = tf.zeros_like(feats)
                 return feats[0], grads[0], score, chosen, tf_probabilities(logits, activation)[0]
 
-            self._cam_fns[node.name] = run
+            @tf.function(reduce_retracing=True)
+            def forward(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
+                feats, logits = model(x, training=False)
+                score, chosen = pick(logits, class_index)
+                return feats[0], score, chosen, tf_probabilities(logits, activation)[0]
+
+            self._cam_fns[node.name] = (with_grads, forward)
         return self._cam_fns[node.name]
 
     # ----- filter patterns ----------------------------------------------------------------------------
     def filter_patterns(self, layer: str, filters: int | Sequence[int], *, size: int = 64, steps: int = 40,
-                        step_size: float = 1.0, seed: int = 0, progress: fp.Progress | None = None
+                        step_size: float = 1.0, seed: int = 0, progress: fp.Progress | None = None,
+                        mode: str = "plain", regularization: fv.Regularization | None = None
                         ) -> fp.FilterPatterns:
-        """Gradient-ascent pictures for every requested filter, computed as one batch."""
+        """Pictures that maximise each requested filter's mean activation, computed as one batch.
+
+        mode="plain" is the book's L2-normalised gradient ascent in pixel space (`step_size` pixels
+        a step); mode="regularized" optimises a decorrelated Fourier image with Adam under random
+        jitter/scale/rotation (`regularization` holds its settings) and reads as textures and parts.
+        """
         node = self.layer(layer)
         idx = fp.check_filters(filters, node)
         if int(size) < 8 or int(steps) < 0:
             raise ConvVizError(f"size must be >= 8 and steps >= 0; got size={size}, steps={steps}.")
-        step, measure = self._pattern_fn(node.name, int(size))
+        if mode == "regularized":
+            objective = self._pattern_fns_for(node.name, int(size))[0]
+            images, start, final = fv.run(objective, idx, int(size), int(steps), seed,
+                                          regularization or fv.Regularization(), progress)
+            return fp.FilterPatterns(images, start, final, node.name, idx)
+        if mode != "plain":
+            raise ConvVizError(f"Unknown mode {mode!r}: use 'plain' (the book's ascent) or 'regularized'.")
+        _, step, measure = self._pattern_fns_for(node.name, int(size))
         x0 = fp.start_images(len(idx), int(size), self.channels, seed)
         x, start, final = fp.ascend(step, measure, x0, idx, int(steps), float(step_size), progress)
         return fp.FilterPatterns(fp.deprocess(x), start, final, node.name, idx)
 
-    def _pattern_fn(self, name: str, size: int) -> tuple[Any, Any]:
-        """Compiled ascent step for a layer, on a graph traced only up to that layer."""
+    def pattern_objective(self, layer: str, size: int) -> Any:
+        """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation."""
+        return self._pattern_fns_for(self.layer(layer).name, int(size))[0]
+
+    def _pattern_fns_for(self, name: str, size: int) -> tuple[Any, Any, Any]:
+        """(objective, compiled ascent step, readout) for a layer, on a graph traced only up to it."""
         fixed = self.input_size
         key = name if fixed is None or fixed == (size, size) else f"{name}@free"
         if key not in self._pattern_fns:
             graph = self._graph_up_to(name, size)
             node = graph.node(name)
             objective = fp.build_objective(graph, node, self._preprocess)
-            self._pattern_fns[key] = fp.make_step(objective)
+            self._pattern_fns[key] = (objective, *fp.make_step(objective))
         return self._pattern_fns[key]
 
     def _graph_up_to(self, name: str, size: int) -> FlatGraph:

@@ -161,7 +161,7 @@ def _render(
         local = img[mask.astype(bool)].mean(axis=0)
         cv2.fillPoly(img, [pts], _contrasting_colour(rng, local, difficulty), cv2.LINE_AA, _SHIFT)
         masks.append(mask.astype(bool))
-    img += rng.normal(0, 2 + 6 * difficulty, img.shape).astype(np.float32)
+    img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(2 + 6 * difficulty)
     image = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     return Scene(image=image, labels=[int(v) for v in labels], masks=masks)
 

@@ -13,7 +13,7 @@ from ..render import activation_grid, channel_image
 from .base import ImageView, enlarge, guarded, picture_widget, show_picture
 
 CMAPS = ("viridis", "magma", "inferno", "plasma", "cividis", "gray", "jet")
-GRID_WIDTH = 1024  # a grid wider than a notebook column is shrunk by the browser anyway
+GRID_WIDTH = 1280  # a grid much wider than a notebook column is shrunk by the browser anyway
 GRID_PIXELS = 1_500_000  # and a taller one costs PNG time without showing more
 
 

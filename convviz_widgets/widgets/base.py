@@ -78,8 +78,9 @@ def slug(text: str) -> str:
 
 
 def picture_widget(css_class: str) -> widgets.Image:
-    """An empty PNG Image widget, hidden until it has a picture, that shrinks to fit its column."""
-    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto", display="none"))
+    """An empty PNG Image widget, hidden until it has a picture; shown at its size, shrunk to fit its column."""
+    layout = widgets.Layout(max_width="100%", height="auto", align_self="flex-start", display="none")
+    image = widgets.Image(format="png", layout=layout)
     image.add_class(css_class)
     return image
 

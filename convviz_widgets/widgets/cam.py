@@ -76,7 +76,8 @@ class CamView(ImageView):
         self.children = [
             self.classes,
             widgets.HBox([self.class_index, self.class_name]),
-            widgets.HBox([self.layer, self.method]),
+            self.layer,
+            self.method,
             widgets.HBox([self.opacity, self.cmap, self.save_button, self.saved]),
             self.status, self.message,
             widgets.HBox([self.overlay, self.heatmap], layout=widgets.Layout(align_items="flex-start")),

@@ -1,0 +1,165 @@
+"""Panel benchmarks, measured side by side in one run (python bench/bench_panel.py).
+
+1. Server-side time of a layer switch in the Activations tab with cached activations, VGG16 at 224x224
+   (weights=None): median over 20 switches to the largest layer, next to one forward pass of the model
+   and next to drawing that layer's grid at full resolution. Target: <= 100 ms.
+2. Peak memory (RSS) of a fresh process that shows the panel on VGG16 with its classifier
+   (weights=None, include_top=True) and renders one picture in each tab (Binder gives about 2 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+
+from convviz_widgets.render import activation_grid, to_png  # noqa: E402
+from convviz_widgets.widgets import ConvVizPanel  # noqa: E402
+
+SWITCHES = 20
+TARGET_MS = 100.0
+BINDER_MB = 2048
+
+
+def image(seed: int, size: int = 224) -> np.ndarray:
+    """A deterministic test picture: smooth colour blobs (random noise would make PNGs unusually large)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    channels = [np.sin(2 * np.pi * (rng.uniform(1, 4) * xx + rng.uniform(1, 4) * yy + rng.uniform())) for _ in range(3)]
+    return ((np.stack(channels, axis=-1) + 1) * 127.5).astype(np.uint8)
+
+
+def ms(seconds: float) -> float:
+    """Seconds to milliseconds, rounded."""
+    return round(seconds * 1000.0, 1)
+
+
+def timed(fn, repeat: int) -> list[float]:  # noqa: ANN001 - any callable
+    """Wall times of `repeat` calls."""
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def layer_switch() -> dict[str, float | str]:
+    """Median layer-switch time for the largest VGG16 layer, next to one forward pass."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(224, 224, 3))
+    panel = ConvVizPanel(model, image(0), background=False)
+    view, inspector = panel.activations, panel.inspector
+    acts = inspector.activations(image(0))
+    largest = max(acts, key=lambda name: acts[name].size)
+    small = inspector.layers[-1]
+    seeds = iter(range(1, 100))
+    forward = timed(lambda: inspector.activations(image(next(seeds))), 5)[1:]  # a new image each time: no cache
+    panel.set_image(image(0))
+
+    def switch() -> float:
+        view.layer.value = small  # not timed: only to make the next switch a real one
+        t = time.perf_counter()
+        view.layer.value = largest
+        return time.perf_counter() - t
+
+    switch()  # warm-up
+    switches = [switch() for _ in range(SWITCHES)]
+    all_layers = []
+    for name in inspector.layers:
+        t = time.perf_counter()
+        view.layer.value = name
+        all_layers.append(time.perf_counter() - t)
+    full = timed(lambda: to_png(activation_grid(acts[largest], 16)), 3)
+    view.layer.value = largest
+
+    def toggle_cmap() -> None:
+        view.cmap.value = "magma" if view.cmap.value == "gray" else "gray"
+
+    cmap = timed(toggle_cmap, 6)
+    median = statistics.median(switches)
+    return {
+        "largest layer": f"{largest} {acts[largest].shape}",
+        "layer switch median ms": ms(median),
+        "layer switch p90 ms": ms(sorted(switches)[int(0.9 * len(switches)) - 1]),
+        "every layer once, median ms": ms(statistics.median(all_layers)),
+        "every layer once, max ms": ms(max(all_layers)),
+        "colormap change (largest layer) median ms": ms(statistics.median(cmap)),
+        "one forward pass median ms": ms(statistics.median(forward)),
+        "switch / forward pass": round(median / statistics.median(forward), 3),
+        "full-resolution grid + PNG ms (not shown)": ms(statistics.median(full)),
+        "switch / full-resolution grid": round(median / statistics.median(full), 3),
+        "target met (<= 100 ms)": median * 1000.0 <= TARGET_MS,
+    }
+
+
+def rss_child() -> None:
+    """Run in a fresh process: show the panel on VGG16 with its classifier, one picture per tab; print JSON."""
+    proc = psutil.Process()
+    stages: dict[str, float] = {"after imports": proc.memory_info().rss}
+    t0 = time.perf_counter()
+    keras.utils.set_random_seed(0)
+    model = keras.applications.VGG16(weights=None, include_top=True)
+    stages["model built"] = proc.memory_info().rss
+    panel = ConvVizPanel(model, image(0), background=False)
+    assert len(bytes(panel.activations.grid.value)) > 0
+    stages["panel shown (activations grid)"] = proc.memory_info().rss
+    t1 = time.perf_counter()
+    filters = panel.select("Filters")
+    filters.render()
+    assert filters.error == "" and len(bytes(filters.grid.value)) > 0, filters.error
+    stages[f"filters grid ({filters.layer.value}, 16 filters, 64 px, 40 steps)"] = proc.memory_info().rss
+    t2 = time.perf_counter()
+    cam = panel.select("Grad-CAM")
+    assert cam.error == "" and len(bytes(cam.overlay.value)) > 0, cam.error
+    stages["grad-cam overlay"] = proc.memory_info().rss
+    t3 = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    print(json.dumps({
+        "stages_mb": {k: round(v / 2**20) for k, v in stages.items()},
+        "peak_rss_mb": round(peak / 2**20),
+        "seconds": {"model + panel + activations": round(t1 - t0, 1), "filters": round(t2 - t1, 1),
+                    "grad-cam": round(t3 - t2, 1)},
+        "params_millions": round(model.count_params() / 1e6, 1),
+    }))
+
+
+def peak_memory() -> dict:
+    """Peak RSS of a fresh process running rss_child()."""
+    out = subprocess.run([sys.executable, __file__, "--rss-child"], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    """Run both benchmarks and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    if parser.parse_args().rss_child:
+        rss_child()
+        return
+    print(f"CPU cores: {os.cpu_count()}; TensorFlow threads as configured; timings are wall-clock.")
+    print("\n== Activations tab: layer switch with cached activations (VGG16, 224x224, weights=None) ==")
+    for key, value in layer_switch().items():
+        print(f"  {key:45s} {value}")
+    print("\n== Peak memory: panel on VGG16 with its classifier (weights=None, include_top=True) ==")
+    memory = peak_memory()
+    for key, value in memory["stages_mb"].items():
+        print(f"  RSS {key:60s} {value:6d} MB")
+    print(f"  peak RSS {memory['peak_rss_mb']} MB = {memory['peak_rss_mb'] / BINDER_MB:.0%} of Binder's ~{BINDER_MB} MB"
+          f" ({memory['params_millions']} M parameters)")
+    print(f"  seconds: {memory['seconds']}")
+
+
+if __name__ == "__main__":
+    main()
