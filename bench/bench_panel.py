@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import statistics
@@ -61,6 +62,7 @@ def layer_switch() -> dict[str, float | str]:
     model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(224, 224, 3))
     panel = ConvVizPanel(model, image(0), background=False)
     view, inspector = panel.activations, panel.inspector
+    assert view.error == "" and len(bytes(view.grid.value)) > 0, view.error
     acts = inspector.activations(image(0))
     largest = max(acts, key=lambda name: acts[name].size)
     small = inspector.layers[-1]
@@ -76,6 +78,7 @@ def layer_switch() -> dict[str, float | str]:
 
     switch()  # warm-up
     switches = [switch() for _ in range(SWITCHES)]
+    assert view.error == "" and largest in view.facts.value, view.error
     all_layers = []
     for name in inspector.layers:
         t = time.perf_counter()
@@ -104,7 +107,7 @@ def layer_switch() -> dict[str, float | str]:
     }
 
 
-def rss_child() -> None:
+def rss_child(panel_too: bool = True) -> None:
     """Run in a fresh process: show the panel on VGG16 with its classifier, one picture per tab; print JSON."""
     proc = psutil.Process()
     stages: dict[str, float] = {"after imports": proc.memory_info().rss}
@@ -112,6 +115,12 @@ def rss_child() -> None:
     keras.utils.set_random_seed(0)
     model = keras.applications.VGG16(weights=None, include_top=True)
     stages["model built"] = proc.memory_info().rss
+    if not panel_too:
+        model.predict_on_batch(image(0)[None].astype(np.float32))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({"stages_mb": {k: round(v / 2**20) for k, v in stages.items()},
+                          "peak_rss_mb": round(peak / 2**20)}))
+        return
     panel = ConvVizPanel(model, image(0), background=False)
     assert len(bytes(panel.activations.grid.value)) > 0
     stages["panel shown (activations grid)"] = proc.memory_info().rss
@@ -135,9 +144,9 @@ def rss_child() -> None:
     }))
 
 
-def peak_memory() -> dict:
-    """Peak RSS of a fresh process running rss_child()."""
-    out = subprocess.run([sys.executable, __file__, "--rss-child"], capture_output=True, text=True, check=True)
+def peak_memory(mode: str = "--rss-child") -> dict:
+    """Peak RSS of a fresh process running rss_child() (with the panel, or the model alone)."""
+    out = subprocess.run([sys.executable, __file__, mode], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -145,19 +154,26 @@ def main() -> None:
     """Run both benchmarks and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
-    if parser.parse_args().rss_child:
-        rss_child()
+    parser.add_argument("--rss-model-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child or args.rss_model_only:
+        rss_child(panel_too=args.rss_child)
         return
+    logging.getLogger("convviz_widgets").setLevel(logging.ERROR)  # VGG16 without top has no classes to predict
     print(f"CPU cores: {os.cpu_count()}; TensorFlow threads as configured; timings are wall-clock.")
     print("\n== Activations tab: layer switch with cached activations (VGG16, 224x224, weights=None) ==")
     for key, value in layer_switch().items():
         print(f"  {key:45s} {value}")
     print("\n== Peak memory: panel on VGG16 with its classifier (weights=None, include_top=True) ==")
     memory = peak_memory()
+    alone = peak_memory("--rss-model-only")
     for key, value in memory["stages_mb"].items():
         print(f"  RSS {key:60s} {value:6d} MB")
-    print(f"  peak RSS {memory['peak_rss_mb']} MB = {memory['peak_rss_mb'] / BINDER_MB:.0%} of Binder's ~{BINDER_MB} MB"
-          f" ({memory['params_millions']} M parameters)")
+    peak, base = memory["peak_rss_mb"], alone["peak_rss_mb"]
+    print(f"  peak RSS with the panel, one picture per tab:  {peak} MB = {peak / BINDER_MB:.0%} of Binder's "
+          f"~{BINDER_MB} MB ({memory['params_millions']} M parameters)")
+    print(f"  peak RSS of the model alone (build + predict): {base} MB; the panel adds {peak - base} MB "
+          f"(ratio {peak / base:.2f})")
     print(f"  seconds: {memory['seconds']}")
 
 

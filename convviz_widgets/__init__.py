@@ -27,10 +27,12 @@ from .core import (  # noqa: E402
     predict,
 )
 from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
+from .widgets import ActivationsView, CamView, ConvVizPanel, FiltersView  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationsView", "CamView", "ConvVizPanel", "FiltersView",
     "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activation_grid",
     "activations", "filter_grid", "filter_patterns", "gradcam", "load_image", "load_model", "overlay",
     "predict", "render", "to_png",

@@ -137,3 +137,13 @@ def test_subclassed_model_is_refused_clearly():
 def test_not_a_model_is_refused():
     with pytest.raises(ConvVizError, match="keras.Model"):
         Inspector(42)
+
+
+def test_headless_base_model_shows_activations_but_refuses_classes_clearly():
+    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    ins = Inspector(base)
+    assert not ins.has_classes and ins.n_classes == 0
+    assert len(ins.activations(rng_image())) == 18
+    for call in (lambda: ins.predict(rng_image()), lambda: ins.gradcam(rng_image())):
+        with pytest.raises(ConvVizError, match="no class output"):
+            call()

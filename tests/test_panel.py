@@ -365,6 +365,19 @@ def test_demo_model_panel(demo_model: keras.Model) -> None:
     assert decode(filters.grid.value).size
 
 
+def test_the_demo_architecture_gets_demo_class_names_and_samples() -> None:
+    train = pytest.importorskip("convviz_widgets.demo.train", reason="convviz_widgets.demo is being written")
+    from convviz_widgets import demo
+
+    keras.utils.set_random_seed(0)
+    panel = ConvVizPanel(train.build_model(), background=False)  # untrained, but named like the shipped model
+    assert panel.inspector.class_names == list(demo.CLASS_NAMES)
+    assert panel.chooser.source.value == "sample:0"
+    assert decode(panel.chooser.picture.value).shape[:2] == (192, 192)  # the 64 px scene, enlarged 3x
+    assert panel.chooser.predictions[0][1] in demo.CLASS_NAMES
+    assert panel.select("Grad-CAM").layer.value == panel.inspector.default_cam_layer
+
+
 def test_nested_model_panel(nested_model: keras.Model) -> None:
     panel = ConvVizPanel(nested_model, rng_image(80, 80), preprocess="caffe", background=False)
     view = panel.activations

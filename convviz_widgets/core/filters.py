@@ -1,8 +1,11 @@
 """Filter patterns: gradient ascent in input space, all requested filters in one batch.
 
 The book's recipe (grey + noise start, L2-normalised gradient, 40 steps of size 1), with less
-work per step: the graph stops at the target layer, a Conv2D target computes only the requested
-channels, and only the input gradient is taken (no weight gradients).
+work per step: the graph stops at the target layer, a Conv2D target computes for each image
+only that image's own filter (a depthwise "diagonal" convolution, 1 output channel per image
+instead of all of them), and only the input gradient is taken (TensorFlow prunes the weight
+gradients from the compiled step). Grappler already fuses conv + bias + ReLU in the trunk.
+Measured in bench/bench_filters.py; see bench/README.md for what was tried and kept.
 """
 
 from __future__ import annotations
@@ -57,9 +60,70 @@ def _sliced_conv(node: Node) -> bool:
     )
 
 
+# Activations that act on each value alone, so they commute with computing one channel at a time.
+_ELEMENTWISE_ACTIVATIONS = frozenset({
+    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "sigmoid",
+    "hard_sigmoid", "hard_silu", "hard_swish", "tanh", "softplus", "softsign", "exponential", "mish",
+    "celu", "squareplus", "sparse_plus", "log_sigmoid", "hard_tanh", "tanh_shrink", "soft_shrink",
+    "hard_shrink", "threshold",
+})
+
+
+def _diagonal_conv(node: Node) -> bool:
+    """A sliced Conv2D whose per-image filter can run as one depthwise convolution."""
+    layer = node.layer
+    if not _sliced_conv(node) or getattr(layer, "quantization_mode", None) is not None:
+        return False
+    sh, sw = layer.strides
+    dh, dw = layer.dilation_rate
+    return (
+        getattr(layer.activation, "__name__", None) in _ELEMENTWISE_ACTIVATIONS
+        and str(layer.padding).lower() in ("same", "valid")
+        and sh == sw
+        and dh == dw
+        and (dh == 1 or sh == 1)
+    )
+
+
+def _diagonal_objective(trunk: keras.Model, layer: Any, preprocess: Callable[[Any], Any]) -> Callable:
+    """Image i's mean activation of filter i, computing only that one output channel per image.
+
+    A batched Conv2D with the requested filters would give every image every requested filter
+    (n x n maps) and keep the diagonal; here the n feature maps are laid side by side as
+    n * C channels of one image and convolved depthwise with the matching n kernels, then the
+    C input channels are summed: n maps of work instead of n * n.
+    """
+    kh, kw, cin, _ = (int(d) for d in layer.kernel.shape)
+    stride = int(layer.strides[0])
+    rate = int(layer.dilation_rate[0])
+    padding = str(layer.padding).upper()
+
+    def objective(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
+        feats = trunk(preprocess(x), training=False)  # (n, h, w, C)
+        filters = tf.cast(filters, tf.int32)
+        kernel = tf.cast(tf.convert_to_tensor(layer.kernel), feats.dtype)
+        kernel = tf.gather(tf.transpose(kernel, [3, 0, 1, 2]), filters)  # (n, kh, kw, C), rows contiguous
+        shape = tf.shape(feats)
+        n, h, w = shape[0], shape[1], shape[2]
+        side = tf.reshape(tf.transpose(feats, [1, 2, 0, 3]), tf.stack([1, h, w, n * cin]))
+        depthwise = tf.reshape(tf.transpose(kernel, [1, 2, 0, 3]), [kh, kw, -1, 1])
+        out = tf.nn.depthwise_conv2d(side, depthwise, strides=[1, stride, stride, 1], padding=padding,
+                                     dilations=[rate, rate])  # (1, oh, ow, n * C)
+        out_shape = tf.shape(out)
+        out = tf.reduce_sum(tf.reshape(out, tf.stack([out_shape[1], out_shape[2], n, cin])), axis=-1)
+        if layer.use_bias:
+            out = out + tf.gather(tf.cast(tf.convert_to_tensor(layer.bias), out.dtype), filters)
+        out = layer.activation(out)  # (oh, ow, n)
+        return tf.reduce_mean(out, axis=[0, 1])
+
+    return objective
+
+
 def build_objective(graph: FlatGraph, node: Node, preprocess: Callable[[Any], Any]) -> Callable:
     """Return f(pixels, filters) -> (n,) mean activation of image i's own filter i."""
-    if _sliced_conv(node):
+    if _diagonal_conv(node):
+        return _diagonal_objective(keras.Model(graph.input, node.inputs[0]), node.layer, preprocess)
+    if _sliced_conv(node) and getattr(node.layer.activation, "__name__", None) in _ELEMENTWISE_ACTIVATIONS:
         layer = node.layer
         trunk = keras.Model(graph.input, node.inputs[0])
 

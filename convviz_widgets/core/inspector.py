@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,8 +38,10 @@ class Inspector:
             )
         self.preprocess_name, self._preprocess = resolve(preprocess, self._model_names())
         head = self.graph.head
-        self.n_classes = 2 if head.units == 1 else head.units
-        self.class_names = resolve_class_names(class_names, self.n_classes)
+        self.has_classes = len(head.logits.shape) == 2  # a headless base ends in a feature map
+        self.n_classes = (2 if head.units == 1 else head.units) if self.has_classes else 0
+        self.class_names = resolve_class_names(class_names, self.n_classes) if self.has_classes else []
+        self._lock = threading.RLock()  # panels may share an Inspector across threads
         self._forward_fn: Any = None
         self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
         self._cam_fns: dict[str, Any] = {}
@@ -104,6 +107,11 @@ class Inspector:
         """All visual layers' outputs and the logits for one image, cached for the last image."""
         rgb = self.prepare(image)
         key = _digest(rgb)
+        with self._lock:
+            return self._forward_locked(rgb, key)
+
+    def _forward_locked(self, rgb: np.ndarray, key: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """_forward's body, run under the lock so two threads never build or fill the cache at once."""
         if self._forward_cache is not None and self._forward_cache[0] == key:
             return self._forward_cache[1], self._forward_cache[2]
         if self._forward_fn is None:
@@ -141,8 +149,18 @@ class Inspector:
         return np.asarray(model(self.batch(self.prepare(image)), training=False)[0], np.float32)
 
     # ----- predictions -----------------------------------------------------------------------------
+    def _require_classes(self) -> None:
+        """Predictions and CAMs need a class output, not a feature map."""
+        if not self.has_classes:
+            raise ConvVizError(
+                f"This model has no class output: it ends in a feature map {tuple(self.graph.head.logits.shape)} "
+                "(e.g. a keras.applications base with include_top=False). Activations and filter patterns "
+                "work; for predictions and Grad-CAM add a classifier head or use include_top=True."
+            )
+
     def probabilities(self, image: ImageSource) -> np.ndarray:
         """Class probabilities (n_classes,) from the logits of the cached forward pass."""
+        self._require_classes()
         _, logits = self._forward(image)
         return probabilities(logits, self.graph.head.activation)
 
@@ -160,6 +178,7 @@ class Inspector:
         `method`: "gradcam", "gradcam++" or "scorecam" (gradient-free; `batch_size` masked
         images per forward pass bounds its memory).
         """
+        self._require_classes()
         method = method.lower()
         if method not in CAM_METHODS:
             raise ConvVizError(f"Unknown CAM method {method!r}: use one of {', '.join(CAM_METHODS)}.")
@@ -194,12 +213,13 @@ class Inspector:
 
     def _probs_fn(self) -> Any:
         """Compiled class probabilities for a batch (Score-CAM's masked inputs)."""
-        if "__probs__" not in self._cam_fns:
-            model = keras.Model(self.graph.input, self.graph.head.logits)
-            activation = self.graph.head.activation
-            self._cam_fns["__probs__"] = tf.function(
-                lambda x: tf_probabilities(model(x, training=False), activation), reduce_retracing=True)
-        return self._cam_fns["__probs__"]
+        with self._lock:
+            if "__probs__" not in self._cam_fns:
+                model = keras.Model(self.graph.input, self.graph.head.logits)
+                activation = self.graph.head.activation
+                self._cam_fns["__probs__"] = tf.function(
+                    lambda x: tf_probabilities(model(x, training=False), activation), reduce_retracing=True)
+            return self._cam_fns["__probs__"]
 
     def _cam_node(self, layer: str | None) -> Node:
         """The target feature map: the default, or a validated user choice."""
@@ -224,6 +244,11 @@ class Inspector:
 
     def _cam_fns_for(self, node: Node) -> Any:
         """Compiled (with-gradient, forward-only) functions for a feature map, cached per layer."""
+        with self._lock:
+            return self._cam_fns.get(node.name) or self._build_cam_fns(node)
+
+    def _build_cam_fns(self, node: Node) -> Any:
+        """Build and cache the CAM functions of one feature map."""
         if node.name not in self._cam_fns:
             model = keras.Model(self.graph.input, [node.output, self.graph.head.logits])
             activation = self.graph.head.activation
@@ -287,12 +312,13 @@ class Inspector:
         """(objective, compiled ascent step, readout) for a layer, on a graph traced only up to it."""
         fixed = self.input_size
         key = name if fixed is None or fixed == (size, size) else f"{name}@free"
-        if key not in self._pattern_fns:
-            graph = self._graph_up_to(name, size)
-            node = graph.node(name)
-            objective = fp.build_objective(graph, node, self._preprocess)
-            self._pattern_fns[key] = (objective, *fp.make_step(objective))
-        return self._pattern_fns[key]
+        with self._lock:
+            if key not in self._pattern_fns:
+                graph = self._graph_up_to(name, size)
+                node = graph.node(name)
+                objective = fp.build_objective(graph, node, self._preprocess)
+                self._pattern_fns[key] = (objective, *fp.make_step(objective))
+            return self._pattern_fns[key]
 
     def _graph_up_to(self, name: str, size: int) -> FlatGraph:
         """Trace up to `name` at any image size; fall back to the model's own size."""

@@ -136,7 +136,7 @@ class View(widgets.VBox):
         self.saved.add_class("convviz-saved")
         self.save_button.on_click(lambda _: self._save_clicked())
         self._lock = threading.RLock()
-        self._quiet = 0
+        self._quiet = threading.local()  # per thread: a job setting controls must not mute the user
         self.add_class("convviz-view")
         self.add_class(f"convviz-{self.kind}")
 
@@ -164,17 +164,17 @@ class View(widgets.VBox):
     @contextmanager
     def quietly(self) -> Iterator[None]:
         """Set controls from code without running their callbacks."""
-        self._quiet += 1
+        self._quiet.depth = getattr(self._quiet, "depth", 0) + 1
         try:
             yield
         finally:
-            self._quiet -= 1
+            self._quiet.depth -= 1
 
     def on(self, control: widgets.Widget, handler: Callable[[], None], name: str = "value") -> None:
         """Call `handler()` when the user changes a control (not when code does it quietly)."""
 
         def changed(_change: dict) -> None:
-            if not self._quiet:
+            if not getattr(self._quiet, "depth", 0):
                 handler()
 
         control.observe(changed, names=name)

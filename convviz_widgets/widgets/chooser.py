@@ -141,25 +141,29 @@ class ImageChooser(View):
         token = self._token
         self.status.value = "Running the model on the new image…"
 
-        def work() -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, float]]]:
+        def work() -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, float]], Exception | None]:
             source = self.sample(key) if key.startswith("sample:") else self._sources[key]
             full = load_image(source)
             rgb = self.inspector.prepare(full)
-            predictions = self.inspector.predict(rgb, top=TOP)  # the same forward pass as the activations
-            return rgb, display_image(full), predictions
+            try:  # the same forward pass as the activations
+                return rgb, display_image(full), self.inspector.predict(rgb, top=TOP), None
+            except Exception as err:  # noqa: BLE001 - a model without a usable head still has activations
+                return rgb, display_image(full), [], err
 
         self.runner.submit(work, lambda result: self._loaded(token, *result), lambda err: self._failed(token, err))
 
-    def _loaded(self, token: int, rgb: np.ndarray, shown: np.ndarray,
-                predictions: list[tuple[int, str, float]]) -> None:
-        """Show the image and predictions, then hand the image to the tabs."""
+    def _loaded(self, token: int, rgb: np.ndarray, shown: np.ndarray, predictions: list[tuple[int, str, float]],
+                problem: Exception | None) -> None:
+        """Show the image and predictions, then hand the image to the tabs (even when predicting failed)."""
         if token != self._token:
             return
         self.rgb, self.display, self.predictions = rgb, shown, predictions
         show_picture(self.picture, enlarge(shown, 192, 320))
-        self.table.value = predictions_html(predictions)
+        self.table.value = predictions_html(predictions) if predictions else ""
         self.status.value = ""
         self.clear_error()
+        if problem is not None:
+            self.show_error(problem)
         for listener in self.listeners:
             listener(rgb, shown)
 

@@ -46,6 +46,8 @@ class ConvVizPanel(widgets.VBox):
             self.chooser.set_image(image)
         elif self.chooser.samples:
             self.chooser.choose("sample:0")
+        else:
+            self.chooser.status.value = "Upload an image, or pass one: ConvVizPanel(model, image)."
 
     @property
     def views(self) -> tuple[View, ...]:

@@ -1,0 +1,57 @@
+"""Batched class probabilities through any Inspector's model: one compiled forward per chunk."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ..core.inspector import Inspector, tf_probabilities
+from ..errors import ConvVizError
+
+_PROB_FNS: weakref.WeakKeyDictionary[Inspector, Callable[[tf.Tensor], tf.Tensor]] = weakref.WeakKeyDictionary()
+
+
+def probability_fn(inspector: Inspector) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A compiled f(preprocessed batch) -> class probabilities (n, classes), cached per Inspector."""
+    fn = _PROB_FNS.get(inspector)
+    if fn is None:
+        graph = inspector.graph
+        logits_model = keras.Model(graph.input, graph.head.logits)
+        activation = graph.head.activation
+
+        def probs(x: tf.Tensor) -> tf.Tensor:
+            return tf_probabilities(logits_model(x, training=False), activation)
+
+        fn = tf.function(probs, reduce_retracing=True)
+        _PROB_FNS[inspector] = fn
+    return fn
+
+
+def check_batch_size(batch_size: int) -> int:
+    """Batch sizes must be positive integers."""
+    if int(batch_size) < 1:
+        raise ConvVizError(f"batch_size must be >= 1; got {batch_size}.")
+    return int(batch_size)
+
+
+def check_class(inspector: Inspector, class_index: int) -> int:
+    """Class indices must exist in the model's output."""
+    if not 0 <= int(class_index) < inspector.n_classes:
+        raise ConvVizError(f"Class index {class_index} is out of range: the model has {inspector.n_classes} classes.")
+    return int(class_index)
+
+
+def preprocessed(inspector: Inspector, images: Any) -> tf.Tensor:
+    """A preprocessed batch from prepared RGB images (n, H, W, 3), uint8 or float in 0..255."""
+    return tf.concat([inspector.batch(np.asarray(img)) for img in images], axis=0)
+
+
+def class_probabilities(inspector: Inspector, images: Any, class_index: int) -> np.ndarray:
+    """The probability of one class for a batch of prepared images, in one forward pass."""
+    probs = probability_fn(inspector)(preprocessed(inspector, images))
+    return np.asarray(probs[:, int(class_index)], np.float64)

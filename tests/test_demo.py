@@ -1,0 +1,172 @@
+"""Tests for the embedded demo: procedural scenes and the shipped convnet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convviz_widgets import demo
+from convviz_widgets.demo import CLASS_NAMES, IMAGE_SIZE, MODEL_PATH, Scene, scene
+
+LAYER_NAMES = ["conv1", "pool1", "conv2", "pool2", "conv3", "pool3", "conv4", "gap", "predictions"]
+
+
+# ------------------------------------------------------------------------- scenes
+
+
+def test_public_constants_describe_the_demo() -> None:
+    assert len(CLASS_NAMES) >= 4 and len(set(CLASS_NAMES)) == len(CLASS_NAMES)
+    assert IMAGE_SIZE in (64, 80, 96)
+    assert demo.PREPROCESS == "rescale"
+    assert MODEL_PATH.name == "demo_model.keras"
+
+
+def test_scene_is_deterministic_for_a_seed() -> None:
+    a, b = scene(seed=7), scene(seed=7)
+    assert np.array_equal(a.image, b.image)
+    assert a.labels == b.labels
+    assert all(np.array_equal(m, n) for m, n in zip(a.masks, b.masks))
+
+
+def test_scene_differs_across_seeds() -> None:
+    assert not np.array_equal(scene(seed=1).image, scene(seed=2).image)
+
+
+def test_scene_is_frozen_dataclass() -> None:
+    s = scene(seed=0)
+    assert isinstance(s, Scene)
+    with pytest.raises(AttributeError):
+        s.labels = [0]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("size", [None, 32, 128])
+def test_scene_image_is_uint8_rgb_of_requested_size(size: int | None) -> None:
+    side = IMAGE_SIZE if size is None else size
+    s = scene(seed=3, size=size)
+    assert s.image.dtype == np.uint8
+    assert s.image.shape == (side, side, 3)
+
+
+@pytest.mark.parametrize("objects", [1, 2])
+def test_masks_are_boolean_nonempty_one_per_object(objects: int) -> None:
+    for seed in range(20):
+        s = scene(seed=seed, objects=objects)
+        assert len(s.masks) == len(s.labels) == objects
+        for mask in s.masks:
+            assert mask.dtype == np.bool_ and mask.shape == s.image.shape[:2]
+            assert mask.sum() > 20
+
+
+@pytest.mark.parametrize("objects", [1, 2])
+def test_shapes_lie_fully_inside_the_image(objects: int) -> None:
+    for seed in range(40):
+        for mask in scene(seed=seed, objects=objects).masks:
+            border = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
+            assert not border.any()
+
+
+def test_two_object_scenes_have_different_labels_and_disjoint_masks() -> None:
+    for seed in range(40):
+        s = scene(seed=seed, objects=2)
+        assert s.labels[0] != s.labels[1]
+        assert not (s.masks[0] & s.masks[1]).any()
+        # a visible gap: the masks stay apart even after growing one by a pixel
+        assert not (_ring(s.masks[0], 1) & s.masks[1]).any()
+
+
+def test_random_labels_cover_every_class() -> None:
+    seen = {scene(seed=seed).labels[0] for seed in range(60)}
+    assert seen == set(range(len(CLASS_NAMES)))
+
+
+def test_label_argument_is_honoured() -> None:
+    for label in range(len(CLASS_NAMES)):
+        assert scene(label=label, seed=5).labels == [label]
+    assert scene(label=(2, 0), seed=5, objects=2).labels == [2, 0]
+    pair = scene(label=1, seed=5, objects=2).labels
+    assert pair[0] == 1 and pair[1] != 1
+
+
+def test_shapes_contrast_with_their_surroundings() -> None:
+    for seed in range(20):
+        s = scene(seed=seed)
+        mask = s.masks[0]
+        inner = s.image[mask].astype(float).mean(axis=0)
+        ring = _ring(mask, 3) & ~mask
+        outer = s.image[ring].astype(float).mean(axis=0)
+        assert np.linalg.norm(inner - outer) > 40
+
+
+def _ring(mask: np.ndarray, width: int) -> np.ndarray:
+    """Mask grown by ``width`` pixels in every direction (square neighbourhood)."""
+    grown = mask.copy()
+    for _ in range(width):
+        g = grown.copy()
+        g[1:] |= grown[:-1]
+        g[:-1] |= grown[1:]
+        g[:, 1:] |= grown[:, :-1]
+        g[:, :-1] |= grown[:, 1:]
+        grown = g
+    return grown
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"label": len(CLASS_NAMES)}, "out of range"),
+        ({"label": -1}, "out of range"),
+        ({"label": "circle"}, "label must be an int"),
+        ({"objects": 3}, "objects must be 1 or 2"),
+        ({"objects": 0}, "objects must be 1 or 2"),
+        ({"size": 31}, "size must be an int >= 32"),
+        ({"label": (1, 1), "objects": 2}, "two different labels"),
+        ({"label": (1, 2, 3), "objects": 2}, "two different labels"),
+    ],
+)
+def test_bad_arguments_raise_clear_value_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        scene(**kwargs)
+
+
+def test_make_batch_gives_images_and_soft_targets() -> None:
+    images, targets = demo.make_batch(0, 16, two_object_share=0.5)
+    assert images.shape == (16, IMAGE_SIZE, IMAGE_SIZE, 3) and images.dtype == np.uint8
+    assert np.allclose(targets.sum(axis=1), 1.0)
+    assert set(np.unique(targets)) <= {0.0, 0.5, 1.0} and (targets == 0.5).any()
+
+
+# -------------------------------------------------------------------------- model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return demo.load_model()
+
+
+def test_shipped_model_file_is_small() -> None:
+    assert MODEL_PATH.is_file()
+    assert MODEL_PATH.stat().st_size < 5 * 1024 * 1024
+
+
+def test_load_model_is_cached(model) -> None:
+    assert demo.load_model() is model
+
+
+def test_model_has_documented_layers_and_shapes(model) -> None:
+    names = [layer.name for layer in model.layers]
+    assert [n for n in names if n in LAYER_NAMES] == LAYER_NAMES
+    assert tuple(model.input_shape) == (None, IMAGE_SIZE, IMAGE_SIZE, 3)
+    assert tuple(model.output_shape) == (None, len(CLASS_NAMES))
+    last_conv = model.get_layer("conv4").output.shape
+    assert last_conv[1] >= 6 and last_conv[2] >= 6
+    assert model.get_layer("predictions").activation.__name__ == "softmax"
+
+
+def test_model_is_accurate_on_fresh_scenes(model) -> None:
+    assert demo.evaluate(model, n=1000) >= 0.97
+
+
+def test_load_model_explains_missing_file(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(demo, "MODEL_PATH", tmp_path / "missing.keras")
+    with pytest.raises(FileNotFoundError, match="python -m convviz_widgets.demo.train"):
+        demo.load_model.__wrapped__()  # bypass the cache so the shared model stays loaded
