@@ -112,11 +112,12 @@ def header(title: str) -> None:
     sys.stdout.flush()
 
 
-def footer(verdicts: list[tuple[str, bool]]) -> None:
+def footer(verdicts: list[tuple[str, bool | None]]) -> None:
+    """PASS/FAIL per target; ok=None prints INFO (a figure with no target of its own)."""
     print(f"load average at end: {_load()}")
     print("-- verdict --")
     for text, ok in verdicts:
-        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+        print(f"{'INFO' if ok is None else 'PASS' if ok else 'FAIL'}  {text}")
     sys.stdout.flush()
 
 
@@ -145,3 +146,31 @@ def _onednn() -> str:
         return "on" if _pywrap_util_port.IsMklEnabled() else "off"
     except Exception:  # noqa: BLE001 - informational only
         return "unknown"
+
+
+def load_bench_model(kind: str, include_top: bool, seed: int = 0):
+    """('vgg16' | 'demo') -> (model, description).
+
+    vgg16: keras.applications.VGG16(weights=None, ...) with seeded random weights (the cost does
+    not depend on the weight values; nothing is downloaded).  include_top=False gives the book's
+    (None, None, 3) input.  demo: the package's shipped demo convnet if its file exists, else the
+    same architecture built with seeded random weights (`convviz_widgets.demo.train.build_model`).
+    """
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(seed)
+    if kind == "vgg16":
+        return keras.applications.VGG16(weights=None, include_top=include_top), \
+            f"VGG16(weights=None, include_top={include_top}), seeded random weights"
+    if kind == "demo":
+        from convviz_widgets import demo
+
+        if demo.MODEL_PATH.is_file():
+            return demo.load_model(), f"demo model {demo.MODEL_PATH.name} (trained weights)"
+        from convviz_widgets.demo.train import build_model
+
+        model = build_model()
+        model(np.zeros((1, *model.input_shape[1:]), np.float32))  # define its symbolic input/outputs
+        return model, "demo architecture (demo_model.keras not built yet: seeded random weights)"
+    raise SystemExit(f"unknown --model {kind!r}: use vgg16 or demo")

@@ -14,7 +14,7 @@ from convviz_widgets import ConvVizError, Inspector
 from convviz_widgets import metrics as mx
 from convviz_widgets.core.cam import CAM
 from convviz_widgets.metrics import _model
-from convviz_widgets.metrics.sanity import compare_cams
+from convviz_widgets.metrics.sanity import compare_cams, inspector_copy
 
 HAS_SCIPY = importlib.util.find_spec("scipy") is not None
 HAS_SKIMAGE = importlib.util.find_spec("skimage") is not None
@@ -249,6 +249,14 @@ def test_randomization_check_is_deterministic_and_selects_top_layers(sanity_mode
     assert [s.layer for s in mx.randomization_check(ins, image, 2, layers=["conv2"])] == ["conv2"]
     with pytest.raises(ConvVizError, match="No layer with weights"):
         mx.cascade_layers(sanity_model, ["pool1"])
+
+
+def test_an_unrandomised_copy_gives_the_same_heatmap(sanity_model):
+    ins = Inspector(sanity_model)
+    image = rng_image(32, 32, seed=10)
+    same = compare_cams(ins.gradcam(image, class_index=0), inspector_copy(ins).gradcam(image, class_index=0),
+                        "none", (32, 32))
+    assert same.spearman == pytest.approx(1.0) and same.ssim == pytest.approx(1.0)
 
 
 def test_model_copy_descends_into_nested_models_and_matches_the_original():

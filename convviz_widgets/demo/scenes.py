@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
-IMAGE_SIZE = 64
+IMAGE_SIZE = 96
 MIN_SIZE = 32
 
 _SHIFT = 4  # sub-pixel bits for cv2 polygon drawing

@@ -85,10 +85,10 @@ def pair_accuracy(model: keras.Model, n: int = 200, seed: int = PAIR_SEED) -> fl
 
 
 def train(
-    steps: int = 3000,
+    steps: int = 2000,
     batch_size: int = 64,
     peak_lr: float = 3e-3,
-    reuse: float = 2.0,
+    reuse: float = 3.0,
     two_object_share: float = 0.3,
     size: int = IMAGE_SIZE,
     log_every: int = 100,
@@ -129,10 +129,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry: train, evaluate on fresh scenes, save and report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=MODEL_PATH, help="where to save the .keras file")
-    parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
+    parser.add_argument("--steps", type=int, default=2000, help="optimizer steps")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
-    parser.add_argument("--reuse", type=float, default=2.0, help="times each rendered scene is seen")
+    parser.add_argument("--reuse", type=float, default=3.0, help="times each rendered scene is seen")
     parser.add_argument("--two-object-share", type=float, default=0.3)
     args = parser.parse_args(argv)
 

@@ -13,16 +13,20 @@ DEFAULT_CMAP = "viridis"  # the look of the book's `plt.imshow(..., cmap="viridi
 def normalize_channels(act: np.ndarray) -> np.ndarray:
     """The book's per-channel display scaling to uint8; flat channels become mid-grey, no NaN.
 
-    Each channel: subtract its mean, divide by its std, x64 + 128, clip to 0..255.
+    Each channel: subtract its mean, divide by its std, x64 + 128, clip to 0..255. One pass
+    for the statistics and in-place arithmetic keep it fast on large layers.
     """
     a = np.asarray(act, np.float32)
-    a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
-    mean = a.mean(axis=(0, 1), keepdims=True)
-    std = a.std(axis=(0, 1), keepdims=True)
-    safe = np.where(std > 1e-8, std, 1.0)
-    scaled = (a - mean) / safe * 64.0 + 128.0
-    scaled = np.where(std > 1e-8, scaled, 128.0)
-    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+    if not np.isfinite(a).all():
+        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+    flat = a.reshape(-1, a.shape[-1])
+    d = flat - flat.mean(axis=0, dtype=np.float32)
+    std = np.sqrt(np.einsum("ij,ij->j", d, d) / max(flat.shape[0], 1))
+    live = std > 1e-8
+    d *= np.where(live, 64.0 / np.where(live, std, 1.0), 0.0).astype(np.float32)
+    d += np.float32(128.5)  # +128, and +0.5 to round on the cast
+    np.clip(d, 0, 255, out=d)
+    return d.astype(np.uint8).reshape(a.shape)
 
 
 def tile(tiles: np.ndarray, cols: int, margin: int, fill: int = 0) -> np.ndarray:
@@ -44,25 +48,38 @@ def activation_grid(act: np.ndarray, images_per_row: int = 16, cmap: str | None 
                     margin: int = 1) -> np.ndarray:
     """Every channel of an (H, W, C) activation as a tile, scaled per channel, as uint8 RGB.
 
-    No channel is dropped when C is not a multiple of `images_per_row`; empty cells stay dark.
-    `cmap=None` uses viridis as the book does; 'gray' gives plain intensity.
+    No channel is dropped when C is not a multiple of `images_per_row`; gaps and empty cells are
+    white. `cmap=None` uses viridis as the book does; 'gray' gives plain intensity.
     """
+    import cv2
+
     a = np.asarray(act)
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
     if a.ndim != 3:
         raise ConvVizError(f"An activation must be (H, W, C); got shape {a.shape}.")
-    if images_per_row < 1:
-        raise ConvVizError(f"images_per_row must be >= 1; got {images_per_row}.")
+    if images_per_row < 1 or margin < 0:
+        raise ConvVizError(f"Need images_per_row >= 1 and margin >= 0; got {images_per_row}, {margin}.")
+    table = np.ascontiguousarray(colormaps.lut(cmap or DEFAULT_CMAP))[None]
     gray = normalize_channels(a)
-    tiles = np.moveaxis(gray, -1, 0)
-    grid = tile(tiles, images_per_row, margin, fill=0)
-    rgb = colormaps.apply(grid, cmap or DEFAULT_CMAP)
+    h, w, n = gray.shape
+    cols = min(images_per_row, n)
+    full, last = divmod(n, cols)
+    rows = full + (last > 0)
+    canvas = np.zeros((rows, h + margin, cols, w + margin), np.uint8)
+    canvas[:full, :h, :, :w] = gray[:, :, : full * cols].reshape(h, w, full, cols).transpose(2, 0, 3, 1)
+    if last:
+        canvas[full, :h, :last, :w] = gray[:, :, full * cols :].transpose(0, 2, 1)
+    flat = canvas.reshape(rows * (h + margin), cols * (w + margin))
+    rgb = cv2.LUT(cv2.cvtColor(flat, cv2.COLOR_GRAY2RGB), table)
     if margin:
-        # Gaps and empty cells read as background, not as a dark channel.
-        mask = tile(np.ones(tiles.shape, bool), images_per_row, margin, fill=False)
-        rgb[~mask] = 255
-    return rgb
+        cells = rgb.reshape(rows, h + margin, cols, w + margin, 3)
+        cells[:, h:] = 255
+        cells[:, :, :, w:] = 255
+        if last:
+            cells[full, :, last:] = 255
+        rgb = rgb[:-margin, :-margin]
+    return np.ascontiguousarray(rgb)
 
 
 def channel_image(act: np.ndarray, channel: int, cmap: str | None = None) -> np.ndarray:
