@@ -23,6 +23,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--filter-layers", nargs="*", default=None, help="layers for filter patterns (default: up to 4)")
     r.add_argument("--filters", type=int, default=16, help="filters per layer (default 16)")
     r.add_argument("--steps", type=int, default=40, help="gradient-ascent steps (default 40)")
+    r.add_argument("--step-size", type=float, default=None,
+                   help="plain ascent step in pixel levels (default 1, the book's; 3 for the demo model)")
+    r.add_argument("--patterns", choices=["plain", "regularized", "both"], default="both",
+                   help="filter-pattern recipe: the book's plain ascent, the regularised one, or both")
     r.add_argument("--unsafe", action="store_true", help="allow Lambda layers when loading (trusted files only)")
     return p
 
@@ -45,6 +49,13 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - returns (Inspector, image
     return Inspector(model, preprocess=args.preprocess, class_names=args.classes), args.image
 
 
+def demo_step_size() -> float:
+    """The demo model's plain-ascent step (it sees x/255, so a pixel level is a small step)."""
+    from . import demo
+
+    return float(getattr(demo, "FILTER_STEP_SIZE", 3.0))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
@@ -53,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
         inspector, image = _load(args)
         out = Path(args.out)
+        step_size = args.step_size or (demo_step_size() if args.model == "demo" else 1.0)
+        modes = ("plain", "regularized") if args.patterns == "both" else (args.patterns,)
         build_report(inspector, image, out, filter_layers=args.filter_layers, n_filters=args.filters,
-                     steps=args.steps)
+                     steps=args.steps, step_size=step_size, pattern_modes=modes)
     except ConvVizError as err:
         print(f"convviz: error: {err}", file=sys.stderr)
         return 2

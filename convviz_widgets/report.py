@@ -30,8 +30,9 @@ class Report:
 class ProgressBar:
     """A one-line text progress bar on stderr (only redraws when the percentage changes)."""
 
-    def __init__(self, label: str, total: int, stream: Any = sys.stderr, width: int = 30) -> None:
-        self.label, self.total, self.stream, self.width = label, max(1, total), stream, width
+    def __init__(self, label: str, total: int, stream: Any = None, width: int = 30) -> None:
+        self.label, self.total, self.width = label, max(1, total), width
+        self.stream = stream if stream is not None else sys.stderr
         self._last = -1
         self._t0 = time.perf_counter()
 
@@ -68,7 +69,8 @@ def _file_name(layer: str, prefix: str) -> str:
 
 
 def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: Sequence[str] | None = None,
-                 n_filters: int = 16, filter_size: int | None = None, steps: int = 40, top: int = 3,
+                 n_filters: int = 16, filter_size: int | None = None, steps: int = 40, step_size: float = 1.0,
+                 pattern_modes: Sequence[str] = ("plain", "regularized"), top: int = 3,
                  images_per_row: int = 16, log: Callable[[str], None] = print) -> Report:
     """Compute the three views for one image and write their PNGs into `out`."""
     out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +86,8 @@ def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: 
     report.sections.append(("Input", "The image as the model sees it.", [("input.png", "input")]))
     report.sections.append(_activation_section(inspector, rgb, out, images_per_row))
     layers = list(filter_layers) if filter_layers else default_filter_layers(inspector)
-    report.sections.append(_filter_section(inspector, layers, out, n_filters, filter_size, steps))
+    report.sections.append(_filter_section(inspector, layers, out, n_filters, filter_size, steps, step_size,
+                                           pattern_modes))
     report.sections.append(_cam_section(inspector, rgb, out, preds[:top]))
     write_html(report, out / "index.html")
     return report
@@ -106,21 +109,25 @@ def _activation_section(inspector: Inspector, rgb: np.ndarray, out: Path,
     return ("Intermediate activations", "Each tile is one channel, scaled on its own.", items)
 
 
-def _filter_section(inspector: Inspector, layers: Sequence[str], out: Path, n_filters: int,
-                    size: int | None, steps: int) -> tuple[str, str, list[tuple[str, str]]]:
-    """Filter-pattern grids for the chosen layers."""
+def _filter_section(inspector: Inspector, layers: Sequence[str], out: Path, n_filters: int, size: int | None,
+                    steps: int, step_size: float, modes: Sequence[str]) -> tuple[str, str, list[tuple[str, str]]]:
+    """Filter-pattern grids for the chosen layers: the book's plain ascent and/or the regularised one."""
     size = size or (inspector.input_size[0] if inspector.input_size else 64)
     items = []
     for name in layers:
         node = inspector.layer(name)
         k = min(n_filters, node.channels)
-        bar = ProgressBar(f"filters {node.name}"[:28], steps)
-        fp = inspector.filter_patterns(node.name, range(k), size=size, steps=steps, progress=bar)
-        grid = render.filter_grid(render.upscale(fp.images, 64) if size < 64 else fp.images, cols=8, margin=5)
-        fname = _file_name(node.name, "filters")
-        _save(out / fname, grid)
-        gain = float(np.median(fp.final_activation - fp.start_activation))
-        items.append((fname, f"{node.name} — filters 0..{k - 1}, {size}px, {steps} steps, median gain {gain:+.2f}"))
+        for mode in modes:
+            bar = ProgressBar(f"filters {node.name} {mode[:3]}"[:28], steps)
+            fp = inspector.filter_patterns(node.name, range(k), size=size, steps=steps, step_size=step_size,
+                                           mode=mode, progress=bar)
+            grid = render.filter_grid(render.upscale(fp.images, 64) if size < 64 else fp.images, cols=8, margin=5)
+            fname = _file_name(node.name, "filters" if mode == "plain" else "filters_regularized")
+            _save(out / fname, grid)
+            gain = float(np.median(fp.final_activation - fp.start_activation))
+            how = f"book's ascent, step {step_size:g}" if mode == "plain" else "regularised (Fourier, jitter, Adam)"
+            items.append((fname, f"{node.name} — filters 0..{k - 1}, {size}px, {steps} steps, {how}; "
+                                 f"median gain {gain:+.2f}"))
     return ("Filter patterns", "Inputs that maximise each filter's mean activation (gradient ascent).", items)
 
 

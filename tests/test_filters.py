@@ -86,7 +86,7 @@ def test_sliced_conv_objective_matches_the_full_layer():
     assert fp_mod._sliced_conv(node)
     x = tf.constant(np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32"))
     f = tf.constant([2, 0, 9])
-    sliced = fp_mod.build_objective(ins.graph, node, ins._preprocess)(x, f)
+    sliced = fp_mod.build_objective(ins.graph, node, ins._preprocess)(x, f)[1]
     full = keras.Model(ins.graph.input, node.output)(x / 255.0)
     expected = [float(tf.reduce_mean(full[i, ..., int(f[i])])) for i in range(3)]
     np.testing.assert_allclose(np.asarray(sliced), expected, rtol=1e-5, atol=1e-6)
@@ -140,3 +140,16 @@ def test_random_transforms_identity_when_disabled():
     x = tf.constant(np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32"))
     y = transform(x, random_transforms(2, 16, reg, tf.constant([0, 0])))
     np.testing.assert_allclose(np.asarray(y), np.asarray(x), atol=1e-5)
+
+
+def test_silent_relu_units_climb_until_they_fire():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((16, 16, 3)),
+        keras.layers.Conv2D(2, 3, activation="relu", name="c", bias_initializer=keras.initializers.Constant(-1.5)),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2),
+    ])
+    ins = Inspector(model, preprocess="rescale")
+    fp = ins.filter_patterns("c", [0, 1], size=16, steps=60, step_size=30.0)
+    assert (fp.start_activation == 0).all()  # silent on the grey start: no gradient for the book's loss
+    assert (fp.final_activation > 0).all()

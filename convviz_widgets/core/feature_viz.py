@@ -99,8 +99,8 @@ def make_step(objective: Callable, size: int, reg: Regularization, seed: int) ->
         with tf.GradientTape() as tape:
             tape.watch(params)
             img = transform(pixels(params), random_transforms(n, size, reg, tf.stack([seed, t])))
-            act = objective(img, filters)
-            loss = -tf.reduce_sum(act)
+            gain, act = objective(img, filters)
+            loss = -tf.reduce_sum(gain)
         g = tape.gradient(loss, params)
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
@@ -122,20 +122,23 @@ def run(objective: Callable, filters: Sequence[int], size: int, steps: int, seed
     params = tf.constant(init_params(len(f), size, reg, seed))
     m = tf.zeros_like(params)
     v = tf.zeros_like(params)
-    start = np.asarray(objective(pixels(params), f))
+    start = np.asarray(objective(pixels(params), f)[1])
     for i in range(steps):
         params, m, v, _ = step(params, m, v, tf.constant(i, tf.int32), f)
         if progress is not None and progress(i + 1, steps) is False:
             raise Cancelled(f"Filter patterns cancelled after {i + 1} of {steps} steps.")
     final_pixels = pixels(params)
-    final = np.asarray(objective(final_pixels, f))
+    final = np.asarray(objective(final_pixels, f)[1])
     images = np.asarray(final_pixels).round().clip(0, 255).astype(np.uint8)
     return images, start, final
 
 
 def transformed_activation(objective: Callable, images: np.ndarray, filters: Sequence[int], samples: int = 8,
                            seed: int = 0, reg: Regularization | None = None) -> np.ndarray:
-    """Mean activation each picture keeps under random jitter/scale/rotation (robustness measure)."""
+    """Mean activation each picture keeps under random jitter/scale/rotation (robustness measure).
+
+    `objective(pixels, filters) -> (n,)` activations, e.g. `Inspector.pattern_objective(layer, size)`.
+    """
     reg = reg or Regularization()
     x = tf.constant(images.astype(np.float32))
     f = tf.constant(list(filters), tf.int32)

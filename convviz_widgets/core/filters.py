@@ -98,7 +98,7 @@ def _diagonal_objective(trunk: keras.Model, layer: Any, preprocess: Callable[[An
     rate = int(layer.dilation_rate[0])
     padding = str(layer.padding).upper()
 
-    def objective(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
+    def objective(x: tf.Tensor, filters: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         feats = trunk(preprocess(x), training=False)  # (n, h, w, C)
         filters = tf.cast(filters, tf.int32)
         kernel = tf.cast(tf.convert_to_tensor(layer.kernel), feats.dtype)
@@ -113,41 +113,58 @@ def _diagonal_objective(trunk: keras.Model, layer: Any, preprocess: Callable[[An
         out = tf.reduce_sum(tf.reshape(out, tf.stack([out_shape[1], out_shape[2], n, cin])), axis=-1)
         if layer.use_bias:
             out = out + tf.gather(tf.cast(tf.convert_to_tensor(layer.bias), out.dtype), filters)
-        out = layer.activation(out)  # (oh, ow, n)
-        return tf.reduce_mean(out, axis=[0, 1])
+        return _gain_and_activation(out, layer.activation, axes=[0, 1])  # out: (oh, ow, n)
 
     return objective
 
 
 def build_objective(graph: FlatGraph, node: Node, preprocess: Callable[[Any], Any]) -> Callable:
-    """Return f(pixels, filters) -> (n,) mean activation of image i's own filter i."""
+    """Return f(pixels, filters) -> (gain, activation), each (n,), for image i's own filter i.
+
+    `activation` is the filter's mean activation; `gain` is what the ascent climbs (the same,
+    except for silent ReLU units, see _gain_and_activation).
+    """
     if _diagonal_conv(node):
         return _diagonal_objective(keras.Model(graph.input, node.inputs[0]), node.layer, preprocess)
     if _sliced_conv(node) and getattr(node.layer.activation, "__name__", None) in _ELEMENTWISE_ACTIVATIONS:
         layer = node.layer
         trunk = keras.Model(graph.input, node.inputs[0])
 
-        def objective(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
+        def objective(x: tf.Tensor, filters: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             feats = trunk(preprocess(x), training=False)
             kernel = keras.ops.take(layer.kernel, filters, axis=3)
             out = keras.ops.conv(feats, kernel, strides=layer.strides, padding=layer.padding,
                                  data_format="channels_last", dilation_rate=layer.dilation_rate)
             if layer.use_bias:
                 out = out + keras.ops.take(layer.bias, filters, axis=0)
-            out = layer.activation(out)
-            return tf.linalg.diag_part(tf.reduce_mean(out, axis=[1, 2]))
+            n = tf.shape(out)[0]
+            own = tf.transpose(tf.gather(out, tf.range(n), axis=3, batch_dims=1), [1, 2, 0])  # (h, w, n)
+            return _gain_and_activation(own, layer.activation, axes=[0, 1])
 
         return objective
 
     model = keras.Model(graph.input, node.output)
 
-    def objective(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
+    def objective(x: tf.Tensor, filters: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         out = model(preprocess(x), training=False)
         axes = list(range(1, len(out.shape) - 1))
         means = tf.reduce_mean(out, axis=axes) if axes else out
-        return tf.gather(means, filters[:, None], batch_dims=1)[:, 0]
+        act = tf.gather(means, filters[:, None], batch_dims=1)[:, 0]
+        return act, act
 
     return objective
+
+
+def _gain_and_activation(z: tf.Tensor, activation: Callable, axes: list[int]) -> tuple[tf.Tensor, tf.Tensor]:
+    """(what the ascent climbs, the mean activation) of pre-activation maps z.
+
+    The ascent climbs the mean activation, as the book does. A ReLU unit that is silent at every
+    pixel has no gradient there, so it climbs its pre-activation instead until it fires.
+    """
+    act = tf.reduce_mean(activation(z), axis=axes)
+    if getattr(activation, "__name__", "") not in ("relu", "relu6"):
+        return act, act
+    return tf.where(act > 0.0, act, tf.reduce_mean(z, axis=axes)), act
 
 
 def make_step(objective: Callable) -> tuple[Callable, Callable]:
@@ -157,15 +174,15 @@ def make_step(objective: Callable) -> tuple[Callable, Callable]:
     def step(x: tf.Tensor, filters: tf.Tensor, step_size: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(x)
-            act = objective(x, filters)
-            loss = tf.reduce_sum(act)
+            gain, act = objective(x, filters)
+            loss = tf.reduce_sum(gain)
         grads = tape.gradient(loss, x)
         norm = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=[1, 2, 3], keepdims=True)) + 1e-5
         return x + step_size * grads / norm, act
 
     @tf.function(reduce_retracing=True)
     def measure(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
-        return objective(x, filters)
+        return objective(x, filters)[1]
 
     return step, measure
 

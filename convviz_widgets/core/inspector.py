@@ -306,7 +306,8 @@ class Inspector:
 
     def pattern_objective(self, layer: str, size: int) -> Any:
         """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation."""
-        return self._pattern_fns_for(self.layer(layer).name, int(size))[0]
+        objective = self._pattern_fns_for(self.layer(layer).name, int(size))[0]
+        return lambda x, filters: objective(x, filters)[1]
 
     def _pattern_fns_for(self, name: str, size: int) -> tuple[Any, Any, Any]:
         """(objective, compiled ascent step, readout) for a layer, on a graph traced only up to it."""
