@@ -227,15 +227,16 @@ def test_scorecam_is_gradient_free_batched_and_valid(tiny_model):
     assert np.isfinite(a.heatmap).all() and 0.0 <= a.heatmap.min() and a.heatmap.max() <= 1.0
 
 
-def test_scorecam_weights_are_class_probabilities_of_masked_inputs(tiny_model):
-    from convviz_widgets.core.cam import upsampled_masks
+def test_scorecam_weights_are_probability_gains_of_revealed_inputs(tiny_model):
+    from convviz_widgets.core.cam import blurred, upsampled_masks
 
     img = rng_image(seed=13)
     ins = Inspector(tiny_model, preprocess="rescale")
     feats = ins.activations(img)["conv3"]
     x = img[None].astype("float32") / 255.0
+    blur = blurred(x[0])[None]
     masks = upsampled_masks(feats, (32, 32))
-    probs = np.asarray(tiny_model(x * masks))[:, 1]
+    probs = np.asarray(tiny_model(x * masks + blur * (1 - masks)))[:, 1] - float(tiny_model(blur)[0, 1])
     raw = np.tensordot(feats, probs, axes=([-1], [0]))
     cam = ins.gradcam(img, method="scorecam", class_index=1)
     np.testing.assert_allclose(cam.raw, raw, rtol=1e-4, atol=1e-5)

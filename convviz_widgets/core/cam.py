@@ -70,6 +70,15 @@ def upsampled_masks(feats: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.moveaxis(up, -1, 0)[..., None]
 
 
+def blurred(image: np.ndarray, fraction: float = 0.25) -> np.ndarray:
+    """A Gaussian blur with sigma = `fraction` of the shorter side: the image with its shapes gone."""
+    import cv2
+
+    sigma = max(1.0, fraction * min(image.shape[:2]))
+    out = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
+    return out.reshape(image.shape)
+
+
 def combine(feats: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted channel sum, then ReLU and scaling to [0, 1]; returns (heatmap, raw sum)."""
     raw = np.tensordot(feats.astype(np.float32), weights.astype(np.float32), axes=([-1], [0]))

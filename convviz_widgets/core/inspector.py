@@ -55,6 +55,16 @@ class Inspector:
         return names
 
     @property
+    def preprocess_fn(self) -> Any:
+        """The preprocessing function applied to float RGB batches in 0..255."""
+        return self._preprocess
+
+    def batch_probabilities(self, x: Any) -> np.ndarray:
+        """Class probabilities (n, n_classes) of a preprocessed batch, in one compiled forward pass."""
+        self._require_classes()
+        return np.asarray(self._probs_fn()(tf.convert_to_tensor(x, tf.float32)))
+
+    @property
     def input_size(self) -> tuple[int, int] | None:
         """(H, W) the model takes, or None when it accepts any size."""
         h, w = self.graph.input.shape[1:3]
@@ -200,15 +210,21 @@ class Inspector:
         return cam_rules.CAM(heat, k, float(score), node.name, method, self.class_names[k], float(probs[k]), raw)
 
     def _scorecam_weights(self, x: tf.Tensor, feats: np.ndarray, class_index: int, batch_size: int) -> np.ndarray:
-        """Score-CAM: each channel weighs the class probability of the input masked by its map."""
+        """Score-CAM: each channel weighs the class-probability gain of the input revealed by its map.
+
+        Where a map is low the input is replaced by a heavily blurred copy (not black, which is
+        itself strong evidence for some classes); the blurred image's probability is the baseline.
+        """
         if batch_size < 1:
             raise ConvVizError(f"batch_size must be >= 1; got {batch_size}.")
         size = tuple(int(d) for d in x.shape[1:3])
         probs_fn = self._probs_fn()
+        blurred = tf.constant(cam_rules.blurred(np.asarray(x[0]))[None])
+        base = float(probs_fn(blurred)[0, class_index])
         scores = []
         for i in range(0, feats.shape[-1], batch_size):  # masks made per batch: memory stays bounded
             masks = cam_rules.upsampled_masks(feats[..., i : i + batch_size], size)
-            scores.append(np.asarray(probs_fn(x * masks)[:, class_index]))
+            scores.append(np.asarray(probs_fn(x * masks + blurred * (1.0 - masks))[:, class_index]) - base)
         return np.concatenate(scores).astype(np.float32)
 
     def _probs_fn(self) -> Any:

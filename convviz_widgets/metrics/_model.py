@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from ..core.inspector import Inspector, tf_probabilities
+from ..core.inspector import Inspector
 from ..errors import ConvVizError
 
-_PROB_FNS: weakref.WeakKeyDictionary[Inspector, Callable[[tf.Tensor], tf.Tensor]] = weakref.WeakKeyDictionary()
 
-
-def probability_fn(inspector: Inspector) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A compiled f(preprocessed batch) -> class probabilities (n, classes), cached per Inspector."""
-    fn = _PROB_FNS.get(inspector)
-    if fn is None:
-        graph = inspector.graph
-        logits_model = keras.Model(graph.input, graph.head.logits)
-        activation = graph.head.activation
-
-        def probs(x: tf.Tensor) -> tf.Tensor:
-            return tf_probabilities(logits_model(x, training=False), activation)
-
-        fn = tf.function(probs, reduce_retracing=True)
-        _PROB_FNS[inspector] = fn
-    return fn
+def probability_fn(inspector: Inspector) -> Callable[[tf.Tensor], np.ndarray]:
+    """f(preprocessed batch) -> class probabilities (n, classes), compiled once per Inspector."""
+    return inspector.batch_probabilities
 
 
 def check_batch_size(batch_size: int) -> int:

@@ -144,8 +144,8 @@ def model_copy(model: keras.Model) -> keras.Model:
 
 def inspector_copy(inspector: Inspector) -> Inspector:
     """An Inspector on a copy of the inspector's model, with the same preprocessing and class names."""
-    preprocess = getattr(inspector, "_preprocess", None) or inspector.preprocess_name
-    return Inspector(model_copy(inspector.model), preprocess=preprocess, class_names=list(inspector.class_names))
+    return Inspector(model_copy(inspector.model), preprocess=inspector.preprocess_fn,
+                     class_names=list(inspector.class_names))
 
 
 def compare_cams(original: CAM, other: CAM, layer: str, size: tuple[int, int]) -> SanityStage:

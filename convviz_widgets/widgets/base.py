@@ -52,6 +52,11 @@ def demo_class_names() -> list[str] | None:
     return list(demo.CLASS_NAMES)
 
 
+def is_scene(source: Any) -> bool:
+    """True for a demo Scene (or anything with .image, .labels and .masks)."""
+    return all(hasattr(source, name) for name in ("image", "labels", "masks"))
+
+
 def display_image(source: Any) -> np.ndarray:
     """The picture as a person sees it: uint8 RGB, shrunk to DISPLAY_MAX_SIDE keeping its aspect."""
     rgb = load_image(source)
@@ -231,6 +236,7 @@ class ImageView(View):
         super().__init__(model, **kwargs)
         self.rgb: np.ndarray | None = None  # the image as the model sees it
         self.display: np.ndarray | None = None  # the image as a person sees it
+        self.scene: Any = None  # the demo Scene behind the image (labels, object masks), if it is one
         self._token = 0
         self._source: tuple[Any, np.ndarray | None] | None = None
         self._active = True
@@ -243,11 +249,16 @@ class ImageView(View):
             self.set_image(self._initial_image)
         self._initial_image = None
 
-    def set_image(self, image: Any, display: np.ndarray | None = None) -> None:
-        """Explain a new image (path, array, PIL image or bytes); hidden views wait until shown."""
+    def set_image(self, image: Any, display: np.ndarray | None = None, scene: Any = None) -> None:
+        """Explain a new image (path, array, PIL image, bytes or a demo Scene); hidden views wait until shown.
+
+        `scene`: the demo Scene the image was drawn from (its labels and object masks), if any.
+        """
+        if scene is None and is_scene(image):
+            image, scene = image.image, image
         with self._lock:
             self._token += 1
-            self._source = (image, display)
+            self._source = (image, display, scene)
         if self._active:
             self._load()
         else:
@@ -263,7 +274,7 @@ class ImageView(View):
         """Submit the new image's model work."""
         self._dirty = False
         token = self._token
-        image, display = self._source
+        image, display, scene = self._source
         self.status.value = self.busy_text
 
         def work() -> tuple[np.ndarray, np.ndarray, Any]:
@@ -272,7 +283,8 @@ class ImageView(View):
             rgb = self.inspector.prepare(full)
             return rgb, shown, self.compute(rgb)
 
-        self.runner.submit(work, lambda result: self._loaded(token, *result), lambda err: self._failed(token, err))
+        self.runner.submit(work, lambda result: self._loaded(token, *result, scene=scene),
+                           lambda err: self._failed(token, err))
 
     def compute(self, rgb: np.ndarray) -> Any:
         """The model work for a new image (runs in the worker thread); subclasses override."""
@@ -285,12 +297,12 @@ class ImageView(View):
         """True when `token` belongs to the image shown now."""
         return token == self._token
 
-    def _loaded(self, token: int, rgb: np.ndarray, shown: np.ndarray, result: Any) -> None:
+    def _loaded(self, token: int, rgb: np.ndarray, shown: np.ndarray, result: Any, scene: Any = None) -> None:
         """Accept results unless a newer image has replaced this one meanwhile."""
         with self._lock:
             if not self.current(token):
                 return
-            self.rgb, self.display = rgb, shown
+            self.rgb, self.display, self.scene = rgb, shown, scene
             self.apply(result)
         self.status.value = ""
         self.clear_error()
