@@ -10,7 +10,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..images import load_image
-from .base import View, display_image, enlarge, guarded, picture_widget, show_picture
+from .base import View, display_image, enlarge, guarded, is_scene, picture_widget, show_picture
 
 GIVEN = "given"
 TOP = 5
@@ -49,6 +49,7 @@ class ImageChooser(View):
         self.predictions: list[tuple[int, str, float]] = []
         self.rgb: np.ndarray | None = None
         self.display: np.ndarray | None = None
+        self.scene: Any = None  # the demo Scene shown now (labels and object masks); None for other images
         self.seed = 0
         self._sources: dict[str, Any] = {}
         self._token = 0
@@ -82,7 +83,7 @@ class ImageChooser(View):
 
     # ----- choosing --------------------------------------------------------------------------------------
     def set_image(self, image: Any, label: str = "Your image") -> None:
-        """Explain an image passed from code (path, array, PIL image or bytes)."""
+        """Explain an image passed from code (path, array, PIL image, bytes or a demo Scene)."""
         self._add_source(GIVEN, label, image)
 
     def choose(self, key: str) -> None:
@@ -126,13 +127,17 @@ class ImageChooser(View):
             self.choose(key)
 
     def sample(self, key: str) -> np.ndarray:
-        """A demo scene at the model's input size (or the demo's own size)."""
+        """A demo scene's pixels at the model's input size (or the demo's own size)."""
+        return self.sample_scene(key).image
+
+    def sample_scene(self, key: str) -> Any:
+        """A demo Scene (pixels, labels, object masks) at the model's input size (or the demo's own size)."""
         fixed = self.inspector.input_size
         size = fixed[0] if fixed and fixed[0] == fixed[1] and 32 <= fixed[0] <= 512 else self._demo.IMAGE_SIZE
         which = key.split(":", 1)[1]
         if which == "pair":
-            return self._demo.scene(seed=self.seed, size=size, objects=2).image
-        return self._demo.scene(label=int(which), seed=self.seed, size=size).image
+            return self._demo.scene(seed=self.seed, size=size, objects=2)
+        return self._demo.scene(label=int(which), seed=self.seed, size=size)
 
     # ----- running the model ----------------------------------------------------------------------------
     def load(self, key: str) -> None:
@@ -141,23 +146,24 @@ class ImageChooser(View):
         token = self._token
         self.status.value = "Running the model on the new image…"
 
-        def work() -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, float]], Exception | None]:
-            source = self.sample(key) if key.startswith("sample:") else self._sources[key]
-            full = load_image(source)
+        def work() -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, float]], Exception | None, Any]:
+            source = self.sample_scene(key) if key.startswith("sample:") else self._sources[key]
+            scene = source if is_scene(source) else None  # a demo Scene brings its labels and masks
+            full = load_image(scene.image if scene is not None else source)
             rgb = self.inspector.prepare(full)
             try:  # the same forward pass as the activations
-                return rgb, display_image(full), self.inspector.predict(rgb, top=TOP), None
+                return rgb, display_image(full), self.inspector.predict(rgb, top=TOP), None, scene
             except Exception as err:  # noqa: BLE001 - a model without a usable head still has activations
-                return rgb, display_image(full), [], err
+                return rgb, display_image(full), [], err, scene
 
         self.runner.submit(work, lambda result: self._loaded(token, *result), lambda err: self._failed(token, err))
 
     def _loaded(self, token: int, rgb: np.ndarray, shown: np.ndarray, predictions: list[tuple[int, str, float]],
-                problem: Exception | None) -> None:
+                problem: Exception | None, scene: Any = None) -> None:
         """Show the image and predictions, then hand the image to the tabs (even when predicting failed)."""
         if token != self._token:
             return
-        self.rgb, self.display, self.predictions = rgb, shown, predictions
+        self.rgb, self.display, self.predictions, self.scene = rgb, shown, predictions, scene
         show_picture(self.picture, enlarge(shown, 192, 320))
         self.table.value = predictions_html(predictions) if predictions else ""
         self.status.value = ""

@@ -70,7 +70,7 @@ class ConvVizPanel(widgets.VBox):
     def _image_ready(self, rgb: np.ndarray, display: np.ndarray) -> None:
         """The header ran the model on a new image: the image tabs follow (hidden ones when shown)."""
         self.activations.set_image(rgb, display)
-        self.cam.set_image(rgb, display)
+        self.cam.set_image(rgb, display, scene=self.chooser.scene)  # a demo scene's masks: the pointing game
 
     def _tab_changed(self) -> None:
         """Only the visible tab does model work; the others catch up when shown."""
