@@ -8,7 +8,9 @@ import pytest
 from convviz_widgets import demo
 from convviz_widgets.demo import CLASS_NAMES, IMAGE_SIZE, MODEL_PATH, Scene, scene
 
-LAYER_NAMES = ["conv1", "pool1", "conv2", "pool2", "conv3", "pool3", "conv4", "gap", "predictions"]
+LAYER_NAMES = [
+    "conv1", "pool1", "conv2", "pool2", "conv3", "pool3", "conv4", "conv5", "gap", "predictions",
+]
 
 
 # ------------------------------------------------------------------------- scenes
@@ -157,8 +159,11 @@ def test_model_has_documented_layers_and_shapes(model) -> None:
     assert [n for n in names if n in LAYER_NAMES] == LAYER_NAMES
     assert tuple(model.input_shape) == (None, IMAGE_SIZE, IMAGE_SIZE, 3)
     assert tuple(model.output_shape) == (None, len(CLASS_NAMES))
-    last_conv = model.get_layer("conv4").output.shape
-    assert last_conv[1] >= 6 and last_conv[2] >= 6
+    convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+    assert convs[-1].name == "conv5"
+    _, rows, cols, _ = convs[-1].output.shape
+    assert rows >= 6 and cols >= 6  # Grad-CAM is computed on this grid
+    assert all(layer.padding == "same" for layer in convs)
     assert model.get_layer("predictions").activation.__name__ == "softmax"
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime
 import io
+import threading
 import time
+import weakref
+from types import SimpleNamespace
 
 import ipywidgets as widgets
 import keras
@@ -14,7 +17,9 @@ from conftest import rng_image, small_convnet
 from PIL import Image
 
 from convviz_widgets import ConvVizError, Inspector, to_png
+from convviz_widgets.metrics import pointing_game
 from convviz_widgets.widgets import ActivationsView, CamView, ConvVizPanel, FiltersView, Runner
+from convviz_widgets.widgets import cam as cam_module
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -27,17 +32,36 @@ def decode(png: bytes | memoryview) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def counting(monkeypatch: pytest.MonkeyPatch, obj: object, name: str) -> list[int]:
-    """Count calls of obj.name (a method) while keeping its behaviour."""
-    calls: list[int] = []
+def counting(monkeypatch: pytest.MonkeyPatch, obj: object, name: str) -> list[dict]:
+    """Record the keyword arguments of each call of obj.name (a function) while keeping its behaviour."""
+    calls: list[dict] = []
     original = getattr(obj, name)
 
     def wrapper(*args, **kwargs):
-        calls.append(1)
+        calls.append(kwargs)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(obj, name, wrapper)
     return calls
+
+
+def weights_of(model: keras.Model) -> list[np.ndarray]:
+    """Copies of every weight of a model."""
+    return [np.array(w) for w in model.get_weights()]
+
+
+def blocked(runner: Runner) -> threading.Event:
+    """Hold a background runner's worker until the returned event is set (to see the busy state)."""
+    gate = threading.Event()
+    runner.submit(lambda: gate.wait(30), lambda _: None, lambda _: None)
+    return gate
+
+
+@pytest.fixture()
+def fresh_copies(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """An empty cache of randomised model copies; returns the record of copies made."""
+    monkeypatch.setattr(cam_module, "_RANDOMISED", weakref.WeakKeyDictionary())
+    return counting(monkeypatch, cam_module, "inspector_copy")
 
 
 def upload_value(name: str, content: bytes) -> tuple[dict, ...]:
@@ -273,6 +297,53 @@ def test_a_failing_filter_render_shows_the_error_and_recovers(model8: keras.Mode
     assert view.error == "" and decode(view.grid.value).size
 
 
+def test_switching_to_regularised_patterns_renders_new_ones_and_plain_comes_back_from_cache(
+        panel: ConvVizPanel, monkeypatch) -> None:
+    view = panel.select("Filters")
+    assert [label for label, _ in view.mode.options] == ["Plain (book)", "Regularised"]
+    assert view.mode.value == "plain" and view.step_size.value == 1.0 and not view.step_size.disabled
+    calls = counting(monkeypatch, view.inspector, "filter_patterns")
+    view.layer.value, view.count.value, view.steps.value = "conv2", 4, 3
+    view.render_button.click()
+    plain = view.grid.value
+    assert calls[-1]["mode"] == "plain" and calls[-1]["step_size"] == 1.0
+    assert "plain ascent, step 1" in view.caption.value
+    view.mode.value = "regularized"  # a new recipe is a new cache entry: Render computes it
+    assert view.step_size.disabled and "Press Render" in view.status.value and view.grid.value == plain
+    view.render_button.click()
+    regularised = view.grid.value
+    assert regularised != plain and decode(regularised).shape == decode(plain).shape
+    assert len(calls) == 2 and calls[-1]["mode"] == "regularized" and "regularised" in view.caption.value
+    view.mode.value = "plain"  # back: from the cache, no model call
+    assert view.grid.value == plain and len(calls) == 2 and not view.step_size.disabled
+    view.mode.value = "regularized"
+    assert view.grid.value == regularised and len(calls) == 2
+    view.save_button.click()
+    assert "convviz-filters-conv2-0-3-32px-3steps-regularized.png" in view.saved.value
+
+
+def test_the_plain_step_size_is_part_of_the_cache_key_and_reaches_the_ascent(panel: ConvVizPanel, monkeypatch) -> None:
+    view = panel.select("Filters")
+    calls = counting(monkeypatch, view.inspector, "filter_patterns")
+    view.count.value, view.steps.value = 2, 2
+    view.render_button.click()
+    first = view.grid.value
+    view.step_size.value = 4.0
+    assert "Press Render" in view.status.value and view.grid.value == first
+    view.render_button.click()
+    assert calls[-1]["step_size"] == 4.0 and view.grid.value != first and "step 4" in view.caption.value
+    view.step_size.value = 1.0
+    assert view.grid.value == first and len(calls) == 2
+
+
+def test_the_demo_model_gets_its_own_plain_step_size(demo_model: keras.Model, model8: keras.Model) -> None:
+    from convviz_widgets.cli import demo_step_size
+
+    assert FiltersView(demo_model, background=False).step_size.value == demo_step_size() == 3.0
+    assert FiltersView(model8, background=False).step_size.value == 1.0
+    assert FiltersView(model8, step_size=2.5, mode="regularized", background=False).step_size.disabled
+
+
 # ----- Grad-CAM ---------------------------------------------------------------------------------------------
 def test_gradcam_controls(panel: ConvVizPanel, monkeypatch) -> None:
     view = panel.select("Grad-CAM")
@@ -318,6 +389,110 @@ def test_gradcam_controls(panel: ConvVizPanel, monkeypatch) -> None:
 def test_cam_view_works_alone(model8: keras.Model) -> None:
     view = CamView(model8, rng_image(seed=4), method="gradcam++", background=False)
     assert "Grad-CAM++ of" in view.score.value and decode(view.heatmap.value).size
+
+
+def test_choosing_score_cam_renders_a_different_heatmap(panel: ConvVizPanel, monkeypatch) -> None:
+    view = panel.select("Grad-CAM")
+    assert [label for label, _ in view.method.options] == ["Grad-CAM", "Grad-CAM++", "Score-CAM"]
+    calls = counting(monkeypatch, view.inspector, "gradcam")
+    heat = view.heatmap.value
+    view.method.value = "scorecam"
+    assert calls[-1]["method"] == "scorecam" and view.heatmap.value != heat
+    assert "Score-CAM of" in view.score.value and view.error == "" and view.status.value == ""
+    view.method.value = "gradcam"  # back: from the cache
+    assert view.heatmap.value == heat and len(calls) == 1
+
+
+def test_score_cam_and_the_sanity_check_run_in_the_background_with_a_busy_state(model8: keras.Model,
+                                                                                 fresh_copies) -> None:
+    view = CamView(model8, rng_image(seed=4), background=True)
+    assert view.wait(60)
+    heat = view.heatmap.value
+    gate = blocked(view.runner)
+    view.method.value = "scorecam"
+    assert "Score-CAM" in view.status.value and "masked forward passes" in view.status.value
+    assert view.heatmap.value == heat  # the notebook is not blocked; the old picture stays meanwhile
+    view.sanity.value = True
+    assert "randomised" in view.status.value and "computing" in view.sanity_caption.value
+    gate.set()
+    assert view.wait(60) and view.status.value == "" and view.error == ""
+    assert view.heatmap.value != heat and "Score-CAM of" in view.score.value
+    assert decode(view.sanity_heatmap.value).shape == decode(view.heatmap.value).shape
+    assert "Spearman" in view.sanity_text.value and len(fresh_copies) == 1
+
+
+def test_sanity_check_shows_a_randomised_heatmap_and_correlation_and_keeps_the_model(
+        model8: keras.Model, fresh_copies, tmp_path) -> None:
+    before = weights_of(model8)
+    view = CamView(model8, rng_image(seed=4), background=False, save_dir=tmp_path)
+    assert view.sanity_figure.layout.display == "none" and view.sanity_text.value == ""
+    assert view.depth.disabled and view.depth.value == 2  # predictions and conv3: down to the CAM layer
+    assert view.depth.options[1] == ("top 2, down to conv3", 2)
+    view.sanity.value = True
+    random_png = decode(view.sanity_heatmap.value)
+    assert random_png.shape == decode(view.heatmap.value).shape
+    assert view.sanity_heatmap.value != view.heatmap.value and view.sanity_figure.layout.display is None
+    text = view.sanity_text.value
+    assert "Spearman" in text and "ρ = " in text and "top 2 layers" in text and "predictions, conv3" in text
+    assert not view.depth.disabled and len(fresh_copies) == 1
+    for a, b in zip(before, weights_of(model8), strict=True):
+        np.testing.assert_array_equal(a, b)  # the user's model is never changed
+
+    view.classes.value = view.predictions[1][0]  # another class: the same randomised copy
+    view.method.value = "gradcam++"
+    view.sanity.value = False
+    assert view.sanity_figure.layout.display == "none" and view.sanity_text.value == ""
+    view.sanity.value = True
+    assert "Grad-CAM++" in view.sanity_text.value and len(fresh_copies) == 1
+    view.depth.value = 4  # another depth: one more copy, made once
+    assert "top 4 layers" in view.sanity_text.value and len(fresh_copies) == 2
+    view.layer.value = "conv2"  # the user picked a depth: it stays
+    assert view.depth.value == 4 and len(fresh_copies) == 2
+    view.save_button.click()
+    saved = decode(next(tmp_path.glob("convviz-gradcam-conv2-*-sanity-top4.png")).read_bytes())
+    assert saved.shape[1] == 3 * random_png.shape[1] + 16
+    for a, b in zip(before, weights_of(model8), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_sanity_depth_follows_the_cam_layer_until_the_user_picks_one(demo_model: keras.Model) -> None:
+    view = CamView(demo_model, background=False)
+    assert view.layer.value == "bn4" and view.depth.value == 3  # predictions, bn4 and conv4 (bn4's block)
+    view.layer.value = "conv3"
+    assert view.depth.value == 5  # ... bn3, conv3
+    view.depth.value = 1
+    view.layer.value = "conv2"
+    assert view.depth.value == 1
+
+
+def test_pointing_game_says_hit_on_a_clear_demo_scene_and_nothing_for_own_images(demo_model: keras.Model) -> None:
+    from convviz_widgets import demo
+
+    panel = ConvVizPanel(demo_model, background=False)
+    view = panel.select("Grad-CAM")
+    scene = panel.chooser.scene
+    assert panel.chooser.source.value == "sample:0" and scene.labels == [0]
+    assert view.predictions[0][0] == 0 and view.classes.value == 0  # the circle is the top class
+    assert "Pointing game" in view.pointing.value and ">hit<" in view.pointing.value
+    assert "15 px from the circle" in view.pointing.value and "Energy" in view.pointing.value
+    absent = next(i for i in range(len(demo.CLASS_NAMES)) if i not in scene.labels)
+    view.class_index.value = absent
+    assert f"no <b>{demo.CLASS_NAMES[absent]}</b> in this scene" in view.pointing.value
+    assert "hit" not in view.pointing.value and "miss" not in view.pointing.value
+    panel.chooser.source.value = "sample:pair"  # two objects: the shown class's own mask counts
+    assert panel.chooser.scene.labels[0] == view.classes.value and "Pointing game" in view.pointing.value
+    panel.set_image(rng_image(96, 96, seed=2))  # your own image: no masks, no pointing game
+    assert panel.chooser.scene is None and view.pointing.value == ""
+
+
+def test_pointing_game_says_miss_when_the_peak_is_far_from_the_object(model8: keras.Model) -> None:
+    view = CamView(model8, rng_image(seed=4), background=False)
+    peak = np.unravel_index(np.argmax(view.current_cam().resized(32, 32)), (32, 32))
+    far = np.zeros((32, 32), bool)
+    far[(peak[0] + 16) % 32, (peak[1] + 16) % 32] = True
+    view.set_image(SimpleNamespace(image=rng_image(seed=4), labels=[view.classes.value], masks=[far]))
+    assert not pointing_game(view.current_cam(), far) and ">miss<" in view.pointing.value
+    assert view.scene is not None and view.error == ""
 
 
 # ----- background mode ------------------------------------------------------------------------------------------

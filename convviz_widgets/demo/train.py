@@ -26,6 +26,7 @@ import tensorflow as tf  # noqa: E402
 
 WIDTHS = (16, 32, 64, 128, 128)  # filters of conv1..conv5
 POOLED = 3  # conv1..conv3 are followed by a 2x2 max-pool; conv4 and conv5 keep the grid
+DILATION = (1, 1, 1, 2, 2)  # dilated convs on the last grid widen the view of each cell
 PAIR_SEED = 20_000_000  # two-shape evaluation scenes; disjoint from training and EVAL_SEED
 # Curriculum: (fraction of steps, difficulty range of the scenes drawn for that phase).
 PHASES: tuple[tuple[float, tuple[float, float]], ...] = (
@@ -47,7 +48,11 @@ def build_model(
     model = keras.Sequential(name="convviz_demo")
     model.add(keras.Input((size, size, 3), name="image"))
     for i, width in enumerate(widths, start=1):
-        model.add(keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=f"conv{i}"))
+        model.add(
+            keras.layers.Conv2D(
+                width, 3, padding="same", activation="relu", dilation_rate=DILATION[i - 1], name=f"conv{i}"
+            )
+        )
         if i < len(widths):
             model.add(keras.layers.BatchNormalization(name=f"bn{i}"))
         if i <= pooled:

@@ -1,4 +1,8 @@
-"""The Filters tab: pictures that excite chosen filters, rendered in the background with progress and Cancel."""
+"""The Filters tab: pictures that excite chosen filters, rendered in the background with progress and Cancel.
+
+Two recipes: the book's plain gradient ascent in pixel space (with its step size), and the regularised one
+(decorrelated Fourier image, random jitter/scale/rotation, Adam) whose pictures read as textures and parts.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +19,17 @@ import numpy as np
 from ..core import Cancelled, FilterPatterns
 from ..render import filter_grid
 from .activations import layer_label
-from .base import View, enlarge, guarded, picture_widget, show_picture
+from .base import DEMO_MODEL_NAME, View, enlarge, guarded, picture_widget, show_picture
 
 SIZES = (32, 48, 64, 96, 128, 160, 224)
 COLUMNS = 8
 TILE_MIN = 96  # small patterns are enlarged (nearest neighbour) to at least this many pixels
 LABEL_HEIGHT = 18
 CACHE_SIZE = 32
+MODES = (("Plain (book)", "plain"), ("Regularised", "regularized"))
+DEMO_STEP_SIZE = 3.0  # used while the CLI's demo_step_size() cannot be imported
 
-Key = tuple[str, tuple[int, ...], int, int]
+Key = tuple[str, tuple[int, ...], int, int, str, float | None]  # layer, filters, size, steps, mode, plain step
 
 
 def labelled_tiles(patterns: FilterPatterns) -> np.ndarray:
@@ -39,6 +45,25 @@ def labelled_tiles(patterns: FilterPatterns) -> np.ndarray:
     return np.concatenate([strips, tiles], axis=1)
 
 
+def default_step_size(inspector: Any) -> float:
+    """The plain ascent's step: one pixel level (the book's), or the demo model's own (it sees x/255)."""
+    if getattr(inspector.model, "name", None) != DEMO_MODEL_NAME:
+        return 1.0
+    try:
+        from ..cli import demo_step_size
+
+        return float(demo_step_size())
+    except ImportError:
+        return DEMO_STEP_SIZE
+
+
+def recipe_text(mode: str, step: float | None) -> str:
+    """How the patterns were made, for the caption."""
+    if mode == "plain":
+        return f"the book's plain ascent, step {step:g}"
+    return "regularised (Fourier image, decorrelated colour, jitter/scale/rotation, Adam)"
+
+
 def default_layer(conv_layers: list[str], layers: list[str]) -> str:
     """A middle conv layer: its patterns are neither plain colours nor noise."""
     return conv_layers[len(conv_layers) // 2] if conv_layers else layers[0]
@@ -50,7 +75,8 @@ class FiltersView(View):
     kind = "filters"
 
     def __init__(self, model: Any, *, layer: str | None = None, first: int = 0, count: int = 16,
-                 size: int | None = None, steps: int = 40, **kwargs: Any) -> None:
+                 size: int | None = None, steps: int = 40, mode: str = "plain", step_size: float | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         names = self.inspector.layers
         chosen = self.inspector.layer(layer).name if layer else default_layer(self.inspector.conv_layers, names)
@@ -69,6 +95,16 @@ class FiltersView(View):
         self.size = widgets.Dropdown(options=SIZES, value=size or self._default_size(), description="Size (px)",
                                      layout=widgets.Layout(width="180px"))
         self.steps = widgets.IntSlider(steps, min=0, max=500, description="Steps", continuous_update=False)
+        self.mode = widgets.ToggleButtons(
+            options=MODES, value=mode, description="Recipe", style={"button_width": "auto"},
+            tooltips=["the book's gradient ascent in pixel space",
+                      "Fourier image, decorrelated colour, random jitter/scale/rotation, Adam"])
+        self.mode.add_class("convviz-mode")
+        self.default_step = default_step_size(self.inspector)
+        self.step_size = widgets.BoundedFloatText(
+            step_size or self.default_step, min=0.01, max=100.0, step=0.5, description="Step size",
+            disabled=mode != "plain", tooltip="plain ascent: pixel levels per step (the gradient is L2-normalised)",
+            layout=widgets.Layout(width="180px"))
         self.render_button = widgets.Button(description="Render", button_style="primary", icon="play")
         self.cancel_button = widgets.Button(description="Cancel", button_style="warning", icon="stop", disabled=True)
         self.progress = widgets.IntProgress(0, min=0, max=max(1, steps), description="Progress")
@@ -78,11 +114,13 @@ class FiltersView(View):
         self.render_button.on_click(lambda _: self.render())
         self.cancel_button.on_click(lambda _: self.cancel())
         self.on(self.layer, self._layer_changed)
-        for control in (self.first, self.count, self.size, self.steps):
+        self.on(self.mode, self._mode_changed)
+        for control in (self.first, self.count, self.size, self.steps, self.step_size):
             self.on(control, self._settings_changed)
         self.children = [
             widgets.HBox([self.layer, self.first]),
             widgets.HBox([self.count, self.steps, self.size]),
+            widgets.HBox([self.mode, self.step_size]),
             widgets.HBox([self.render_button, self.cancel_button, self.progress, self.status]),
             self.message,
             self.grid, self.caption,
@@ -98,17 +136,25 @@ class FiltersView(View):
 
     # ----- settings -----------------------------------------------------------------------------------
     def key(self) -> Key:
-        """The cache key of the current settings: layer, filter indices, size, steps."""
+        """The cache key of the current settings: layer, filter indices, size, steps, recipe (and plain step)."""
         channels = self.inspector.layer(self.layer.value).channels
         first = min(self.first.value, channels - 1)
         filters = tuple(range(first, min(first + self.count.value, channels)))
-        return self.layer.value, filters, int(self.size.value), int(self.steps.value)
+        mode = self.mode.value
+        step = float(self.step_size.value) if mode == "plain" else None
+        return self.layer.value, filters, int(self.size.value), int(self.steps.value), mode, step
 
     @guarded
     def _layer_changed(self) -> None:
         """Bound the first-filter box by the new layer's channels, then look in the cache."""
         with self.quietly():
             self.first.max = self.inspector.layer(self.layer.value).channels - 1
+        self._settings_changed()
+
+    @guarded
+    def _mode_changed(self) -> None:
+        """The step size belongs to the plain recipe only; then look in the cache."""
+        self.step_size.disabled = self.mode.value != "plain"
         self._settings_changed()
 
     @guarded
@@ -131,7 +177,7 @@ class FiltersView(View):
         if self._running is not None:
             self.status.value = "Already rendering: wait for it or press Cancel."
             return
-        layer, filters, size, steps = key
+        layer, filters, size, steps, mode, step = key
         self._running = key
         self._cancel.clear()
         self.clear_error()
@@ -139,13 +185,13 @@ class FiltersView(View):
         self.cancel_button.disabled = False
         self.progress.bar_style = "info"
         self.progress.max, self.progress.value = max(1, steps), 0
-        self.status.value = f"Rendering {len(filters)} filters of {layer}…"
+        self.status.value = f"Rendering {len(filters)} filters of {layer}, {recipe_text(mode, step)}…"
 
         def work() -> FilterPatterns:
             if self._cancel.is_set():
                 raise Cancelled("Filter patterns cancelled before they started.")
             return self.inspector.filter_patterns(layer, filters, size=size, steps=steps, seed=0,
-                                                  progress=self._progress)
+                                                  progress=self._progress, mode=mode, step_size=step or 1.0)
 
         self.runner.submit(work, lambda patterns: self._finished(key, patterns), self._stopped)
 
@@ -198,11 +244,12 @@ class FiltersView(View):
         self.cache.move_to_end(key)
         show_picture(self.grid, enlarge(picture, 256, max(1024, picture.shape[1])))
         self._shown, self._shown_picture = key, picture
-        layer, filters, size, steps = key
+        layer, filters, size, steps, mode, step = key
         start, final = float(np.mean(patterns.start_activation)), float(np.mean(patterns.final_activation))
         self.caption.value = (
             f"<small>Layer <b>{html.escape(layer)}</b>, filters {filters[0]}–{filters[-1]}, {size} px, "
-            f"{steps} steps (seed 0). Each tile: the filter index and its mean activation after the ascent; "
+            f"{steps} steps (seed 0), {recipe_text(mode, step)}. "
+            f"Each tile: the filter index and its mean activation after the ascent; "
             f"mean over tiles {start:.3g} → {final:.3g}.</small>"
         )
         self.status.value = ""
@@ -212,5 +259,10 @@ class FiltersView(View):
         """The grid shown now, for saving."""
         if self._shown is None or self._shown_picture is None:
             return {}
-        layer, filters, size, steps = self._shown
-        return {f"{layer}-{filters[0]}-{filters[-1]}-{size}px-{steps}steps": self._shown_picture}
+        layer, filters, size, steps, mode, step = self._shown
+        name = f"{layer}-{filters[0]}-{filters[-1]}-{size}px-{steps}steps"
+        if mode != "plain":
+            name += f"-{mode}"
+        elif step != self.default_step:
+            name += f"-step{step:g}"
+        return {name: self._shown_picture}

@@ -22,6 +22,7 @@ GRID = f"{PANEL} .convviz-activations img.convviz-grid"
 FILTER_GRID = f"{PANEL} .convviz-filters img.convviz-filter-grid"
 OVERLAY = f"{PANEL} .convviz-gradcam img.convviz-overlay"
 HEATMAP = f"{PANEL} .convviz-gradcam img.convviz-heatmap"
+SANITY_HEATMAP = f"{PANEL} .convviz-gradcam img.convviz-sanity-heatmap"
 KERNEL_START = 120_000  # ms: the kernel imports TensorFlow on 2 busy cores
 WORK = 120_000  # ms: from a click to the picture it asks for
 
@@ -87,6 +88,15 @@ def shot(page: Any, name: str) -> None:
     page.locator(PANEL).screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
+def demo_scenes() -> bool:
+    """True when the notebook's panel starts on a demo scene (whose masks give the pointing game)."""
+    try:
+        from convviz_widgets import demo  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def percentages(styles: list[str]) -> list[float]:
     """Progress-bar widths ('width: 42.5%') as numbers."""
     out = []
@@ -136,6 +146,16 @@ def exercise_panel(page: Any, prefix: str) -> dict[str, float]:
     assert max(widths) == 100
     shot(page, f"{prefix}-3-filters")
 
+    plain = page.evaluate(PIXELS, FILTER_GRID)
+    old = page.eval_on_selector_all(FILTER_GRID, "imgs => imgs.find(i => i.offsetParent !== null).src")
+    page.locator(f"{PANEL} .convviz-filters .convviz-mode button", has_text="Regularised").click()
+    t = time.monotonic()
+    page.locator(f"{PANEL} .convviz-filters button", has_text="Render").click()
+    picture(page, FILTER_GRID, old=old)
+    timings["regularised filter render"] = time.monotonic() - t
+    assert page.evaluate(PIXELS, FILTER_GRID) != plain, "the regularised patterns look like the plain ones"
+    shot(page, f"{prefix}-3b-filters-regularised")
+
     tabs.filter(has_text="Grad-CAM").click()
     t = time.monotonic()
     picture(page, OVERLAY)
@@ -144,6 +164,23 @@ def exercise_panel(page: Any, prefix: str) -> dict[str, float]:
     assert "probability" in page.inner_text(f"{PANEL} .convviz-score")
     assert page.locator(f"{PANEL} .convviz-classes button").count() == 5
     shot(page, f"{prefix}-4-gradcam")
+
+    heat = page.eval_on_selector_all(HEATMAP, "imgs => imgs.find(i => i.offsetParent !== null).src")
+    page.locator(f"{PANEL} .convviz-gradcam button", has_text="Score-CAM").click()
+    t = time.monotonic()
+    picture(page, HEATMAP, old=heat)
+    timings["score-cam"] = time.monotonic() - t
+    page.wait_for_function("() => document.querySelector('.convviz-score').innerText.includes('Score-CAM of')",
+                           timeout=WORK)
+    page.locator(f"{PANEL} .convviz-sanity-toggle").click()
+    t = time.monotonic()
+    picture(page, SANITY_HEATMAP)
+    timings["sanity check"] = time.monotonic() - t
+    page.wait_for_function("() => document.querySelector('.convviz-sanity').innerText.includes('Spearman')",
+                           timeout=WORK)
+    if demo_scenes():
+        assert "Pointing game" in page.inner_text(f"{PANEL} .convviz-pointing")
+    shot(page, f"{prefix}-5-gradcam-sanity")
 
     tabs.filter(has_text="Activations").click()
     picture(page, GRID)
