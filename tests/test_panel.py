@@ -61,7 +61,7 @@ def blocked(runner: Runner) -> threading.Event:
 def fresh_copies(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     """An empty cache of randomised model copies; returns the record of copies made."""
     monkeypatch.setattr(cam_module, "_RANDOMISED", weakref.WeakKeyDictionary())
-    return counting(monkeypatch, cam_module, "inspector_copy")
+    return counting(monkeypatch, cam_module, "randomized_copy")
 
 
 def upload_value(name: str, content: bytes) -> tuple[dict, ...]:

@@ -24,18 +24,21 @@ from .evaluate import (
     scene_targets,
     stage_summaries,
 )
-from .localization import PointingResult, centre_prior, energy, pointing_accuracy, pointing_game
+from .localization import TOLERANCE, PointingResult, centre_prior, energy, pointing_accuracy, pointing_game
 from .sanity import (
     SanityStage,
     cascade_layers,
+    compare_cams,
     model_copy,
     randomization_check,
     randomization_checks,
+    randomized_copy,
     weighted_layers,
 )
 from .similarity import average_ranks, spearman, ssim
 
 __all__ = [
+    "TOLERANCE", "compare_cams", "randomized_copy",
     "DeletionCurve", "DeletionSummary", "LocalizationSummary", "PointingResult", "SanityStage", "StageSummary",
     "Target", "average_ranks", "baseline_image", "cascade_layers", "centre_prior", "compute_cams",
     "deletion_curve", "deletion_summary", "energy", "format_table", "localization_summary", "model_copy",

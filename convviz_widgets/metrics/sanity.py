@@ -148,6 +148,15 @@ def inspector_copy(inspector: Inspector) -> Inspector:
                      class_names=list(inspector.class_names))
 
 
+def randomized_copy(inspector: Inspector, depth: int, seed: int = 0, init: str = "initializer") -> Inspector:
+    """An Inspector on a copy of the model whose top `depth` weighted layers are re-initialised."""
+    copy = inspector_copy(inspector)  # the user's model is never changed
+    layers = dict(weighted_layers(copy.model))
+    for name in cascade_layers(copy.model, depth):
+        randomize_layer(layers[name], layer_seed(seed, name), init)
+    return copy
+
+
 def compare_cams(original: CAM, other: CAM, layer: str, size: tuple[int, int]) -> SanityStage:
     """Rank correlations (after and before ReLU) and SSIM between two CAMs of one feature map."""
     blank = is_blank(other.heatmap)

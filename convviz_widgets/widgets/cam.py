@@ -18,9 +18,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..core import CAM, Inspector
-from ..metrics import cascade_layers, energy, pointing_game, weighted_layers
-from ..metrics.localization import TOLERANCE
-from ..metrics.sanity import SanityStage, compare_cams, inspector_copy, layer_seed, randomize_layer
+from ..metrics import TOLERANCE, SanityStage, cascade_layers, compare_cams, energy, pointing_game, randomized_copy
 from ..render import heatmap_image, overlay
 from .activations import layer_label
 from .base import ImageView, enlarge, error_text, guarded, picture_widget, show_picture
@@ -77,11 +75,7 @@ def randomised_inspector(inspector: Inspector, depth: int) -> Inspector:
     with _RANDOMISED_LOCK:
         copies = _RANDOMISED.setdefault(inspector, {})
         if depth not in copies:
-            copy = inspector_copy(inspector)  # the user's model is never changed
-            layers = dict(weighted_layers(copy.model))
-            for name in cascade_layers(copy.model, depth):
-                randomize_layer(layers[name], layer_seed(SANITY_SEED, name))
-            copies[depth] = copy
+            copies[depth] = randomized_copy(inspector, depth, SANITY_SEED)  # the user's model is never changed
             while len(copies) > MAX_COPIES:
                 copies.pop(next(iter(copies)))  # the oldest depth goes first
         return copies[depth]
