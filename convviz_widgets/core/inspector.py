@@ -97,9 +97,10 @@ class Inspector:
     # ----- images --------------------------------------------------------------------------------
     def prepare(self, image: ImageSource) -> np.ndarray:
         """The image as the model sees it: uint8 RGB at the model's input size."""
+        if self.input_size is not None:
+            return load_image(image, size=self.input_size)  # a JPEG decodes straight at a reduced scale
         rgb = load_image(image)
-        size = self.input_size or _capped_size(rgb.shape[:2], MAX_FREE_SIDE)
-        return resize_rgb(rgb, size)
+        return resize_rgb(rgb, _capped_size(rgb.shape[:2], MAX_FREE_SIDE))
 
     def batch(self, rgb: np.ndarray) -> tf.Tensor:
         """A preprocessed float32 batch of one prepared image."""
