@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= convviz-report
 
-.PHONY: demo test lint bench train clean
+.PHONY: demo test lint bench train clean lab notebooks
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +23,18 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed ## render the three views of the demo model into convviz-report/
 	$(BIN)/convviz report --model demo --out $(OUT)
 
-test: $(VENV)/.installed-test ## run the whole test suite
+test: $(VENV)/.installed-test ## run the whole test suite, then every notebook under nbval
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(NBVAL) notebooks/
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check convviz_widgets tests bench
+	$(BIN)/ruff check convviz_widgets tests bench notebooks
+
+lab: $(VENV)/.installed-test ## open the tour in JupyterLab
+	$(BIN)/jupyter lab notebooks/00_tour.ipynb
+
+notebooks: $(VENV)/.installed-test ## regenerate the notebooks after the demo model or the API changes
+	$(BIN)/python notebooks/build.py
 
 bench: $(VENV)/.installed-test ## speed benchmarks (ratios measured side by side)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

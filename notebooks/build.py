@@ -39,9 +39,9 @@ class Cell:
     tags: list[str] = field(default_factory=list)
 
 
-def md(text: str) -> Cell:
-    """A markdown cell."""
-    return Cell("markdown", dedent(text).strip())
+def md(text: str, exercise: str | None = None) -> Cell:
+    """A markdown cell (with the hand-out's version, if it differs)."""
+    return Cell("markdown", dedent(text).strip(), None if exercise is None else dedent(exercise).strip())
 
 
 def code(text: str, *, ignore: str | None = None, exercise: str | None = None, tags: list[str] | None = None) -> Cell:
@@ -53,35 +53,40 @@ def code(text: str, *, ignore: str | None = None, exercise: str | None = None, t
 
 
 # ----- cells shared by the notebooks -------------------------------------------------------------------
-SETUP = code(
-    """
-    import os
+def setup(modules: str = "demo", third_party: str = "") -> Cell:
+    """The first code cell: quiet TensorFlow, imports (`modules` of convviz_widgets), a `show` helper for pictures."""
+    extra = f"\n        {third_party}" if third_party else ""
+    return code(
+        f"""
+        import logging
+        import os
 
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # quiet TensorFlow's start-up log: set before it is imported
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # quiet TensorFlow's start-up log: set before it is imported
 
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from IPython.display import Image, display
+        import matplotlib.pyplot as plt{extra}
 
-    import convviz_widgets as cv
-    from convviz_widgets import demo
+        import convviz_widgets as cv
+        from convviz_widgets import {modules}
+
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)  # hide its warnings about re-tracing functions
 
 
-    def show(*pictures, titles=(), height=2.5, width=None):
-        \"\"\"Show pictures (uint8 RGB or 2-D arrays) side by side, no axes; `width` (inches) overrides `height`.\"\"\"
-        widths = [p.shape[1] / p.shape[0] for p in pictures]
-        height = width / sum(widths) if width else height
-        fig, axes = plt.subplots(1, len(pictures), figsize=(height * sum(widths), height), squeeze=False,
-                                 gridspec_kw={"width_ratios": widths})
-        for ax, picture, title in zip(axes[0], pictures, list(titles) + [""] * len(pictures)):
-            ax.imshow(picture, cmap="viridis" if picture.ndim == 2 else None)
-            ax.set_title(title, fontsize=9)
-            ax.axis("off")
-        plt.show()
-    """,
-    ignore="TensorFlow may print a few start-up lines from C++ here; they differ from machine to machine",
-    tags=[QUIET_CELL],
-)
+        def show(*pictures, titles=(), height=2.5, width=None):
+            \"\"\"Show pictures (uint8 RGB or 2-D arrays) side by side without axes; `width` overrides `height`.\"\"\"
+            widths = [p.shape[1] / p.shape[0] for p in pictures]
+            height = width / sum(widths) if width else height
+            _, axes = plt.subplots(1, len(pictures), figsize=(height * sum(widths), height), squeeze=False,
+                                   gridspec_kw={{"width_ratios": widths}})
+            for ax, picture, title in zip(axes[0], pictures, list(titles) + [""] * len(pictures)):
+                ax.imshow(picture, cmap="viridis" if picture.ndim == 2 else None)
+                ax.set_title(title, fontsize=9)
+                ax.axis("off")
+            plt.show()
+        """,
+        ignore="TensorFlow may print a few start-up lines from C++ here; they differ from machine to machine",
+        tags=[QUIET_CELL],
+    )
+
 
 REAL_MODEL = code(
     """
@@ -133,7 +138,7 @@ REAL_WHY = md(
     explain. MobileNets are trained on the same 1000 ImageNet classes at a fraction of the size, so we use
     one: the MobileNet file in `../../shared/data` when that folder sits beside this repository, else
     MobileNetV2 (3.5 million parameters, 14 MB) downloaded by Keras, as on Binder. Offline with neither,
-    the cells below say so and skip.
+    the next cell says so in one line, and the cells after it fall back to the demo model or skip.
     """
 )
 
@@ -155,7 +160,7 @@ TOUR = [
         `assignments/` holds an exercise for a course.
         """
     ),
-    SETUP,
+    setup(third_party="from IPython.display import Image, display"),
     md(
         """
         ## The demo model
@@ -170,7 +175,7 @@ TOUR = [
         """
         model = demo.load_model()
         scene = demo.scene(label=3, seed=1)  # label 3 is a star
-        for index, name, probability in cv.predict(model, scene.image, class_names=list(demo.CLASS_NAMES), top=3):
+        for _, name, probability in cv.predict(model, scene.image, class_names=list(demo.CLASS_NAMES), top=3):
             print(f"{name:9s} {probability:.3f}")
         """
     ),
@@ -193,7 +198,8 @@ TOUR = [
     md(
         """
         Reading this without a running kernel (on GitHub, say)? Widgets are not drawn there. This is what the
-        Grad-CAM tab shows for the star: the class evidence sits on the shape, not on the clutter.
+        Grad-CAM tab shows for the star: red where the evidence for "star" is strongest, blue where there is
+        none. Does it sit on the star, on its edges, or on the clutter?
         """
     ),
     code(
@@ -248,7 +254,7 @@ ACTIVATIONS = [
         functions instead of hand-written Keras code.
         """
     ),
-    SETUP,
+    setup(),
     md(
         """
         ## The model
@@ -354,8 +360,8 @@ ACTIVATIONS = [
     real_guard(
         """
         real_acts = cv.activations(real_model, cat)  # preprocessing recognised from the model's name
-        names = list(real_acts)
-        print(f"{len(names)} conv/pool layers, from {names[0]} to {names[-1]}")
+        names = [name for name, act in real_acts.items() if act.shape[0] > 1]  # maps, not 1x1 vectors
+        print(f"{len(names)} conv/pool layers with spatial maps, from {names[0]} to {names[-1]}")
         show(cat, titles=["input"])
         for name in (names[0], names[len(names) // 2], names[-1]):
             act = real_acts[name]
@@ -377,7 +383,7 @@ PATTERNS = [
         *Deep Learning with Python* (section 5.4.2) with this package's functions.
         """
     ),
-    SETUP,
+    setup(),
     md(
         """
         ## The model and its conv layers
@@ -395,13 +401,16 @@ PATTERNS = [
         ## One filter's pattern
 
         `cv.filter_patterns(model, layer, filters)` runs the book's recipe: a 64×64 grey start with noise,
-        then 40 steps, each adding the gradient divided by its root mean square. It returns the pictures and
-        the filter's mean activation before and after, so you can see that the ascent worked.
+        then 40 steps, each adding the gradient divided by its root mean square, times `step_size` grey
+        levels. The book's VGG16 takes pixels as they are and moves well with steps of 1. The demo model
+        divides pixels by 255 first, so one grey level is a tiny change for it: we take steps of 10.
+        The result holds the pictures and the filter's mean activation before and after the ascent.
         """
     ),
     code(
         """
-        one = cv.filter_patterns(model, "conv3", [0], preprocess=demo.PREPROCESS, size=64, steps=40, seed=0)
+        one = cv.filter_patterns(model, "conv3", [0], preprocess=demo.PREPROCESS, size=64, steps=40,
+                                 step_size=10, seed=0)
         print(f"conv3, filter 0: mean activation {one.start_activation[0]:.1f} -> {one.final_activation[0]:.1f}")
         show(one.images[0], titles=["conv3, filter 0"])
         """
@@ -419,7 +428,7 @@ PATTERNS = [
         """
         for layer in inspector.conv_layers:
             n = min(32, inspector.layer(layer).channels)
-            patterns = inspector.filter_patterns(layer, range(n), size=64, steps=40, seed=0)
+            patterns = inspector.filter_patterns(layer, range(n), size=64, steps=40, step_size=10, seed=0)
             rose = int((patterns.final_activation > patterns.start_activation).sum())
             print(f"{layer}: the ascent raised {rose} of {n} filters")
             show(cv.filter_grid(patterns.images, cols=16, margin=3), titles=[f"{layer}, filters 0-{n - 1}"], width=12)
@@ -427,9 +436,10 @@ PATTERNS = [
     ),
     md(
         """
-        Early filters respond to edges and colours in one direction; deeper ones to combinations of
-        them: corners, tips, repeated strokes. A filter whose picture stays grey did not react to
-        anything the ascent tried: often a *dead* filter whose ReLU never fires (see the assignment).
+        The first layer's filters respond to colours and simple edges; deeper filters to combinations of
+        them: stripes, corners, tips, repeated strokes. A picture that stays grey noise belongs to a
+        filter the ascent could not raise: often a *dead* filter whose ReLU never fires (see the
+        assignment).
 
         ## A regularised picture beside the book's
 
@@ -442,7 +452,7 @@ PATTERNS = [
     ),
     code(
         """
-        plain = inspector.filter_patterns("conv4", range(16), size=64, steps=40, seed=0)
+        plain = inspector.filter_patterns("conv4", range(16), size=64, steps=40, step_size=10, seed=0)
         smooth = inspector.filter_patterns("conv4", range(16), size=64, steps=64, seed=0, mode="regularized")
         show(cv.filter_grid(plain.images, cols=4, margin=3), cv.filter_grid(smooth.images, cols=4, margin=3),
              titles=["conv4, plain ascent (the book)", "conv4, regularized"], height=4)
@@ -482,7 +492,7 @@ GRADCAM = [
         We follow *Deep Learning with Python* (section 5.4.3), then ask whether the heatmap deserves trust.
         """
     ),
-    SETUP,
+    setup("demo, metrics"),
     md(
         """
         ## The model's prediction
@@ -492,8 +502,6 @@ GRADCAM = [
     ),
     code(
         """
-        from convviz_widgets import metrics
-
         model = demo.load_model()
         inspector = cv.Inspector(model, preprocess=demo.PREPROCESS, class_names=list(demo.CLASS_NAMES))
         scene = demo.scene(label=2, seed=demo.EVAL_SEED + 5)
@@ -646,15 +654,18 @@ ASSIGNMENT = [
     ),
     code(
         """
+        import logging
         import os
 
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # quiet TensorFlow's start-up log
 
         import matplotlib.pyplot as plt
-        import numpy as np
+        import numpy as np  # noqa: F401 (numpy, cv and metrics are there for your answers)
 
-        import convviz_widgets as cv
-        from convviz_widgets import checks, demo, metrics
+        import convviz_widgets as cv  # noqa: F401
+        from convviz_widgets import checks, demo, metrics  # noqa: F401
+
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
         """,
         ignore="TensorFlow may print a few start-up lines from C++ here",
         tags=[QUIET_CELL],
@@ -664,8 +675,8 @@ ASSIGNMENT = [
         ## Task 1: a convnet for the shape scenes
 
         The scenes are 96×96 RGB pictures of one shape (`demo.CLASS_NAMES`) on a cluttered background.
-        `demo.scene(label, seed)` draws one; `demo.make_batch(first_seed, n)` draws many, with one-hot
-        targets. Put a trained convnet in `model`: load the one trained on these scenes with
+        `demo.scene(label, seed)` draws one; `demo.make_batch(first_seed, n)` draws many for training.
+        Put a trained convnet in `model`: load the one trained on these scenes with
         `demo.load_model()`, or (optional, minutes on a CPU) train your own: a few `Conv2D` layers with
         `padding="same"` and `MaxPooling2D`, then `GlobalAveragePooling2D` and `Dense(5, activation="softmax")`,
         fed pixels divided by 255. The check wants at least 80 % accuracy on 200 new scenes.
@@ -754,7 +765,13 @@ ASSIGNMENT = [
         """
     ),
     md(
-        "*Your answer here.*"
+        """
+        *Teacher's note:* answers depend on the scene found. A good answer says where each map is hot (on the
+        shape, on a blob or line of clutter, at the border) and links that to the wrong class, e.g. "the
+        square map sits on the circle's blurred edge, where the noise makes it look cornered; the circle map
+        is weaker and spread out."
+        """,
+        exercise="*Your answer here.*",
     ),
     md(
         """
@@ -821,10 +838,10 @@ def to_notebook(spec: Spec) -> nbformat.NotebookNode:
     """The notebook's cells (exercise or solution versions), without outputs."""
     cells = []
     for cell in spec.cells:
-        if cell.kind == "markdown":
-            cells.append(new_markdown_cell(cell.source))
-            continue
         source = cell.exercise if spec.exercise and cell.exercise is not None else cell.source
+        if cell.kind == "markdown":
+            cells.append(new_markdown_cell(source))
+            continue
         tags = list(cell.tags)
         if spec.exercise and "check" in tags:
             tags.append("raises-exception")  # unsolved, the check fails; Run All goes on to the next task

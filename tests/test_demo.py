@@ -130,11 +130,19 @@ def test_bad_arguments_raise_clear_value_errors(kwargs: dict, message: str) -> N
         scene(**kwargs)
 
 
-def test_make_batch_gives_images_and_soft_targets() -> None:
-    images, targets = demo.make_batch(0, 16, two_object_share=0.5)
+def test_make_batch_gives_images_soft_targets_and_coverage() -> None:
+    images, targets, coverage = demo.make_batch(0, 16, two_object_share=0.5)
     assert images.shape == (16, IMAGE_SIZE, IMAGE_SIZE, 3) and images.dtype == np.uint8
     assert np.allclose(targets.sum(axis=1), 1.0)
     assert set(np.unique(targets)) <= {0.0, 0.5, 1.0} and (targets == 0.5).any()
+    grid = IMAGE_SIZE // 8
+    assert coverage.shape == (16, grid, grid, len(CLASS_NAMES))
+    assert ((coverage.max(axis=(1, 2)) > 0) == (targets > 0)).all()  # only the classes present
+
+
+def test_make_batch_is_deterministic() -> None:
+    a, b = demo.make_batch(100, 4, difficulty=(0.0, 1.0)), demo.make_batch(100, 4, difficulty=(0.0, 1.0))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 # -------------------------------------------------------------------------- model

@@ -40,6 +40,8 @@ class Inspector:
         head = self.graph.head
         self.has_classes = len(head.logits.shape) == 2  # a headless base ends in a feature map
         self.n_classes = (2 if head.units == 1 else head.units) if self.has_classes else 0
+        if class_names is None:
+            class_names = getattr(self.model, "class_names", None)  # e.g. the demo model carries its own
         self.class_names = resolve_class_names(class_names, self.n_classes) if self.has_classes else []
         self._lock = threading.RLock()  # panels may share an Inspector across threads
         self._forward_fn: Any = None

@@ -229,21 +229,29 @@ def make_batch(
     difficulty: float | tuple[float, float] = 1.0,
     two_object_share: float = 0.0,
     size: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    grid: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render ``n`` scenes from seeds ``first_seed..first_seed+n-1`` for training.
 
-    Returns uint8 images (n, H, W, 3) and float32 targets (n, classes): one-hot for
-    single shapes, 0.5/0.5 for two-shape scenes.  A ``(lo, hi)`` difficulty draws a
-    per-scene difficulty uniformly from that range.
+    Returns uint8 images (n, H, W, 3); float32 targets (n, classes), one-hot for
+    single shapes and 0.5/0.5 for two-shape scenes; and float16 coverage
+    (n, grid, grid, classes): the share of each grid cell covered by each class's
+    shape (``grid`` defaults to size // 8, the demo model's Grad-CAM grid).  A
+    ``(lo, hi)`` difficulty draws a per-scene difficulty uniformly from that range.
     """
     size = IMAGE_SIZE if size is None else size
+    grid = size // 8 if grid is None else grid
     images = np.empty((n, size, size, 3), np.uint8)
     targets = np.zeros((n, len(CLASS_NAMES)), np.float32)
+    coverage = np.zeros((n, grid, grid, len(CLASS_NAMES)), np.float16)
     for i in range(n):
         rng = np.random.default_rng(first_seed + i)
         objects = 2 if rng.random() < two_object_share else 1
         level = rng.uniform(*difficulty) if isinstance(difficulty, tuple) else difficulty
         labels = _resolve_labels(None, objects, rng)
-        images[i] = _render(rng, labels, size, float(level)).image
+        shot = _render(rng, labels, size, float(level))
+        images[i] = shot.image
         targets[i, labels] = 1.0 / objects
-    return images, targets
+        for label, mask in zip(labels, shot.masks):
+            coverage[i, :, :, label] = cv2.resize(mask.astype(np.float32), (grid, grid), interpolation=cv2.INTER_AREA)
+    return images, targets, coverage

@@ -54,6 +54,12 @@ class ConvVizPanel(widgets.VBox):
         """The three tabs, in order."""
         return self.activations, self.filters, self.cam
 
+    def __repr__(self) -> str:
+        """A one-line text form (shown where widgets cannot render, e.g. a static notebook view)."""
+        ins = self.inspector
+        return (f"ConvVizPanel(model={ins.model.name!r}, preprocess={ins.preprocess_name!r}, "
+                f"{len(ins.layers)} conv/pool layers, {ins.n_classes} classes)")
+
     def set_image(self, image: Any) -> None:
         """Explain another image (path, array, PIL image or bytes)."""
         self.chooser.set_image(image)
