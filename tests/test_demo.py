@@ -9,7 +9,16 @@ from convviz_widgets import demo
 from convviz_widgets.demo import CLASS_NAMES, IMAGE_SIZE, MODEL_PATH, Scene, scene
 
 LAYER_NAMES = [
-    "conv1", "pool1", "conv2", "pool2", "conv3", "pool3", "conv4", "conv5", "gap", "predictions",
+    "conv1",
+    "pool1",
+    "conv2",
+    "pool2",
+    "conv3",
+    "pool3",
+    "conv4",
+    "conv5",
+    "gap",
+    "predictions",
 ]
 
 

@@ -153,3 +153,8 @@ def test_silent_relu_units_climb_until_they_fire():
     fp = ins.filter_patterns("c", [0, 1], size=16, steps=60, step_size=30.0)
     assert (fp.start_activation == 0).all()  # silent on the grey start: no gradient for the book's loss
     assert (fp.final_activation > 0).all()
+
+
+def test_filter_counts_can_change_between_calls(ins):
+    for n in (1, 4, 2, 7):
+        assert ins.filter_patterns("conv3", range(n), size=32, steps=2).images.shape[0] == n

@@ -170,7 +170,8 @@ def _gain_and_activation(z: tf.Tensor, activation: Callable, axes: list[int]) ->
 def make_step(objective: Callable) -> tuple[Callable, Callable]:
     """Compile one ascent step and the activation readout for a batch of images."""
 
-    @tf.function(reduce_retracing=True)
+    # Exact shapes per batch size: the depthwise target needs a static filter count.
+    @tf.function(reduce_retracing=False)
     def step(x: tf.Tensor, filters: tf.Tensor, step_size: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(x)
@@ -180,7 +181,7 @@ def make_step(objective: Callable) -> tuple[Callable, Callable]:
         norm = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=[1, 2, 3], keepdims=True)) + 1e-5
         return x + step_size * grads / norm, act
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=False)
     def measure(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
         return objective(x, filters)[1]
 

@@ -42,12 +42,13 @@ def load_model() -> keras.Model:
     """Load the shipped demo convnet once and reuse it (loading takes about a second)."""
     if not MODEL_PATH.is_file():
         raise FileNotFoundError(
-            f"demo model not found at {MODEL_PATH}; "
-            "build it with `python -m convviz_widgets.demo.train`"
+            f"demo model not found at {MODEL_PATH}; build it with `python -m convviz_widgets.demo.train`"
         )
     import keras
 
-    return keras.saving.load_model(MODEL_PATH, compile=False)
+    model = keras.saving.load_model(MODEL_PATH, compile=False)
+    model.class_names = list(CLASS_NAMES)  # Inspector and the panel pick these up by themselves
+    return model
 
 
 def evaluate(

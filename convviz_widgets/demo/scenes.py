@@ -53,8 +53,7 @@ def _unit_outline(label: int) -> np.ndarray:
     if name == "cross":
         a, b = 0.3, 0.95
         return np.array(
-            [[a, b], [a, a], [b, a], [b, -a], [a, -a], [a, -b],
-             [-a, -b], [-a, -a], [-b, -a], [-b, a], [-a, a], [-a, b]]
+            [[a, b], [a, a], [b, a], [b, -a], [a, -a], [a, -b], [-a, -b], [-a, -a], [-b, -a], [-b, a], [-a, a], [-a, b]]
         )
     raise ValueError(f"no outline for class {name!r}")
 
@@ -98,8 +97,16 @@ def _add_clutter(rng: np.random.Generator, img: np.ndarray, difficulty: float) -
         axes = rng.uniform(0.02, 0.05, 2) * size * _SCALE
         colour = rng.uniform(0, 255, 3).tolist()
         cv2.ellipse(
-            img, tuple(centre.astype(int)), tuple(axes.astype(int)),
-            rng.uniform(0, 180), 0, 360, colour, -1, cv2.LINE_AA, _SHIFT,
+            img,
+            tuple(centre.astype(int)),
+            tuple(axes.astype(int)),
+            rng.uniform(0, 180),
+            0,
+            360,
+            colour,
+            -1,
+            cv2.LINE_AA,
+            _SHIFT,
         )
 
 
@@ -128,9 +135,7 @@ def _radius_range(size: int, objects: int, difficulty: float) -> tuple[float, fl
     return size * (0.21 - 0.06 * difficulty), size * 0.25
 
 
-def _layout(
-    rng: np.random.Generator, size: int, objects: int, difficulty: float
-) -> list[tuple[np.ndarray, float]]:
+def _layout(rng: np.random.Generator, size: int, objects: int, difficulty: float) -> list[tuple[np.ndarray, float]]:
     """Choose centre and radius of each shape: fully inside the image, never touching."""
     lo, hi = _radius_range(size, objects, difficulty)
     gap = max(2.0, 0.05 * size)
@@ -147,9 +152,7 @@ def _layout(
 # -------------------------------------------------------------------------- render
 
 
-def _render(
-    rng: np.random.Generator, labels: Sequence[int], size: int, difficulty: float
-) -> Scene:
+def _render(rng: np.random.Generator, labels: Sequence[int], size: int, difficulty: float) -> Scene:
     """Draw background, clutter and the given shapes; masks are the un-anti-aliased fills."""
     img = _background(rng, size, difficulty)
     _add_clutter(rng, img, difficulty)
@@ -175,9 +178,7 @@ def _check_label(value: object) -> int:
     return int(value)
 
 
-def _resolve_labels(
-    label: int | Sequence[int] | None, objects: int, rng: np.random.Generator
-) -> list[int]:
+def _resolve_labels(label: int | Sequence[int] | None, objects: int, rng: np.random.Generator) -> list[int]:
     """Turn the label argument into one distinct class index per object."""
     if label is None:
         return [int(v) for v in rng.choice(len(CLASS_NAMES), objects, replace=False)]

@@ -6,6 +6,12 @@ draw with OpenCV), mixes in two-shape scenes with 0.5/0.5 targets, and adds a
 weak localisation term (class evidence of the GAP head should sit on the shape
 it names) so Grad-CAM's hottest cell lands on the right object rather than just
 beside its edge.  It prints accuracy, wall time, parameter count and file size.
+
+Seeds, data and initial weights are fixed and op determinism is on, but on CPU
+TensorFlow's oneDNN weight gradient of the first conv still differs in the last
+bits between processes, so a rerun gives a model that differs slightly in its
+weights (not in its accuracy).  Bit-exact reruns need ``TF_ENABLE_ONEDNN_OPTS=0``
+in the environment and ``--threads 1``, at about three times the training time.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +45,10 @@ PHASES: tuple[tuple[float, tuple[float, float]], ...] = (
 
 
 def build_model(
-    size: int = IMAGE_SIZE, widths: Sequence[int] = WIDTHS, pooled: int = POOLED
+    size: int = IMAGE_SIZE,
+    widths: Sequence[int] = WIDTHS,
+    pooled: int = POOLED,
+    dilation: Sequence[int] = DILATION,
 ) -> keras.Sequential:
     """Small padded convnet: conv/bn/pool blocks, two convs on the last grid, GAP, softmax.
 
@@ -49,12 +58,8 @@ def build_model(
     """
     model = keras.Sequential(name="convviz_demo")
     model.add(keras.Input((size, size, 3), name="image"))
-    for i, width in enumerate(widths, start=1):
-        model.add(
-            keras.layers.Conv2D(
-                width, 3, padding="same", activation="relu", dilation_rate=DILATION[i - 1], name=f"conv{i}"
-            )
-        )
+    for i, (width, rate) in enumerate(zip(widths, dilation, strict=True), start=1):
+        model.add(keras.layers.Conv2D(width, 3, padding="same", activation="relu", dilation_rate=rate, name=f"conv{i}"))
         if i < len(widths):
             model.add(keras.layers.BatchNormalization(name=f"bn{i}"))
         if i <= pooled:
@@ -101,9 +106,7 @@ def localisation_loss(cam: tf.Tensor, targets: tf.Tensor, coverage: tf.Tensor, m
     (and to be positive there), so the heat-map's hottest spot points at it.
     """
     positive = tf.nn.relu(cam)
-    off_share = tf.reduce_sum(positive * (1.0 - coverage), axis=(1, 2)) / (
-        tf.reduce_sum(positive, axis=(1, 2)) + 1e-6
-    )
+    off_share = tf.reduce_sum(positive * (1.0 - coverage), axis=(1, 2)) / (tf.reduce_sum(positive, axis=(1, 2)) + 1e-6)
     best = tf.reduce_max(coverage, axis=(1, 2), keepdims=True)
     inside = (coverage >= 0.5) | (coverage >= best)
     peak_in = tf.reduce_max(tf.where(inside, cam, -1e4), axis=(1, 2))
@@ -113,7 +116,9 @@ def localisation_loss(cam: tf.Tensor, targets: tf.Tensor, coverage: tf.Tensor, m
     return tf.reduce_sum((off_share + hinge) * present) / tf.reduce_sum(present)
 
 
-def make_train_step(model: keras.Sequential, optimizer: keras.optimizers.Optimizer, loc_weight: float):
+def make_train_step(
+    model: keras.Sequential, optimizer: keras.optimizers.Optimizer, loc_weight: float
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[tf.Tensor, tf.Tensor]]:
     """Compiled step: cross-entropy plus a weak localisation term so Grad-CAM lands on the shapes."""
     last_conv = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][-1]
     kernel = model.get_layer("predictions").kernel
@@ -228,7 +233,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reuse", type=float, default=3.0, help="times each rendered scene is seen")
     parser.add_argument("--two-object-share", type=float, default=0.4)
     parser.add_argument("--loc-weight", type=float, default=0.5, help="weight of the localisation term")
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all cores)")
     args = parser.parse_args(argv)
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
 
     start = time.perf_counter()
     model = train(args.steps, args.batch_size, args.lr, args.reuse, args.two_object_share, args.loc_weight)
