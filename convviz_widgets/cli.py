@@ -40,7 +40,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - returns (Inspector, image
         from . import demo
 
         model = demo.load_model()
-        inspector = Inspector(model, preprocess=args.preprocess or demo.PREPROCESS, class_names=list(demo.CLASS_NAMES))
+        inspector = Inspector(model, preprocess=args.preprocess or demo.PREPROCESS, class_names=args.classes)
         image = args.image or demo.scene(seed=3).image
         return inspector, image
     model = load_model(args.model, safe_mode=not args.unsafe)
@@ -53,7 +53,7 @@ def demo_step_size() -> float:
     """The demo model's plain-ascent step (it sees x/255, so a pixel level is a small step)."""
     from . import demo
 
-    return float(getattr(demo, "FILTER_STEP_SIZE", 3.0))
+    return demo.FILTER_STEP_SIZE
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import render
+from .core.facts import layer_facts
 from .core.inspector import Inspector
 
 FIGURE_MIN_SIDE = 256  # small model inputs are enlarged so a person can see them
@@ -103,8 +104,9 @@ def _activation_section(inspector: Inspector, rgb: np.ndarray, out: Path,
         grid = render.activation_grid(act, images_per_row=images_per_row)
         fname = _file_name(name, "act")
         _save(out / fname, render.upscale(grid, 128))
-        dead = int((act.reshape(-1, act.shape[-1]).max(axis=0) <= 0).sum())
-        items.append((fname, f"{name} — {act.shape[0]}x{act.shape[1]}, {act.shape[2]} channels, {dead} dead"))
+        facts = layer_facts(act)
+        items.append((fname, f"{name} — {act.shape[0]}x{act.shape[1]}, {facts['channels']} channels, "
+                             f"{facts['dead']} dead, {facts['sparsity']:.0%} zeros"))
         bar(i, len(acts))
     return ("Intermediate activations", "Each tile is one channel, scaled on its own.", items)
 

@@ -47,6 +47,7 @@ class Inspector:
         self._forward_fn: Any = None
         self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
         self._cam_fns: dict[str, Any] = {}
+        self._probs: Any = None  # compiled batch probabilities (Score-CAM, metrics)
         self._pattern_fns: dict[str, tuple[Any, Any, Any]] = {}
 
     # ----- facts about the model -------------------------------------------------------------
@@ -197,7 +198,7 @@ class Inspector:
             raise ConvVizError(f"Unknown CAM method {method!r}: use one of {', '.join(CAM_METHODS)}.")
         node = self._cam_node(layer)
         if class_index is not None:
-            self._check_class(class_index)
+            self.check_class(class_index)
         x = self.batch(self.prepare(image))
         c = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
         if method == "scorecam":
@@ -233,12 +234,12 @@ class Inspector:
     def _probs_fn(self) -> Any:
         """Compiled class probabilities for a batch (Score-CAM's masked inputs)."""
         with self._lock:
-            if "__probs__" not in self._cam_fns:
+            if self._probs is None:
                 model = keras.Model(self.graph.input, self.graph.head.logits)
                 activation = self.graph.head.activation
-                self._cam_fns["__probs__"] = tf.function(
+                self._probs = tf.function(
                     lambda x: tf_probabilities(model(x, training=False), activation), reduce_retracing=True)
-            return self._cam_fns["__probs__"]
+            return self._probs
 
     def _cam_node(self, layer: str | None) -> Node:
         """The target feature map: the default, or a validated user choice."""
@@ -253,7 +254,7 @@ class Inspector:
             )
         return node
 
-    def _check_class(self, class_index: int) -> None:
+    def check_class(self, class_index: int) -> None:
         """Class indices must exist in the model's output."""
         if not 0 <= int(class_index) < self.n_classes:
             raise ConvVizError(

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CLASS_NAMES",
     "EVAL_SEED",
+    "FILTER_STEP_SIZE",
     "IMAGE_SIZE",
+    "MODEL_NAME",
     "MODEL_PATH",
     "PREPROCESS",
     "Scene",
@@ -33,6 +35,8 @@ __all__ = [
 ]
 
 PREPROCESS = "rescale"
+MODEL_NAME = "convviz_demo"  # the name train.build_model gives the model
+FILTER_STEP_SIZE = 3.0  # plain ascent step in pixel levels: the model sees x/255, so 1 level is small
 MODEL_PATH = Path(__file__).with_name("demo_model.keras")
 EVAL_SEED = 10_000_000  # evaluation scenes use seeds >= this; training stays below it
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import EVAL_SEED, MODEL_PATH, evaluate
+from . import EVAL_SEED, MODEL_NAME, MODEL_PATH, evaluate
 from .scenes import CLASS_NAMES, IMAGE_SIZE, make_batch, scene
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -56,7 +56,7 @@ def build_model(
     and the last spatial layer: Grad-CAM there sees plain ReLU maps on a grid of
     size / 2**pooled cells (12 x 12 at 96 px).
     """
-    model = keras.Sequential(name="convviz_demo")
+    model = keras.Sequential(name=MODEL_NAME)
     model.add(keras.Input((size, size, 3), name="image"))
     for i, (width, rate) in enumerate(zip(widths, dilation, strict=True), start=1):
         model.add(keras.layers.Conv2D(width, 3, padding="same", activation="relu", dilation_rate=rate, name=f"conv{i}"))
@@ -67,6 +67,7 @@ def build_model(
     model.add(keras.layers.GlobalAveragePooling2D(name="gap"))
     model.add(keras.layers.Dropout(0.2, name="dropout"))
     model.add(keras.layers.Dense(len(CLASS_NAMES), activation="softmax", name="predictions"))
+    model.class_names = list(CLASS_NAMES)  # Inspector and the panel pick these up by themselves
     return model
 
 

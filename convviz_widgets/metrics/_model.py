@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,23 +11,11 @@ from ..core.inspector import Inspector
 from ..errors import ConvVizError
 
 
-def probability_fn(inspector: Inspector) -> Callable[[tf.Tensor], np.ndarray]:
-    """f(preprocessed batch) -> class probabilities (n, classes), compiled once per Inspector."""
-    return inspector.batch_probabilities
-
-
 def check_batch_size(batch_size: int) -> int:
     """Batch sizes must be positive integers."""
     if int(batch_size) < 1:
         raise ConvVizError(f"batch_size must be >= 1; got {batch_size}.")
     return int(batch_size)
-
-
-def check_class(inspector: Inspector, class_index: int) -> int:
-    """Class indices must exist in the model's output."""
-    if not 0 <= int(class_index) < inspector.n_classes:
-        raise ConvVizError(f"Class index {class_index} is out of range: the model has {inspector.n_classes} classes.")
-    return int(class_index)
 
 
 def preprocessed(inspector: Inspector, images: Any) -> tf.Tensor:
@@ -38,5 +25,5 @@ def preprocessed(inspector: Inspector, images: Any) -> tf.Tensor:
 
 def class_probabilities(inspector: Inspector, images: Any, class_index: int) -> np.ndarray:
     """The probability of one class for a batch of prepared images, in one forward pass."""
-    probs = probability_fn(inspector)(preprocessed(inspector, images))
+    probs = inspector.batch_probabilities(preprocessed(inspector, images))
     return np.asarray(probs[:, int(class_index)], np.float64)

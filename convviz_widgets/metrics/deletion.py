@@ -25,7 +25,7 @@ from ..core.inspector import Inspector
 from ..errors import ConvVizError
 from ..images import ImageSource
 from ._maps import HeatmapLike, resize_map
-from ._model import check_batch_size, check_class, class_probabilities
+from ._model import check_batch_size, class_probabilities
 
 MODES = ("deletion", "insertion")
 ORDERS = ("heatmap", "random")
@@ -116,7 +116,7 @@ def deletion_curve(inspector: Inspector, image: ImageSource, heatmap: HeatmapLik
     The image is first prepared to the model's input size; the heatmap is resized to it. All
     `steps` + 1 images go through the model in batches of `batch_size` (one forward per batch).
     """
-    check_class(inspector, class_index)
+    inspector.check_class(class_index)
     batch_size = check_batch_size(batch_size)
     rgb = inspector.prepare(image)
     fractions = step_fractions(steps)

@@ -9,6 +9,7 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 
+from ..core.facts import layer_facts
 from ..render import activation_grid, channel_image
 from .base import ImageView, enlarge, guarded, picture_widget, show_picture
 
@@ -21,17 +22,6 @@ def layer_label(shape: tuple, name: str) -> str:
     """Dropdown text: the layer name and its output size."""
     dims = "×".join("?" if d is None else str(d) for d in shape[1:])
     return f"{name}  ({dims})"
-
-
-def layer_facts(act: np.ndarray) -> dict[str, float]:
-    """Dead channels (never positive for this image) and sparsity (share of exact zeros)."""
-    peak = act.max(axis=(0, 1))
-    return {
-        "channels": int(act.shape[-1]),
-        "dead": int(np.count_nonzero(peak <= 0.0)),
-        "sparsity": float(np.count_nonzero(act == 0.0)) / act.size,
-        "max": float(peak.max(initial=0.0)),
-    }
 
 
 def shrink_factor(shape: tuple[int, ...], per_row: int, width: int, pixels: int) -> int:

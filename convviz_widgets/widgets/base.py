@@ -24,7 +24,6 @@ from .runner import Runner
 
 log = logging.getLogger("convviz_widgets")
 
-DEMO_MODEL_NAME = "convviz_demo"  # the name demo.train gives the shipped model
 DISPLAY_MAX_SIDE = 512  # uploads are shown (and overlaid) at most this large
 DOWNLOAD_LINK_MAX_BYTES = 2_000_000  # larger saved files get no inline download link
 
@@ -38,18 +37,7 @@ def as_inspector(model: Any, preprocess: Any = None, class_names: Any = None) ->
         if preprocess is not None or class_names is not None:
             raise ConvVizError("Pass preprocess and class_names when building the Inspector, not with it.")
         return model
-    if class_names is None and getattr(model, "name", None) == DEMO_MODEL_NAME:
-        class_names = demo_class_names()
     return inspector_for(model, preprocess, class_names)
-
-
-def demo_class_names() -> list[str] | None:
-    """The demo's class names, or None while the demo module is absent."""
-    try:
-        from .. import demo
-    except ImportError:
-        return None
-    return list(demo.CLASS_NAMES)
 
 
 def is_scene(source: Any) -> bool:

@@ -16,10 +16,11 @@ import cv2
 import ipywidgets as widgets
 import numpy as np
 
+from .. import demo
 from ..core import Cancelled, FilterPatterns
 from ..render import filter_grid
 from .activations import layer_label
-from .base import DEMO_MODEL_NAME, View, enlarge, guarded, picture_widget, show_picture
+from .base import View, enlarge, guarded, picture_widget, show_picture
 
 SIZES = (32, 48, 64, 96, 128, 160, 224)
 COLUMNS = 8
@@ -27,7 +28,6 @@ TILE_MIN = 96  # small patterns are enlarged (nearest neighbour) to at least thi
 LABEL_HEIGHT = 18
 CACHE_SIZE = 32
 MODES = (("Plain (book)", "plain"), ("Regularised", "regularized"))
-DEMO_STEP_SIZE = 3.0  # used while the CLI's demo_step_size() cannot be imported
 
 Key = tuple[str, tuple[int, ...], int, int, str, float | None]  # layer, filters, size, steps, mode, plain step
 
@@ -47,14 +47,7 @@ def labelled_tiles(patterns: FilterPatterns) -> np.ndarray:
 
 def default_step_size(inspector: Any) -> float:
     """The plain ascent's step: one pixel level (the book's), or the demo model's own (it sees x/255)."""
-    if getattr(inspector.model, "name", None) != DEMO_MODEL_NAME:
-        return 1.0
-    try:
-        from ..cli import demo_step_size
-
-        return float(demo_step_size())
-    except ImportError:
-        return DEMO_STEP_SIZE
+    return demo.FILTER_STEP_SIZE if getattr(inspector.model, "name", None) == demo.MODEL_NAME else 1.0
 
 
 def recipe_text(mode: str, step: float | None) -> str:
