@@ -1,0 +1,144 @@
+"""Limits that keep a kernel alive: the largest image decoded and the memory one request may take.
+
+Binder gives a user about 2 GB and Voila dashboards take students' uploads, so every request is
+sized before work starts. `limits.max_pixels` and `limits.memory_budget` are the two settings
+(also read from the environment variables CONVVIZ_MAX_PIXELS and CONVVIZ_MEMORY_BUDGET, in
+bytes or with a K/M/G suffix). A budget of None means: a share of the memory actually available
+now, read from the container's cgroup limit where there is one (Binder, Docker) and from the
+operating system otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConvVizError
+
+DEFAULT_MAX_PIXELS = 50_000_000
+AVAILABLE_SHARE = 0.5  # a request may take at most this share of the memory available now
+MIN_BUDGET = 64 * 2**20  # never plan with less than this, even on a crowded machine
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """'512M', '2G', '1500000' -> bytes; a ConvVizError for anything else."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value, unit = float(text), ""
+    else:
+        raw = str(text).strip().upper().removesuffix("B").removesuffix("I")
+        unit = raw[-1] if raw and raw[-1] in _UNITS else ""
+        try:
+            value = float(raw[: len(raw) - len(unit)])
+        except ValueError:
+            raise ConvVizError(f"Cannot read {text!r} as a size in bytes; write e.g. 1500000, 512M or 2G.") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConvVizError(f"A size in bytes must be positive and finite; got {text!r}.")
+    return int(value * _UNITS[unit])
+
+
+@dataclass
+class Limits:
+    """The two settings: `max_pixels` an image may declare, `memory_budget` bytes a request may use (None: auto)."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    memory_budget: int | None = None
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        """Defaults, overridden by CONVVIZ_MAX_PIXELS and CONVVIZ_MEMORY_BUDGET when set."""
+        pixels = os.environ.get("CONVVIZ_MAX_PIXELS")
+        budget = os.environ.get("CONVVIZ_MEMORY_BUDGET")
+        return cls(max_pixels=parse_bytes(pixels) if pixels else DEFAULT_MAX_PIXELS,
+                   memory_budget=parse_bytes(budget) if budget else None)
+
+
+limits = Limits.from_env()
+
+
+def _read_int(path: Path) -> int | None:
+    """An integer from a cgroup/proc file, or None when absent, unreadable or 'max'."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_headroom() -> int | None:
+    """Bytes left under the container's memory limit (cgroup v2, then v1), or None without one."""
+    root = Path("/sys/fs/cgroup")
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        limit = _read_int(root / limit_file)
+        usage = _read_int(root / usage_file)
+        if limit is not None and usage is not None and limit < 2**60:  # v1 reports "no limit" as ~2**63
+            return max(0, limit - usage)
+    return None
+
+
+def _os_available() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else free physical pages, else None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still take: the smaller of the container's headroom and the OS's."""
+    known = [b for b in (_cgroup_headroom(), _os_available()) if b is not None]
+    return min(known) if known else None
+
+
+def memory_budget() -> int:
+    """Bytes one request may use now: the setting, or a share of what is available (at least MIN_BUDGET)."""
+    if limits.memory_budget is not None:
+        return int(limits.memory_budget)
+    available = available_memory()
+    if available is None:
+        return 2 * 2**30
+    return max(MIN_BUDGET, int(available * AVAILABLE_SHARE))
+
+
+def mib(n_bytes: float) -> str:
+    """Bytes as a readable size for messages."""
+    return f"{n_bytes / 2**20:,.0f} MB" if n_bytes < 10 * 2**30 else f"{n_bytes / 2**30:,.1f} GB"
+
+
+def fit_batch(per_item: float, requested: int, *, fixed: float = 0.0, what: str = "items",
+              lower: str = "the batch size") -> int:
+    """How many items of `per_item` bytes (plus `fixed` bytes once) fit the budget, at most `requested`.
+
+    Work is split into chunks of that many; when not even one item fits, a ConvVizError gives the
+    estimate, the budget and what to lower.
+    """
+    budget = memory_budget()
+    room = budget - float(fixed)
+    if room < per_item:
+        need = float(fixed) + per_item
+        raise ConvVizError(
+            f"This request needs about {mib(need)} for one of its {what}, more than the memory budget of "
+            f"{mib(budget)}. Lower {lower}, or raise the budget: convviz_widgets.limits.memory_budget = "
+            f"<bytes> (or the CONVVIZ_MEMORY_BUDGET environment variable)."
+        )
+    return max(1, min(int(requested), int(room // max(per_item, 1.0))))
+
+
+def check_fits(estimate: float, *, what: str, lower: str) -> None:
+    """Refuse work that cannot be split and whose estimate exceeds the budget."""
+    budget = memory_budget()
+    if estimate > budget:
+        raise ConvVizError(
+            f"{what} needs about {mib(estimate)}, more than the memory budget of {mib(budget)}. Lower {lower}, "
+            f"or raise the budget: convviz_widgets.limits.memory_budget = <bytes> "
+            f"(or the CONVVIZ_MEMORY_BUDGET environment variable)."
+        )
