@@ -19,12 +19,14 @@ from .core import (  # noqa: E402
     FilterPatterns,
     Inspector,
     Regularization,
+    TopExamples,
     activations,
     filter_patterns,
     gradcam,
     load_image,
     load_model,
     predict,
+    top_examples,
 )
 from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
 from .widgets import ActivationsView, CamView, ConvVizPanel, FiltersView  # noqa: E402
@@ -36,4 +38,5 @@ __all__ = [
     "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activation_grid",
     "activations", "filter_grid", "filter_patterns", "gradcam", "load_image", "load_model", "overlay",
     "predict", "render", "to_png",
+    "TopExamples", "top_examples",
 ]

@@ -4,6 +4,7 @@ from ..errors import Cancelled, ConvVizError
 from ..images import load_image
 from .api import activations, filter_patterns, gradcam, inspector_for, predict
 from .cam import CAM
+from .examples import ReceptiveField, TopExamples, receptive_field, top_examples
 from .feature_viz import Regularization
 from .filters import FilterPatterns
 from .inspector import Inspector
@@ -13,4 +14,5 @@ from .preprocess import PRESETS
 __all__ = [
     "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activations",
     "filter_patterns", "gradcam", "inspector_for", "load_image", "load_model", "predict",
+    "ReceptiveField", "TopExamples", "receptive_field", "top_examples",
 ]

@@ -297,6 +297,15 @@ class Inspector:
             self._cam_fns[node.name] = (with_grads, forward)
         return self._cam_fns[node.name]
 
+    # ----- dataset examples ------------------------------------------------------------------------------
+    def top_examples(self, layer: str, images: Any, *, k: int = 9, channels: Any = None, batch_size: int = 64,
+                     progress: Any = None, recursive: bool = False) -> Any:
+        """For each channel of `layer`, the k streamed images that excite it most (see `core.examples`)."""
+        from .examples import examples_for
+
+        return examples_for(self, layer, images, k=k, channels=channels, batch_size=batch_size,
+                            progress=progress, recursive=recursive)
+
     # ----- filter patterns ----------------------------------------------------------------------------
     def filter_patterns(self, layer: str, filters: int | Sequence[int], *, size: int = 64, steps: int = 40,
                         step_size: float = 1.0, seed: int = 0, progress: fp.Progress | None = None,
