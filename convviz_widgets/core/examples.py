@@ -400,7 +400,11 @@ def _per_image_bytes(inspector: Inspector, node: Node) -> float:
 
 # ----- the compiled readout ------------------------------------------------------------------------------
 def _readout_fn(inspector: Inspector, node: Node) -> Any:
-    """f(uint8 batch, channels) -> per-channel spatial max (B, C), first flat argmax (B, C), map (H, W)."""
+    """f(uint8 batch) -> every channel's spatial max (B, C), its flat position (B, C) and the map's (H, W).
+
+    TensorFlow's ArgMax keeps the first of equal maxima (the Eigen reducer breaks ties by index),
+    so a flat or dead channel reports cell (0, 0), as numpy's argmax does.
+    """
     per = _COMPILED.setdefault(inspector, {})
     if node.name in per:
         return per[node.name]
@@ -409,18 +413,15 @@ def _readout_fn(inspector: Inspector, node: Node) -> Any:
     gray = inspector.channels == 1
     hw = inspector.input_size or (None, None)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, *hw, 3], tf.uint8), tf.TensorSpec([None], tf.int32)])
-    def readout(x: tf.Tensor, channels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    @tf.function(input_signature=[tf.TensorSpec([None, *hw, 3], tf.uint8)])
+    def readout(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         xf = tf.cast(x, tf.float32)
         if gray:
             xf = tf.tensordot(xf, tf.constant([0.299, 0.587, 0.114], tf.float32), axes=[[3], [0]])[..., None]
-        feats = tf.gather(model(preprocess(xf), training=False), channels, axis=-1)
+        feats = model(preprocess(xf), training=False)
         shape = tf.shape(feats)
         flat = tf.reshape(feats, [shape[0], shape[1] * shape[2], shape[3]])
-        peak = tf.reduce_max(flat, axis=1)
-        cells = shape[1] * shape[2]
-        where = tf.where(tf.equal(flat, peak[:, None, :]), tf.range(cells)[None, :, None], cells)
-        return peak, tf.reduce_min(where, axis=1), shape[1:3]
+        return tf.reduce_max(flat, axis=1), tf.argmax(flat, axis=1, output_type=tf.int32), shape[1:3]
 
     if len(per) >= _FNS_PER_INSPECTOR:
         per.pop(next(iter(per)))
@@ -557,19 +558,19 @@ def examples_for(inspector: Inspector, layer: str, images: Any, *, k: int = 9, c
                                   what="images in a batch", lower="batch_size")
     field_ = receptive_field(inspector.graph, node)
     readout = _readout_fn(inspector, node)
-    channel_ids = tf.constant(chosen, tf.int32)
+    columns = np.array(chosen, np.int64)
     top = _TopK(len(chosen), k)
     batches = _Batches(inspector, batch_size)
     count = 0
     for index, batch in batches(reader):
-        peak, where, grid = readout(tf.constant(batch), channel_ids)
-        peak = peak.numpy()
+        peak, where, grid = readout(tf.constant(batch))
+        peak, where = peak.numpy()[:, columns], where.numpy()[:, columns]
         if not np.isfinite(peak).all():
             bad = int(index[np.nonzero(~np.isfinite(peak).all(axis=1))[0][0]])
             raise ConvVizError(
                 f"Layer {node.name!r} gave a NaN or infinite activation for image {bad}: the model's weights or "
                 "preprocessing are broken (check preprocess= and that the model loads correctly).")
-        top.merge(index, peak, where.numpy(), int(grid[1]))
+        top.merge(index, peak, where, int(grid[1]))
         count += index.size
         _report(progress, batches.consumed, reader.total)
     if count == 0:

@@ -1,0 +1,273 @@
+"""Dataset examples (top_examples): brute-force agreement, every kind of source, bad images, memory, crops."""
+
+from __future__ import annotations
+
+import gc
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import convviz_widgets as cv
+from convviz_widgets import demo
+from convviz_widgets.core.examples import receptive_field
+
+N_SCENES = 50
+
+
+@pytest.fixture(scope="module")
+def model() -> keras.Model:
+    return demo.load_model()
+
+
+@pytest.fixture(scope="module")
+def scenes() -> np.ndarray:
+    """50 demo scenes, uint8 (50, 96, 96, 3)."""
+    return np.stack([demo.scene(seed=i).image for i in range(N_SCENES)])
+
+
+def brute_force(model: keras.Model, layer: str, images: np.ndarray, k: int):
+    """Every image's per-channel maximum from a plain model call, sorted (ties: earlier image first)."""
+    ins = cv.core.inspector_for(model)
+    trunc = keras.Model(ins.graph.input, ins.layer(layer).output)
+    feats = np.asarray(trunc(images.astype(np.float32) / 255.0, training=False))
+    n, _, w, c = feats.shape
+    flat = feats.reshape(n, -1, c)
+    peaks = flat.max(axis=1)  # (N, C)
+    where = flat.argmax(axis=1)
+    order = np.stack([np.lexsort((np.arange(n), -peaks[:, ch]))[:k] for ch in range(c)])
+    values = np.take_along_axis(peaks.T, order, axis=1)
+    cells = np.take_along_axis(where.T, order, axis=1)
+    return order, values, np.stack([cells // w, cells % w], axis=-1), feats
+
+
+@pytest.mark.parametrize("layer", ["conv5", "pool2"])
+def test_top_examples_match_brute_force(model, scenes, layer):
+    result = cv.top_examples(model, layer, scenes, k=9, batch_size=16)
+    order, values, positions, feats = brute_force(model, layer, scenes, 9)
+    assert result.count == N_SCENES and result.skipped == 0 and result.layer == layer
+    assert result.indices.shape == (feats.shape[-1], 9)
+    # 1e-5, plus float32 rounding of values near 50 (oneDNN sums in a batch-size dependent order)
+    np.testing.assert_allclose(result.values, values, atol=1e-5, rtol=1e-6)
+    # the ranking equals brute force wherever neighbouring values are not within float noise of each other
+    gaps = np.abs(np.diff(values, axis=1)) > 1e-4
+    clear = np.concatenate([gaps[:, :1], gaps[:, 1:] & gaps[:, :-1], gaps[:, -1:]], axis=1)
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(result.indices[clear], order[clear])
+    # each position holds that image's maximum in that channel
+    ch = np.arange(feats.shape[-1])[:, None]
+    at = feats[result.indices, result.positions[..., 0], result.positions[..., 1], ch]
+    np.testing.assert_allclose(at, result.values, atol=1e-5, rtol=1e-6)
+    np.testing.assert_array_equal(result.positions[clear], positions[clear])
+    assert np.all(np.diff(result.values, axis=1) <= 0)
+
+
+def test_same_result_from_array_generator_dataset_and_folder(model, scenes, tmp_path):
+    ref = cv.top_examples(model, "conv4", scenes, k=4, batch_size=8)
+    for i, image in enumerate(scenes):
+        Image.fromarray(image).save(tmp_path / f"scene_{i:03d}.png")
+    labels = np.arange(N_SCENES)
+    sources = {
+        "generator": (s for s in scenes),
+        "list of PIL": [Image.fromarray(s) for s in scenes],
+        "dataset": tf.data.Dataset.from_tensor_slices(scenes),
+        "dataset batched with labels": tf.data.Dataset.from_tensor_slices((scenes, labels)).batch(7),
+        "folder": str(tmp_path),
+    }
+    for name, source in sources.items():
+        got = cv.top_examples(model, "conv4", source, k=4, batch_size=8)
+        assert got.count == N_SCENES, name
+        np.testing.assert_array_equal(got.indices, ref.indices, err_msg=name)
+        np.testing.assert_allclose(got.values, ref.values, atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(got.positions, ref.positions, err_msg=name)
+
+
+def test_inspector_method_equals_function(model, scenes):
+    ins = cv.Inspector(model)
+    a = ins.top_examples("conv3", scenes[:20], k=3, channels=[5, 0, 7])
+    b = cv.top_examples(model, "conv3", scenes[:20], k=3, channels=[5, 0, 7])
+    assert a.channels == (5, 0, 7)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.values, b.values)
+    full = cv.top_examples(model, "conv3", scenes[:20], k=3)
+    np.testing.assert_array_equal(a.indices, full.indices[[5, 0, 7]])
+
+
+def test_corrupt_file_in_folder_is_skipped_and_counted(model, scenes, tmp_path):
+    for i, image in enumerate(scenes[:6]):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    (tmp_path / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a picture")
+    (tmp_path / "notes.txt").write_text("not an image, not counted")
+    result = cv.top_examples(model, "conv2", str(tmp_path), k=2)
+    assert (result.count, result.skipped) == (5, 1)
+    assert len(result.skip_reasons) == 1 and result.skip_reasons[0].startswith("image 3:")
+    assert 3 not in result.indices
+
+
+def test_bad_items_in_a_stream_are_skipped(model, scenes):
+    stream = [scenes[0], np.zeros((5,), np.uint8), "no/such/file.png", scenes[1], b"junk", scenes[2]]
+    result = cv.top_examples(model, "conv2", stream, k=3)
+    assert (result.count, result.skipped) == (3, 3)
+    assert set(result.indices.ravel()) == {0, 3, 5}
+
+
+def test_nothing_readable_is_an_error(model):
+    with pytest.raises(cv.ConvVizError, match="None of the 2 images"):
+        cv.top_examples(model, "conv2", [b"junk", np.zeros(4)], k=1)
+
+
+def test_k_larger_than_the_stream(model, scenes):
+    result = cv.top_examples(model, "conv5", scenes[:5], k=20)
+    assert result.indices.shape == (128, 5) and result.positions.shape == (128, 5, 2)
+    assert all(sorted(row) == [0, 1, 2, 3, 4] for row in result.indices.tolist())
+
+
+def test_ties_go_to_the_earlier_image(model, scenes):
+    same = np.repeat(scenes[:1], 12, axis=0)
+    result = cv.top_examples(model, "conv3", same, k=4, batch_size=5)
+    np.testing.assert_array_equal(result.indices, np.tile(np.arange(4), (64, 1)))
+
+
+def test_progress_reports_and_cancels(model, scenes):
+    seen = []
+    cv.top_examples(model, "conv1", scenes[:20], k=2, batch_size=8, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(8, 20), (16, 20), (20, 20)]
+    with pytest.raises(cv.Cancelled):
+        cv.top_examples(model, "conv1", scenes[:20], k=2, batch_size=8, progress=lambda d, t: False)
+    calls = []
+
+    def stop(done, total):
+        calls.append(done)
+        raise cv.Cancelled("stop")
+
+    with pytest.raises(cv.Cancelled):
+        cv.top_examples(model, "conv1", (s for s in scenes), k=2, batch_size=8, progress=stop)
+    assert calls == [8]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"k": 0}, "k must be an integer"),
+    ({"k": 2.5}, "k must be an integer"),
+    ({"k": True}, "k must be an integer"),
+    ({"batch_size": 0}, "batch_size must be"),
+    ({"channels": [0, 200]}, "not channels of layer"),
+    ({"channels": [1, 1]}, "twice"),
+    ({"channels": []}, "empty"),
+    ({"layer": "gap"}, "no spatial feature map"),
+    ({"layer": "conv9"}, "No layer named"),
+    ({"images": None}, "images is None"),
+    ({"images": np.zeros((96, 96, 3), np.uint8)}, "single image goes in a list"),
+    ({"images": np.zeros((0, 96, 96, 3), np.uint8)}, "no images"),
+    ({"images": 42}, "Cannot stream images"),
+    ({"progress": "yes"}, "progress must be"),
+])
+def test_bad_arguments_are_refused_before_work(model, scenes, kwargs, message):
+    args = {"layer": "conv2", "images": scenes[:3], **kwargs}
+    with pytest.raises(cv.ConvVizError, match=message):
+        cv.top_examples(model, args.pop("layer"), args.pop("images"), **args)
+
+
+def test_empty_folder_and_file_path_are_refused(model, tmp_path):
+    with pytest.raises(cv.ConvVizError, match="no image files"):
+        cv.top_examples(model, "conv2", str(tmp_path))
+    path = tmp_path / "one.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    with pytest.raises(cv.ConvVizError, match="not a folder"):
+        cv.top_examples(model, "conv2", str(path))
+
+
+def test_subfolders_only_when_recursive(model, scenes, tmp_path):
+    (tmp_path / "b").mkdir()
+    Image.fromarray(scenes[0]).save(tmp_path / "a.png")
+    Image.fromarray(scenes[1]).save(tmp_path / "b" / "c.png")
+    assert cv.top_examples(model, "conv1", str(tmp_path), k=1).count == 1
+    assert cv.top_examples(model, "conv1", str(tmp_path), k=1, recursive=True).count == 2
+
+
+def test_thousands_of_images_in_bounded_memory(model):
+    psutil = pytest.importorskip("psutil", reason="psutil measures the process's resident memory")
+    process = psutil.Process()
+    rss = {}
+
+    def stream(n):
+        rng = np.random.default_rng(0)
+        for _ in range(n):
+            yield rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+
+    def watch(done, total):
+        if done == 512:
+            gc.collect()
+            rss["warm"] = process.memory_info().rss
+
+    result = cv.top_examples(model, "conv1", stream(3000), k=9, batch_size=64, progress=watch)
+    gc.collect()
+    growth = process.memory_info().rss - rss["warm"]
+    assert result.count == 3000 and result.indices.max() < 3000
+    # keeping the 2,500 later images would take 69 MB (uint8) or 1.4 GB (their conv1 maps)
+    assert growth < 40 * 2**20, f"RSS grew {growth / 2**20:.1f} MB after warm-up"
+
+
+def linear_probe_model() -> keras.Model:
+    """Linear layers of every kind the field follows: 'valid'/'same', strides, dilation, padding, pooling."""
+    keras.utils.set_random_seed(3)
+    x = keras.Input((61, 57, 3))
+    y = keras.layers.ZeroPadding2D(((2, 1), (0, 3)))(x)
+    y = keras.layers.Conv2D(4, (5, 3), strides=2, padding="valid", name="c1")(y)
+    y = keras.layers.AveragePooling2D(3, strides=2, padding="same", name="p1")(y)
+    y = keras.layers.Conv2D(4, 3, dilation_rate=2, padding="same", name="c2")(y)
+    y = keras.layers.DepthwiseConv2D(3, strides=2, padding="same", name="c3")(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    return keras.Model(x, keras.layers.Dense(2)(y))
+
+
+@pytest.mark.parametrize("layer", ["c1", "p1", "c2", "c3"])
+def test_receptive_field_is_where_the_gradient_reaches(layer):
+    model = linear_probe_model()
+    ins = cv.Inspector(model, preprocess="none")
+    node = ins.layer(layer)
+    rf = receptive_field(ins.graph, node)
+    trunc = keras.Model(ins.graph.input, node.output)
+    x = tf.constant(np.random.default_rng(0).normal(size=(1, 61, 57, 3)).astype(np.float32))
+    h, w = node.shape[1:3]
+    for row, col in {(0, 0), (h // 2, w // 2), (h - 1, w - 1), (1, w - 2)}:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = trunc(x)[0, row, col, 0]
+        reach = np.nonzero(np.abs(tape.gradient(out, x)[0].numpy()).sum(-1) > 0)
+        top, left, bottom, right = rf.box(row, col, (61, 57))
+        reached = (reach[0].min(), reach[1].min(), reach[0].max() + 1, reach[1].max() + 1)
+        # near a border, padding inside the net may hide some of the field's pixels: never more than the box
+        assert top <= reached[0] and left <= reached[1] and reached[2] <= bottom and reached[3] <= right, (row, col)
+        if (row, col) == (h // 2, w // 2):
+            assert reached == (top, left, bottom, right)
+            assert (bottom - top, right - left) == rf.size
+
+
+def test_crops_have_the_receptive_field_size(model, scenes):
+    result = cv.top_examples(model, "pool2", scenes, k=3)
+    rf = result.receptive_field
+    assert rf.exact and rf.size == (10.0, 10.0) and rf.stride == (4.0, 4.0)
+    crops = result.crops(scenes)
+    assert len(crops) == 32 and all(len(row) == 3 for row in crops)
+    for i, row in enumerate(crops):
+        for j, crop in enumerate(row):
+            top, left, bottom, right = rf.box(*result.positions[i, j], (96, 96))
+            assert crop.shape == (bottom - top, right - left, 3)
+            np.testing.assert_array_equal(crop, scenes[result.indices[i, j]][top:bottom, left:right])
+            inside = 0 < result.positions[i, j, 0] < 23 and 0 < result.positions[i, j, 1] < 23
+            if inside:
+                assert crop.shape == (10, 10, 3)
+    assert cv.top_examples(model, "conv5", scenes[:4], k=1).receptive_field.size == (86.0, 86.0)
+    with pytest.raises(cv.ConvVizError, match="does not hold images"):
+        result.crops(scenes[:2])
+    with pytest.raises(cv.ConvVizError, match="No example"):
+        result.crop(32, 0, scenes[0])
+
+
+def test_flat_maps_report_the_first_cell(model):
+    black = np.zeros((3, 96, 96, 3), np.uint8)  # conv1 of a black image is its bias everywhere: every map is flat
+    result = cv.top_examples(model, "conv1", black, k=2)
+    np.testing.assert_array_equal(result.positions, 0)
+    np.testing.assert_array_equal(result.indices, np.tile([0, 1], (16, 1)))
