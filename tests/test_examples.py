@@ -209,10 +209,10 @@ def test_thousands_of_images_in_bounded_memory(model):
     assert growth < 40 * 2**20, f"RSS grew {growth / 2**20:.1f} MB after warm-up"
 
 
-def linear_probe_model() -> keras.Model:
+def linear_probe_model(size: tuple = (61, 57)) -> keras.Model:
     """Linear layers of every kind the field follows: 'valid'/'same', strides, dilation, padding, pooling."""
     keras.utils.set_random_seed(3)
-    x = keras.Input((61, 57, 3))
+    x = keras.Input((*size, 3))
     y = keras.layers.ZeroPadding2D(((2, 1), (0, 3)))(x)
     y = keras.layers.Conv2D(4, (5, 3), strides=2, padding="valid", name="c1")(y)
     y = keras.layers.AveragePooling2D(3, strides=2, padding="same", name="p1")(y)
@@ -271,3 +271,40 @@ def test_flat_maps_report_the_first_cell(model):
     result = cv.top_examples(model, "conv1", black, k=2)
     np.testing.assert_array_equal(result.positions, 0)
     np.testing.assert_array_equal(result.indices, np.tile([0, 1], (16, 1)))
+
+
+@pytest.mark.parametrize("layer", ["c1", "p1", "c2", "c3"])
+def test_any_size_model_gets_the_field_of_each_image_size(layer):
+    fixed = cv.Inspector(linear_probe_model(), preprocess="none")
+    free = cv.Inspector(linear_probe_model((None, None)), preprocess="none")
+    expected = receptive_field(fixed.graph, fixed.layer(layer))
+    assert receptive_field(free.graph, free.layer(layer), (61, 57)) == expected
+
+
+def test_any_size_model_streams_images_of_several_sizes():
+    model = linear_probe_model((None, None))
+    ins = cv.Inspector(model, preprocess="none")
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(40, 33), (61, 57), (40, 33), (64, 64)] * 3]
+    result = ins.top_examples("c2", images, k=3, batch_size=4)
+    assert result.count == 12
+    maps = [ins.activations(image, ["c2"])["c2"] for image in images]
+    for row in range(4):
+        peaks = np.array([m[..., row].max() for m in maps])
+        best = np.lexsort((np.arange(12), -peaks))[:3]
+        np.testing.assert_array_equal(result.indices[row], best)
+        np.testing.assert_allclose(result.values[row], peaks[best], rtol=1e-5, atol=1e-5)
+        for j, i in enumerate(best):
+            cell = np.unravel_index(maps[i][..., row].argmax(), maps[i].shape[:2])
+            assert tuple(result.positions[row, j]) == cell
+            field_ = receptive_field(ins.graph, ins.layer("c2"), images[i].shape[:2])
+            top, left, bottom, right = field_.box(*cell, images[i].shape[:2])
+            assert result.crop(row, j, images[i]).shape == (bottom - top, right - left, 3)
+
+
+def test_nan_activations_are_an_error(scenes):
+    model = linear_probe_model()
+    kernel, bias = model.get_layer("c1").get_weights()
+    model.get_layer("c1").set_weights([np.full_like(kernel, np.nan), bias])
+    with pytest.raises(cv.ConvVizError, match="NaN or infinite activation for image 0"):
+        cv.top_examples(model, "c2", scenes[:4], k=1, preprocess="rescale")

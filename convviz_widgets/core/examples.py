@@ -10,6 +10,7 @@ depends on.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import weakref
@@ -24,7 +25,7 @@ import tensorflow as tf
 
 from .. import limits
 from ..errors import Cancelled, ConvVizError
-from .graph import CONV_TYPES, POOL_TYPES, FlatGraph, Node
+from .graph import CONV_TYPES, POOL_TYPES, FlatGraph, Node, trace
 from .inspector import MAX_FREE_SIDE, Inspector
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -82,43 +83,58 @@ def _pair(value: Any) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
-def _windowed(axis: _Axis, size_in: int | None, kernel: int, stride: int, dilation: int, padding: str) -> _Axis:
-    """A conv or pooling window along one axis (TensorFlow's 'same' padding puts the odd pixel after)."""
+def _window(layer: Any) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], str]:
+    """(kernel, stride, dilation, padding) of a conv or pooling layer."""
+    kernel = _pair(getattr(layer, "kernel_size", None) or layer.pool_size)
+    return kernel, _pair(layer.strides or kernel), _pair(getattr(layer, "dilation_rate", 1)), str(layer.padding).lower()
+
+
+def _windowed(axis: _Axis, size_in: int | None, kernel: int, stride: int, dilation: int,
+              padding: str) -> tuple[_Axis, int | None]:
+    """A conv or pooling window along one axis, and the output length (TensorFlow's 'same' pads the odd pixel after)."""
     k_eff = dilation * (kernel - 1) + 1
     if padding != "same":
         before = 0
+        out = None if size_in is None else max(0, -(-(size_in - k_eff + 1) // stride))
     elif size_in is None:
-        before = max(k_eff - stride, 0) // 2
+        before, out = max(k_eff - stride, 0) // 2, None
     else:
         out = -(-size_in // stride)
         before = max((out - 1) * stride + k_eff - size_in, 0) // 2
-    return _Axis(axis.r + (k_eff - 1) * axis.j, axis.j * stride, axis.s + ((k_eff - 1) / 2.0 - before) * axis.j)
+    field_ = _Axis(axis.r + (k_eff - 1) * axis.j, axis.j * stride, axis.s + ((k_eff - 1) / 2.0 - before) * axis.j)
+    return field_, out
 
 
-def _layer_axes(layer: Any, axes: tuple[_Axis, _Axis], in_hw: tuple, out_hw: tuple) -> tuple[tuple[_Axis, _Axis], bool]:
-    """How one layer changes the field on both axes; False when it could not be followed."""
+_Step = tuple[tuple[_Axis, _Axis], bool, tuple]
+
+
+def _layer_step(layer: Any, axes: tuple[_Axis, _Axis], in_hw: tuple, out_hw: tuple) -> _Step:
+    """How one layer changes the field and the grid size on both axes; False when it could not be followed."""
     if isinstance(layer, keras.layers.Conv2DTranspose):
-        return axes, False
+        return axes, False, out_hw
     if isinstance(layer, CONV_TYPES) or isinstance(layer, POOL_TYPES):
-        kernel = _pair(getattr(layer, "kernel_size", None) or layer.pool_size)
-        stride = _pair(layer.strides or kernel)
-        dilation = _pair(getattr(layer, "dilation_rate", 1))
-        padding = str(layer.padding).lower()
-        return tuple(_windowed(axes[a], in_hw[a], kernel[a], stride[a], dilation[a], padding) for a in (0, 1)), True
-    if isinstance(layer, keras.layers.ZeroPadding2D):
-        pads = layer.padding
-        return tuple(_Axis(axes[a].r, axes[a].j, axes[a].s - int(pads[a][0]) * axes[a].j) for a in (0, 1)), True
-    if isinstance(layer, keras.layers.Cropping2D):
-        crops = layer.cropping
-        return tuple(_Axis(axes[a].r, axes[a].j, axes[a].s + int(crops[a][0]) * axes[a].j) for a in (0, 1)), True
-    if tuple(in_hw) == tuple(out_hw):
-        return axes, True  # elementwise or channel mixing only: the grid is unchanged
-    return axes, False
+        kernel, stride, dilation, padding = _window(layer)
+        steps = [_windowed(axes[a], in_hw[a], kernel[a], stride[a], dilation[a], padding) for a in (0, 1)]
+        return (steps[0][0], steps[1][0]), True, (steps[0][1], steps[1][1])
+    if isinstance(layer, (keras.layers.ZeroPadding2D, keras.layers.Cropping2D)):
+        sign = -1 if isinstance(layer, keras.layers.ZeroPadding2D) else 1
+        edges = layer.padding if sign < 0 else layer.cropping
+        moved = tuple(_Axis(axes[a].r, axes[a].j, axes[a].s + sign * int(edges[a][0]) * axes[a].j) for a in (0, 1))
+        grid = tuple(None if in_hw[a] is None else in_hw[a] - sign * (int(edges[a][0]) + int(edges[a][1]))
+                     for a in (0, 1))
+        return moved, True, grid
+    if tuple(in_hw) == tuple(out_hw) or None in out_hw:
+        return axes, True, in_hw  # elementwise or channel mixing only: the grid is unchanged
+    return axes, False, out_hw
 
 
-def receptive_field(graph: FlatGraph, node: Node) -> ReceptiveField:
-    """The input pixels one cell of `node`'s feature map can see, followed through the traced graph."""
-    fields: dict[int, tuple[tuple[_Axis, _Axis], bool]] = {id(graph.input): ((_Axis(), _Axis()), True)}
+def receptive_field(graph: FlatGraph, node: Node, input_hw: tuple[int, int] | None = None) -> ReceptiveField:
+    """The input pixels one cell of `node`'s feature map can see, followed through the traced graph.
+
+    `input_hw` gives the image size for a model that takes any size ('same' padding depends on it).
+    """
+    base = tuple(input_hw) if input_hw is not None else tuple(graph.input.shape[1:3])
+    fields: dict[int, _Step] = {id(graph.input): ((_Axis(), _Axis()), True, base)}
     for n in graph.nodes[: node.index + 1]:
         spatial_in = [t for t in n.inputs if len(t.shape) == 4]
         if not spatial_in or not n.is_spatial:
@@ -126,12 +142,13 @@ def receptive_field(graph: FlatGraph, node: Node) -> ReceptiveField:
         known = [fields[id(t)] for t in spatial_in if id(t) in fields]
         if not known:  # produced by an operation that is not a layer: take the widest field seen so far
             known = [max(fields.values(), key=lambda f: f[0][0].r)]
-        axes, exact = max(known, key=lambda f: f[0][0].r * f[0][1].r)
+        axes, exact, in_hw = max(known, key=lambda f: f[0][0].r * f[0][1].r)
         exact = exact and len(known) == len(spatial_in) and len({(f[0][0].j, f[0][1].j) for f in known}) == 1
-        in_hw = tuple(spatial_in[0].shape[1:3])
-        axes, followed = _layer_axes(n.layer, axes, in_hw, tuple(n.shape[1:3]))
-        fields[id(n.output)] = (axes, exact and followed)
-    axes, exact = fields.get(id(node.output), ((_Axis(), _Axis()), False))
+        out_hw = tuple(n.shape[1:3])
+        axes, followed, grid = _layer_step(n.layer, axes, in_hw, out_hw)
+        grid = tuple(o if o is not None else g for o, g in zip(out_hw, grid))
+        fields[id(n.output)] = (axes, exact and followed, grid)
+    axes, exact, _ = fields.get(id(node.output), ((_Axis(), _Axis()), False, base))
     if exact:
         return ReceptiveField((axes[0].r, axes[1].r), (axes[0].j, axes[1].j), (axes[0].s, axes[1].s))
     return _whole_image(graph, node)
@@ -168,6 +185,11 @@ class TopExamples:
     receptive_field: ReceptiveField
     _prepare: Callable[[Any], np.ndarray] = field(repr=False, compare=False, default=np.asarray)
     _recursive: bool = field(repr=False, compare=False, default=False)
+    _field_at: Callable[[tuple[int, int]], ReceptiveField] | None = field(repr=False, compare=False, default=None)
+
+    def _field_for(self, hw: tuple[int, int]) -> ReceptiveField:
+        """The field for an image of this size (it differs by size only for a model that takes any size)."""
+        return self.receptive_field if self._field_at is None else self._field_at(tuple(int(v) for v in hw))
 
     @property
     def k(self) -> int:
@@ -183,7 +205,7 @@ class TopExamples:
         self._check_example(i, j)
         rgb = self._prepare(image)
         row, col = (int(v) for v in self.positions[i, j])
-        top, left, bottom, right = self.receptive_field.box(row, col, rgb.shape[:2])
+        top, left, bottom, right = self._field_for(rgb.shape[:2]).box(row, col, rgb.shape[:2])
         return rgb[top:bottom, left:right].copy()
 
     def crops(self, source: Any) -> list[list[np.ndarray]]:
@@ -388,44 +410,58 @@ def _per_image_bytes(inspector: Inspector, node: Node) -> float:
     hw = inspector.input_size or (MAX_FREE_SIDE, MAX_FREE_SIDE)
     pixels = hw[0] * hw[1]
     total = pixels * 3 * (1 + 4 + 4)  # uint8 buffer, float cast, preprocessed copy
-    for n in inspector.graph.nodes[: node.index + 1]:
-        dims = n.shape[1:]
-        if inspector.input_size is None and len(dims) == 3:
-            size = pixels * int(dims[-1] or 1)  # unknown grid: assume full resolution (an upper bound)
-        else:
-            size = math.prod(int(d) for d in dims if d is not None)
-        total += 4 * size
+    for dims in _shapes_up_to(inspector, node, hw):
+        if None in dims:
+            dims = (*hw, dims[-1] or 1) if len(dims) == 3 else tuple(d or 1 for d in dims)  # an upper bound
+        total += 4 * math.prod(int(d) for d in dims)
     return float(total)
+
+
+def _shapes_up_to(inspector: Inspector, node: Node, hw: tuple[int, int]) -> list[tuple]:
+    """Output shapes (batch left out) of every layer up to `node`; a free-size model is traced at the largest size."""
+    nodes = inspector.graph.nodes[: node.index + 1]
+    if inspector.input_size is None:
+        try:
+            nodes = trace(inspector.model, spatial=hw, stop_at=node.name).nodes
+        except Exception:  # noqa: BLE001 - only an estimate: fall back to full-resolution maps
+            pass
+    return [tuple(n.shape[1:]) for n in nodes]
 
 
 # ----- the compiled readout ------------------------------------------------------------------------------
 def _readout_fn(inspector: Inspector, node: Node) -> Any:
-    """f(uint8 batch) -> every channel's spatial max (B, C), its flat position (B, C) and the map's (H, W).
+    """f(uint8 batch) -> every channel's spatial max (B, C), its flat position (B, C), the map's (H, W), finite (B,).
 
     TensorFlow's ArgMax keeps the first of equal maxima (the Eigen reducer breaks ties by index),
     so a flat or dead channel reports cell (0, 0), as numpy's argmax does.
     """
-    per = _COMPILED.setdefault(inspector, {})
-    if node.name in per:
+    with inspector._lock:  # two threads asking at once build it once
+        per = _COMPILED.setdefault(inspector, {})
+        if node.name not in per:
+            if len(per) >= _FNS_PER_INSPECTOR:
+                per.pop(next(iter(per)))
+            per[node.name] = _build_readout(inspector, node)
         return per[node.name]
+
+
+def _build_readout(inspector: Inspector, node: Node) -> Any:
+    """Compile the readout of one layer (see _readout_fn)."""
     model = keras.Model(inspector.graph.input, node.output)
     preprocess = inspector.preprocess_fn
     gray = inspector.channels == 1
     hw = inspector.input_size or (None, None)
 
     @tf.function(input_signature=[tf.TensorSpec([None, *hw, 3], tf.uint8)])
-    def readout(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def readout(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         xf = tf.cast(x, tf.float32)
         if gray:
             xf = tf.tensordot(xf, tf.constant([0.299, 0.587, 0.114], tf.float32), axes=[[3], [0]])[..., None]
         feats = model(preprocess(xf), training=False)
         shape = tf.shape(feats)
         flat = tf.reshape(feats, [shape[0], shape[1] * shape[2], shape[3]])
-        return tf.reduce_max(flat, axis=1), tf.argmax(flat, axis=1, output_type=tf.int32), shape[1:3]
+        finite = tf.reduce_all(tf.math.is_finite(tf.reduce_sum(flat, axis=1)), axis=1)  # max may hide a NaN
+        return tf.reduce_max(flat, axis=1), tf.argmax(flat, axis=1, output_type=tf.int32), shape[1:3], finite
 
-    if len(per) >= _FNS_PER_INSPECTOR:
-        per.pop(next(iter(per)))
-    per[node.name] = readout
     return readout
 
 
@@ -563,10 +599,10 @@ def examples_for(inspector: Inspector, layer: str, images: Any, *, k: int = 9, c
     batches = _Batches(inspector, batch_size)
     count = 0
     for index, batch in batches(reader):
-        peak, where, grid = readout(tf.constant(batch))
-        peak, where = peak.numpy()[:, columns], where.numpy()[:, columns]
-        if not np.isfinite(peak).all():
-            bad = int(index[np.nonzero(~np.isfinite(peak).all(axis=1))[0][0]])
+        peak, where, grid, finite = readout(tf.constant(batch))
+        peak, where, finite = peak.numpy()[:, columns], where.numpy()[:, columns], finite.numpy()
+        if not finite.all():
+            bad = int(index[np.argmin(finite)])
             raise ConvVizError(
                 f"Layer {node.name!r} gave a NaN or infinite activation for image {bad}: the model's weights or "
                 "preprocessing are broken (check preprocess= and that the model loads correctly).")
@@ -578,8 +614,11 @@ def examples_for(inspector: Inspector, layer: str, images: Any, *, k: int = 9, c
             f"None of the {batches.skipped} images could be read, so there are no examples. "
             f"First reasons: {'; '.join(batches.reasons[:3])}.")
     indices, values, positions = top.result(count)
+    field_at = None
+    if inspector.input_size is None:
+        field_at = functools.lru_cache(maxsize=64)(lambda hw: receptive_field(inspector.graph, node, hw))
     return TopExamples(indices, values, positions, node.name, chosen, count, batches.skipped,
-                       batches.reasons, field_, inspector.prepare, bool(recursive))
+                       batches.reasons, field_, inspector.prepare, bool(recursive), field_at)
 
 
 def _report(progress: Progress | None, done: int, total: int | None) -> None:
