@@ -116,6 +116,8 @@ def test_bad_items_in_a_stream_are_skipped(model, scenes):
 def test_nothing_readable_is_an_error(model):
     with pytest.raises(cv.ConvVizError, match="None of the 2 images"):
         cv.top_examples(model, "conv2", [b"junk", np.zeros(4)], k=1)
+    with pytest.raises(cv.ConvVizError, match="held no images"):
+        cv.top_examples(model, "conv2", iter([]), k=1)
 
 
 def test_k_larger_than_the_stream(model, scenes):

@@ -171,7 +171,8 @@ class TopExamples:
     """For each channel (row), the k images (stream indices) with the highest maximum activation.
 
     `values` are descending per row; ties go to the earlier image. `positions` are the (row, col)
-    of each maximum in the feature map. Rows hold min(k, count) examples.
+    of each maximum in the feature map. Rows hold min(k, count) examples. For a model that takes
+    any size, `receptive_field` assumes sizes divisible by the strides; `crop` uses each image's own.
     """
 
     indices: np.ndarray  # int64 (channels, k): position of the image in the input stream
@@ -216,14 +217,12 @@ class TopExamples:
         """
         wanted = {int(v) for v in self.indices.ravel()}
         found: dict[int, np.ndarray] = {}
-        if wanted:
-            reader = _reader(source, self._recursive)
-            for index, item in reader.items():
-                if index in wanted:
-                    found[index] = self._prepare(item) if not isinstance(item, Exception) else item
-                    if len(found) == len(wanted):
-                        break
-        missing = sorted(wanted - {i for i, v in found.items() if not isinstance(v, Exception)})
+        for index, item in _reader(source, self._recursive).items():
+            if index in wanted:
+                found[index] = self._prepare(item)
+                if len(found) == len(wanted):
+                    break
+        missing = sorted(wanted - set(found))
         if missing:
             raise ConvVizError(
                 f"The source given to crops() does not hold images {missing[:10]} that top_examples saw: "
@@ -242,7 +241,7 @@ class TopExamples:
 
 # ----- reading the images -----------------------------------------------------------------------------
 class _Reader:
-    """Items of an image source with their stream index; an unreadable item comes as its exception."""
+    """Items of an image source with their stream index; `total` is their number when known."""
 
     total: int | None = None
 
@@ -609,6 +608,8 @@ def examples_for(inspector: Inspector, layer: str, images: Any, *, k: int = 9, c
         top.merge(index, peak, where, int(grid[1]))
         count += index.size
         _report(progress, batches.consumed, reader.total)
+    if count == 0 and batches.skipped == 0:
+        raise ConvVizError("The image stream held no images, so there are no examples.")
     if count == 0:
         raise ConvVizError(
             f"None of the {batches.skipped} images could be read, so there are no examples. "
