@@ -310,3 +310,18 @@ def test_nan_activations_are_an_error(scenes):
     model.get_layer("c1").set_weights([np.full_like(kernel, np.nan), bias])
     with pytest.raises(cv.ConvVizError, match="NaN or infinite activation for image 0"):
         cv.top_examples(model, "c2", scenes[:4], k=1, preprocess="rescale")
+
+
+def test_batches_shrink_to_the_memory_budget(model, scenes, monkeypatch):
+    from convviz_widgets.limits import limits
+
+    ref = cv.top_examples(model, "conv5", scenes[:12], k=3)
+    monkeypatch.setattr(limits, "memory_budget", 12 * 2**20)  # about 2.5 MB an image up to conv5
+    seen = []
+    small = cv.top_examples(model, "conv5", scenes[:12], k=3, progress=lambda d, t: seen.append(d))
+    assert 1 < len(seen) and seen[-1] == 12
+    np.testing.assert_array_equal(small.indices, ref.indices)
+    np.testing.assert_allclose(small.values, ref.values, atol=1e-5, rtol=1e-6)
+    monkeypatch.setattr(limits, "memory_budget", 2**20)
+    with pytest.raises(cv.ConvVizError, match="memory budget"):
+        cv.top_examples(model, "conv5", scenes[:12], k=3)
