@@ -325,3 +325,18 @@ def test_batches_shrink_to_the_memory_budget(model, scenes, monkeypatch):
     monkeypatch.setattr(limits, "memory_budget", 2**20)
     with pytest.raises(cv.ConvVizError, match="memory budget"):
         cv.top_examples(model, "conv5", scenes[:12], k=3)
+
+
+def test_receptive_field_of_a_real_mobilenet(mobilenet):
+    ins = cv.Inspector(mobilenet)
+    x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32))
+    for layer, size in [("conv_dw_2", 11.0), ("conv_pw_5_relu", 43.0)]:  # ZeroPadding + 'valid' stride-2 convs
+        node = ins.layer(layer)
+        rf = receptive_field(ins.graph, node)
+        row, col = node.shape[1] // 2, node.shape[2] // 2
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = tf.reduce_sum(keras.Model(ins.graph.input, node.output)(x)[0, row, col, :])
+        ys, xs = np.nonzero(np.abs(tape.gradient(out, x)[0].numpy()).sum(-1))
+        assert rf.exact and rf.size == (size, size)
+        assert rf.box(row, col, (128, 128)) == (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
