@@ -588,13 +588,16 @@ def examples_for(inspector: Inspector, layer: str, images: Any, *, k: int = 9, c
         raise ConvVizError(
             f"The model takes {inspector.channels} channels; only RGB (3) or grayscale (1) images are supported.")
     reader = _reader(images, bool(recursive))
-    fixed = len(chosen) * k * 40.0
+    keep = k if reader.total is None else max(1, min(k, reader.total))  # slots that can ever be filled
+    fixed = len(chosen) * keep * 40.0  # the running top-k: key, index, value, position, width per slot
+    limits.check_fits(fixed, what=f"Keeping k={k} examples for each of {len(chosen)} channels",
+                      lower="k or the number of channels")
     batch_size = limits.fit_batch(_per_image_bytes(inspector, node), batch_size, fixed=fixed,
                                   what="images in a batch", lower="batch_size")
     field_ = receptive_field(inspector.graph, node)
     readout = _readout_fn(inspector, node)
     columns = np.array(chosen, np.int64)
-    top = _TopK(len(chosen), k)
+    top = _TopK(len(chosen), keep)
     batches = _Batches(inspector, batch_size)
     count = 0
     for index, batch in batches(reader):
@@ -636,6 +639,8 @@ def top_examples(model: Any, layer: str, images: Any, k: int = 9, channels: Sequ
     `images`: an (N, H, W, C) array, an iterable of images (arrays, paths, PIL images, bytes), a
     tf.data.Dataset (images or (image, label), batched or not) or a folder of image files
     (`recursive=True` includes sub-folders). Unreadable images are skipped and counted.
+    `progress(done, total or None)` is called after each batch; False (or raising Cancelled) stops.
+    `output` names the model output to bind, for models with several.
     """
     from .api import inspector_for
 
