@@ -341,3 +341,10 @@ def test_receptive_field_of_a_real_mobilenet(mobilenet):
         ys, xs = np.nonzero(np.abs(tape.gradient(out, x)[0].numpy()).sum(-1))
         assert rf.exact and rf.size == (size, size)
         assert rf.box(row, col, (128, 128)) == (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+
+
+def test_a_failing_dataset_pipeline_is_a_clear_error(model, scenes):
+    broken = tf.data.Dataset.from_tensor_slices(scenes[:3]).map(
+        lambda x: tf.debugging.check_numerics(tf.cast(x, tf.float32) * np.inf, "bad pixel"))
+    with pytest.raises(cv.ConvVizError, match="ignore_errors"):
+        cv.top_examples(model, "conv1", broken, k=1)

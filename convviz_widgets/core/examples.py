@@ -316,7 +316,17 @@ class _DatasetReader(_Reader):
 
     def items(self) -> Iterator[tuple[int, Any]]:
         index = 0
-        for element in self.dataset:
+        elements = iter(self.dataset)
+        while True:
+            try:
+                element = next(elements)
+            except StopIteration:
+                return
+            except tf.errors.OpError as err:  # the pipeline itself failed (a file it could not decode)
+                raise ConvVizError(
+                    f"The dataset failed after {index} images: {_first_line(err)} Skip bad elements inside the "
+                    "pipeline with dataset.ignore_errors(), or pass the files as a folder (bad ones are skipped)."
+                ) from err
             image = element[0] if isinstance(element, (tuple, list)) else element
             array = image.numpy()
             for one in (array if self.batched else (array,)):
