@@ -41,7 +41,7 @@ def test_cli_error_is_one_line_without_start_up_lines(tmp_path):
                 "--image", "x.png", "--out", str(tmp_path / "r"))
     assert done.returncode == 2
     assert done.stderr.splitlines() == [done.stderr.strip()]
-    assert done.stderr.startswith("convviz: error: Model file not found")
+    assert done.stderr.startswith("convviz: error: argument --model: Model file not found")
 
 
 def test_real_errors_written_during_start_up_still_show(capfd):
