@@ -66,6 +66,11 @@ def image_file(text: str) -> str:
     return _regular_file(text, "Image file")
 
 
+def class_names_source(text: str) -> str:
+    """An argparse type: 'imagenet' or an existing JSON file of class names."""
+    return text if text == "imagenet" else _regular_file(text, "Class-names file")
+
+
 def model_source(text: str) -> str:
     """An argparse type: 'demo' or an existing model file."""
     return text if text == "demo" else _regular_file(text, "Model file")
@@ -104,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--image", type=image_file, help="an image file (default for the demo model: a demo scene)")
     r.add_argument("--preprocess", default=None,
                    help="rescale | caffe | tf | torch | none (default: the model's own, if recognised, else rescale)")
-    r.add_argument("--classes", default=None, help="class names: a JSON file, or 'imagenet'")
+    r.add_argument("--classes", default=None, type=class_names_source, help="class names: a JSON file, or 'imagenet'")
     r.add_argument("--out", default="convviz-report", type=out_folder, help="output folder (default: convviz-report)")
     r.add_argument("--filter-layers", nargs="*", default=None, help="layers for filter patterns (default: up to 4)")
     r.add_argument("--filters", type=positive_int, default=16, help="filters per layer (default 16)")

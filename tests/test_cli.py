@@ -125,7 +125,7 @@ def test_model_and_image_that_are_not_files_are_refused_at_once(tmp_path, capsys
             pytest.skip("/dev/zero does not exist on this system")
     else:
         target = tmp_path
-    for option in ("--image", "--model"):
+    for option in ("--image", "--model", "--classes"):
         assert cli.main(["report", option, str(target), "--out", str(tmp_path / "r")]) == 2
         assert f"argument {option}" in _one_error_line(capsys.readouterr().err)
 
