@@ -77,16 +77,14 @@ def _opened(source: ImageSource) -> Iterator[tuple[Image.Image, str]]:
         with _pillow_limit_is_ours(off=True):
             try:
                 pil = Image.open(fp, formats=FORMATS)
-            except Image.DecompressionBombError as err:
-                raise ConvVizError(f"{name} is larger than the pixel limit ({err}); {_CHANGE_LIMIT}.") from None
             except Exception as err:  # noqa: BLE001 - any decoder failure on untrusted bytes is "not an image"
                 why = "" if isinstance(err, UnidentifiedImageError) else f" ({type(err).__name__}: {err})"
                 raise ConvVizError(
                     f"{name} is not an image that can be read{why}. "
                     f"Use a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} file."
                 ) from None
-            with pil:
-                yield pil, name
+        with pil:
+            yield pil, name
     finally:
         if owned:
             fp.close()
@@ -174,7 +172,7 @@ def _draft(pil: Image.Image, size: tuple[int, int] | None) -> None:
 def _decode_bytes(pil: Image.Image) -> int:
     """Memory the decode and the RGB conversion need: decoded bands, RGB copy, final array."""
     bands = len(pil.getbands())
-    per_band = 4 if pil.mode in ("I", "F", "I;16", "I;16B", "I;16L", "I;16N") else 1
+    per_band = 4 if pil.mode in _HIGH_BIT_MODES else 1
     return pil.size[0] * pil.size[1] * (bands * per_band + 3 + 3 + 4)
 
 
