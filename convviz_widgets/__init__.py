@@ -6,9 +6,9 @@ One public API: the functions and classes below; `render` turns arrays into pict
 
 from __future__ import annotations
 
-import os
+from . import _quiet
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of notebooks
+_quiet.start_tensorflow()  # before anything imports TensorFlow: its C++ start-up lines stay hidden
 
 from . import render  # noqa: E402
 from .core import (  # noqa: E402
@@ -28,6 +28,7 @@ from .core import (  # noqa: E402
     predict,
     top_examples,
 )
+from .limits import limits  # noqa: E402
 from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
 from .widgets import ActivationsView, CamView, ConvVizPanel, FiltersView  # noqa: E402
 
@@ -36,7 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivationsView", "CamView", "ConvVizPanel", "FiltersView",
     "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activation_grid",
-    "activations", "filter_grid", "filter_patterns", "gradcam", "load_image", "load_model", "overlay",
+    "activations", "filter_grid", "filter_patterns", "gradcam", "limits", "load_image", "load_model", "overlay",
     "predict", "render", "to_png",
     "TopExamples", "top_examples",
 ]

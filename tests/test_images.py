@@ -109,3 +109,25 @@ def test_truncated_image_file_is_a_clear_error(tmp_path):
 def test_bad_array_shape_is_a_clear_error():
     with pytest.raises(ConvVizError, match="shape"):
         load_image(np.zeros((4, 4, 7)))
+
+
+def test_bytes_and_open_file_objects_load_like_paths(tmp_path):
+    arr = np.random.default_rng(3).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    path = _save(Image.fromarray(arr), tmp_path / "b.png")
+    np.testing.assert_array_equal(load_image(path.read_bytes()), arr)
+    np.testing.assert_array_equal(load_image(bytearray(path.read_bytes())), arr)
+    with path.open("rb") as fh:
+        np.testing.assert_array_equal(load_image(fh), arr)
+        assert not fh.closed  # the caller's file stays the caller's
+
+
+def test_other_formats_are_refused_without_running_their_decoders(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(self))
+    path = tmp_path / "page.eps"  # PostScript: Pillow would hand it to Ghostscript
+    path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    with pytest.raises(ConvVizError, match="PNG, JPEG"):
+        load_image(path)
+    assert opened == []

@@ -10,6 +10,7 @@ from typing import Any
 import keras
 
 from ..errors import ConvVizError
+from ..images import check_regular_file
 
 _MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -23,8 +24,7 @@ def load_model(path_or_model: Any, *, safe_mode: bool = True) -> keras.Model:
             f"load_model takes a keras.Model or a path to a .keras/.h5 file; got {type(path_or_model).__name__}."
         )
     path = Path(path_or_model)
-    if not path.exists():
-        raise ConvVizError(f"Model file not found: {path}.")
+    check_regular_file(path, "Model file")  # a folder, FIFO or device is refused before anything opens it
     if path.suffix.lower() not in _MODEL_SUFFIXES:
         raise ConvVizError(
             f"{path.name}: unknown model format {path.suffix!r}; save the model with "

@@ -1,0 +1,275 @@
+"""Peak memory of the requests a student's upload or a slider can trigger, each in its own process.
+
+Cases (each run in a fresh interpreter, so one case's peak cannot hide in another's):
+
+  a  a 20000x20000 PNG of ~50 kB (a decompression bomb): load_image must refuse it from its header
+  b  a 12000x9000 JPEG loaded with size=(96, 96): decoded at 1/8 scale, target <= +100 MB
+  c  filter_patterns on the demo model at size=2048: refused or split into chunks (what happened is printed)
+  d  a soak: 60 filter_patterns calls with changing filter counts and sizes, target <= +100 MB at the end
+  e  1000 panel interactions (class, layer, image) on ConvVizPanel(demo model, background=False)
+
+Memory is the resident set size (RSS) over the case's baseline, the RSS once its inputs are ready:
+the peak is the larger of a 5 ms sampler's maximum and the process's own high-water mark (when the
+case raised it). The parent also watches every child and stops it above --cap (8 GB, or 60 % of the
+memory available if less), so a case that would exhaust the machine reports that instead. Always exits
+0; PASS/FAIL lines say what met its target.
+
+    .venv/bin/python bench/bench_memory.py            # all cases
+    .venv/bin/python bench/bench_memory.py --cases ab # only some
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+MB = 2**20
+TARGET_MB = 100
+
+
+# ---------------------------------------------------------------- inputs, made in the parent (no TensorFlow)
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_png_bomb(path: Path, width: int = 20_000, height: int = 20_000) -> None:
+    """A valid all-black 1-bit PNG, compressed row block by row block (~50 kB for 20000x20000)."""
+    rows = (b"\0" * (1 + (width + 7) // 8)) * 500
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(rows) for _ in range(height // 500)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat)
+                     + _png_chunk(b"IEND", b""))
+
+
+def write_big_jpeg(path: Path, width: int = 12_000, height: int = 9_000) -> None:
+    """A photo-like 12000x9000 JPEG: smooth random colour fields, upscaled, quality 85."""
+    import numpy as np
+    from PIL import Image
+
+    small = np.random.default_rng(0).integers(0, 256, (height // 250, width // 250, 3), dtype=np.uint8)
+    Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC).save(path, quality=85)
+
+
+# ---------------------------------------------------------------- measuring inside a child
+
+class PeakRSS:
+    """Samples this process's RSS every 5 ms from start() until stop(); also reads the kernel's high-water mark."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.baseline = self.process.memory_info().rss
+        self.hwm_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.005)
+
+    def now_mb(self) -> float:
+        """RSS over the baseline now."""
+        return (self.process.memory_info().rss - self.baseline) / MB
+
+    def stop(self) -> dict:
+        """Peak and final RSS over the baseline, in MB."""
+        self._stop.set()
+        self._thread.join()
+        hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = max(self.peak, hwm if hwm > self.hwm_before else 0)
+        return {"peak_mb": (peak - self.baseline) / MB, "end_mb": self.now_mb(), "baseline_mb": self.baseline / MB}
+
+
+def _report(result: dict) -> None:
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def case_a(work: Path) -> None:
+    import convviz_widgets as cv
+
+    meter = PeakRSS()
+    try:
+        cv.load_image(work / "bomb.png")
+        outcome = "decoded (not refused)"
+    except cv.ConvVizError as err:
+        outcome = f"refused: {err}"
+    _report({**meter.stop(), "outcome": outcome, "ok": outcome.startswith("refused")})
+
+
+def case_b(work: Path) -> None:
+    import convviz_widgets as cv
+
+    meter = PeakRSS()
+    start = time.process_time()
+    try:
+        out = cv.load_image(work / "big.jpg", size=(96, 96))
+        outcome = f"loaded {out.shape} in {time.process_time() - start:.2f} CPU s"
+    except cv.ConvVizError as err:
+        outcome = f"refused: {err}"
+    result = meter.stop()
+    _report({**result, "outcome": outcome, "ok": outcome.startswith("loaded") and result["peak_mb"] <= TARGET_MB})
+
+
+def _demo():  # noqa: ANN202
+    import convviz_widgets as cv
+    from convviz_widgets import demo
+
+    return cv, demo, demo.load_model()
+
+
+def case_c(work: Path) -> None:
+    cv, demo, model = _demo()
+    from convviz_widgets.limits import memory_budget
+
+    budget_mb = memory_budget() / MB
+    meter = PeakRSS()
+    start = time.process_time()
+    try:
+        fp = cv.filter_patterns(model, "conv3", range(4), preprocess=demo.PREPROCESS, size=2048, steps=3, seed=0)
+        outcome = f"computed {fp.images.shape} in {time.process_time() - start:.1f} CPU s"
+    except cv.ConvVizError as err:
+        outcome = f"refused: {err}"
+    result = meter.stop()
+    ok = result["peak_mb"] <= budget_mb  # refused, or chunked to fit the budget
+    _report({**result, "outcome": f"{outcome} (memory budget {budget_mb:,.0f} MB)", "ok": ok})
+
+
+def case_d(work: Path) -> None:
+    cv, demo, model = _demo()
+    layers = ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    meter = PeakRSS()
+    marks = []
+    for i in range(60):
+        cv.filter_patterns(model, layers[i % len(layers)], range(1 + i % 7), preprocess=demo.PREPROCESS,
+                           size=32 + 8 * (i % 9), steps=2, seed=i)
+        if i in (9, 29, 59):
+            marks.append(f"after {i + 1}: {meter.now_mb():+.0f} MB")
+    result = meter.stop()
+    _report({**result, "outcome": "60 calls; " + ", ".join(marks), "ok": result["end_mb"] <= TARGET_MB})
+
+
+def case_e(work: Path) -> None:
+    cv, demo, model = _demo()
+    panel = cv.ConvVizPanel(model, background=False)
+    panel.select("Grad-CAM")
+    cam = panel.cam
+    layers = [value for _, value in cam.layer.options]
+    n_classes = int(cam.class_index.max) + 1
+    meter = PeakRSS()
+    start = time.monotonic()
+    marks = []
+    for i in range(1000):
+        kind = i % 3
+        if kind == 0:
+            cam.class_index.value = (i // 3) % n_classes
+        elif kind == 1:
+            cam.layer.value = layers[(i // 3) % len(layers)]
+        else:
+            panel.set_image(demo.scene(seed=i).image)  # a new picture each time, as uploads are
+        if i + 1 in (100, 500, 1000):
+            marks.append(f"after {i + 1}: {meter.now_mb():+.0f} MB")
+    panel.wait()
+    per = (time.monotonic() - start) / 1000 * 1000
+    drawn = "drawn" if getattr(cam.current_cam(), "heatmap", None) is not None else "missing"
+    result = meter.stop()
+    _report({**result, "outcome": f"1000 interactions ({per:.0f} ms each; last map {drawn}); " + ", ".join(marks),
+             "ok": result["end_mb"] <= TARGET_MB})
+
+
+CASES = {
+    "a": ("20000x20000 PNG bomb (50 kB) refused", case_a),
+    "b": ("12000x9000 JPEG at 96x96 (target <= +100 MB peak)", case_b),
+    "c": ("filter_patterns, demo model, size=2048 (refused or chunked: peak within the memory budget)", case_c),
+    "d": ("soak: 60 filter_patterns calls, changing counts and sizes (target <= +100 MB at the end)", case_d),
+    "e": ("1000 panel interactions: class, layer, image (target <= +100 MB at the end)", case_e),
+}
+
+
+# ---------------------------------------------------------------- the parent
+
+def run_child(case: str, work: Path, cap: int, timeout: float) -> dict:
+    """Run one case in a fresh interpreter; stop it above `cap` bytes or after `timeout` seconds."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    child = subprocess.Popen([sys.executable, __file__, "--child", case, "--work", str(work)], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watched = psutil.Process(child.pid)
+    started, stopped = time.monotonic(), ""
+    while child.poll() is None:
+        try:
+            rss = watched.memory_info().rss
+        except psutil.NoSuchProcess:
+            break
+        if rss > cap:
+            stopped = f"stopped by the parent: RSS {rss / MB:,.0f} MB passed the cap of {cap / MB:,.0f} MB"
+        elif time.monotonic() - started > timeout:
+            stopped = f"stopped by the parent after {timeout:.0f} s"
+        if stopped:
+            child.kill()
+            break
+        time.sleep(0.02)
+    out, err = child.communicate()
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = " | ".join(err.strip().splitlines()[-3:])
+    return {"outcome": stopped or f"the child failed (exit {child.returncode}): {tail}", "ok": False}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="abcde", help="which cases to run, e.g. 'ab' (default: all)")
+    parser.add_argument("--cap", type=float, default=None,
+                        help="stop a case above this many GB of RSS (default: 8, or 60%% of the memory available)")
+    parser.add_argument("--timeout", type=float, default=900, help="stop a case after this many seconds")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        sys.path.insert(0, str(ROOT))
+        CASES[args.child][1](Path(args.work))
+        return 0
+    print(f"== bench_memory: peak RSS over each case's baseline (python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} cores, {psutil.virtual_memory().available / 2**30:.1f} GB available) ==", flush=True)
+    cap = int(args.cap * 2**30) if args.cap else int(min(8 * 2**30, 0.6 * psutil.virtual_memory().available))
+    print(f"each case is stopped above {cap / 2**30:.1f} GB of RSS", flush=True)
+    verdicts = []
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        if "a" in args.cases:
+            write_png_bomb(work / "bomb.png")
+        if "b" in args.cases:
+            write_big_jpeg(work / "big.jpg")
+        for case in args.cases:
+            title = CASES[case][0]
+            started = time.monotonic()
+            r = run_child(case, work, cap, args.timeout)
+            figures = (f"peak {r['peak_mb']:+,.0f} MB, end {r['end_mb']:+,.0f} MB (baseline {r['baseline_mb']:,.0f} MB)"
+                       if "peak_mb" in r else "no figures")
+            print(f"[{case}] {title}\n    {figures}; {time.monotonic() - started:.0f} s wall\n    {r['outcome']}",
+                  flush=True)
+            verdicts.append((f"[{case}] {title}", r.get("ok")))
+    print("-- verdict --")
+    for text, ok in verdicts:
+        print(f"{'INFO' if ok is None else 'PASS' if ok else 'FAIL'}  {text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

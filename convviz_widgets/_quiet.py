@@ -1,0 +1,100 @@
+"""Start TensorFlow without its C++ start-up lines on the terminal or in a notebook's stderr box.
+
+TensorFlow's native libraries print lines such as "All log messages before absl::InitializeLog()
+is called are written to STDERR", "oneDNN custom operations are on" or "failed call to cuInit"
+while loading and at the first device query, before TF_CPP_MIN_LOG_LEVEL is read. They are
+written to file descriptor 2 directly, so `sys.stderr` cannot catch them: descriptor 2 itself is
+pointed at a temporary file while TensorFlow starts, then restored, and every captured line that
+is not a known start-up line is written back, so real errors still reach the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Python-side and post-start C++ logging: warnings and up
+
+# Messages TensorFlow's native code prints on every start, with or without a GPU.
+_START_UP_MESSAGES = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers on your machine",
+    "failed call to cuInit",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions:",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "computation placer already registered",
+    "TF-TRT Warning: Could not find TensorRT",
+    "successful NUMA node read from SysFS",
+    "Your kernel may have been built without NUMA support",
+    "Created device /job:localhost/replica:0/task:0/device:GPU",
+)
+# absl's prefix: severity, date, time, thread id, source file and line, e.g. "I0000 00:00:17.5 123 port.cc:153] ".
+_ABSL_PREFIX = re.compile(r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] |WARNING: )")
+
+_started = False
+
+
+def is_start_up_line(line: str) -> bool:
+    """True for one of TensorFlow's known start-up lines (and nothing else)."""
+    text = line.strip()
+    if not text:
+        return False
+    body = _ABSL_PREFIX.sub("", text, count=1)
+    return body.startswith(_START_UP_MESSAGES)
+
+
+def filter_start_up(text: str) -> str:
+    """The captured text without TensorFlow's start-up lines (blank lines between them dropped too)."""
+    kept = [line for line in text.splitlines(keepends=True) if not is_start_up_line(line)]
+    if all(not line.strip() for line in kept):
+        return ""
+    return "".join(kept)
+
+
+@contextlib.contextmanager
+def start_up_lines_hidden() -> Iterator[None]:
+    """Capture descriptor 2 during the block; write back what is not a start-up line."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable descriptor 2 (e.g. pythonw): nothing to hide
+        yield
+        return
+    capture = tempfile.TemporaryFile()
+    try:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            capture.seek(0)
+            rest = filter_start_up(capture.read().decode("utf-8", errors="replace"))
+            if rest:
+                os.write(2, rest.encode("utf-8"))
+    finally:
+        os.close(saved)
+        capture.close()
+
+
+def start_tensorflow() -> None:
+    """Import TensorFlow and initialise its devices once, hiding only the start-up lines."""
+    global _started
+    if _started:
+        return
+    _started = True
+    if "tensorflow" in sys.modules:  # started by the user already: its lines are out, leave TF alone
+        return
+    with start_up_lines_hidden():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the cuInit lines come with the first device query
