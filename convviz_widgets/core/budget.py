@@ -16,7 +16,7 @@ from .graph import FlatGraph, trace
 
 FLOAT = 4  # bytes per float32
 REFERENCE_SIDE = 128  # a free-size model is traced at this side to learn its layers' shapes
-KEPT_FACTOR = 3.0  # per kept layer output with a gradient: the output, its gradient, a temporary
+KEPT_FACTOR = 2.0  # per kept layer output with a gradient: the output and its gradient
 FORWARD_FACTOR = 3.0  # forward only: the largest layer output, its input and a temporary
 INPUT_FACTOR = 6.0  # pixels, preprocessed pixels, their gradient, the next step, norms
 

@@ -411,14 +411,20 @@ class Inspector:
         _finite(final, f"the filter activations of layer {node.name!r}")
         return fp.FilterPatterns(images, start, final, node.name, idx)
 
-    def _pattern_chunk(self, node: Node, n: int, size: int, mode: str) -> int:
-        """Filters per batch that fit the memory budget (a ConvVizError when not even one fits)."""
+    def pattern_memory(self, layer: Any, n: int, size: int, mode: str = "plain") -> tuple[float, float]:
+        """Estimated bytes of a filter-pattern request: (per filter in a batch, once for the whole request)."""
+        node = self.layer(layer)
         per_filter = self.footprint().with_gradient((size, size), upto=node.name)
         whole = 3.0 * n * size * size * self.channels * 4  # start pixels, result pixels, pictures
         if mode == "regularized":
             spectrum = 3.0 * size * (size // 2 + 1) * 2 * 4
             per_filter += 6.0 * spectrum + 6.0 * size * size * 3 * 4  # params, Adam moments, gradient; pixels
             whole += n * spectrum
+        return per_filter, whole
+
+    def _pattern_chunk(self, node: Node, n: int, size: int, mode: str) -> int:
+        """Filters per batch that fit the memory budget (a ConvVizError when not even one fits)."""
+        per_filter, whole = self.pattern_memory(node.name, n, size, mode)
         return fit_batch(per_filter, n, fixed=whole, what=f"filters of layer {node.name!r} at size {size}",
                          lower="size (or the number of filters)")
 
