@@ -46,6 +46,7 @@ class Inspector:
     def __init__(self, model: Any, *, preprocess: Preprocess = None, class_names: Any = None,
                  output: str | int | None = None) -> None:
         self.model = check_model(load_model(model))
+        _check_weights(self.model)
         self.output_index = output_index(self.model, checks.output_selector(output))
         self.output_name = model_outputs(self.model)[self.output_index][0]
         self.graph: FlatGraph = trace(self.model, output=self.output_index)
@@ -233,9 +234,19 @@ class Inspector:
         `score_label` says which; a NaN/inf model output is a ConvVizError.
         """
         self._require_classes()
-        _, logits = self._forward(image)
-        _finite(logits, "the model's output for this image")
+        logits = self.check_finite(image)
         return probabilities(logits, self.graph.head.activation)
+
+    def check_finite(self, image: ImageSource) -> np.ndarray:
+        """Refuse an image whose forward pass holds NaN/inf anywhere; returns the logits.
+
+        Compiled ReLUs turn NaN into zeros, so an overflow inside the network can leave a finite
+        but meaningless output: every conv/pool output is checked, not only the last.
+        """
+        acts, logits = self._forward(image)
+        for name, act in acts.items():
+            _finite_layer(name, act)
+        return _finite(logits, "the model's output for this image")
 
     def scores(self, image: ImageSource) -> np.ndarray:
         """The same values as `probabilities`, under the name that fits every head."""
@@ -265,6 +276,7 @@ class Inspector:
         rgb = self.prepare(image)
         check_fits(self.bytes_per_image(rgb.shape[:2], gradient=method != "scorecam"),
                    what="A class activation map of this image", lower="the image size")
+        self.check_finite(rgb)  # the cached forward pass: no heatmap from a NaN/inf network
         x = self.batch(rgb)
         c = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
         if method == "scorecam":
@@ -457,6 +469,17 @@ class Inspector:
                 f"Layer {name!r} can only be reached at the model's input size {fixed[0]}x{fixed[1]}; "
                 f"use size={fixed[0]}."
             ) from err
+
+
+def _check_weights(model: keras.Model) -> None:
+    """Refuse NaN/inf weights up front: compiled ReLUs turn NaN into silent zeros, so outputs would lie."""
+    for variable in model.weights:
+        values = np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable)
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            raise ConvVizError(
+                f"The model's weight {variable.path!r} holds NaN/inf values, so the model's output for any "
+                "image is NaN/inf or meaningless. Reload the weights from before training diverged."
+            )
 
 
 def _as_list(layers: Any) -> list[Any]:

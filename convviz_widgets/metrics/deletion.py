@@ -120,6 +120,7 @@ def deletion_curve(inspector: Inspector, image: ImageSource, heatmap: HeatmapLik
     class_index = inspector.check_class(class_index)
     seed = checks.integer(seed, "seed", minimum=0)
     rgb = inspector.prepare(image)
+    inspector.check_finite(rgb)
     batch_size = fitting_batch(inspector, batch_size, rgb.shape[:2])
     fractions = step_fractions(steps)
     ranked = pixel_order(heatmap, rgb.shape, order, seed)
