@@ -414,20 +414,26 @@ class Inspector:
         else:
             _, step, measure = self._pattern_fns_for(node.name, size)
             x0 = fp.start_images(len(idx), size, self.channels, seed)  # one draw, sliced per chunk
-            parts = [fp.ascend(step, measure, x0[lo : lo + chunk], idx[lo : lo + chunk], steps, step_size,
-                               _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
+            parts = [self._ascend_chunk(step, measure, x0[lo : lo + chunk], idx[lo : lo + chunk], steps, step_size,
+                                        _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
                      for lo in range(0, len(idx), chunk)]
-            x, start, final = (np.concatenate(p) for p in zip(*parts))
-            _finite(x, f"the filter-pattern pixels of layer {node.name!r}")
-            images = fp.deprocess(x)
+            images, start, final = (np.concatenate(p) for p in zip(*parts))
         _finite(final, f"the filter activations of layer {node.name!r}")
         return fp.FilterPatterns(images, start, final, node.name, idx)
+
+    @staticmethod
+    def _ascend_chunk(step: Any, measure: Any, x0: np.ndarray, idx: Sequence[int], steps: int, step_size: float,
+                      progress: fp.Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One chunk's plain ascent, turned into uint8 pictures at once (per image, so chunks do not change them)."""
+        x, start, final = fp.ascend(step, measure, x0, idx, steps, step_size, progress)
+        _finite(x, "the filter-pattern pixels")
+        return fp.deprocess(x), start, final
 
     def pattern_memory(self, layer: Any, n: int, size: int, mode: str = "plain") -> tuple[float, float]:
         """Estimated bytes of a filter-pattern request: (per filter in a batch, once for the whole request)."""
         node = self.layer(layer)
         per_filter = self.footprint().with_gradient((size, size), upto=node.name)
-        whole = 3.0 * n * size * size * self.channels * 4  # start pixels, result pixels, pictures
+        whole = 2.0 * n * size * size * max(3, self.channels) * 4  # start pixels and pictures, with room
         if mode == "regularized":
             spectrum = 3.0 * size * (size // 2 + 1) * 2 * 4
             per_filter += 6.0 * spectrum + 6.0 * size * size * 3 * 4  # params, Adam moments, gradient; pixels
