@@ -69,6 +69,7 @@ class Inspector:
         self._probs: Any = None  # compiled batch probabilities (Score-CAM, metrics)
         self._pattern_fns: dict[str, tuple[Any, Any, Any]] = {}
         self._footprint: Footprint | None = None
+        self._finite_fn: Any = None  # compiled "every feature map and the output are finite" flag
 
     # ----- facts about the model -------------------------------------------------------------
     def _model_names(self) -> list[str]:
@@ -248,6 +249,19 @@ class Inspector:
             _finite_layer(name, act)
         return _finite(logits, "the model's output for this image")
 
+    def _check_network(self, rgb: np.ndarray, x: tf.Tensor) -> None:
+        """check_finite from the cached forward pass, or a compiled all-finite flag when not cached."""
+        with self._lock:
+            cached = self._forward_cache is not None and self._forward_cache[0] == _digest(rgb)
+            if self._finite_fn is None:
+                nodes = visual_layers(self.graph)
+                model = keras.Model(self.graph.input, [n.output for n in nodes] + [self.graph.head.logits])
+                self._finite_fn = tf.function(
+                    lambda t: tf.reduce_all([tf.reduce_all(tf.math.is_finite(o)) for o in model(t, training=False)]),
+                    reduce_retracing=True)
+        if cached or not bool(self._finite_fn(x)):
+            self.check_finite(rgb)  # names the first layer that holds NaN/inf
+
     def scores(self, image: ImageSource) -> np.ndarray:
         """The same values as `probabilities`, under the name that fits every head."""
         return self.probabilities(image)
@@ -276,8 +290,8 @@ class Inspector:
         rgb = self.prepare(image)
         check_fits(self.bytes_per_image(rgb.shape[:2], gradient=method != "scorecam"),
                    what="A class activation map of this image", lower="the image size")
-        self.check_finite(rgb)  # the cached forward pass: no heatmap from a NaN/inf network
         x = self.batch(rgb)
+        self._check_network(rgb, x)  # no heatmap from a network that overflows to NaN/inf
         c = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
         if method == "scorecam":
             feats, score, chosen, probs = self._cam_fns_for(node)[1](x, c)
