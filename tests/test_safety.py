@@ -238,3 +238,34 @@ def test_batch_probabilities_split_into_chunks_give_the_same_values(tiny_model, 
     whole = ins.batch_probabilities(x)
     budget(int(3 * ins.bytes_per_image((32, 32))))
     np.testing.assert_allclose(ins.batch_probabilities(x), whole, rtol=1e-5, atol=1e-7)
+
+
+def test_single_image_work_over_budget_is_refused_with_the_estimate(tiny_model, image, budget):
+    ins = cv.Inspector(tiny_model, preprocess="rescale")
+    budget(1000)
+    with pytest.raises(cv.ConvVizError, match="The activations of this image needs about .* memory budget"):
+        ins.activations(image)
+    with pytest.raises(cv.ConvVizError, match="A class activation map of this image needs about"):
+        ins.gradcam(image)
+    with pytest.raises(cv.ConvVizError, match="The randomisation check needs about"):
+        randomization_check(ins, image, layers=1)
+
+
+def test_deletion_curve_lowers_its_batch_to_fit_the_budget(tiny_model, image, budget, monkeypatch):
+    from convviz_widgets.metrics import _model, deletion
+
+    ins = cv.Inspector(tiny_model, preprocess="rescale")
+    budget(64 * 2**30)
+    whole = deletion_curve(ins, image, None, 1, steps=8, order="random", batch_size=64)
+    sizes = []
+
+    def counting(inspector, images, class_index):
+        sizes.append(len(images))
+        return _model.class_probabilities(inspector, images, class_index)
+
+    monkeypatch.setattr(deletion, "class_probabilities", counting)
+    per_image = ins.bytes_per_image((32, 32)) + 3.0 * 4 * 32 * 32 * 3
+    budget(int(2.5 * per_image))
+    chunked = deletion_curve(ins, image, None, 1, steps=8, order="random", batch_size=64)
+    assert sizes == [2, 2, 2, 2, 1]
+    np.testing.assert_allclose(chunked.probabilities, whole.probabilities, rtol=1e-5, atol=1e-7)

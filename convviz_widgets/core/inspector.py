@@ -101,7 +101,7 @@ class Inspector:
         fn = self._probs_fn()
         out = np.concatenate([np.asarray(fn(x[i : i + chunk])) for i in range(0, n, chunk)]) if n else \
             np.zeros((0, self.n_classes), np.float32)
-        return _finite(out, "the model's output for this batch")
+        return _finite(out, "the batch's class values", "this batch")
 
     # ----- memory ------------------------------------------------------------------------------
     def footprint(self) -> Footprint:
@@ -415,6 +415,8 @@ class Inspector:
         seed = checks.integer(seed, "seed", minimum=0)
         if regularization is not None and not isinstance(regularization, fv.Regularization):
             raise ConvVizError("regularization must be a convviz_widgets.Regularization(...) or None.")
+        if progress is not None and not callable(progress):
+            raise ConvVizError(f"progress must be a function progress(done, total) or None; got {progress!r}.")
         chunk = self._pattern_chunk(node, len(idx), size, mode)
         if mode == "regularized":
             reg = regularization or fv.Regularization()
@@ -432,7 +434,7 @@ class Inspector:
                                         _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
                      for lo in range(0, len(idx), chunk)]
             images, start, final = (np.concatenate(p) for p in zip(*parts))
-        _finite(final, f"the filter activations of layer {node.name!r}")
+        _finite(final, f"the filter activations of layer {node.name!r}", "these filter patterns")
         return fp.FilterPatterns(images, start, final, node.name, idx)
 
     @staticmethod
@@ -440,7 +442,7 @@ class Inspector:
                       progress: fp.Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One chunk's plain ascent, turned into uint8 pictures at once (per image, so chunks do not change them)."""
         x, start, final = fp.ascend(step, measure, x0, idx, steps, step_size, progress)
-        _finite(x, "the filter-pattern pixels")
+        _finite(x, "the filter-pattern pixels", "these filter patterns")
         return fp.deprocess(x), start, final
 
     def pattern_memory(self, layer: Any, n: int, size: int, mode: str = "plain") -> tuple[float, float]:
@@ -494,8 +496,7 @@ class Inspector:
 def _check_weights(model: keras.Model) -> None:
     """Refuse NaN/inf weights up front: compiled ReLUs turn NaN into silent zeros, so outputs would lie."""
     for variable in model.weights:
-        values = np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable)
-        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        if "float" in str(variable.dtype) and not bool(keras.ops.all(keras.ops.isfinite(variable))):
             raise ConvVizError(
                 f"The model's weight {variable.path!r} holds NaN/inf values, so the model's output for any "
                 "image is NaN/inf or meaningless. Reload the weights from before training diverged."
@@ -509,14 +510,14 @@ def _as_list(layers: Any) -> list[Any]:
     return list(layers)
 
 
-def _finite(values: np.ndarray, what: str) -> np.ndarray:
-    """Refuse NaN/inf results (a NaN weight, an overflow, a preprocessing that divides by zero)."""
+def _finite(values: np.ndarray, what: str, subject: str = "this image") -> np.ndarray:
+    """Refuse NaN/inf results (an overflow, a preprocessing that divides by zero, a NaN input)."""
     values = np.asarray(values)
     if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
         bad = "NaN" if np.isnan(values).any() else "inf"
         raise ConvVizError(
-            f"The model's output for this image is NaN/inf: {what} contains {bad}. Check the model's "
-            "weights (a layer trained into NaN), the preprocessing and the input."
+            f"The model's output for {subject} is NaN/inf: {what} contains {bad}. Check the model's "
+            "weights (very large values overflow), the preprocessing and the input."
         )
     return values
 
