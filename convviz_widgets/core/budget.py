@@ -3,7 +3,7 @@
 Each estimate counts float32 tensors: the input batch, the layer outputs a forward pass keeps
 (all of them up to the target when a gradient is taken, since the backward pass needs them),
 the gradients flowing back, and working copies. The factors below were set from peak resident
-memory measured on the demo model and MobileNet (bench/bench_budget.py prints estimate and
+memory measured on the demo model (bench/bench_budget.py prints estimate and
 measurement side by side) and err on the high side.
 """
 
