@@ -1,4 +1,4 @@
-"""Memory estimates next to measured peaks: filter patterns and Grad-CAM on the demo model.
+"""Memory estimates next to measured peaks: filter patterns and Grad-CAM on the demo model and MobileNet.
 
 Each case runs in a fresh process; the peak is the process's maximum resident memory minus its
 resident memory just before the request. Run: python bench/bench_budget.py
@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+MOBILENET = Path(__file__).resolve().parents[2] / "shared" / "data" / "mobilenet_2_5_128_tf.h5"
 
 CASES = [
     ("filters", "conv5", 128, 96),
@@ -16,6 +19,7 @@ CASES = [
     ("filters", "conv3", 8, 384),
     ("filters", "conv2", 4, 768),
     ("gradcam", None, 1, 96),
+    ("mobilenet", "conv_pw_11", 96, 128),
 ]
 
 CHILD = """
@@ -24,10 +28,17 @@ import numpy as np
 import convviz_widgets as cv
 from convviz_widgets import demo, limits
 limits.limits.memory_budget = 64 * 2**30
-kind, layer, n, size = json.loads(sys.argv[1])
-ins = cv.Inspector(demo.load_model(), preprocess=demo.PREPROCESS)
+kind, layer, n, size, weights = json.loads(sys.argv[1])
+if kind == "mobilenet":
+    import keras
+    ins = cv.Inspector(keras.applications.MobileNet(alpha=0.25, input_shape=(128, 128, 3), weights=weights))
+    kind = "filters"
+else:
+    ins = cv.Inspector(demo.load_model(), preprocess=demo.PREPROCESS)
 image = demo.scene(seed=0).image
 ins.gradcam(image)  # compiled functions and TensorFlow's pools exist before measuring
+if kind == "filters":
+    ins.filter_patterns(layer, range(2), size=size, steps=1)
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
@@ -48,7 +59,11 @@ def main() -> None:
     """Print estimate, measured peak and their ratio for each case."""
     print(f"{'case':<28} {'estimate MB':>12} {'measured MB':>12} {'ratio':>6}")
     for case in CASES:
-        out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(case)], capture_output=True, text=True)
+        if case[0] == "mobilenet" and not MOBILENET.exists():
+            print(case, "skipped: the MobileNet weights are not in ../shared/data")
+            continue
+        arg = json.dumps([*case, str(MOBILENET)])
+        out = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True)
         if out.returncode:
             print(case, "failed:", out.stderr[-500:])
             continue
