@@ -143,7 +143,8 @@ def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
         cam = inspector.gradcam(rgb, class_index=idx)
         fname = f"gradcam_top{rank}.png"
         _save(out / fname, render.overlay(shown, cam.heatmap))
-        items.append((fname, f"#{rank} {name} ({_value(inspector, prob)}) — score {cam.score:.2f} at {cam.layer}"))
+        shown_prob = f" ({prob:.1%})" if inspector.score_label == "probability" else ""  # a linear head: the score
+        items.append((fname, f"#{rank} {name}{shown_prob} — score {cam.score:.2f} at {cam.layer}"))
         bar(rank, len(preds))
     return ("Grad-CAM", "Where the evidence for each class lies (red = most).", items)
 
