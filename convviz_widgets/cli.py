@@ -118,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="plain ascent step in pixel levels (default 1, the book's; 3 for the demo model)")
     r.add_argument("--patterns", choices=["plain", "regularized", "both"], default="both",
                    help="filter-pattern recipe: the book's plain ascent, the regularised one, or both")
+    r.add_argument("--output", default=None,
+                   help="for a model with several outputs: the output to explain, by name or index")
     r.add_argument("--unsafe", action="store_true", help="allow Lambda layers when loading (trusted files only)")
     return p
 
@@ -131,13 +133,14 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - returns (Inspector, image
         from . import demo
 
         model = demo.load_model()
-        inspector = Inspector(model, preprocess=args.preprocess or demo.PREPROCESS, class_names=args.classes)
+        inspector = Inspector(model, preprocess=args.preprocess or demo.PREPROCESS, class_names=args.classes,
+                              output=args.output)
         image = args.image or demo.scene(seed=3).image
         return inspector, image
     model = load_model(args.model, safe_mode=not args.unsafe)
     if not args.image:
         raise ConvVizError("--image is required with your own model (only the demo model has a built-in image).")
-    return Inspector(model, preprocess=args.preprocess, class_names=args.classes), args.image
+    return Inspector(model, preprocess=args.preprocess, class_names=args.classes, output=args.output), args.image
 
 
 def _error_line(message: str) -> int:

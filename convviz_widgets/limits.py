@@ -127,7 +127,7 @@ def fit_batch(per_item: float, requested: int, *, fixed: float = 0.0, what: str 
         need = float(fixed) + per_item
         raise ConvVizError(
             f"This request needs about {mib(need)} for one of its {what}, more than the memory budget of "
-            f"{mib(budget)}. Lower {lower}, or raise the budget: convviz_widgets.limits.memory_budget = "
+            f"{mib(budget)}. Lower {lower}, or raise the budget: convviz_widgets.limits.limits.memory_budget = "
             f"<bytes> (or the CONVVIZ_MEMORY_BUDGET environment variable)."
         )
     return max(1, min(int(requested), int(room // max(per_item, 1.0))))
@@ -139,6 +139,6 @@ def check_fits(estimate: float, *, what: str, lower: str) -> None:
     if estimate > budget:
         raise ConvVizError(
             f"{what} needs about {mib(estimate)}, more than the memory budget of {mib(budget)}. Lower {lower}, "
-            f"or raise the budget: convviz_widgets.limits.memory_budget = <bytes> "
+            f"or raise the budget: convviz_widgets.limits.limits.memory_budget = <bytes> "
             f"(or the CONVVIZ_MEMORY_BUDGET environment variable)."
         )

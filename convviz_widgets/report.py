@@ -82,7 +82,7 @@ def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: 
     report.facts += [
         ("Model", f"{inspector.model.name} — {inspector.model.count_params():,} parameters"),
         ("Input", f"{rgb.shape[1]}x{rgb.shape[0]} RGB, preprocess '{inspector.preprocess_name}'"),
-        ("Top-5", ", ".join(f"{name} {p:.1%}" for _, name, p in preds[:5])),
+        ("Top-5", ", ".join(f"{name} {_value(inspector, p)}" for _, name, p in preds[:5])),
     ]
     report.sections.append(("Input", "The image as the model sees it.", [("input.png", "input")]))
     report.sections.append(_activation_section(inspector, rgb, out, images_per_row))
@@ -143,9 +143,15 @@ def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
         cam = inspector.gradcam(rgb, class_index=idx)
         fname = f"gradcam_top{rank}.png"
         _save(out / fname, render.overlay(shown, cam.heatmap))
-        items.append((fname, f"#{rank} {name} ({prob:.1%}) — score {cam.score:.2f} at {cam.layer}"))
+        shown_prob = f" ({prob:.1%})" if inspector.score_label == "probability" else ""  # a linear head: the score
+        items.append((fname, f"#{rank} {name}{shown_prob} — score {cam.score:.2f} at {cam.layer}"))
         bar(rank, len(preds))
     return ("Grad-CAM", "Where the evidence for each class lies (red = most).", items)
+
+
+def _value(inspector: Inspector, value: float) -> str:
+    """A head's value for a caption: a percentage for probabilities, 'score 1.23' for a linear head."""
+    return f"{value:.1%}" if inspector.score_label == "probability" else f"score {value:.2f}"
 
 
 def _save(path: Path, array: np.ndarray) -> None:

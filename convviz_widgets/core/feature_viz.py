@@ -64,9 +64,20 @@ def init_params(n: int, size: int, reg: Regularization, seed: int) -> np.ndarray
     return (rng.standard_normal((n, 3, size, size // 2 + 1, 2)) * reg.init_std).astype(np.float32)
 
 
-def random_transforms(n: int, size: int, reg: Regularization, seed: tf.Tensor) -> tf.Tensor:
-    """Per-image jitter + scale + rotation about the centre, as projective transform rows (n, 8)."""
-    u = tf.random.stateless_uniform((n, 4), seed=seed, minval=-1.0, maxval=1.0)
+def random_transforms(n: int, size: int, reg: Regularization, seed: tf.Tensor,
+                      rows: tf.Tensor | None = None) -> tf.Tensor:
+    """Per-image jitter + scale + rotation about the centre, as projective transform rows (n, 8).
+
+    With `rows` (e.g. the filter indices) image i gets row `rows[i]` of one seeded table, so a
+    filter's transforms do not depend on which other filters share its batch.
+    """
+    if rows is None:
+        u = tf.random.stateless_uniform((n, 4), seed=seed, minval=-1.0, maxval=1.0)
+    else:
+        rows = tf.cast(rows, tf.int32)
+        table = tf.random.stateless_uniform(tf.stack([tf.reduce_max(rows) + 1, 4]), seed=seed,
+                                            minval=-1.0, maxval=1.0)
+        u = tf.gather(table, rows)
     jitter = reg.jitter * size / 128.0
     tx, ty = u[:, 0] * jitter, u[:, 1] * jitter
     zoom = 1.0 + u[:, 2] * reg.scale
@@ -98,7 +109,7 @@ def make_step(objective: Callable, size: int, reg: Regularization, seed: int) ->
         n = tf.shape(params)[0]
         with tf.GradientTape() as tape:
             tape.watch(params)
-            img = transform(pixels(params), random_transforms(n, size, reg, tf.stack([seed, t])))
+            img = transform(pixels(params), random_transforms(n, size, reg, tf.stack([seed, t]), rows=filters))
             gain, act = objective(img, filters)
             loss = -tf.reduce_sum(gain)
         g = tape.gradient(loss, params)
@@ -112,14 +123,19 @@ def make_step(objective: Callable, size: int, reg: Regularization, seed: int) ->
 
 
 def run(objective: Callable, filters: Sequence[int], size: int, steps: int, seed: int, reg: Regularization,
-        progress: Callable[[int, int], object] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Optimise all filters at once; returns (uint8 pictures, start activation, final activation)."""
+        progress: Callable[[int, int], object] | None, init: np.ndarray | None = None
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Optimise all filters at once; returns (uint8 pictures, start activation, final activation).
+
+    `init`: the filters' starting spectra (default `init_params`); a caller splitting a request
+    into chunks passes each chunk its slice of one draw, so chunks do not change the pictures.
+    """
     if size < 16:
         raise ConvVizError(f"The regularised mode needs size >= 16; got {size}.")
     pixels = make_pixels(size, reg)
     step = make_step(objective, size, reg, seed)
     f = tf.constant(list(filters), tf.int32)
-    params = tf.constant(init_params(len(f), size, reg, seed))
+    params = tf.constant(init_params(len(f), size, reg, seed) if init is None else init)
     m = tf.zeros_like(params)
     v = tf.zeros_like(params)
     start = np.asarray(objective(pixels(params), f)[1])

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import Cancelled, ConvVizError
+from .checks import filter_indices
 from .graph import FlatGraph, Node
 
 Progress = Callable[[int, int], Any]
@@ -37,7 +38,7 @@ class FilterPatterns:
 
 def check_filters(filters: int | Sequence[int], node: Node) -> tuple[int, ...]:
     """Validate filter indices against the layer's channel count."""
-    idx = (int(filters),) if isinstance(filters, (int, np.integer)) else tuple(int(f) for f in filters)
+    idx = filter_indices(filters)
     if not idx:
         raise ConvVizError("filters is empty: give at least one filter index, e.g. range(16).")
     bad = [f for f in idx if not 0 <= f < node.channels]

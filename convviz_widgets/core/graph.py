@@ -172,13 +172,64 @@ def _has_graph(model: keras.Model) -> bool:
     return isinstance(model, (keras.Sequential, Functional))
 
 
-def final_layer(model: keras.Model) -> Any:
-    """The layer that produces the model's (first) output, looking inside nested models."""
+def final_layer(model: keras.Model, index: int = 0) -> Any:
+    """The layer that produces the model's output number `index`, looking inside nested models."""
     if isinstance(model, keras.Sequential):
         last = model.layers[-1]
     else:
-        last = model.outputs[0]._keras_history.operation
+        last = model.outputs[index]._keras_history.operation
     return final_layer(last) if is_nested_model(last) else last
+
+
+def model_outputs(model: keras.Model) -> list[tuple[str, tuple]]:
+    """(name, shape) of each of the model's outputs, in order."""
+    outputs = list(model.outputs)
+    names = list(getattr(model, "output_names", None) or [])
+    if len(names) != len(outputs):
+        names = [o._keras_history.operation.name for o in outputs]
+    return [(str(n), tuple(o.shape)) for n, o in zip(names, outputs)]
+
+
+def _output_keys(model: keras.Model) -> dict[str, int]:
+    """Every name that selects an output: its layer's name and, for dict outputs, its key."""
+    keys = {name: i for i, (name, _) in enumerate(model_outputs(model))}
+    struct = getattr(model, "_outputs_struct", None)
+    if isinstance(struct, dict):
+        flat = list(model.outputs)
+        for key, tensor in struct.items():
+            found = [i for i, t in enumerate(flat) if t is tensor]
+            if found:
+                keys[str(key)] = found[0]
+    return keys
+
+
+def describe_outputs(model: keras.Model) -> str:
+    """The outputs as 'index: name shape' for messages."""
+    return "; ".join(f"{i}: {name!r} {shape}" for i, (name, shape) in enumerate(model_outputs(model)))
+
+
+def output_index(model: keras.Model, output: str | int | None) -> int:
+    """The index of the chosen output; a model with several outputs needs `output=`."""
+    n = len(model.outputs)
+    if output is None:
+        if n == 1:
+            return 0
+        raise ConvVizError(
+            f"This model has {n} outputs ({describe_outputs(model)}). Choose the one to explain with "
+            "output=NAME or output=INDEX (on the command line: --output NAME_OR_INDEX)."
+        )
+    if isinstance(output, str):
+        keys = _output_keys(model)
+        if output in keys:
+            return keys[output]
+        if output.isdigit():
+            return output_index(model, int(output))
+        raise ConvVizError(
+            f"No output named {output!r}.{suggest(output, list(keys))} Outputs: {describe_outputs(model)}."
+        )
+    if not 0 <= int(output) < n:
+        raise ConvVizError(f"output={output} is out of range: the model has {n} outputs ({describe_outputs(model)}).")
+    return int(output)
 
 
 class _StopTrace(Exception):
@@ -282,22 +333,25 @@ def check_model(model: Any) -> keras.Model:
 
 
 def trace(model: keras.Model, spatial: tuple[int | None, int | None] | None = None,
-          stop_at: str | None = None) -> FlatGraph:
-    """Trace `model` into a FlatGraph; `spatial=(None, None)` allows any image size up to `stop_at`."""
+          stop_at: str | None = None, output: str | int | None = None) -> FlatGraph:
+    """Trace `model` into a FlatGraph; `spatial=(None, None)` allows any image size up to `stop_at`.
+
+    `output` chooses the output (name or index) whose head is explained; a model with several
+    outputs needs it unless the trace stops at a layer before the outputs.
+    """
     check_model(model)
+    index = output_index(model, output) if stop_at is None or output is not None else 0
     shape = tuple(model.inputs[0].shape[1:])
     if spatial is not None:
         shape = (*spatial, shape[-1])
     x = keras.Input(shape=shape, name="image")
-    tracer = _Tracer(final_layer(model), stop_at)
+    tracer = _Tracer(final_layer(model, index), stop_at)
     try:
         out = tracer.run(model, x, "")
     except _StopTrace:
         out = tracer.nodes[-1].output
-    if isinstance(out, (list, tuple)):
-        out = out[0]
-    if isinstance(out, dict):
-        out = next(iter(out.values()))
+    if isinstance(out, (list, tuple, dict)):
+        out = keras.tree.flatten(out)[index]
     head = tracer.head if stop_at is None else None
     if stop_at is None and head is None:
         head = Head("linear", out, int(out.shape[-1]) if len(out.shape) >= 2 else 1)

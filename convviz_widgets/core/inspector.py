@@ -13,24 +13,43 @@ import tensorflow as tf
 
 from ..errors import ConvVizError
 from ..images import ImageSource, load_image, resize_rgb
+from ..limits import check_fits, fit_batch
 from . import cam as cam_rules
+from . import checks
 from . import feature_viz as fv
 from . import filters as fp
-from .graph import FlatGraph, Node, default_cam_node, is_nested_model, trace, visual_layers
+from .budget import Footprint
+from .graph import (
+    FlatGraph,
+    Node,
+    check_model,
+    default_cam_node,
+    is_nested_model,
+    model_outputs,
+    output_index,
+    trace,
+    visual_layers,
+)
 from .labels import resolve_class_names
 from .model_io import load_model
 from .preprocess import Preprocess, resolve
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
 CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
+PATTERN_MODES = ("plain", "regularized")
+MAX_PATTERN_SIZE = 4096  # filter-pattern side; the memory budget usually refuses far smaller ones first
 
 
 class Inspector:
     """One model, traced once, with caches for what a viewer asks again and again."""
 
-    def __init__(self, model: Any, *, preprocess: Preprocess = None, class_names: Any = None) -> None:
-        self.model = load_model(model)
-        self.graph: FlatGraph = trace(self.model)
+    def __init__(self, model: Any, *, preprocess: Preprocess = None, class_names: Any = None,
+                 output: str | int | None = None) -> None:
+        self.model = check_model(load_model(model))
+        _check_weights(self.model)
+        self.output_index = output_index(self.model, checks.output_selector(output))
+        self.output_name = model_outputs(self.model)[self.output_index][0]
+        self.graph: FlatGraph = trace(self.model, output=self.output_index)
         if not any(n.kind == "conv" for n in self.graph.nodes):
             raise ConvVizError(
                 "This model has no convolutional layer, so there are no feature maps to show. "
@@ -49,6 +68,8 @@ class Inspector:
         self._cam_fns: dict[str, Any] = {}
         self._probs: Any = None  # compiled batch probabilities (Score-CAM, metrics)
         self._pattern_fns: dict[str, tuple[Any, Any, Any]] = {}
+        self._footprint: Footprint | None = None
+        self._finite_fn: Any = None  # compiled "every feature map and the output are finite" flag
 
     # ----- facts about the model -------------------------------------------------------------
     def _model_names(self) -> list[str]:
@@ -62,10 +83,45 @@ class Inspector:
         """The preprocessing function applied to float RGB batches in 0..255."""
         return self._preprocess
 
+    @property
+    def score_label(self) -> str:
+        """What the head's values are: "probability" (softmax/sigmoid head) or "score" (linear head)."""
+        return "probability" if self.graph.head.activation in ("softmax", "sigmoid") else "score"
+
     def batch_probabilities(self, x: Any) -> np.ndarray:
-        """Class probabilities (n, n_classes) of a preprocessed batch, in one compiled forward pass."""
+        """Class probabilities (scores for a linear head) (n, n_classes) of a preprocessed batch.
+
+        The batch goes through the compiled forward pass in chunks that fit the memory budget.
+        """
         self._require_classes()
-        return np.asarray(self._probs_fn()(tf.convert_to_tensor(x, tf.float32)))
+        x = tf.convert_to_tensor(x, tf.float32)
+        n = int(x.shape[0])
+        per_image = self.bytes_per_image(tuple(int(d) for d in x.shape[1:3]))
+        chunk = fit_batch(per_image, max(1, n), what="images", lower="the batch size or the image size")
+        fn = self._probs_fn()
+        out = np.concatenate([np.asarray(fn(x[i : i + chunk])) for i in range(0, n, chunk)]) if n else \
+            np.zeros((0, self.n_classes), np.float32)
+        return _finite(out, "the batch's class values", "this batch")
+
+    # ----- memory ------------------------------------------------------------------------------
+    def footprint(self) -> Footprint:
+        """Per-image element counts of the model's layers (traced once, lazily)."""
+        with self._lock:
+            if self._footprint is None:
+                self._footprint = Footprint(self.graph, self.model, self.output_index)
+            return self._footprint
+
+    def bytes_per_image(self, hw: tuple[int, int] | None = None, *, gradient: bool = False,
+                        upto: str | None = None) -> float:
+        """Estimated bytes one image of (h, w) (default: the model's input size) takes in a pass.
+
+        Forward only by default; `gradient=True` counts the layer outputs kept for the backward
+        pass up to `upto` (the whole model when None). Used to size batches with `limits.fit_batch`.
+        """
+        hw = hw or self.input_size or (MAX_FREE_SIDE, MAX_FREE_SIDE)
+        if gradient:
+            return self.footprint().with_gradient(hw, upto)
+        return self.footprint().forward(hw)
 
     @property
     def input_size(self) -> tuple[int, int] | None:
@@ -93,9 +149,9 @@ class Inspector:
         """The last conv feature map with spatial extent (after its BN/activation)."""
         return default_cam_node(self.graph).name
 
-    def layer(self, name: str) -> Node:
-        """A layer's node by qualified (or unambiguous inner) name, with a helpful error."""
-        return self.graph.node(name)
+    def layer(self, name: Any) -> Node:
+        """A layer's node by qualified (or unambiguous inner) name or Keras layer, with a helpful error."""
+        return self.graph.node(checks.layer_name(name))
 
     # ----- images --------------------------------------------------------------------------------
     def prepare(self, image: ImageSource) -> np.ndarray:
@@ -141,18 +197,19 @@ class Inspector:
 
     def activations(self, image: ImageSource, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Every conv/pool layer's output (H, W, C) float32 for one image, in model order."""
-        acts, _ = self._forward(image)
-        if layers is None:
-            return dict(acts)
-        if isinstance(layers, str):
-            layers = [layers]
+        names = None if layers is None else [checks.layer_name(n, "layers") for n in _as_list(layers)]
+        nodes = None if names is None else [self.layer(n) for n in names]
+        rgb = self.prepare(image)
+        keep = {n.name for n in visual_layers(self.graph)}
+        check_fits(self.footprint().forward(rgb.shape[:2], keep), what="The activations of this image",
+                   lower="the image size")
+        acts, _ = self._forward(rgb)
+        if nodes is None:
+            return {name: _finite_layer(name, act) for name, act in acts.items()}
         out: dict[str, np.ndarray] = {}
-        for name in layers:
-            node = self.layer(name)
-            if node.name in acts:
-                out[node.name] = acts[node.name]
-            else:
-                out[node.name] = self._single_output(node, image)
+        for node in nodes:
+            act = acts[node.name] if node.name in acts else self._single_output(node, rgb)
+            out[node.name] = _finite_layer(node.name, act)
         return out
 
     def _single_output(self, node: Node, image: ImageSource) -> np.ndarray:
@@ -173,15 +230,47 @@ class Inspector:
             )
 
     def probabilities(self, image: ImageSource) -> np.ndarray:
-        """Class probabilities (n_classes,) from the logits of the cached forward pass."""
+        """The head's values (n_classes,) for one image: probabilities, or scores for a linear head.
+
+        `score_label` says which; a NaN/inf model output is a ConvVizError.
+        """
         self._require_classes()
-        _, logits = self._forward(image)
+        logits = self.check_finite(image)
         return probabilities(logits, self.graph.head.activation)
 
+    def check_finite(self, image: ImageSource) -> np.ndarray:
+        """Refuse an image whose forward pass holds NaN/inf anywhere; returns the logits.
+
+        Compiled ReLUs turn NaN into zeros, so an overflow inside the network can leave a finite
+        but meaningless output: every conv/pool output is checked, not only the last.
+        """
+        acts, logits = self._forward(image)
+        for name, act in acts.items():
+            _finite_layer(name, act)
+        return _finite(logits, "the model's output for this image")
+
+    def _check_network(self, rgb: np.ndarray, x: tf.Tensor) -> None:
+        """check_finite from the cached forward pass, or a compiled all-finite flag when not cached."""
+        with self._lock:
+            cached = self._forward_cache is not None and self._forward_cache[0] == _digest(rgb)
+            if self._finite_fn is None:
+                nodes = visual_layers(self.graph)
+                model = keras.Model(self.graph.input, [n.output for n in nodes] + [self.graph.head.logits])
+                self._finite_fn = tf.function(
+                    lambda t: tf.reduce_all([tf.reduce_all(tf.math.is_finite(o)) for o in model(t, training=False)]),
+                    reduce_retracing=True)
+        if cached or not bool(self._finite_fn(x)):
+            self.check_finite(rgb)  # names the first layer that holds NaN/inf
+
+    def scores(self, image: ImageSource) -> np.ndarray:
+        """The same values as `probabilities`, under the name that fits every head."""
+        return self.probabilities(image)
+
     def predict(self, image: ImageSource, top: int = 5) -> list[tuple[int, str, float]]:
-        """The top classes as (index, name, probability), most probable first."""
+        """The top classes as (index, name, value), highest first; the value is a `score_label`."""
+        top = checks.integer(top, "top", minimum=1)
         probs = self.probabilities(image)
-        order = np.argsort(-probs, kind="stable")[: max(1, int(top))]
+        order = np.argsort(-probs, kind="stable")[:top]
         return [(int(i), self.class_names[i], float(probs[i])) for i in order]
 
     # ----- Grad-CAM ----------------------------------------------------------------------------------
@@ -193,13 +282,16 @@ class Inspector:
         images per forward pass bounds its memory).
         """
         self._require_classes()
-        method = method.lower()
-        if method not in CAM_METHODS:
-            raise ConvVizError(f"Unknown CAM method {method!r}: use one of {', '.join(CAM_METHODS)}.")
+        method = checks.choice(method, "CAM method", CAM_METHODS)
+        batch_size = checks.integer(batch_size, "batch_size", minimum=1)
         node = self._cam_node(layer)
         if class_index is not None:
-            self.check_class(class_index)
-        x = self.batch(self.prepare(image))
+            class_index = self.check_class(class_index)
+        rgb = self.prepare(image)
+        check_fits(self.bytes_per_image(rgb.shape[:2], gradient=method != "scorecam"),
+                   what="A class activation map of this image", lower="the image size")
+        x = self.batch(rgb)
+        self._check_network(rgb, x)  # no heatmap from a network that overflows to NaN/inf
         c = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
         if method == "scorecam":
             feats, score, chosen, probs = self._cam_fns_for(node)[1](x, c)
@@ -209,9 +301,13 @@ class Inspector:
             feats, grads, score, chosen, probs = self._cam_fns_for(node)[0](x, c)
             feats = np.asarray(feats)
             weights = cam_rules.WEIGHT_RULES[method](feats, np.asarray(grads))
+        _finite(np.asarray(probs), "the model's output for this image")
+        _finite_layer(node.name, feats)
+        _finite(np.asarray(weights), f"the CAM weights at layer {node.name!r}")
         heat, raw = cam_rules.combine(feats, weights)
         k = int(chosen)
-        return cam_rules.CAM(heat, k, float(score), node.name, method, self.class_names[k], float(probs[k]), raw)
+        probability = float(probs[k]) if self.score_label == "probability" else None
+        return cam_rules.CAM(heat, k, float(score), node.name, method, self.class_names[k], probability, raw)
 
     def _scorecam_weights(self, x: tf.Tensor, feats: np.ndarray, class_index: int, batch_size: int) -> np.ndarray:
         """Score-CAM: each channel weighs the class-probability gain of the input revealed by its map.
@@ -241,11 +337,11 @@ class Inspector:
                     lambda x: tf_probabilities(model(x, training=False), activation), reduce_retracing=True)
             return self._probs
 
-    def _cam_node(self, layer: str | None) -> Node:
+    def _cam_node(self, layer: Any) -> Node:
         """The target feature map: the default, or a validated user choice."""
         if layer is None:
             return default_cam_node(self.graph)
-        node = self.layer(layer)
+        node = self.layer(checks.layer_name(layer))
         if not node.is_spatial or (node.spatial_extent or 2) <= 1:
             raise ConvVizError(
                 f"Layer {node.name!r} ({type(node.layer).__name__}, output {node.shape}) has no spatial "
@@ -254,13 +350,15 @@ class Inspector:
             )
         return node
 
-    def check_class(self, class_index: int) -> None:
-        """Class indices must exist in the model's output."""
-        if not 0 <= int(class_index) < self.n_classes:
+    def check_class(self, class_index: int) -> int:
+        """Class indices must be whole numbers that exist in the model's output; returns it as an int."""
+        class_index = checks.integer(class_index, "class_index")
+        if not 0 <= class_index < self.n_classes:
             raise ConvVizError(
                 f"Class index {class_index} is out of range: this model has {self.n_classes} classes "
                 f"(0..{self.n_classes - 1})."
             )
+        return class_index
 
     def _cam_fns_for(self, node: Node) -> Any:
         """Compiled (with-gradient, forward-only) functions for a feature map, cached per layer."""
@@ -319,19 +417,59 @@ class Inspector:
         """
         node = self.layer(layer)
         idx = fp.check_filters(filters, node)
-        if int(size) < 8 or int(steps) < 0:
-            raise ConvVizError(f"size must be >= 8 and steps >= 0; got size={size}, steps={steps}.")
+        mode = checks.choice(mode, "mode", PATTERN_MODES)
+        size = checks.integer(size, "size", minimum=16 if mode == "regularized" else 8, maximum=MAX_PATTERN_SIZE)
+        steps = checks.integer(steps, "steps", minimum=0)
+        step_size = checks.positive_number(step_size, "step_size")
+        seed = checks.integer(seed, "seed", minimum=0)
+        if regularization is not None and not isinstance(regularization, fv.Regularization):
+            raise ConvVizError("regularization must be a convviz_widgets.Regularization(...) or None.")
+        if progress is not None and not callable(progress):
+            raise ConvVizError(f"progress must be a function progress(done, total) or None; got {progress!r}.")
+        chunk = self._pattern_chunk(node, len(idx), size, mode)
         if mode == "regularized":
-            objective = self._pattern_fns_for(node.name, int(size))[0]
-            images, start, final = fv.run(objective, idx, int(size), int(steps), seed,
-                                          regularization or fv.Regularization(), progress)
-            return fp.FilterPatterns(images, start, final, node.name, idx)
-        if mode != "plain":
-            raise ConvVizError(f"Unknown mode {mode!r}: use 'plain' (the book's ascent) or 'regularized'.")
-        _, step, measure = self._pattern_fns_for(node.name, int(size))
-        x0 = fp.start_images(len(idx), int(size), self.channels, seed)
-        x, start, final = fp.ascend(step, measure, x0, idx, int(steps), float(step_size), progress)
-        return fp.FilterPatterns(fp.deprocess(x), start, final, node.name, idx)
+            reg = regularization or fv.Regularization()
+            objective = self._pattern_fns_for(node.name, size)[0]
+            init = fv.init_params(len(idx), size, reg, seed)  # one draw, sliced: chunks keep the pictures
+            parts = [fv.run(objective, idx[lo : lo + chunk], size, steps, seed, reg,
+                            _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps),
+                            init=init[lo : lo + chunk])
+                     for lo in range(0, len(idx), chunk)]
+            images, start, final = (np.concatenate(p) for p in zip(*parts))
+        else:
+            _, step, measure = self._pattern_fns_for(node.name, size)
+            x0 = fp.start_images(len(idx), size, self.channels, seed)  # one draw, sliced per chunk
+            parts = [self._ascend_chunk(step, measure, x0[lo : lo + chunk], idx[lo : lo + chunk], steps, step_size,
+                                        _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
+                     for lo in range(0, len(idx), chunk)]
+            images, start, final = (np.concatenate(p) for p in zip(*parts))
+        _finite(final, f"the filter activations of layer {node.name!r}", "these filter patterns")
+        return fp.FilterPatterns(images, start, final, node.name, idx)
+
+    @staticmethod
+    def _ascend_chunk(step: Any, measure: Any, x0: np.ndarray, idx: Sequence[int], steps: int, step_size: float,
+                      progress: fp.Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One chunk's plain ascent, turned into uint8 pictures at once (per image, so chunks do not change them)."""
+        x, start, final = fp.ascend(step, measure, x0, idx, steps, step_size, progress)
+        _finite(x, "the filter-pattern pixels", "these filter patterns")
+        return fp.deprocess(x), start, final
+
+    def pattern_memory(self, layer: Any, n: int, size: int, mode: str = "plain") -> tuple[float, float]:
+        """Estimated bytes of a filter-pattern request: (per filter in a batch, once for the whole request)."""
+        node = self.layer(layer)
+        per_filter = self.footprint().with_gradient((size, size), upto=node.name)
+        whole = 2.0 * n * size * size * max(3, self.channels) * 4  # start pixels and pictures, with room
+        if mode == "regularized":
+            spectrum = 3.0 * size * (size // 2 + 1) * 2 * 4
+            per_filter += 6.0 * spectrum + 6.0 * size * size * 3 * 4  # params, Adam moments, gradient; pixels
+            whole += n * spectrum
+        return per_filter, whole
+
+    def _pattern_chunk(self, node: Node, n: int, size: int, mode: str) -> int:
+        """Filters per batch that fit the memory budget (a ConvVizError when not even one fits)."""
+        per_filter, whole = self.pattern_memory(node.name, n, size, mode)
+        return fit_batch(per_filter, n, fixed=whole, what=f"filters of layer {node.name!r} at size {size}",
+                         lower="size (or the number of filters)")
 
     def pattern_objective(self, layer: str, size: int) -> Any:
         """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation."""
@@ -364,6 +502,47 @@ class Inspector:
             ) from err
 
 
+def _check_weights(model: keras.Model) -> None:
+    """Refuse NaN/inf weights up front: compiled ReLUs turn NaN into silent zeros, so outputs would lie."""
+    for variable in model.weights:
+        if "float" in str(variable.dtype) and not bool(keras.ops.all(keras.ops.isfinite(variable))):
+            raise ConvVizError(
+                f"The model's weight {variable.path!r} holds NaN/inf values, so the model's output for any "
+                "image is NaN/inf or meaningless. Reload the weights from before training diverged."
+            )
+
+
+def _as_list(layers: Any) -> list[Any]:
+    """One layer (name or object) or a sequence of them, as a list."""
+    if isinstance(layers, (str, keras.layers.Layer)):
+        return [layers]
+    return list(layers)
+
+
+def _finite(values: np.ndarray, what: str, subject: str = "this image") -> np.ndarray:
+    """Refuse NaN/inf results (an overflow, a preprocessing that divides by zero, a NaN input)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        bad = "NaN" if np.isnan(values).any() else "inf"
+        raise ConvVizError(
+            f"The model's output for {subject} is NaN/inf: {what} contains {bad}. Check the model's "
+            "weights (very large values overflow), the preprocessing and the input."
+        )
+    return values
+
+
+def _finite_layer(name: str, act: np.ndarray) -> np.ndarray:
+    """A layer's activations, refused (naming the layer) when they hold NaN/inf."""
+    return _finite(act, f"the activations of layer {name!r}")
+
+
+def _chunk_progress(progress: fp.Progress | None, index: int, count: int, steps: int) -> fp.Progress | None:
+    """Report a chunk's steps as part of the whole request's (chunk `index` of `count`)."""
+    if progress is None or count == 1:
+        return progress
+    return lambda done, _total: progress(index * steps + done, count * steps)
+
+
 def _capped_size(hw: tuple[int, int], cap: int) -> tuple[int, int]:
     """Shrink (h, w) so the longer side is at most `cap`, keeping the aspect ratio."""
     h, w = int(hw[0]), int(hw[1])
@@ -384,7 +563,9 @@ def class_scores(logits: tf.Tensor, activation: str) -> tf.Tensor:
 
 
 def tf_probabilities(logits: tf.Tensor, activation: str) -> tf.Tensor:
-    """Probabilities from logits for the model's head (TF version for compiled code)."""
+    """Probabilities from logits for the model's head (TF version for compiled code); a linear head's scores."""
+    if activation not in ("softmax", "sigmoid"):
+        return class_scores(logits, activation)
     if logits.shape[-1] == 1:
         p = tf.sigmoid(logits)
         return tf.concat([1.0 - p, p], axis=-1)
@@ -394,8 +575,10 @@ def tf_probabilities(logits: tf.Tensor, activation: str) -> tf.Tensor:
 
 
 def probabilities(logits: np.ndarray, activation: str) -> np.ndarray:
-    """Probabilities from one image's logits (numpy)."""
+    """Probabilities from one image's logits (numpy); a linear head's scores, as they are."""
     z = np.asarray(logits, np.float64).reshape(-1)
+    if activation not in ("softmax", "sigmoid"):
+        return (np.concatenate([-z, z]) if z.size == 1 else z).astype(np.float32)
     if z.size == 1:
         p = 1.0 / (1.0 + np.exp(-z[0]))
         return np.array([1.0 - p, p], np.float32)

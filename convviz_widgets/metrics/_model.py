@@ -7,15 +7,20 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from ..core import checks
 from ..core.inspector import Inspector
-from ..errors import ConvVizError
+from ..limits import fit_batch
 
 
 def check_batch_size(batch_size: int) -> int:
     """Batch sizes must be positive integers."""
-    if int(batch_size) < 1:
-        raise ConvVizError(f"batch_size must be >= 1; got {batch_size}.")
-    return int(batch_size)
+    return checks.integer(batch_size, "batch_size", minimum=1)
+
+
+def fitting_batch(inspector: Inspector, batch_size: int, hw: tuple[int, int]) -> int:
+    """The requested batch size, lowered so a batch of (h, w) images and its forward pass fit the memory budget."""
+    per_image = inspector.bytes_per_image(hw) + 3.0 * 4 * hw[0] * hw[1] * 3  # + the frame, its copy, its batch
+    return fit_batch(per_image, check_batch_size(batch_size), what="images", lower="batch_size or the image size")
 
 
 def preprocessed(inspector: Inspector, images: Any) -> tf.Tensor:

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..core import checks
 from ..core.inspector import Inspector
 from ..errors import ConvVizError
 from ..images import ImageSource
 from ._maps import HeatmapLike, resize_map
-from ._model import check_batch_size, class_probabilities
+from ._model import class_probabilities, fitting_batch
 
 MODES = ("deletion", "insertion")
 ORDERS = ("heatmap", "random")
@@ -81,9 +82,7 @@ def pixel_order(heatmap: HeatmapLike | None, shape: tuple[int, ...], order: str 
 
 def step_fractions(steps: int) -> np.ndarray:
     """steps + 1 evenly spaced fractions from 0 to 1."""
-    if int(steps) < 1:
-        raise ConvVizError(f"steps must be >= 1; got {steps}.")
-    return np.linspace(0.0, 1.0, int(steps) + 1)
+    return np.linspace(0.0, 1.0, checks.integer(steps, "steps", minimum=1) + 1)
 
 
 def curve_images(rgb: np.ndarray, base: np.ndarray, order: np.ndarray, fractions: np.ndarray, mode: str
@@ -114,11 +113,15 @@ def deletion_curve(inspector: Inspector, image: ImageSource, heatmap: HeatmapLik
     """Follow `class_index`'s probability while pixels are deleted (or inserted) in the heatmap's or a random order.
 
     The image is first prepared to the model's input size; the heatmap is resized to it. All
-    `steps` + 1 images go through the model in batches of `batch_size` (one forward per batch).
+    `steps` + 1 images go through the model in batches of `batch_size` (one forward per batch),
+    lowered when a batch would not fit the memory budget. A linear head's scores are followed
+    instead of probabilities (`inspector.score_label`).
     """
-    inspector.check_class(class_index)
-    batch_size = check_batch_size(batch_size)
+    class_index = inspector.check_class(class_index)
+    seed = checks.integer(seed, "seed", minimum=0)
     rgb = inspector.prepare(image)
+    inspector.check_finite(rgb)
+    batch_size = fitting_batch(inspector, batch_size, rgb.shape[:2])
     fractions = step_fractions(steps)
     ranked = pixel_order(heatmap, rgb.shape, order, seed)
     frames = curve_images(rgb, baseline_image(rgb, baseline), ranked, fractions, mode)

@@ -26,11 +26,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..core import checks
 from ..core.cam import CAM
 from ..core.graph import is_nested_model
 from ..core.inspector import Inspector
 from ..errors import ConvVizError
 from ..images import ImageSource
+from ..limits import check_fits
 from ._maps import is_blank, resize_map
 from .similarity import spearman, ssim
 
@@ -144,7 +146,7 @@ def model_copy(model: keras.Model) -> keras.Model:
 
 def inspector_copy(inspector: Inspector) -> Inspector:
     """An Inspector on a copy of the inspector's model, with the same preprocessing and class names."""
-    return Inspector(model_copy(inspector.model), preprocess=inspector.preprocess_fn,
+    return Inspector(model_copy(inspector.model), preprocess=inspector.preprocess_fn, output=inspector.output_index,
                      class_names=list(inspector.class_names))
 
 
@@ -166,6 +168,13 @@ def compare_cams(original: CAM, other: CAM, layer: str, size: tuple[int, int]) -
     return SanityStage(layer, rho, rho_raw, similarity, blank)
 
 
+def check_copy_fits(inspector: Inspector) -> None:
+    """The check holds a second copy of the model's weights and runs CAMs on it: refuse when that cannot fit."""
+    weights = 4.0 * float(inspector.model.count_params())
+    check_fits(2.0 * weights + inspector.bytes_per_image(gradient=True), what="The randomisation check",
+               lower="the model size (check a smaller model) or the image size")
+
+
 def randomization_checks(inspector: Inspector, images: Sequence[ImageSource],
                          class_indices: Sequence[int | None] | None = None, *, method: str = "gradcam",
                          layers: int | str | Sequence[str] | None = None, seed: int = 0,
@@ -178,6 +187,9 @@ def randomization_checks(inspector: Inspector, images: Sequence[ImageSource],
     classes = list(class_indices) if class_indices is not None else [None] * len(images)
     if len(classes) != len(images):
         raise ConvVizError(f"{len(images)} images but {len(classes)} class indices.")
+    classes = [None if c is None else inspector.check_class(c) for c in classes]
+    seed = checks.integer(seed, "seed", minimum=0)
+    check_copy_fits(inspector)
     originals = [inspector.gradcam(img, class_index=c, layer=cam_layer, method=method)
                  for img, c in zip(images, classes)]
     names = cascade_layers(inspector.model, layers)
