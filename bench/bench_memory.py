@@ -136,9 +136,9 @@ def _demo():  # noqa: ANN202
 
 def case_c(work: Path) -> None:
     cv, demo, model = _demo()
-    from convviz_widgets.limits import memory_budget
+    from convviz_widgets.limits import budget_bytes
 
-    budget_mb = memory_budget() / MB
+    budget_mb = budget_bytes() / MB
     meter = PeakRSS()
     start = time.process_time()
     try:

@@ -10,7 +10,7 @@ from . import _quiet
 
 _quiet.start_tensorflow()  # before anything imports TensorFlow: its C++ start-up lines stay hidden
 
-from . import render  # noqa: E402
+from . import limits, render  # noqa: E402
 from .core import (  # noqa: E402
     CAM,
     PRESETS,
@@ -28,7 +28,6 @@ from .core import (  # noqa: E402
     predict,
     top_examples,
 )
-from .limits import limits  # noqa: E402
 from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
 from .widgets import ActivationsView, CamView, ConvVizPanel, FiltersView  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Limits that keep a kernel alive: the largest image decoded and the memory one request may take.
 
 Binder gives a user about 2 GB and Voila dashboards take students' uploads, so every request is
-sized before work starts. `limits.max_pixels` and `limits.memory_budget` are the two settings
+sized before work starts. `max_pixels` and `memory_budget` on this module are the two settings
 (also read from the environment variables CONVVIZ_MAX_PIXELS and CONVVIZ_MEMORY_BUDGET, in
 bytes or with a K/M/G suffix). A budget of None means: a share of the memory actually available
 now, read from the container's cgroup limit where there is one (Binder, Docker) and from the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+import sys
 from pathlib import Path
 
 from .errors import ConvVizError
@@ -39,23 +39,18 @@ def parse_bytes(text: str | int | float) -> int:
     return int(value * _UNITS[unit])
 
 
-@dataclass
-class Limits:
-    """The two settings: `max_pixels` an image may declare, `memory_budget` bytes a request may use (None: auto)."""
-
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    memory_budget: int | None = None
-
-    @classmethod
-    def from_env(cls) -> Limits:
-        """Defaults, overridden by CONVVIZ_MAX_PIXELS and CONVVIZ_MEMORY_BUDGET when set."""
-        pixels = os.environ.get("CONVVIZ_MAX_PIXELS")
-        budget = os.environ.get("CONVVIZ_MEMORY_BUDGET")
-        return cls(max_pixels=parse_bytes(pixels) if pixels else DEFAULT_MAX_PIXELS,
-                   memory_budget=parse_bytes(budget) if budget else None)
+def _from_env(name: str, default: int | None) -> int | None:
+    """A size from the environment variable `name`, or `default` when it is unset."""
+    text = os.environ.get(name)
+    return parse_bytes(text) if text else default
 
 
-limits = Limits.from_env()
+# The two settings. Assign them on this module: convviz_widgets.limits.max_pixels = 80_000_000.
+max_pixels: int = _from_env("CONVVIZ_MAX_PIXELS", DEFAULT_MAX_PIXELS)  # type: ignore[assignment]
+memory_budget: int | None = _from_env("CONVVIZ_MEMORY_BUDGET", None)  # bytes; None: a share of what is available
+
+# `from convviz_widgets.limits import limits` gives this module too, so `limits.max_pixels` reads the setting.
+limits = sys.modules[__name__]
 
 
 def _read_int(path: Path) -> int | None:
@@ -99,10 +94,10 @@ def available_memory() -> int | None:
     return min(known) if known else None
 
 
-def memory_budget() -> int:
+def budget_bytes() -> int:
     """Bytes one request may use now: the setting, or a share of what is available (at least MIN_BUDGET)."""
-    if limits.memory_budget is not None:
-        return int(limits.memory_budget)
+    if memory_budget is not None:
+        return int(memory_budget)
     available = available_memory()
     if available is None:
         return 2 * 2**30
@@ -121,13 +116,13 @@ def fit_batch(per_item: float, requested: int, *, fixed: float = 0.0, what: str 
     Work is split into chunks of that many; when not even one item fits, a ConvVizError gives the
     estimate, the budget and what to lower.
     """
-    budget = memory_budget()
+    budget = budget_bytes()
     room = budget - float(fixed)
     if room < per_item:
         need = float(fixed) + per_item
         raise ConvVizError(
             f"This request needs about {mib(need)} for one of its {what}, more than the memory budget of "
-            f"{mib(budget)}. Lower {lower}, or raise the budget: convviz_widgets.limits.limits.memory_budget = "
+            f"{mib(budget)}. Lower {lower}, or raise the budget: convviz_widgets.limits.memory_budget = "
             f"<bytes> (or the CONVVIZ_MEMORY_BUDGET environment variable)."
         )
     return max(1, min(int(requested), int(room // max(per_item, 1.0))))
@@ -135,10 +130,10 @@ def fit_batch(per_item: float, requested: int, *, fixed: float = 0.0, what: str 
 
 def check_fits(estimate: float, *, what: str, lower: str) -> None:
     """Refuse work that cannot be split and whose estimate exceeds the budget."""
-    budget = memory_budget()
+    budget = budget_bytes()
     if estimate > budget:
         raise ConvVizError(
             f"{what} needs about {mib(estimate)}, more than the memory budget of {mib(budget)}. Lower {lower}, "
-            f"or raise the budget: convviz_widgets.limits.limits.memory_budget = <bytes> "
+            f"or raise the budget: convviz_widgets.limits.memory_budget = <bytes> "
             f"(or the CONVVIZ_MEMORY_BUDGET environment variable)."
         )

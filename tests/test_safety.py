@@ -18,13 +18,13 @@ from convviz_widgets.report import build_report
 @pytest.fixture
 def budget():
     """Set limits.memory_budget for one test and restore it afterwards."""
-    saved = limits.limits.memory_budget
+    saved = limits.memory_budget
 
     def set_budget(n_bytes: int | None) -> None:
-        limits.limits.memory_budget = n_bytes
+        limits.memory_budget = n_bytes
 
     yield set_budget
-    limits.limits.memory_budget = saved
+    limits.memory_budget = saved
 
 
 def two_headed(seed: int = 0) -> keras.Model:
