@@ -371,6 +371,7 @@ class ImageView(View):
                 return
             self._dirty = False
             if self._awaiting:
+                self.status.value = "Waiting for the new image…"
                 return
             pending, rgb, wanted = self._pending, self.rgb, self.wanted()
             if pending is None:

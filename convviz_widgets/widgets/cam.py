@@ -395,11 +395,14 @@ class CamView(ImageView):
                 self.classes.tooltips = [f"class {i}: {name}, {self.label} {self._value(p, 2)}"
                                          for i, name, p in predictions]
         self.cams[key] = cam
-        if want["depth"] is not None and sanity is not None:
-            self.sanity_cams[(*key, want["depth"])] = sanity
+        if want["depth"] is not None and sanity is not None and not isinstance(sanity, Cancelled):
+            self.sanity_cams[(*key, want["depth"])] = sanity  # a cancelled check is asked again next time
         self._select(key[0])
         self._idle("success")
         self._draw(cam)
+        if isinstance(sanity, Cancelled):
+            self.sanity_figure.layout.display = "none"
+            self.sanity_text.value = sanity_html(sanity, want["depth"], [], want["method"])
 
     def _value(self, p: float, digits: int = 1) -> str:
         """A prediction as text: a percentage for probabilities, a number for a linear head's scores."""
