@@ -309,6 +309,8 @@ class ImageView(View):
                 self._image_coming()
             self._awaiting = True
             self.runner.drop(self.slot)  # work on the old image is not wanted any more
+            if self._active and self.enabled:
+                self.status.value = "Waiting for the new image…"
 
     def image_refused(self) -> None:
         """The header refused the new image: carry on with the previous one."""

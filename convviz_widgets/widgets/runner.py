@@ -21,6 +21,7 @@ from ..errors import Cancelled
 log = logging.getLogger("convviz_widgets")
 
 THREAD_PREFIX = "convviz-worker"
+IDLE_SECONDS = 30.0  # an idle worker thread ends after this long
 
 _local = threading.local()  # the jobs whose work runs in this thread (innermost last)
 
@@ -157,7 +158,8 @@ class Runner:
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
-                    self._cond.wait()
+                    if not self._cond.wait(IDLE_SECONDS) and not self._queue:
+                        break  # idle for a while: end; the next request starts a new thread
                 if not self._queue:
                     self._thread = None
                     return
