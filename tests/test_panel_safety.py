@@ -118,19 +118,26 @@ def test_a_softmax_head_shows_probabilities(model8: keras.Model) -> None:
 
 
 # ----- NaN / inf outputs -------------------------------------------------------------------------------------
-def broken(layer: str, value: float) -> keras.Model:
-    """The tiny convnet with one layer's bias set to `value` (NaN or inf)."""
+def overflowing(layer: str, weight: str) -> keras.Model:
+    """The tiny convnet with one layer's kernel or bias set to 3e38: finite weights, but sums overflow to inf."""
     model = small_convnet(size=32, classes=3, seed=8)
     kernel, bias = model.get_layer(layer).get_weights()
-    model.get_layer(layer).set_weights([kernel, np.full_like(bias, value)])
+    if weight == "kernel":
+        kernel = np.full_like(kernel, 3e38)
+    else:
+        bias = np.full_like(bias, 3e38)
+    model.get_layer(layer).set_weights([kernel, bias])
     return model
 
 
-@pytest.mark.parametrize(("layer", "value", "background"), [
-    ("predictions", np.nan, False), ("predictions", np.inf, True), ("conv3", np.inf, False)])
-def test_a_model_with_nan_or_inf_output_shows_a_clear_error_in_every_tab(layer: str, value: float,
-                                                                           background: bool) -> None:
-    panel = ConvVizPanel(broken(layer, value), rng_image(32, 32, seed=9), background=background)
+@pytest.mark.parametrize(("layer", "weight", "background"), [
+    ("predictions", "kernel", False), ("predictions", "kernel", True), ("conv3", "bias", False)])
+def test_a_model_whose_output_is_nan_or_inf_shows_a_clear_error_in_every_tab(layer: str, weight: str,
+                                                                             background: bool) -> None:
+    model = overflowing(layer, weight)
+    output = np.asarray(model(rng_image(32, 32, seed=9)[None].astype("float32") / 255.0))
+    assert not np.isfinite(output).all()  # the model really outputs NaN/inf for this image
+    panel = ConvVizPanel(model, rng_image(32, 32, seed=9), background=background)
     assert panel.wait(60)
     views = {"header": panel.chooser, "Activations": panel.activations, "Grad-CAM": panel.select("Grad-CAM")}
     assert panel.wait(60)
