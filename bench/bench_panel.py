@@ -6,7 +6,9 @@
 2. Rapid requests in the Grad-CAM tab (VGG16 base at 224x224, weights=None, a 1000-class head), with
    the background runner: time until the panel settles after 20 class changes made at once, next to one
    class change, and how many maps were computed (one job slot per view: the last request wins).
-3. Peak memory (RSS) of a fresh process that shows the panel on VGG16 with its classifier
+3. The Grad-CAM tab's Score-CAM default (the 32 channels of largest variance) on the demo model: CPU time
+   and the heatmap's rank correlation with all channels, median over 5 scenes.
+4. Peak memory (RSS) of a fresh process that shows the panel on VGG16 with its classifier
    (weights=None, include_top=True) and renders one picture in each tab (Binder gives about 2 GB).
 """
 
@@ -149,6 +151,37 @@ def rapid_requests() -> dict[str, float | int | str]:
     }
 
 
+def scorecam_default(scenes: int = 5) -> dict[str, float | str]:
+    """The panel's Score-CAM default against all channels on the demo model: CPU time and Spearman rho."""
+    from scipy.stats import spearmanr
+
+    from convviz_widgets import Inspector, demo
+    from convviz_widgets.widgets.cam import SCORECAM_CHANNELS
+
+    inspector = Inspector(demo.load_model())
+    layer = inspector.default_cam_layer
+    total = inspector.layer(layer).channels
+    inspector.gradcam(demo.scene(seed=0).image, method="scorecam")  # warm-up: traces the functions
+    cpu = {"all": [], "default": []}
+    rhos = []
+    for seed in range(scenes):
+        image = demo.scene(seed=seed).image
+        maps = {}
+        for name, n in (("all", None), ("default", SCORECAM_CHANNELS)):
+            t = time.process_time()
+            maps[name] = inspector.gradcam(image, method="scorecam", max_channels=n).heatmap
+            cpu[name].append(time.process_time() - t)
+        rhos.append(spearmanr(maps["all"].ravel(), maps["default"].ravel())[0])
+    return {
+        "layer": f"{layer} ({total} channels), default {SCORECAM_CHANNELS}",
+        "all channels, median CPU ms": ms(statistics.median(cpu["all"])),
+        f"{SCORECAM_CHANNELS} channels, median CPU ms": ms(statistics.median(cpu["default"])),
+        "all / default (CPU)": round(statistics.median(cpu["all"]) / statistics.median(cpu["default"]), 2),
+        "Spearman rho with all channels, median": round(float(statistics.median(rhos)), 3),
+        "Spearman rho, lowest": round(float(min(rhos)), 3),
+    }
+
+
 def rss_child(panel_too: bool = True) -> None:
     """Run in a fresh process: show the panel on VGG16 with its classifier, one picture per tab; print JSON."""
     proc = psutil.Process()
@@ -208,6 +241,9 @@ def main() -> None:
         print(f"  {key:45s} {value}")
     print(f"\n== Grad-CAM tab: {RAPID} rapid class changes, background runner (VGG16 base 224x224 + head) ==")
     for key, value in rapid_requests().items():
+        print(f"  {key:45s} {value}")
+    print("\n== Score-CAM default in the Grad-CAM tab vs all channels (demo model, 5 scenes) ==")
+    for key, value in scorecam_default().items():
         print(f"  {key:45s} {value}")
     print("\n== Peak memory: panel on VGG16 with its classifier (weights=None, include_top=True) ==")
     memory = peak_memory()
