@@ -1,6 +1,6 @@
 """One job slot per view: the latest request wins, stale results are dropped, Render after Cancel draws.
 
-The soak test drives a panel with a background runner through 2000 rapid class and image changes
+The soak test drives a panel with a background runner through 2000 rapid class, image, layer and method changes
 without waiting, records every value the error widgets take, and checks the final state against the
 last request.
 """
@@ -8,6 +8,7 @@ last request.
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 
@@ -175,41 +176,83 @@ def test_a_second_render_replaces_the_running_one(model8: keras.Model, monkeypat
 
 
 # ----- the panel under rapid requests ---------------------------------------------------------------------
+LAYERS = ("conv3", "conv2")
+METHODS = ("gradcam", "gradcam++")
+
+
 def actions(seed: int, count: int, images: int, classes: int) -> list[tuple[str, int]]:
-    """A fixed random sequence of ('image', i) and ('class', k) requests."""
+    """A fixed random sequence of image, class, layer and method requests: ('image', i), ('class', k), ..."""
     rng = random.Random(seed)
-    return [("image", rng.randrange(images)) if rng.random() < 0.5 else ("class", rng.randrange(classes))
-            for _ in range(count)]
+    kinds = ["image"] * 9 + ["class"] * 9 + ["layer", "method"]
+    out = []
+    for _ in range(count):
+        kind = rng.choice(kinds)
+        size = {"image": images, "class": classes, "layer": len(LAYERS), "method": len(METHODS)}[kind]
+        out.append((kind, rng.randrange(size)))
+    return out
 
 
 def expected_state(steps: list[tuple[str, int]], pictures: list[np.ndarray], inspector: Inspector
-                   ) -> tuple[np.ndarray, int]:
-    """The last image asked for, and the class to show: the last one picked after it, else its top class."""
+                   ) -> tuple[np.ndarray, int, str, str]:
+    """The last image asked for; its class (the last one picked after it, else its top class); the last layer
+    and method asked for."""
     last = max(i for i, (kind, _) in enumerate(steps) if kind == "image")
     image = pictures[steps[last][1]]
     picked = [k for kind, k in steps[last + 1:] if kind == "class"]
-    return image, picked[-1] if picked else inspector.predict(image, top=1)[0][0]
+    layers = [LAYERS[k] for kind, k in steps if kind == "layer"]
+    methods = [METHODS[k] for kind, k in steps if kind == "method"]
+    return (image, picked[-1] if picked else inspector.predict(image, top=1)[0][0],
+            layers[-1] if layers else inspector.default_cam_layer, methods[-1] if methods else "gradcam")
 
 
-def drive(panel: ConvVizPanel, steps: list[tuple[str, int]], pictures: list[np.ndarray]) -> None:
-    """Make the requests as fast as Python can, without waiting (a class pick is a request even when it is shown)."""
+def drive(panel: ConvVizPanel, steps: list[tuple[str, int]], pictures: list[np.ndarray], paced: bool = False) -> None:
+    """Make the requests without waiting for any result (a class pick is a request even when it is shown).
+
+    As fast as Python can, or `paced`: now and then a pause of a few milliseconds, as between a person's
+    clicks, so that results arrive while later requests are made.
+    """
+    rng = random.Random(len(steps))
     for kind, value in steps:
+        if paced and rng.random() < 0.2:
+            time.sleep(rng.uniform(0.0, 0.01))
         if kind == "image":
             panel.set_image(pictures[value])
-        else:
+        elif kind == "class":
             panel.cam.choose(value)
+        elif kind == "layer":
+            panel.cam.layer.value = LAYERS[value]
+        else:
+            panel.cam.method.value = METHODS[value]
 
 
-def assert_shows(panel: ConvVizPanel, image: np.ndarray, index: int) -> None:
-    """Header and Grad-CAM show `image` (Grad-CAM its class `index`); so does Activations once shown."""
+def drawn_classes_match_the_pick(panel: ConvVizPanel) -> list[str]:
+    """Watch every map drawn: when a class was picked, the map drawn must be of that class (mismatches listed)."""
+    wrong: list[str] = []
+
+    def drawn(change: dict) -> None:
+        found = re.search(r"\(class (\d+)\)", change["new"])
+        picked = panel.cam.requested_class
+        if found and picked is not None and int(found.group(1)) != picked:
+            wrong.append(f"drew class {found.group(1)} while class {picked} was asked for")
+
+    panel.cam.score.observe(drawn, names="value")
+    return wrong
+
+
+def assert_shows(panel: ConvVizPanel, image: np.ndarray, index: int, layer: str | None = None,
+                 method: str = "gradcam") -> None:
+    """Header and Grad-CAM show `image` (Grad-CAM its class, layer and method); so does Activations once shown."""
     ins = panel.inspector
     rgb = ins.prepare(image)
     np.testing.assert_array_equal(panel.chooser.rgb, rgb)
     np.testing.assert_array_equal(panel.cam.rgb, rgb)
     assert [p[0] for p in panel.cam.predictions] == [p[0] for p in ins.predict(rgb)]
     cam = panel.cam
+    layer = layer or ins.default_cam_layer
     assert cam.class_index.value == index and f"(class {index})" in cam.score.value
-    expected = ins.gradcam(rgb, class_index=index, layer=cam.layer.value).heatmap
+    assert cam.layer.value == layer and f"<code>{layer}</code>" in cam.score.value
+    assert cam.method.value == method and cam.current_cam().method == method
+    expected = ins.gradcam(rgb, class_index=index, layer=layer, method=method).heatmap
     np.testing.assert_allclose(cam.current_cam().heatmap, expected, atol=1e-5)
     assert cam.status.value == "" and panel.chooser.status.value == ""
     panel.select("Activations")
@@ -220,20 +263,22 @@ def assert_shows(panel: ConvVizPanel, image: np.ndarray, index: int) -> None:
     panel.select("Grad-CAM")
 
 
-@pytest.mark.parametrize(("background", "count"), [(True, CHANGES), (False, 150)])
-def test_rapid_class_and_image_changes_end_on_the_last_request_without_errors(
-        model8: keras.Model, background: bool, count: int) -> None:
+@pytest.mark.parametrize(("background", "count", "paced"), [(True, CHANGES, False), (True, CHANGES, True),
+                                                             (False, 150, False)])
+def test_rapid_class_image_layer_and_method_changes_end_on_the_last_request_without_errors(
+        model8: keras.Model, background: bool, count: int, paced: bool) -> None:
     pictures = [rng_image(32, 32, seed=s) for s in range(12)]
     steps = actions(seed=count, count=count, images=len(pictures), classes=8)
     panel = ConvVizPanel(model8, pictures[0], background=background)
     panel.select("Grad-CAM")
     assert panel.wait(60)
     errors = recorder(panel.chooser.message, panel.activations.message, panel.cam.message)
-    drive(panel, steps, pictures)
+    wrong = drawn_classes_match_the_pick(panel)
+    drive(panel, steps, pictures, paced)
     assert panel.wait(120)
     assert [e for e in errors if e] == []  # no error (let alone a raw exception) was shown at any moment
-    image, index = expected_state(steps, pictures, panel.inspector)
-    assert_shows(panel, image, index)
+    assert wrong == []
+    assert_shows(panel, *expected_state(steps, pictures, panel.inspector))
 
 
 def test_a_class_picked_while_the_image_loads_applies_to_the_new_image(model8: keras.Model) -> None:

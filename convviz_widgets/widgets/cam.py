@@ -464,6 +464,11 @@ class CamView(ImageView):
             self._choice = self._saved_choice
         self._chosen_while_awaiting = False
 
+    @property
+    def requested_class(self) -> int | None:
+        """The class asked for, or None while the image's top class is shown."""
+        return self._choice
+
     def choose(self, index: int) -> None:
         """Explain class `index` (any class, not only the top 5)."""
         with self._lock:
