@@ -3,7 +3,12 @@
 1. Server-side time of a layer switch in the Activations tab with cached activations, VGG16 at 224x224
    (weights=None): median over 20 switches to the largest layer, next to one forward pass of the model
    and next to drawing that layer's grid at full resolution. Target: <= 100 ms.
-2. Peak memory (RSS) of a fresh process that shows the panel on VGG16 with its classifier
+2. Rapid requests in the Grad-CAM tab (VGG16 base at 224x224, weights=None, a 1000-class head), with
+   the background runner: time until the panel settles after 20 class changes made at once, next to one
+   class change, and how many maps were computed (one job slot per view: the last request wins).
+3. The Grad-CAM tab's Score-CAM default (the 32 channels of largest variance) on the demo model: CPU time
+   and the heatmap's rank correlation with all channels, median over 5 scenes.
+4. Peak memory (RSS) of a fresh process that shows the panel on VGG16 with its classifier
    (weights=None, include_top=True) and renders one picture in each tab (Binder gives about 2 GB).
 """
 
@@ -29,6 +34,7 @@ from convviz_widgets.render import activation_grid, to_png  # noqa: E402
 from convviz_widgets.widgets import ConvVizPanel  # noqa: E402
 
 SWITCHES = 20
+RAPID = 20  # class changes made at once
 TARGET_MS = 100.0
 BINDER_MB = 2048
 
@@ -107,6 +113,75 @@ def layer_switch() -> dict[str, float | str]:
     }
 
 
+def rapid_requests() -> dict[str, float | int | str]:
+    """Settling time after RAPID class changes made without waiting, next to one change (wall and CPU)."""
+    keras.utils.set_random_seed(0)
+    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(224, 224, 3))
+    model = keras.Sequential([keras.Input((224, 224, 3)), base, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(1000, activation="softmax", name="head")], name="vgg16_head")
+    panel = ConvVizPanel(model, image(0), preprocess="caffe", background=True)
+    cam = panel.select("Grad-CAM")
+    assert panel.wait(600) and cam.error == "", cam.error
+    inspector = panel.inspector
+    computed: list[int] = []
+    original = inspector.gradcam
+    inspector.gradcam = lambda *a, **k: computed.append(k.get("class_index")) or original(*a, **k)
+
+    def settle(classes: list[int]) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for index in classes:
+            cam.choose(index)
+        assert panel.wait(600)
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    settle([1])  # warm-up: traces the CAM function
+    one = [settle([2 + i]) for i in range(3)]
+    computed.clear()
+    last = 10 + RAPID - 1
+    rapid = settle(list(range(10, 10 + RAPID)))
+    assert f"(class {last})" in cam.score.value and cam.error == "", cam.error
+    one_wall, one_cpu = statistics.median(w for w, _ in one), statistics.median(c for _, c in one)
+    return {
+        "one class change, median ms (wall / CPU)": f"{ms(one_wall)} / {ms(one_cpu)}",
+        f"{RAPID} class changes at once, ms (wall / CPU)": f"{ms(rapid[0])} / {ms(rapid[1])}",
+        f"maps computed for the {RAPID} requests": len(computed),
+        "settle / one change (wall)": round(rapid[0] / one_wall, 2),
+        "settle / one change (CPU)": round(rapid[1] / one_cpu, 2),
+        "shows the last request": True,
+    }
+
+
+def scorecam_default(scenes: int = 5) -> dict[str, float | str]:
+    """The panel's Score-CAM default against all channels on the demo model: CPU time and Spearman rho."""
+    from scipy.stats import spearmanr
+
+    from convviz_widgets import Inspector, demo
+    from convviz_widgets.widgets.cam import SCORECAM_CHANNELS
+
+    inspector = Inspector(demo.load_model())
+    layer = inspector.default_cam_layer
+    total = inspector.layer(layer).channels
+    inspector.gradcam(demo.scene(seed=0).image, method="scorecam")  # warm-up: traces the functions
+    cpu = {"all": [], "default": []}
+    rhos = []
+    for seed in range(scenes):
+        image = demo.scene(seed=seed).image
+        maps = {}
+        for name, n in (("all", None), ("default", SCORECAM_CHANNELS)):
+            t = time.process_time()
+            maps[name] = inspector.gradcam(image, method="scorecam", max_channels=n).heatmap
+            cpu[name].append(time.process_time() - t)
+        rhos.append(spearmanr(maps["all"].ravel(), maps["default"].ravel())[0])
+    return {
+        "layer": f"{layer} ({total} channels), default {SCORECAM_CHANNELS}",
+        "all channels, median CPU ms": ms(statistics.median(cpu["all"])),
+        f"{SCORECAM_CHANNELS} channels, median CPU ms": ms(statistics.median(cpu["default"])),
+        "all / default (CPU)": round(statistics.median(cpu["all"]) / statistics.median(cpu["default"]), 2),
+        "Spearman rho with all channels, median": round(float(statistics.median(rhos)), 3),
+        "Spearman rho, lowest": round(float(min(rhos)), 3),
+    }
+
+
 def rss_child(panel_too: bool = True) -> None:
     """Run in a fresh process: show the panel on VGG16 with its classifier, one picture per tab; print JSON."""
     proc = psutil.Process()
@@ -159,10 +234,16 @@ def main() -> None:
     if args.rss_child or args.rss_model_only:
         rss_child(panel_too=args.rss_child)
         return
-    logging.getLogger("convviz_widgets").setLevel(logging.ERROR)  # VGG16 without top has no classes to predict
+    logging.getLogger("convviz_widgets").setLevel(logging.ERROR)
     print(f"CPU cores: {os.cpu_count()}; TensorFlow threads as configured; timings are wall-clock.")
     print("\n== Activations tab: layer switch with cached activations (VGG16, 224x224, weights=None) ==")
     for key, value in layer_switch().items():
+        print(f"  {key:45s} {value}")
+    print(f"\n== Grad-CAM tab: {RAPID} rapid class changes, background runner (VGG16 base 224x224 + head) ==")
+    for key, value in rapid_requests().items():
+        print(f"  {key:45s} {value}")
+    print("\n== Score-CAM default in the Grad-CAM tab vs all channels (demo model, 5 scenes) ==")
+    for key, value in scorecam_default().items():
         print(f"  {key:45s} {value}")
     print("\n== Peak memory: panel on VGG16 with its classifier (weights=None, include_top=True) ==")
     memory = peak_memory()

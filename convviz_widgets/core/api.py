@@ -51,10 +51,14 @@ def filter_patterns(model: Any, layer: str, filters: int | Sequence[int], *, pre
 
 
 def gradcam(model: Any, image: ImageSource, *, preprocess: Preprocess = None, class_index: int | None = None,
-            layer: str | None = None, method: str = "gradcam", output: str | int | None = None) -> CAM:
-    """Grad-CAM (or Grad-CAM++, Score-CAM) heatmap of a class for one image."""
+            layer: str | None = None, method: str = "gradcam", output: str | int | None = None,
+            max_channels: int | None = None) -> CAM:
+    """Grad-CAM (or Grad-CAM++, Score-CAM) heatmap of a class for one image.
+
+    `max_channels`: Score-CAM masks only that many channels of largest variance (None: all).
+    """
     return inspector_for(model, preprocess, output=output).gradcam(
-        image, class_index=class_index, layer=layer, method=method)
+        image, class_index=class_index, layer=layer, method=method, max_channels=max_channels)
 
 
 def predict(model: Any, image: ImageSource, *, preprocess: Preprocess = None, top: int = 5,

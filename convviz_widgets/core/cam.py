@@ -54,6 +54,20 @@ WEIGHT_RULES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
+def top_variance_channels(feats: np.ndarray, max_channels: int | None) -> np.ndarray:
+    """Channel indices (ascending) of the `max_channels` maps with the largest spatial variance.
+
+    "Faster Score-CAM": flat maps reveal almost nothing, so only the most varied ones are masked.
+    None or a count <= 0 keeps every channel; ties go to the lower index.
+    """
+    channels = feats.shape[-1]
+    if max_channels is None or int(max_channels) <= 0 or int(max_channels) >= channels:
+        return np.arange(channels)
+    f = np.nan_to_num(feats.astype(np.float64)).reshape(-1, channels)
+    order = np.argsort(-f.var(axis=0), kind="stable")
+    return np.sort(order[: int(max_channels)])
+
+
 def upsampled_masks(feats: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Score-CAM masks: each channel upsampled to the input (h, w), scaled to [0, 1]; (C, h, w, 1)."""
     import cv2

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..errors import ConvVizError
+from ..errors import Cancelled, ConvVizError
 from ..images import ImageSource, load_image, resize_rgb
 from ..limits import check_fits, fit_batch
 from . import cam as cam_rules
@@ -275,15 +275,19 @@ class Inspector:
 
     # ----- Grad-CAM ----------------------------------------------------------------------------------
     def gradcam(self, image: ImageSource, *, class_index: int | None = None, layer: str | None = None,
-                method: str = "gradcam", batch_size: int = 32) -> cam_rules.CAM:
+                method: str = "gradcam", batch_size: int = 32, max_channels: int | None = None,
+                progress: fp.Progress | None = None) -> cam_rules.CAM:
         """A class activation map for one image at a conv layer's resolution.
 
-        `method`: "gradcam", "gradcam++" or "scorecam" (gradient-free; `batch_size` masked
-        images per forward pass bounds its memory).
+        `method`: "gradcam", "gradcam++" or "scorecam" (gradient-free; at most `batch_size` masked
+        images per forward pass, fewer when the memory budget needs it). Score-CAM masks only the
+        `max_channels` channels of largest spatial variance (None or <= 0: all; the others weigh 0)
+        and calls `progress(done, total)` after each masked batch (False or `Cancelled` stops it).
         """
         self._require_classes()
         method = checks.choice(method, "CAM method", CAM_METHODS)
         batch_size = checks.integer(batch_size, "batch_size", minimum=1)
+        _check_max_channels(max_channels)
         node = self._cam_node(layer)
         if class_index is not None:
             class_index = self.check_class(class_index)
@@ -296,7 +300,7 @@ class Inspector:
         if method == "scorecam":
             feats, score, chosen, probs = self._cam_fns_for(node)[1](x, c)
             feats = np.asarray(feats)
-            weights = self._scorecam_weights(x, feats, int(chosen), int(batch_size))
+            weights = self._scorecam_weights(x, feats, int(chosen), int(batch_size), max_channels, progress)
         else:
             feats, grads, score, chosen, probs = self._cam_fns_for(node)[0](x, c)
             feats = np.asarray(feats)
@@ -309,23 +313,48 @@ class Inspector:
         probability = float(probs[k]) if self.score_label == "probability" else None
         return cam_rules.CAM(heat, k, float(score), node.name, method, self.class_names[k], probability, raw)
 
-    def _scorecam_weights(self, x: tf.Tensor, feats: np.ndarray, class_index: int, batch_size: int) -> np.ndarray:
+    def _scorecam_weights(self, x: tf.Tensor, feats: np.ndarray, class_index: int, batch_size: int,
+                          max_channels: int | None = None, progress: fp.Progress | None = None) -> np.ndarray:
         """Score-CAM: each channel weighs the class-probability gain of the input revealed by its map.
 
         Where a map is low the input is replaced by a heavily blurred copy (not black, which is
         itself strong evidence for some classes); the blurred image's probability is the baseline.
+        Only the `max_channels` most varied maps are masked; the others weigh 0.
         """
         if batch_size < 1:
             raise ConvVizError(f"batch_size must be >= 1; got {batch_size}.")
-        size = tuple(int(d) for d in x.shape[1:3])
+        size = (int(x.shape[1]), int(x.shape[2]))
+        chosen = cam_rules.top_variance_channels(feats, max_channels)
+        chunk = fit_batch(self._masked_image_bytes(size), batch_size, what="masked images of Score-CAM",
+                                 lower="max_channels, the image size or the model")
         probs_fn = self._probs_fn()
         blurred = tf.constant(cam_rules.blurred(np.asarray(x[0]))[None])
         base = float(probs_fn(blurred)[0, class_index])
-        scores = []
-        for i in range(0, feats.shape[-1], batch_size):  # masks made per batch: memory stays bounded
-            masks = cam_rules.upsampled_masks(feats[..., i : i + batch_size], size)
-            scores.append(np.asarray(probs_fn(x * masks + blurred * (1.0 - masks))[:, class_index]) - base)
-        return np.concatenate(scores).astype(np.float32)
+        weights = np.zeros(feats.shape[-1], np.float32)
+        total = len(chosen)
+        for i in range(0, total, chunk):  # masks made per batch: memory stays bounded
+            part = chosen[i : i + chunk]
+            masks = cam_rules.upsampled_masks(feats[..., part], size)
+            weights[part] = np.asarray(probs_fn(x * masks + blurred * (1.0 - masks))[:, class_index]) - base
+            done = min(i + chunk, total)
+            if progress is not None and progress(done, total) is False:
+                raise Cancelled(f"Score-CAM cancelled after {done} of {total} masked images.")
+        return weights
+
+    def _masked_image_bytes(self, size: tuple[int, int]) -> float:
+        """Memory one masked image takes: the input, its mask and blend, and every layer's activations."""
+        h, w = size
+        pixels = float(h * w)
+        total = pixels * (3 * self.channels + 1) * 4  # masked input, blurred part, blend; the mask
+        for node in self.graph.nodes:
+            dims = list(node.output.shape[1:])
+            if len(dims) == 3:  # a free-size model's feature map: at most the input's grid
+                dims = [h if dims[0] is None else dims[0], w if dims[1] is None else dims[1], dims[2]]
+            count = 1.0
+            for d in dims:
+                count *= 1 if d is None else int(d)
+            total += count * _itemsize(node.output.dtype)
+        return total
 
     def _probs_fn(self) -> Any:
         """Compiled class probabilities for a batch (Score-CAM's masked inputs)."""
@@ -541,6 +570,23 @@ def _chunk_progress(progress: fp.Progress | None, index: int, count: int, steps:
     if progress is None or count == 1:
         return progress
     return lambda done, _total: progress(index * steps + done, count * steps)
+
+
+def _check_max_channels(max_channels: Any) -> None:
+    """max_channels is a whole number (<= 0 means all channels) or None."""
+    if max_channels is not None and (isinstance(max_channels, bool)
+                                     or not isinstance(max_channels, (int, np.integer))):
+        raise ConvVizError(
+            f"max_channels must be a whole number of channels (or None for all); got {max_channels!r}."
+        )
+
+
+def _itemsize(dtype: Any) -> int:
+    """Bytes per element of a symbolic tensor's dtype (4 when unknown)."""
+    try:
+        return int(np.dtype(str(dtype)).itemsize)
+    except TypeError:
+        return 4
 
 
 def _capped_size(hw: tuple[int, int], cap: int) -> tuple[int, int]:

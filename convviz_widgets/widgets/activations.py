@@ -11,7 +11,7 @@ import numpy as np
 
 from ..core.facts import layer_facts
 from ..render import activation_grid, channel_image
-from .base import ImageView, enlarge, guarded, picture_widget, show_picture
+from .base import ImageView, enlarge, guarded, output_problem, picture_widget, show_picture
 
 CMAPS = ("viridis", "magma", "inferno", "plasma", "cividis", "gray", "jet")
 GRID_WIDTH = 1280  # a grid much wider than a notebook column is shrunk by the browser anyway
@@ -92,15 +92,32 @@ class ActivationsView(ImageView):
         self._start_initial()
 
     # ----- model work -------------------------------------------------------------------------------
-    def compute(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
-        """One forward pass gives every layer's output (cached by the Inspector)."""
-        return self.inspector.activations(rgb)
+    def cached(self, wanted: Any) -> bool:
+        """Every layer of the current image is kept: layer, colormap and channel changes need no model work."""
+        return bool(self._acts)
 
-    def apply(self, result: dict[str, np.ndarray]) -> None:
-        """Keep the activations of the new image and redraw from them."""
-        self._acts = result
+    def show(self, wanted: Any) -> None:
+        """Redraw from the kept activations."""
+        self._layer_changed()
+
+    def compute(self, rgb: np.ndarray, wanted: Any, fresh: bool) -> tuple[dict[str, np.ndarray], Exception | None]:
+        """One forward pass gives every layer's output (cached by the Inspector), and whether it is finite."""
+        acts = self.inspector.activations(rgb)
+        return acts, output_problem(self.inspector, rgb, acts)
+
+    def apply(self, result: tuple[dict[str, np.ndarray], Exception | None], wanted: Any, fresh: bool) -> None:
+        """Keep the activations of the new image and redraw from them (a NaN/inf output stays in view as an error)."""
+        self._acts, self.standing = result
         self._facts = {}
         self._layer_changed()
+
+    def clear_pictures(self) -> None:
+        """No activations to show (the image's work failed)."""
+        self._acts, self._facts = {}, {}
+        for picture in (self.grid, self.channel_picture):
+            picture.layout.display = "none"
+        for text in (self.grid_caption, self.channel_caption, self.facts):
+            text.value = ""
 
     # ----- reading the cache ------------------------------------------------------------------------
     def activation(self) -> np.ndarray | None:

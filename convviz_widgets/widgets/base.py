@@ -31,13 +31,45 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 # ----- small helpers -----------------------------------------------------------------------------------
-def as_inspector(model: Any, preprocess: Any = None, class_names: Any = None) -> Inspector:
-    """An Inspector for a model, a path or an Inspector (shared per model, so compiled work is reused)."""
+def as_inspector(model: Any, preprocess: Any = None, class_names: Any = None, output: Any = None) -> Inspector:
+    """An Inspector for a model, a path or an Inspector (shared per model, so compiled work is reused).
+
+    `output` names the class output of a model with several outputs (a name or an index).
+    """
     if isinstance(model, Inspector):
-        if preprocess is not None or class_names is not None:
-            raise ConvVizError("Pass preprocess and class_names when building the Inspector, not with it.")
+        if preprocess is not None or class_names is not None or output is not None:
+            raise ConvVizError("Pass preprocess, class_names and output when building the Inspector, not with it.")
         return model
-    return inspector_for(model, preprocess, class_names)
+    if output is None:
+        return inspector_for(model, preprocess, class_names)
+    return inspector_for(model, preprocess, class_names, output=output)
+
+
+def score_label(inspector: Any) -> str:
+    """'probability' for a softmax/sigmoid head, 'score' for a linear one (never called a probability)."""
+    return str(getattr(inspector, "score_label", "probability"))
+
+
+def no_classes_text(inspector: Any) -> str:
+    """One line: the model has no class output, and how to give it one."""
+    shape = tuple(inspector.graph.head.logits.shape)
+    return (f"This model has no class output (it ends in a feature map {shape}), so there is no class to "
+            "explain: add a classifier head, or pass the full model (e.g. include_top=True).")
+
+
+NOT_FINITE = ("The model's output is not finite (NaN or inf) for this image, so its {what} mean nothing. "
+              "Check the model's weights (a diverged training leaves NaN) and the preprocessing.")
+
+
+def output_problem(inspector: Any, rgb: np.ndarray, acts: dict[str, np.ndarray] | None = None) -> ConvVizError | None:
+    """A ConvVizError when the model's class output (or a layer's output) holds NaN/inf for this image, else None."""
+    if inspector.has_classes and not np.isfinite(inspector.probabilities(rgb)).all():
+        return ConvVizError(NOT_FINITE.format(what="predictions"))
+    bad = [name for name, act in (acts or {}).items() if not np.isfinite(act).all()]
+    if bad:
+        return ConvVizError(f"Layer {bad[0]!r} outputs NaN or inf for this image ({len(bad)} layer(s) do): "
+                            "its pictures show those values as 0. Check the model's weights and the preprocessing.")
+    return None
 
 
 def is_scene(source: Any) -> bool:
@@ -113,11 +145,12 @@ class View(widgets.VBox):
 
     kind = "view"  # CSS class suffix and file-name prefix
 
-    def __init__(self, model: Any, *, preprocess: Any = None, class_names: Any = None, background: bool = True,
-                 runner: Runner | None = None, save_dir: str | Path | None = None) -> None:
+    def __init__(self, model: Any, *, preprocess: Any = None, class_names: Any = None, output: Any = None,
+                 background: bool = True, runner: Runner | None = None, save_dir: str | Path | None = None) -> None:
         super().__init__()
-        self.inspector = as_inspector(model, preprocess, class_names)
+        self.inspector = as_inspector(model, preprocess, class_names, output)
         self.runner = runner if runner is not None else Runner(background)
+        self.slot = f"{self.kind}-{id(self):x}"  # this view's job slot: a new request replaces the last one
         self.save_dir = save_dir
         self.status = widgets.Label()
         self.status.add_class("convviz-status")
@@ -128,7 +161,8 @@ class View(widgets.VBox):
         self.saved = widgets.HTML()
         self.saved.add_class("convviz-saved")
         self.save_button.on_click(lambda _: self._save_clicked())
-        self._lock = threading.RLock()
+        self.standing: BaseException | None = None  # a problem of the current image, shown until the image changes
+        self._lock = self.runner.lock  # results are handed over under the same lock
         self._quiet = threading.local()  # per thread: a job setting controls must not mute the user
         self.add_class("convviz-view")
         self.add_class(f"convviz-{self.kind}")
@@ -145,8 +179,10 @@ class View(widgets.VBox):
         self.status.value = ""
 
     def clear_error(self) -> None:
-        """Remove the last error message."""
-        if self.message.value:
+        """Remove the last error message (a standing problem of the current image stays)."""
+        if self.standing is not None:
+            self.show_error(self.standing)
+        elif self.message.value:
             self.message.value = ""
 
     @property
@@ -163,12 +199,16 @@ class View(widgets.VBox):
         finally:
             self._quiet.depth -= 1
 
-    def on(self, control: widgets.Widget, handler: Callable[[], None], name: str = "value") -> None:
-        """Call `handler()` when the user changes a control (not when code does it quietly)."""
+    def on(self, control: widgets.Widget, handler: Callable[..., None], name: str = "value",
+           pass_value: bool = False) -> None:
+        """Call `handler()` (or `handler(new_value)`) when the user changes a control, not when code does it quietly.
 
-        def changed(_change: dict) -> None:
+        Passing the new value matters when a job may set the same control meanwhile from another thread.
+        """
+
+        def changed(change: dict) -> None:
             if not getattr(self._quiet, "depth", 0):
-                handler()
+                handler(change["new"]) if pass_value else handler()
 
         control.observe(changed, names=name)
 
@@ -216,7 +256,13 @@ class View(widgets.VBox):
 
 
 class ImageView(View):
-    """A view that explains one image: its model work runs through the Runner when the image changes."""
+    """A view that explains one image: whatever its controls ask for is computed in its job slot.
+
+    Subclasses say what the controls ask for (`wanted`), whether the current image's caches hold it
+    (`cached`, then `show` draws it at once), how to compute it (`compute`, in the worker thread) and
+    how to show a result (`apply`, under the runner's lock). Every request replaces the previous one
+    of this view, so what is shown always belongs to the last request.
+    """
 
     busy_text = "Computing…"
 
@@ -225,8 +271,8 @@ class ImageView(View):
         self.rgb: np.ndarray | None = None  # the image as the model sees it
         self.display: np.ndarray | None = None  # the image as a person sees it
         self.scene: Any = None  # the demo Scene behind the image (labels, object masks), if it is one
-        self._token = 0
-        self._source: tuple[Any, np.ndarray | None] | None = None
+        self._pending: tuple[Any, np.ndarray | None, Any] | None = None  # an image asked for, not shown yet
+        self._awaiting = False  # the panel's header is loading a new image for this view
         self._active = True
         self._dirty = False
         self._initial_image = image
@@ -237,6 +283,12 @@ class ImageView(View):
             self.set_image(self._initial_image)
         self._initial_image = None
 
+    @property
+    def enabled(self) -> bool:
+        """False when this view cannot explain anything for this model (it then shows why instead)."""
+        return True
+
+    # ----- the image ------------------------------------------------------------------------------
     def set_image(self, image: Any, display: np.ndarray | None = None, scene: Any = None) -> None:
         """Explain a new image (path, array, PIL image, bytes or a demo Scene); hidden views wait until shown.
 
@@ -245,57 +297,150 @@ class ImageView(View):
         if scene is None and is_scene(image):
             image, scene = image.image, image
         with self._lock:
-            self._token += 1
-            self._source = (image, display, scene)
-        if self._active:
-            self._load()
-        else:
-            self._dirty = True
+            self._pending = (image, display, scene)
+            self._image_arrives()
+            self._awaiting = False
+            self.request()
+
+    def expect_image(self) -> None:
+        """The panel's header started loading a new image: requests made meanwhile are for that image."""
+        with self._lock:
+            if not self._awaiting:
+                self._image_coming()
+            self._awaiting = True
+            self.runner.drop(self.slot)  # work on the old image is not wanted any more
+            if self._active and self.enabled:
+                self.status.value = "Waiting for the new image…"
+
+    def image_refused(self) -> None:
+        """The header refused the new image: carry on with the previous one."""
+        with self._lock:
+            if self._awaiting:
+                self._awaiting = False
+                self._image_kept()
+                self.request()
+
+    def _image_coming(self) -> None:
+        """Hook: a new image is on its way (the panel's header loads it)."""
+
+    def _image_arrives(self) -> None:
+        """Hook: a new image is set (before its work is requested)."""
+
+    def _image_kept(self) -> None:
+        """Hook: the image that was on its way was refused; the previous one stays."""
 
     def set_active(self, active: bool) -> None:
         """Start deferred work when the view becomes visible."""
-        self._active = active
-        if active and self._dirty:
-            self._load()
+        with self._lock:
+            self._active = active
+            if active and self._dirty:
+                self.request()
 
-    def _load(self) -> None:
-        """Submit the new image's model work."""
-        self._dirty = False
-        token = self._token
-        image, display, scene = self._source
-        self.status.value = self.busy_text
-
-        def work() -> tuple[np.ndarray, np.ndarray, Any]:
-            full = load_image(image)
-            shown = display if display is not None else display_image(full)
-            rgb = self.inspector.prepare(full)
-            return rgb, shown, self.compute(rgb)
-
-        self.runner.submit(work, lambda result: self._loaded(token, *result, scene=scene),
-                           lambda err: self._failed(token, err))
-
-    def compute(self, rgb: np.ndarray) -> Any:
-        """The model work for a new image (runs in the worker thread); subclasses override."""
+    # ----- requests ---------------------------------------------------------------------------------
+    def wanted(self) -> Any:
+        """What the controls ask for now (read in the caller's thread); subclasses override."""
         return None
 
-    def apply(self, result: Any) -> None:
-        """Show a new image's results (runs under the view lock); subclasses override."""
+    def cached(self, wanted: Any) -> bool:
+        """True when the current image's caches already hold what `wanted` asks for."""
+        return True
 
-    def current(self, token: int) -> bool:
-        """True when `token` belongs to the image shown now."""
-        return token == self._token
+    def show(self, wanted: Any) -> None:
+        """Draw what `wanted` asks for from the caches (runs under the lock)."""
 
-    def _loaded(self, token: int, rgb: np.ndarray, shown: np.ndarray, result: Any, scene: Any = None) -> None:
-        """Accept results unless a newer image has replaced this one meanwhile."""
+    def compute(self, rgb: np.ndarray, wanted: Any, fresh: bool) -> Any:
+        """The model work (worker thread); `fresh` for a new image, whose caches are empty."""
+        return None
+
+    def apply(self, result: Any, wanted: Any, fresh: bool) -> None:
+        """Show a result and keep it in the caches (runs under the lock)."""
+
+    def clear_pictures(self) -> None:
+        """Hide the pictures (their image or request failed); subclasses override."""
+
+    def busy(self, wanted: Any) -> str:
+        """What the status line says while `wanted` is computed."""
+        return self.busy_text
+
+    @guarded
+    def request(self) -> None:
+        """Make the view show what its controls ask for: from the caches at once, or computed in its job slot."""
         with self._lock:
-            if not self.current(token):
+            if not self.enabled:
                 return
-            self.rgb, self.display, self.scene = rgb, shown, scene
-            self.apply(result)
+            if not self._active:
+                self._dirty = True
+                return
+            self._dirty = False
+            if self._awaiting:
+                self.status.value = "Waiting for the new image…"
+                return
+            pending, rgb, wanted = self._pending, self.rgb, self.wanted()
+            if pending is None:
+                if rgb is None:
+                    return
+                if self.cached(wanted):
+                    self.runner.drop(self.slot)
+                    self.show(wanted)
+                    self.status.value = ""
+                    self.clear_error()
+                    return
+            self.status.value = self.busy(wanted)
+            self.before_submit(wanted)
+            self.runner.submit(lambda: self._work(pending, rgb, wanted),
+                               lambda result: self._done(pending, wanted, *result),
+                               lambda err: self._failed(pending, err), slot=self.slot)
+
+    def before_submit(self, wanted: Any) -> None:
+        """Hook: set busy states (progress bars, placeholders) before the work is queued."""
+
+    def _work(self, pending: tuple[Any, np.ndarray | None, Any] | None, rgb: np.ndarray | None,
+              wanted: Any) -> tuple[tuple[np.ndarray, np.ndarray, Any] | None, Any, BaseException | None]:
+        """Worker thread: load a new image (errors here refuse it), then compute (errors here belong to it)."""
+        image = None
+        if pending is not None:
+            source, display, scene = pending
+            full = load_image(source)
+            shown = display if display is not None else display_image(full)
+            rgb = self.inspector.prepare(full)
+            image = (rgb, shown, scene)
+        try:
+            return image, self.compute(rgb, wanted, image is not None), None
+        except Cancelled:
+            raise
+        except Exception as err:  # noqa: BLE001 - shown in the view, for the new image
+            if image is None:
+                raise
+            return image, None, err
+
+    def _done(self, pending: Any, wanted: Any, image: tuple[np.ndarray, np.ndarray, Any] | None, result: Any,
+              error: BaseException | None) -> None:
+        """The last request's result (the runner drops stale ones): show it, or the new image's error."""
+        if image is not None:
+            self.rgb, self.display, self.scene = image
+            self.standing = None
+            if self._pending is pending:
+                self._pending = None
+        if error is not None:
+            self.clear_pictures()
+            self.standing = error
+            self.show_error(error)
+            return
+        self.apply(result, wanted, image is not None)
         self.status.value = ""
         self.clear_error()
 
-    def _failed(self, token: int, err: BaseException) -> None:
-        """Show an error for the current image's work; stale errors are dropped."""
-        if self.current(token):
+    def _failed(self, pending: Any, err: BaseException) -> None:
+        """The last request failed: a refused image leaves the previous one; other errors hide stale pictures."""
+        if pending is not None and self._pending is pending and not isinstance(err, Cancelled):
+            self._pending = None  # refused: the previous image (and its pictures) stay
+        elif not isinstance(err, Cancelled):
+            self.clear_pictures()
+        self.stopped(err)
+
+    def stopped(self, err: BaseException) -> None:
+        """Report an error, or that the work was cancelled."""
+        if isinstance(err, Cancelled):
+            self.status.value = str(err)
+        else:
             self.show_error(err)

@@ -9,6 +9,7 @@ masks are known, the pointing game says whether the map's maximum falls on the s
 from __future__ import annotations
 
 import html
+import re
 import threading
 import weakref
 from typing import Any
@@ -17,11 +18,22 @@ import cv2
 import ipywidgets as widgets
 import numpy as np
 
-from ..core import CAM, Inspector
+from ..core import CAM, Cancelled, Inspector
 from ..metrics import TOLERANCE, SanityStage, cascade_layers, compare_cams, energy, pointing_game, randomized_copy
 from ..render import heatmap_image, overlay
 from .activations import layer_label
-from .base import ImageView, enlarge, error_text, guarded, picture_widget, show_picture
+from .base import (
+    ImageView,
+    enlarge,
+    error_text,
+    guarded,
+    no_classes_text,
+    output_problem,
+    picture_widget,
+    score_label,
+    show_picture,
+)
+from .runner import still_wanted
 
 METHODS = (("Grad-CAM", "gradcam"), ("Grad-CAM++", "gradcam++"), ("Score-CAM", "scorecam"))
 METHOD_LABELS = {value: label for label, value in METHODS}
@@ -32,8 +44,9 @@ SIMILAR = 0.5  # a rank correlation at least this high after randomisation is a 
 MAX_COPIES = 3  # randomised model copies kept per Inspector (each is a full copy of the weights)
 HIT, MISS, NOTE = "#1b7f3b", "#b00020", "#666"
 
-Key = tuple[int, str, str]  # class index, layer, method
-SanityKey = tuple[int, str, str, int]  # ... and how many top layers are randomised
+SCORECAM_CHANNELS = 32  # Score-CAM's default: the 32 channels of largest variance, one batch of masked images
+Key = tuple[int, str, str, int | None]  # class index, layer, method, Score-CAM channels (0 = all; None otherwise)
+SanityKey = tuple[int, str, str, int | None, int]  # ... and how many top layers are randomised
 Sanity = tuple[CAM, SanityStage] | BaseException  # the randomised map and its comparison, or why it failed
 
 _RANDOMISED: weakref.WeakKeyDictionary[Inspector, dict[int, Inspector]] = weakref.WeakKeyDictionary()
@@ -81,11 +94,20 @@ def randomised_inspector(inspector: Inspector, depth: int) -> Inspector:
         return copies[depth]
 
 
-def sanity_check(inspector: Inspector, rgb: np.ndarray, cam: CAM, depth: int) -> Sanity:
+def class_map(inspector: Inspector, rgb: np.ndarray, index: int, layer: str, method: str, channels: int | None,
+              progress: Any = None) -> CAM:
+    """One map; Score-CAM uses only the `channels` channels of largest variance (0: all) and reports progress."""
+    if method != "scorecam":
+        return inspector.gradcam(rgb, class_index=index, layer=layer, method=method)
+    return inspector.gradcam(rgb, class_index=index, layer=layer, method=method, max_channels=channels or None,
+                             progress=progress)
+
+
+def sanity_check(inspector: Inspector, rgb: np.ndarray, cam: CAM, depth: int, channels: int | None = None) -> Sanity:
     """The same map on the randomised copy and how alike the two are; an error is returned, not raised."""
     try:
-        other = randomised_inspector(inspector, depth).gradcam(rgb, class_index=cam.class_index, layer=cam.layer,
-                                                               method=cam.method)
+        other = class_map(randomised_inspector(inspector, depth), rgb, cam.class_index, cam.layer, cam.method,
+                          channels, still_wanted)
         return other, compare_cams(cam, other, f"top {depth}", rgb.shape[:2])
     except Exception as err:  # noqa: BLE001 - the real map stays useful when the check cannot run
         return err
@@ -160,35 +182,54 @@ class CamView(ImageView):
 
     def __init__(self, model: Any, image: Any = None, *, layer: str | None = None, method: str = "gradcam",
                  opacity: float = 0.4, cmap: str = "jet", sanity: bool = False, depth: int | None = None,
-                 **kwargs: Any) -> None:
+                 channels: int = SCORECAM_CHANNELS, **kwargs: Any) -> None:
         super().__init__(model, image, **kwargs)
-        n = self.inspector.n_classes
-        layers = cam_layers(self.inspector)
-        chosen = self.inspector.layer(layer).name if layer else self.inspector.default_cam_layer
+        ins = self.inspector
+        n = ins.n_classes
+        self.label = score_label(ins)
         self.predictions: list[tuple[int, str, float]] = []
         self.cams: dict[Key, CAM] = {}
         self.sanity_cams: dict[SanityKey, Sanity] = {}
+        self._choice: int | None = None  # the class asked for; None: the image's top class
+        self._saved_choice: int | None = None  # the choice to go back to when a coming image is refused
+        self._chosen_while_awaiting = False
         self._depth_auto = depth is None  # the depth follows the layer until the user picks one
+        layers = cam_layers(ins)
+        chosen = ins.layer(layer).name if layer else ins.default_cam_layer
+        self.notice = widgets.HTML()
+        self.notice.add_class("convviz-no-classes")
         self.classes = widgets.ToggleButtons(options=[], description="Class", style={"button_width": "auto"},
                                              tooltips=[])
         self.classes.add_class("convviz-classes")
-        self.class_index = widgets.BoundedIntText(0, min=0, max=n - 1, description="or index",
+        self.class_index = widgets.BoundedIntText(0, min=0, max=max(0, n - 1), description="or index",
                                                   layout=widgets.Layout(width="160px"))
         self.class_name = widgets.Label()
         self.layer = widgets.Dropdown(
-            options=[(layer_label(self.inspector.layer(name).shape, name), name) for name in layers], value=chosen,
+            options=[(layer_label(ins.layer(name).shape, name), name) for name in layers], value=chosen,
             description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
         self.method = widgets.ToggleButtons(options=METHODS, value=method, description="Method",
                                             style={"button_width": "auto"},
                                             tooltips=["gradients, averaged per channel",
                                                       "positive gradients, weighted per position",
                                                       "no gradients: one masked forward pass per channel (slower)"])
+        self.channels = widgets.BoundedIntText(
+            channels, min=0, max=1_000_000, description="Channels", disabled=method != "scorecam",
+            tooltip="Score-CAM: use the N channels of largest activation variance (0 = all channels; more is "
+                    "slower: one masked forward pass each)", layout=widgets.Layout(width="170px"))
+        self.channels.add_class("convviz-scorecam-channels")
+        self.progress = widgets.IntProgress(0, min=0, max=1, description="Score-CAM")
+        self.progress.add_class("convviz-cam-progress")
+        self.cancel_button = widgets.Button(description="Cancel", button_style="warning", icon="stop", disabled=True,
+                                            tooltip="Stop the Score-CAM being computed")
+        self.progress_row = widgets.HBox([self.progress, self.cancel_button],
+                                         layout=widgets.Layout(display=None if method == "scorecam" else "none"))
         self.sanity = widgets.ToggleButton(
             sanity, description="Sanity check", icon="random",
             tooltip="Also show the map of a copy of the model whose top layers are re-initialised")
         self.sanity.add_class("convviz-sanity-toggle")
+        options = depth_options(ins) if ins.has_classes else []
         self.depth = widgets.Dropdown(
-            options=depth_options(self.inspector), value=depth or default_depth(self.inspector, chosen),
+            options=options, value=(depth or default_depth(ins, chosen)) if options else None,
             description="Randomise", disabled=not sanity, layout=widgets.Layout(width="max-content", min_width="300px"))
         self.opacity = widgets.FloatSlider(opacity, min=0.0, max=1.0, step=0.05, description="Opacity")
         self.cmap = widgets.Dropdown(options=CMAPS, value=cmap, description="Colormap",
@@ -205,19 +246,26 @@ class CamView(ImageView):
         self.pointing.add_class("convviz-pointing")
         self.sanity_text = widgets.HTML()
         self.sanity_text.add_class("convviz-sanity")
-        self.on(self.classes, self._class_clicked)
-        self.on(self.class_index, self._index_typed)
+        self.on(self.classes, self._class_clicked, pass_value=True)
+        self.on(self.class_index, self._index_typed, pass_value=True)
         self.on(self.layer, self._layer_changed)
-        self.on(self.method, self.request)
+        self.on(self.method, self._method_changed)
+        self.on(self.channels, self.request)
         self.on(self.sanity, self._sanity_toggled)
         self.on(self.depth, self._depth_chosen)
         self.on(self.opacity, self._redraw)
         self.on(self.cmap, self._redraw)
+        self.cancel_button.on_click(lambda _: self.cancel())
+        if not ins.has_classes:  # nothing to explain: one line says why and what to do
+            self.notice.value = f"<div style='padding:4px 0'>{html.escape(no_classes_text(ins))}</div>"
+            self.children = [self.notice]
+            return
         self.children = [
             self.classes,
             widgets.HBox([self.class_index, self.class_name]),
             self.layer,
-            self.method,
+            widgets.HBox([self.method, self.channels]),
+            self.progress_row,
             widgets.HBox([self.sanity, self.depth]),
             widgets.HBox([self.opacity, self.cmap, self.save_button, self.saved]),
             self.status, self.message,
@@ -227,121 +275,219 @@ class CamView(ImageView):
         ]
         self._start_initial()
 
+    @property
+    def enabled(self) -> bool:
+        """A model without a class output has nothing to explain here."""
+        return bool(self.inspector.has_classes)
+
     # ----- what the controls ask for -------------------------------------------------------------------
+    def scorecam_channels(self, layer: str | None = None) -> int | None:
+        """Score-CAM's channel count for the layer (0 = all), or None for the other methods."""
+        if self.method.value != "scorecam":
+            return None
+        total = self.inspector.layer(layer or self.layer.value).channels
+        n = int(self.channels.value)
+        return 0 if n <= 0 or n >= total else n
+
+    def wanted(self) -> dict[str, Any]:
+        """A snapshot of the request: class choice, layer, method, Score-CAM channels, sanity depth, caches."""
+        want = {"choice": self._choice, "layer": self.layer.value, "method": self.method.value,
+                "channels": self.scorecam_channels(), "depth": self.sanity_depth(),
+                "predictions": list(self.predictions)}
+        key = self.resolve(want)
+        want["cam"] = None if key is None else self.cams.get(key)
+        return want
+
+    @staticmethod
+    def resolve(want: dict[str, Any], predictions: list[tuple[int, str, float]] | None = None) -> Key | None:
+        """The cache key a request asks for (its class: the choice, else the top prediction); None if unknown."""
+        predictions = want["predictions"] if predictions is None else predictions
+        index = want["choice"] if want["choice"] is not None else (predictions[0][0] if predictions else None)
+        return None if index is None else (int(index), want["layer"], want["method"], want["channels"])
+
     def key(self) -> Key:
-        """What the current controls ask for: (class index, layer, method)."""
-        return int(self.class_index.value), self.layer.value, self.method.value
+        """What the current controls ask for: (class index, layer, method, Score-CAM channels)."""
+        return int(self.class_index.value), self.layer.value, self.method.value, self.scorecam_channels()
 
     def sanity_depth(self) -> int | None:
         """How many top layers the sanity check randomises, or None while it is off."""
-        return int(self.depth.value) if self.sanity.value else None
+        return int(self.depth.value) if self.sanity.value and self.depth.value is not None else None
 
     def sanity_key(self) -> SanityKey | None:
         """The current controls' sanity-check key, or None while the check is off."""
         depth = self.sanity_depth()
         return None if depth is None else (*self.key(), depth)
 
-    @property
-    def busy_text(self) -> str:
-        """What the status line says while the current controls' work runs."""
-        method, layer = self.method.value, self.layer.value
+    def busy(self, want: dict[str, Any]) -> str:
+        """What the status line says while a request is computed."""
+        method, layer = want["method"], want["layer"]
         text = f"Computing {METHOD_LABELS[method]}"
         if method == "scorecam":
-            channels = self.inspector.layer(layer).channels
-            text += f" ({channels} masked forward passes, one per channel of {layer})"
-        if self.sanity.value:
+            total = self.inspector.layer(layer).channels
+            used = want["channels"] or total
+            which = "all channels" if used == total else f"the {used} of {total} channels with the largest variance"
+            text += f" ({used} masked forward passes, one per channel: {which} of {layer})"
+        if want["depth"] is not None:
             text += " and the randomised model's map"
         return "⏳ " + text + "…"
 
+    @property
+    def busy_text(self) -> str:
+        """What the status line says while the current controls' work runs."""
+        return self.busy(self.wanted())
+
     # ----- model work -------------------------------------------------------------------------------
-    def compute(self, rgb: np.ndarray) -> tuple[list[tuple[int, str, float]], CAM, int | None, Sanity | None]:
-        """For a new image: the top classes, the map of the most probable one, and its sanity check if on."""
-        predictions = self.inspector.predict(rgb, top=TOP)
-        depth = self.sanity_depth()
-        cam = self.inspector.gradcam(rgb, class_index=predictions[0][0], layer=self.layer.value,
-                                     method=self.method.value)
-        return predictions, cam, depth, None if depth is None else sanity_check(self.inspector, rgb, cam, depth)
+    def cached(self, want: dict[str, Any]) -> bool:
+        """True when the map (and the sanity check, if on) of the request are computed for this image."""
+        key = self.resolve(want)
+        return key in self.cams and (want["depth"] is None or (*key, want["depth"]) in self.sanity_cams)
 
-    def apply(self, result: tuple[list[tuple[int, str, float]], CAM, int | None, Sanity | None]) -> None:
-        """New image: new class buttons (top-1 selected), fresh caches, and the pictures."""
-        predictions, cam, depth, sanity = result
-        self.predictions = predictions
-        key = (cam.class_index, cam.layer, cam.method)
-        self.cams = {key: cam}
-        self.sanity_cams = {} if depth is None or sanity is None else {(*key, depth): sanity}
-        with self.quietly():
-            self.classes.options = [(f"{name} {p:.1%}", i) for i, name, p in predictions]
-            self.classes.tooltips = [f"class {i}: {name}, probability {p:.2%}" for i, name, p in predictions]
-            self.classes.value = cam.class_index
-            self.class_index.value = cam.class_index
-        self.class_name.value = self.inspector.class_names[cam.class_index]
+    def show(self, want: dict[str, Any]) -> None:
+        """Draw a request from the caches."""
+        key = self.resolve(want)
+        self._select(key[0])
+        self._idle("success")
+        self._draw(self.cams[key])
+
+    def before_submit(self, want: dict[str, Any]) -> None:
+        """Busy states: the progress bar for Score-CAM, a placeholder for the sanity check."""
+        self.progress_row.layout.display = None if want["method"] == "scorecam" else "none"
+        self.progress.value, self.progress.bar_style = 0, "info"
+        self.cancel_button.disabled = want["method"] != "scorecam"
+        if want["depth"] is not None:
+            self._sanity_pending(want["depth"], want["method"])
+
+    def compute(self, rgb: np.ndarray, want: dict[str, Any], fresh: bool
+                ) -> tuple[list[tuple[int, str, float]], Key, CAM, Sanity | None]:
+        """The top classes (for a new image), the map the request asks for, and its sanity check if on."""
+        predictions = want["predictions"]
+        if fresh or not predictions:
+            predictions = self.inspector.predict(rgb, top=TOP)
+            problem = output_problem(self.inspector, rgb)
+            if problem is not None:
+                raise problem
+        key = self.resolve(want, predictions)
+        index, layer, method, channels = key
+        cam = None if fresh else want["cam"]
+        if cam is None:
+            cam = class_map(self.inspector, rgb, index, layer, method, channels, self._progress)
+        depth = want["depth"]
+        sanity = None if depth is None else sanity_check(self.inspector, rgb, cam, depth, channels)
+        return predictions, key, cam, sanity
+
+    def _progress(self, done: int, total: int) -> bool:
+        """Score-CAM's progress (worker thread): move the bar; False stops it once the request is stale or cancelled."""
+        if not still_wanted():
+            return False
+        self.progress.max = max(1, int(total))
+        self.progress.value = int(done)
+        return True
+
+    def apply(self, result: tuple[list[tuple[int, str, float]], Key, CAM, Sanity | None], want: dict[str, Any],
+              fresh: bool) -> None:
+        """Keep the map (and check), new class buttons for a new image, and draw."""
+        predictions, key, cam, sanity = result
+        if fresh or predictions != self.predictions:
+            self.predictions = predictions
+            self.cams, self.sanity_cams = {}, {}
+            with self.quietly():
+                self.classes.options = [(f"{name} {self._value(p)}", i) for i, name, p in predictions]
+                self.classes.tooltips = [f"class {i}: {name}, {self.label} {self._value(p, 2)}"
+                                         for i, name, p in predictions]
+        self.cams[key] = cam
+        if want["depth"] is not None and sanity is not None and not isinstance(sanity, Cancelled):
+            self.sanity_cams[(*key, want["depth"])] = sanity  # a cancelled check is asked again next time
+        self._select(key[0])
+        self._idle("success")
         self._draw(cam)
+        if isinstance(sanity, Cancelled):
+            self.sanity_figure.layout.display = "none"
+            self.sanity_text.value = sanity_html(sanity, want["depth"], [], want["method"])
 
-    @guarded
-    def request(self) -> None:
-        """Show the map (and sanity check) for the current controls: from the caches, or computed in the runner."""
-        if self.rgb is None:
-            return
-        key, depth = self.key(), self.sanity_depth()
-        need_cam = key not in self.cams
-        need_sanity = depth is not None and (*key, depth) not in self.sanity_cams
-        if not need_cam:
-            with self._lock:
-                self._draw(self.cams[key])
-            self.clear_error()
-        if not (need_cam or need_sanity):
-            return
-        token, rgb, cached = self._token, self.rgb, self.cams.get(key)
-        index, layer, method = key
-        self.status.value = self.busy_text
-        if need_sanity:
-            self._sanity_pending(depth, method)
+    def _value(self, p: float, digits: int = 1) -> str:
+        """A prediction as text: a percentage for probabilities, a number for a linear head's scores."""
+        return f"{p:.{digits}%}" if self.label == "probability" else f"{p:.4g}"
 
-        def work() -> tuple[CAM, Sanity | None]:
-            cam = cached or self.inspector.gradcam(rgb, class_index=index, layer=layer, method=method)
-            return cam, sanity_check(self.inspector, rgb, cam, depth) if need_sanity else None
-
-        self.runner.submit(work, lambda result: self._computed(token, key, depth, *result),
-                           lambda err: self._failed(token, err))
-
-    def _computed(self, token: int, key: Key, depth: int | None, cam: CAM, sanity: Sanity | None) -> None:
-        """Cache a finished map (and check); draw them if the controls still ask for them."""
-        with self._lock:
-            if not self.current(token):
-                return
-            self.cams[key] = cam
-            if depth is not None and sanity is not None:
-                self.sanity_cams[(*key, depth)] = sanity
-            if key == self.key():
-                self._draw(cam)
-                self.clear_error()
-            if self.ready():
-                self.status.value = ""
-
-    def ready(self) -> bool:
-        """True when everything the controls ask for is computed."""
-        skey = self.sanity_key()
-        return self.current_cam() is not None and (skey is None or skey in self.sanity_cams)
-
-    # ----- class, layer and sanity controls -----------------------------------------------------------------
-    @guarded
-    def _class_clicked(self) -> None:
-        """A top-5 button: mirror it in the index box and compute."""
-        if self.classes.value is None:
-            return
-        with self.quietly():
-            self.class_index.value = self.classes.value
-        self.class_name.value = self.inspector.class_names[self.classes.value]
-        self.request()
-
-    @guarded
-    def _index_typed(self) -> None:
-        """Any class index: select its button if it is in the top 5, then compute."""
-        index = int(self.class_index.value)
+    def _select(self, index: int) -> None:
+        """Show a class in the controls (its button if it is in the top 5, the index box, its name)."""
         with self.quietly():
             self.classes.value = index if index in [i for i, _, _ in self.predictions] else None
-        self.class_name.value = self.inspector.class_names[index]
-        self.request()
+            self.class_index.value = index
+        self.class_name.value = str(self.inspector.class_names[index])
+
+    def cancel(self) -> None:
+        """Stop the Score-CAM being computed (the picture shown before stays)."""
+        if self.runner.cancel(self.slot):
+            self.status.value = "Cancelling…"
+
+    def stopped(self, err: BaseException) -> None:
+        """Cancelled or failed: say so and make the controls usable again."""
+        self._idle("warning" if isinstance(err, Cancelled) else "danger")
+        if isinstance(err, Cancelled):
+            shown = self.current_shown()
+            self.status.value = f"{err}" + (f" The picture shows {shown}." if shown else "")
+        else:
+            self.show_error(err)
+
+    def current_shown(self) -> str:
+        """What the pictures show now, in words ('' when nothing)."""
+        text = self.score.value.split(" at ", 1)[0]
+        return re.sub(r"<[^>]+>", "", text) if self.overlay.layout.display is None and text else ""
+
+    def _idle(self, style: str) -> None:
+        """No Score-CAM running: the bar keeps its last state, Cancel is off."""
+        self.progress.bar_style = style
+        self.cancel_button.disabled = True
+
+    def clear_pictures(self) -> None:
+        """Hide the pictures and texts (their request failed)."""
+        for picture in (self.overlay, self.heatmap):
+            picture.layout.display = "none"
+        self.sanity_figure.layout.display = "none"
+        for text in (self.overlay_caption, self.heatmap_caption, self.score, self.pointing, self.sanity_text):
+            text.value = ""
+
+    # ----- class, layer, method and sanity controls -------------------------------------------------------
+    def _image_coming(self) -> None:
+        """A new image is coming: its top class is shown unless the user picks one meanwhile."""
+        self._saved_choice, self._choice, self._chosen_while_awaiting = self._choice, None, False
+
+    def _image_arrives(self) -> None:
+        """A new image: its top class, unless one was picked while it was coming."""
+        if not (self._awaiting and self._chosen_while_awaiting):
+            self._choice = None
+        self._chosen_while_awaiting = False
+
+    def _image_kept(self) -> None:
+        """The coming image was refused: back to the class asked for before (unless one was picked meanwhile)."""
+        if not self._chosen_while_awaiting:
+            self._choice = self._saved_choice
+        self._chosen_while_awaiting = False
+
+    @property
+    def requested_class(self) -> int | None:
+        """The class asked for, or None while the image's top class is shown."""
+        return self._choice
+
+    def choose(self, index: int) -> None:
+        """Explain class `index` (any class, not only the top 5)."""
+        with self._lock:
+            self.inspector.check_class(index)
+            self._choice = int(index)
+            self._chosen_while_awaiting = self._awaiting
+            self._select(int(index))
+            self.request()
+
+    @guarded
+    def _class_clicked(self, value: int | None) -> None:
+        """A top-5 button."""
+        if value is not None:
+            self.choose(int(value))
+
+    @guarded
+    def _index_typed(self, value: int) -> None:
+        """Any class index."""
+        self.choose(int(value))
 
     @guarded
     def _layer_changed(self) -> None:
@@ -349,6 +495,14 @@ class CamView(ImageView):
         if self._depth_auto:
             with self.quietly():
                 self.depth.value = default_depth(self.inspector, self.layer.value)
+        self.request()
+
+    @guarded
+    def _method_changed(self) -> None:
+        """The channel count and the progress bar belong to Score-CAM."""
+        scorecam = self.method.value == "scorecam"
+        self.channels.disabled = not scorecam
+        self.progress_row.layout.display = None if scorecam else "none"
         self.request()
 
     @guarded
@@ -378,9 +532,8 @@ class CamView(ImageView):
         """Opacity or colormap changed: redraw from the cached maps."""
         with self._lock:
             cam = self.current_cam()
-            if cam is not None:
+            if cam is not None and self.overlay.layout.display is None:
                 self._draw(cam)
-                self.clear_error()
 
     def arrays(self, cam: CAM) -> tuple[np.ndarray, np.ndarray]:
         """The overlay (enlarged) and the raw heatmap at its own resolution, upscaled to the same size."""
@@ -398,10 +551,14 @@ class CamView(ImageView):
         self.heatmap_caption.value = f"<small>Heatmap ({h}×{w} grid)</small>"
         empty = ("<br><i>No positive evidence for this class at this layer: the map is empty.</i>"
                  if not cam.heatmap.any() else "")
+        probability = (f", probability <b>{(cam.probability or 0.0):.1%}</b>" if self.label == "probability"
+                       else " (a linear head: scores, not probabilities)")
+        channels = self.scorecam_channels(cam.layer) if cam.method == "scorecam" else None
+        used = f" from the {channels} channels of largest variance" if channels else ""
         self.score.value = (
             f"{METHOD_LABELS[cam.method]} of <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}) at "
-            f"<code>{html.escape(cam.layer)}</code> ({h}×{w}): class score (logit) <b>{cam.score:.4g}</b>, "
-            f"probability <b>{(cam.probability or 0.0):.1%}</b>.{empty}"
+            f"<code>{html.escape(cam.layer)}</code> ({h}×{w}){used}: class score (logit) <b>{cam.score:.4g}</b>"
+            f"{probability}.{empty}"
         )
         self.pointing.value = pointing_html(self.scene, cam, self.inspector.class_names)
         self._draw_sanity(cam, raw.shape)
@@ -440,6 +597,8 @@ class CamView(ImageView):
             return {}
         parts = list(self.arrays(cam))
         name = f"{cam.layer}-class{cam.class_index}-{cam.method}"
+        if self.scorecam_channels(cam.layer):
+            name += f"-top{self.scorecam_channels(cam.layer)}"
         sanity = self.current_sanity()
         if isinstance(sanity, tuple):
             parts.append(heatmap_picture(sanity[0], self.cmap.value, parts[1].shape))

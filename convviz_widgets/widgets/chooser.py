@@ -10,7 +10,17 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..images import load_image
-from .base import View, display_image, enlarge, guarded, is_scene, picture_widget, show_picture
+from .base import (
+    View,
+    display_image,
+    enlarge,
+    guarded,
+    is_scene,
+    output_problem,
+    picture_widget,
+    score_label,
+    show_picture,
+)
 
 GIVEN = "given"
 TOP = 5
@@ -27,15 +37,24 @@ def demo_module() -> Any:
     return demo
 
 
-def predictions_html(predictions: list[tuple[int, str, float]]) -> str:
-    """The top classes as a small table with probability bars."""
+def predictions_html(predictions: list[tuple[int, str, float]], label: str = "probability") -> str:
+    """The top classes as a small table: probabilities with bars, or a linear head's scores as numbers."""
+    def value(p: float) -> str:
+        if label != "probability":
+            return f"<td style='text-align:right'>{p:.4g}</td>"
+        return (f"<td style='text-align:right'>{p:.1%}</td><td><div style='background:#4c72b0;height:10px;"
+                f"width:{max(1, round(120 * p))}px'></div></td>")
+
     rows = "".join(
-        f"<tr><td>{rank}.</td><td><b>{html.escape(name)}</b></td><td style='color:#666'>#{index}</td>"
-        f"<td style='text-align:right'>{p:.1%}</td><td><div style='background:#4c72b0;height:10px;"
-        f"width:{max(1, round(120 * p))}px'></div></td></tr>"
+        f"<tr><td>{rank}.</td><td><b>{html.escape(name)}</b></td><td style='color:#666'>#{index}</td>{value(p)}</tr>"
         for rank, (index, name, p) in enumerate(predictions, start=1)
     )
-    return f"<div class='convviz-predictions'><b>Top {len(predictions)} predictions</b><table>{rows}</table></div>"
+    return (f"<div class='convviz-predictions'><b>Top {len(predictions)} predictions</b> ({html.escape(label)})"
+            f"<table>{rows}</table></div>")
+
+
+NO_PREDICTIONS = ("<div class='convviz-predictions'><i>No predictions: this model has no class output "
+                  "(it ends in a feature map).</i></div>")
 
 
 class ImageChooser(View):
@@ -45,14 +64,16 @@ class ImageChooser(View):
 
     def __init__(self, model: Any, image: Any = None, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        self.listeners: list[Listener] = []
+        self.listeners: list[Listener] = []  # told when a new image is shown
+        self.coming: list[Callable[[], None]] = []  # told when a new image starts loading
+        self.refused: list[Callable[[], None]] = []  # told when that image was refused (the previous one stays)
         self.predictions: list[tuple[int, str, float]] = []
         self.rgb: np.ndarray | None = None
         self.display: np.ndarray | None = None
         self.scene: Any = None  # the demo Scene shown now (labels and object masks); None for other images
         self.seed = 0
         self._sources: dict[str, Any] = {}
-        self._token = 0
+        self._shown: tuple[str, Any] | None = None  # the key and source of the image shown now
         self._demo = demo_module()
         options = []
         if self._demo is not None:
@@ -142,41 +163,63 @@ class ImageChooser(View):
     # ----- running the model ----------------------------------------------------------------------------
     def load(self, key: str) -> None:
         """Run the model on a source in the background, then tell the listeners (the tabs)."""
-        self._token += 1
-        token = self._token
-        self.status.value = "Running the model on the new image…"
+        with self._lock:
+            self.status.value = "Running the model on the new image…"
+            for listener in self.coming:
+                listener()
+            self.runner.submit(lambda: self._work(key), lambda result: self._loaded(key, *result),
+                               lambda err: self._failed(key, err), slot=self.slot)
 
-        def work() -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, float]], Exception | None, Any]:
-            source = self.sample_scene(key) if key.startswith("sample:") else self._sources[key]
-            scene = source if is_scene(source) else None  # a demo Scene brings its labels and masks
-            full = load_image(scene.image if scene is not None else source)
-            rgb = self.inspector.prepare(full)
+    def _work(self, key: str) -> tuple[Any, np.ndarray, np.ndarray, list[tuple[int, str, float]], Exception | None,
+                                       Any]:
+        """Worker thread: decode the source (errors here refuse it), then the top classes and their problems."""
+        source = self.sample_scene(key) if key.startswith("sample:") else self._sources[key]
+        scene = source if is_scene(source) else None  # a demo Scene brings its labels and masks
+        full = load_image(scene.image if scene is not None else source)
+        rgb = self.inspector.prepare(full)
+        predictions: list[tuple[int, str, float]] = []
+        problem: Exception | None = None
+        if self.inspector.has_classes:
             try:  # the same forward pass as the activations
-                return rgb, display_image(full), self.inspector.predict(rgb, top=TOP), None, scene
+                predictions = self.inspector.predict(rgb, top=TOP)
+                problem = output_problem(self.inspector, rgb)
             except Exception as err:  # noqa: BLE001 - a model without a usable head still has activations
-                return rgb, display_image(full), [], err, scene
+                problem = err
+        if problem is not None:
+            predictions = []
+        return source, rgb, display_image(full), predictions, problem, scene
 
-        self.runner.submit(work, lambda result: self._loaded(token, *result), lambda err: self._failed(token, err))
-
-    def _loaded(self, token: int, rgb: np.ndarray, shown: np.ndarray, predictions: list[tuple[int, str, float]],
-                problem: Exception | None, scene: Any = None) -> None:
+    def _loaded(self, key: str, source: Any, rgb: np.ndarray, shown: np.ndarray,
+                predictions: list[tuple[int, str, float]], problem: Exception | None, scene: Any = None) -> None:
         """Show the image and predictions, then hand the image to the tabs (even when predicting failed)."""
-        if token != self._token:
-            return
+        self._shown = (key, source)
         self.rgb, self.display, self.predictions, self.scene = rgb, shown, predictions, scene
         show_picture(self.picture, enlarge(shown, 192, 320))
-        self.table.value = predictions_html(predictions) if predictions else ""
+        if predictions:
+            self.table.value = predictions_html(predictions, score_label(self.inspector))
+        else:
+            self.table.value = "" if self.inspector.has_classes else NO_PREDICTIONS
         self.status.value = ""
+        self.standing = problem
         self.clear_error()
-        if problem is not None:
-            self.show_error(problem)
         for listener in self.listeners:
             listener(rgb, shown)
 
-    def _failed(self, token: int, err: BaseException) -> None:
-        """Show the error for the latest request only."""
-        if token == self._token:
-            self.show_error(err)
+    def _failed(self, key: str, err: BaseException) -> None:
+        """The image was refused: say why, and stay on the previous image (in the list too)."""
+        shown_key = self._shown[0] if self._shown is not None else None
+        if key == shown_key:
+            self._sources[key] = self._shown[1]
+        elif not key.startswith("sample:"):
+            self._sources.pop(key, None)
+            with self.quietly():
+                self.source.options = [(text, value) for text, value in self.source.options if value != key]
+        with self.quietly():
+            self.source.value = shown_key
+        self.status.value = ""
+        self.show_error(err)
+        for listener in self.refused:
+            listener()
 
     def pictures(self) -> dict[str, np.ndarray]:
         """The input image as shown, for saving."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import math
-import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -21,6 +20,7 @@ from ..core import Cancelled, FilterPatterns
 from ..render import filter_grid
 from .activations import layer_label
 from .base import View, enlarge, guarded, picture_widget, show_picture
+from .runner import still_wanted
 
 SIZES = (32, 48, 64, 96, 128, 160, 224)
 COLUMNS = 8
@@ -75,8 +75,8 @@ class FiltersView(View):
         chosen = self.inspector.layer(layer).name if layer else default_layer(self.inspector.conv_layers, names)
         channels = self.inspector.layer(chosen).channels
         self.cache: OrderedDict[Key, tuple[FilterPatterns, np.ndarray]] = OrderedDict()
-        self._cancel = threading.Event()
-        self._running: Key | None = None
+        self._running: Key | None = None  # the settings of the render queued or running (the latest request)
+        self._cancelling = False
         self._shown: Key | None = None
         self._shown_picture: np.ndarray | None = None
         self.layer = widgets.Dropdown(
@@ -162,37 +162,41 @@ class FiltersView(View):
     # ----- rendering ------------------------------------------------------------------------------------
     @guarded
     def render(self) -> None:
-        """Show the patterns for the current settings: from the cache, or computed in the background."""
-        key = self.key()
-        if key in self.cache:
-            self._show(key)
-            return
-        if self._running is not None:
-            self.status.value = "Already rendering: wait for it or press Cancel."
-            return
-        layer, filters, size, steps, mode, step = key
-        self._running = key
-        self._cancel.clear()
-        self.clear_error()
-        self.render_button.disabled = True
-        self.cancel_button.disabled = False
-        self.progress.bar_style = "info"
-        self.progress.max, self.progress.value = max(1, steps), 0
-        self.status.value = f"Rendering {len(filters)} filters of {layer}, {recipe_text(mode, step)}…"
+        """Show the patterns for the current settings: from the cache, or computed in the background.
 
-        def work() -> FilterPatterns:
-            if self._cancel.is_set():
-                raise Cancelled("Filter patterns cancelled before they started.")
-            return self.inspector.filter_patterns(layer, filters, size=size, steps=steps, seed=0,
-                                                  progress=self._progress, mode=mode, step_size=step or 1.0)
+        A new render replaces the one queued or running (which stops at its next step), so the last
+        Render pressed is the one drawn, also right after Cancel.
+        """
+        with self._lock:
+            key = self.key()
+            if key in self.cache:
+                self.runner.drop(self.slot)
+                self._idle("success")
+                self._show(key)
+                return
+            if self._running == key and not self._cancelling:
+                self.status.value = "Already rendering these settings…"
+                return
+            layer, filters, size, steps, mode, step = key
+            self._running, self._cancelling = key, False
+            self.clear_error()
+            self.cancel_button.disabled = False
+            self.progress.bar_style = "info"
+            self.progress.max, self.progress.value = max(1, steps), 0
+            self.status.value = f"Rendering {len(filters)} filters of {layer}, {recipe_text(mode, step)}…"
 
-        self.runner.submit(work, lambda patterns: self._finished(key, patterns), self._stopped)
+            def work() -> FilterPatterns:
+                return self.inspector.filter_patterns(layer, filters, size=size, steps=steps, seed=0,
+                                                      progress=self._progress, mode=mode, step_size=step or 1.0)
+
+            self.runner.submit(work, lambda patterns: self._finished(key, patterns), self._stopped, slot=self.slot)
 
     def cancel(self) -> None:
-        """Ask the running render to stop after its current step."""
-        if self._running is not None:
-            self._cancel.set()
-            self.status.value = "Cancelling…"
+        """Ask the running render to stop after its current step (a Render pressed next is honoured)."""
+        with self._lock:
+            if self._running is not None and self.runner.cancel(self.slot):
+                self._cancelling = True
+                self.status.value = "Cancelling…"
 
     @property
     def running(self) -> bool:
@@ -200,9 +204,11 @@ class FiltersView(View):
         return self._running is not None
 
     def _progress(self, step: int, total: int) -> bool:
-        """Progress callback (worker thread): move the bar; False stops the ascent."""
+        """Progress callback (worker thread): move the bar; False stops the ascent (cancelled or replaced)."""
+        if not still_wanted():
+            return False
         self.progress.value = step
-        return not self._cancel.is_set()
+        return True
 
     def _finished(self, key: Key, patterns: FilterPatterns) -> None:
         """Cache the new patterns and show them if the settings still ask for them."""
@@ -226,9 +232,8 @@ class FiltersView(View):
 
     def _idle(self, style: str) -> None:
         """Back to the idle state after a render."""
-        self._running = None
+        self._running, self._cancelling = None, False
         self.progress.bar_style = style
-        self.render_button.disabled = False
         self.cancel_button.disabled = True
 
     def _show(self, key: Key) -> None:

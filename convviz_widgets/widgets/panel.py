@@ -22,14 +22,15 @@ class ConvVizPanel(widgets.VBox):
     """See what a convnet has learned: ``ConvVizPanel(model, image, preprocess="caffe")`` as a cell's last line.
 
     ``model`` is a keras.Model, a .keras/.h5 path or an Inspector; ``image`` is optional (a path, array,
-    PIL image or bytes; demo scenes are offered when the demo is installed). Model work runs in a
-    background thread; ``background=False`` runs it inline, and ``wait()`` blocks until it is done.
+    PIL image or bytes; demo scenes are offered when the demo is installed); ``output`` picks the class
+    output of a model with several. Model work runs in a background thread, one job slot per view (the
+    latest request wins); ``background=False`` runs it inline, and ``wait()`` blocks until it is done.
     """
 
     def __init__(self, model: Any, image: Any = None, *, preprocess: Any = None, class_names: Any = None,
-                 background: bool = True, save_dir: str | Path | None = None) -> None:
+                 output: Any = None, background: bool = True, save_dir: str | Path | None = None) -> None:
         super().__init__()
-        self.inspector = as_inspector(model, preprocess, class_names)
+        self.inspector = as_inspector(model, preprocess, class_names, output)
         self.runner = Runner(background)
         shared = {"runner": self.runner, "save_dir": save_dir}
         self.chooser = ImageChooser(self.inspector, **shared)
@@ -39,6 +40,8 @@ class ConvVizPanel(widgets.VBox):
         self.tabs = widgets.Tab(children=[self.activations, self.filters, self.cam], titles=TITLES)
         self.tabs.observe(lambda _: self._tab_changed(), names="selected_index")
         self.chooser.listeners.append(self._image_ready)
+        self.chooser.coming.append(self._image_coming)
+        self.chooser.refused.append(self._image_refused)
         self.children = [self.chooser, self.tabs]
         self.add_class("convviz-panel")
         self._tab_changed()
@@ -58,7 +61,7 @@ class ConvVizPanel(widgets.VBox):
         """A one-line text form (shown where widgets cannot render, e.g. a static notebook view)."""
         ins = self.inspector
         return (f"ConvVizPanel(model={ins.model.name!r}, preprocess={ins.preprocess_name!r}, "
-                f"{len(ins.layers)} conv/pool layers, {ins.n_classes} classes)")
+                f"{len(ins.layers)} conv/pool layers, {ins.n_classes or 'no'} classes)")
 
     def set_image(self, image: Any) -> None:
         """Explain another image (path, array, PIL image or bytes)."""
@@ -77,6 +80,16 @@ class ConvVizPanel(widgets.VBox):
         """The header ran the model on a new image: the image tabs follow (hidden ones when shown)."""
         self.activations.set_image(rgb, display)
         self.cam.set_image(rgb, display, scene=self.chooser.scene)  # a demo scene's masks: the pointing game
+
+    def _image_coming(self) -> None:
+        """The header is loading a new image: the tabs' requests made meanwhile are for it."""
+        self.activations.expect_image()
+        self.cam.expect_image()
+
+    def _image_refused(self) -> None:
+        """The header refused the new image: the tabs carry on with the previous one."""
+        self.activations.image_refused()
+        self.cam.image_refused()
 
     def _tab_changed(self) -> None:
         """Only the visible tab does model work; the others catch up when shown."""

@@ -1,18 +1,56 @@
-"""Model work one job at a time: in a background thread (notebooks) or inline (tests, scripts)."""
+"""Model work one job at a time: in a background thread (notebooks) or inline (tests, scripts).
+
+Each view owns a job *slot*: a new request in a slot supersedes the request queued there (it never
+runs) and marks the one running there as stale (its progress callback is told to stop, and its
+result or error is dropped without a word). So the latest request of a view always wins, and what
+a view shows always belongs to its last request. Results are handed over under one lock that views
+also take when they change their state, so a result is never shown half-way through a new request.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
+from collections import deque
+from collections.abc import Callable, Hashable
 from typing import Any
+
+from ..errors import Cancelled
 
 log = logging.getLogger("convviz_widgets")
 
 THREAD_PREFIX = "convviz-worker"
+IDLE_SECONDS = 30.0  # an idle worker thread ends after this long
+
+_local = threading.local()  # the jobs whose work runs in this thread (innermost last)
+
+
+class Job:
+    """One piece of model work: its slot, and whether it was superseded (stale) or asked to stop (cancelled)."""
+
+    def __init__(self, work: Callable[[], Any], done: Callable[[Any], None],
+                 failed: Callable[[BaseException], None], slot: Hashable | None) -> None:
+        self.work, self.done, self.failed, self.slot = work, done, failed, slot
+        self.stale = threading.Event()  # a newer request replaced it: drop whatever it produces
+        self.cancelled = threading.Event()  # the user pressed Cancel: stop, and report that it stopped
+
+    @property
+    def stopped(self) -> bool:
+        """True when the work should stop at its next progress step."""
+        return self.stale.is_set() or self.cancelled.is_set()
+
+
+def current_job() -> Job | None:
+    """The job whose work runs in this thread now (for progress callbacks), or None."""
+    stack = getattr(_local, "jobs", None)
+    return stack[-1] if stack else None
+
+
+def still_wanted(_done: int = 0, _total: int = 0) -> bool:
+    """A progress callback: False once the running job is stale or cancelled (so the work stops)."""
+    job = current_job()
+    return job is None or not job.stopped
 
 
 class Runner:
@@ -20,72 +58,148 @@ class Runner:
 
     With ``background=False`` each job runs at once in the caller's thread: the synchronous
     mode for tests and scripts. ``wait()`` blocks until every job, and any job a finished job
-    submitted, is done.
+    submitted, is done. ``lock`` is held while a result is handed to its view.
     """
 
     def __init__(self, background: bool = True) -> None:
         self.background = background
-        self._executor: ThreadPoolExecutor | None = None
-        self._futures: list[Future] = []
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()  # results are delivered, and requests made, under it
+        self._cond = threading.Condition(threading.Lock())  # guards the queue and the running job
+        self._queue: deque[Job] = deque()
+        self._running: Job | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
+    # ----- requests ------------------------------------------------------------------------------
     def submit(self, work: Callable[[], Any], done: Callable[[Any], None],
-               failed: Callable[[BaseException], None]) -> None:
-        """Run ``work()``, then ``done(result)``; ``failed(error)`` if either raises."""
-        if not self.background:
-            _run(work, done, failed)
-            return
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_PREFIX)
-            future = self._executor.submit(_run, work, done, failed)
-            self._futures = [f for f in self._futures if not f.done()] + [future]
+               failed: Callable[[BaseException], None], slot: Hashable | None = None) -> Job:
+        """Run ``work()``, then ``done(result)``; ``failed(error)`` if either raises.
 
+        With a ``slot``, the request replaces the one queued in that slot and makes the one running
+        there stale. Without one, the job is never replaced.
+        """
+        job = Job(work, done, failed, slot)
+        with self.lock:
+            if slot is not None:
+                self.drop(slot)
+            if not self.background:
+                self._run(job)
+                return job
+            with self._cond:
+                self._queue.append(job)
+                self._start()
+                self._cond.notify_all()
+        return job
+
+    def drop(self, slot: Hashable) -> None:
+        """Forget the request queued in a slot and make the running one stale (its result is never shown)."""
+        with self.lock, self._cond:
+            self._queue = deque(job for job in self._queue if job.slot != slot)
+            for job in self._active():
+                if job.slot == slot:
+                    job.stale.set()
+            self._cond.notify_all()
+
+    def cancel(self, slot: Hashable) -> bool:
+        """Ask the job running in a slot to stop (it reports Cancelled); a queued one never runs. True if any."""
+        with self.lock, self._cond:
+            queued = [job for job in self._queue if job.slot == slot]
+            self._queue = deque(job for job in self._queue if job.slot != slot)
+            running = [job for job in self._active() if job.slot == slot and not job.stale.is_set()]
+            for job in running:
+                job.cancelled.set()
+            self._cond.notify_all()
+        for job in queued:  # never started: tell its view, as a running job would
+            self._deliver(job, None, Cancelled("Cancelled before it started."))
+        return bool(queued or running)
+
+    def _active(self) -> list[Job]:
+        """The running jobs: the worker's, and inline ones (which may nest)."""
+        inline = list(getattr(_local, "jobs", []))
+        return inline + ([self._running] if self._running is not None else [])
+
+    # ----- state ----------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
         """True while a job is queued or running."""
-        with self._lock:
-            return any(not f.done() for f in self._futures)
+        with self._cond:
+            return bool(self._queue) or self._running is not None
 
     def wait(self, timeout: float | None = 120.0) -> bool:
         """Block until all jobs are finished; False if `timeout` seconds passed first."""
         if threading.current_thread().name.startswith(THREAD_PREFIX):
             raise RuntimeError("wait() was called from a convviz job: it would wait for itself.")
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._lock:
-                pending = [f for f in self._futures if not f.done()]
-            if not pending:
-                return True
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            wait_futures(pending, timeout=left)
+        with self._cond:
+            while self._queue or self._running is not None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
 
     def shutdown(self) -> None:
-        """Let the worker thread end once its queue is empty."""
-        with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
+        """Forget queued jobs and let the worker thread end after the running one."""
+        with self._cond:
+            self._queue.clear()
+            self._closed = True
+            self._cond.notify_all()
 
+    # ----- the worker ---------------------------------------------------------------------------------
+    def _start(self) -> None:
+        """Start the worker thread if it is not running (called with the queue lock held)."""
+        self._closed = False
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name=f"{THREAD_PREFIX}-{id(self):x}", daemon=True)
+            self._thread.start()
 
-def _run(work: Callable[[], Any], done: Callable[[Any], None], failed: Callable[[BaseException], None]) -> None:
-    """One job: compute, then hand the result (or the error) to the view."""
-    try:
-        result = work()
-    except Exception as err:  # noqa: BLE001 - every error is shown in the panel
-        _report(failed, err)
-        return
-    try:
-        done(result)
-    except Exception as err:  # noqa: BLE001
-        _report(failed, err)
+    def _loop(self) -> None:
+        """Take jobs from the queue until it is closed."""
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    if not self._cond.wait(IDLE_SECONDS) and not self._queue:
+                        break  # idle for a while: end; the next request starts a new thread
+                if not self._queue:
+                    self._thread = None
+                    return
+                job = self._queue.popleft()
+                self._running = job
+            try:
+                self._run(job)
+            finally:
+                with self._cond:
+                    self._running = None
+                    self._cond.notify_all()
 
+    def _run(self, job: Job) -> None:
+        """One job: compute (unless already stale), then hand the result or the error to its view."""
+        stack = _local.__dict__.setdefault("jobs", [])
+        stack.append(job)
+        result, error = None, None
+        try:
+            if job.stale.is_set():
+                return
+            result = job.work()
+        except Exception as err:  # noqa: BLE001 - every error is shown in the panel
+            error = err
+        finally:
+            stack.pop()
+        self._deliver(job, result, error)
 
-def _report(failed: Callable[[BaseException], None], err: BaseException) -> None:
-    """Pass an error to the view; if even that fails, log it rather than lose it."""
-    try:
-        failed(err)
-    except Exception:  # noqa: BLE001
-        log.exception("convviz_widgets could not show an error: %s", err)
+    def _deliver(self, job: Job, result: Any, error: BaseException | None) -> None:
+        """Call done/failed under the lock, unless a newer request made the job stale meanwhile."""
+        with self.lock:
+            if job.stale.is_set():
+                return
+            if error is None:
+                try:
+                    job.done(result)
+                    return
+                except Exception as err:  # noqa: BLE001
+                    error = err
+            try:
+                job.failed(error)
+            except Exception:  # noqa: BLE001 - if even that fails, log it rather than lose it
+                log.exception("convviz_widgets could not show an error: %s", error)
+
