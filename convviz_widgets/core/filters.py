@@ -167,11 +167,16 @@ def _gain_and_activation(z: tf.Tensor, activation: Callable, axes: list[int]) ->
     return tf.where(act > 0.0, act, tf.reduce_mean(z, axis=axes)), act
 
 
-def make_step(objective: Callable) -> tuple[Callable, Callable]:
-    """Compile one ascent step and the activation readout for a batch of images."""
+def make_step(objective: Callable, count: int, size: int, channels: int) -> tuple[Callable, Callable]:
+    """Compile one ascent step and the activation read-out for exactly `count` images of size x size.
 
-    # Exact shapes per batch size: the depthwise target needs a static filter count.
-    @tf.function(reduce_retracing=False)
+    Each is traced once for that exact signature (the depthwise target needs a static filter
+    count) and called as a concrete function: no retracing, no per-call signature matching.
+    The caller keeps them in a bounded cache, so dropped ones free their graphs.
+    """
+    images = tf.TensorSpec([count, size, size, channels], tf.float32)
+    filters = tf.TensorSpec([count], tf.int32)
+
     def step(x: tf.Tensor, filters: tf.Tensor, step_size: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(x)
@@ -181,11 +186,11 @@ def make_step(objective: Callable) -> tuple[Callable, Callable]:
         norm = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=[1, 2, 3], keepdims=True)) + 1e-5
         return x + step_size * grads / norm, act
 
-    @tf.function(reduce_retracing=False)
     def measure(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
         return objective(x, filters)[1]
 
-    return step, measure
+    return (tf.function(step).get_concrete_function(images, filters, tf.TensorSpec([], tf.float32)),
+            tf.function(measure).get_concrete_function(images, filters))
 
 
 def start_images(n: int, size: int, channels: int, seed: int) -> np.ndarray:

@@ -17,13 +17,19 @@ from ..limits import fit_batch
 from . import cam as cam_rules
 from . import feature_viz as fv
 from . import filters as fp
+from .cache import LRUCache
 from .graph import FlatGraph, Node, default_cam_node, is_nested_model, trace, visual_layers
 from .labels import resolve_class_names
 from .model_io import load_model
-from .preprocess import Preprocess, resolve
+from .preprocess import PRESETS, Preprocess, resolve
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
 CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
+# Compiled functions kept per Inspector, least recently used dropped first (each holds a graph).
+CAM_CACHE_SIZE = 12  # (layer, method) pairs
+PATTERN_CACHE_SIZE = 8  # filter-pattern steps per (mode, layer, size, filter count), and traced trunks
+_GRAY = np.array([0.299, 0.587, 0.114], np.float32)
+_INDEX_SPEC = tf.TensorSpec([], tf.int32)
 
 
 class Inspector:
@@ -45,11 +51,17 @@ class Inspector:
             class_names = getattr(self.model, "class_names", None)  # e.g. the demo model carries its own
         self.class_names = resolve_class_names(class_names, self.n_classes) if self.has_classes else []
         self._lock = threading.RLock()  # panels may share an Inspector across threads
-        self._forward_fn: Any = None
+        # Every compiled function is a concrete function traced once for a fixed input signature:
+        # no retracing, no signature matching per call, and a bounded number of graphs alive.
+        self._forward_fn: Any = None  # (compiled all-layers forward pass, its nodes)
         self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
-        self._cam_fns: dict[str, Any] = {}
+        self._cam_fns: LRUCache = LRUCache(CAM_CACHE_SIZE)  # (layer, method) -> compiled CAM
         self._probs: Any = None  # compiled batch probabilities (Score-CAM, metrics)
-        self._pattern_fns: dict[str, tuple[Any, Any, Any]] = {}
+        self._objectives: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (layer, free size?) -> objective
+        self._pattern_fns: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (mode, layer, size, count, ...) -> steps
+        self._default_cam: Node | None = None
+        # Named presets are TensorFlow ops: compiled CAMs take the uint8 pixels and preprocess inside.
+        self._preprocess_in_graph = any(self._preprocess is f for f in PRESETS.values())
 
     # ----- facts about the model -------------------------------------------------------------
     def _model_names(self) -> list[str]:
@@ -92,7 +104,13 @@ class Inspector:
     @property
     def default_cam_layer(self) -> str:
         """The last conv feature map with spatial extent (after its BN/activation)."""
-        return default_cam_node(self.graph).name
+        return self._default_cam_node().name
+
+    def _default_cam_node(self) -> Node:
+        """default_cam_node of the graph, found once (the graph never changes)."""
+        if self._default_cam is None:
+            self._default_cam = default_cam_node(self.graph)
+        return self._default_cam
 
     def layer(self, name: str) -> Node:
         """A layer's node by qualified (or unambiguous inner) name, with a helpful error."""
@@ -108,14 +126,29 @@ class Inspector:
 
     def batch(self, rgb: np.ndarray) -> tf.Tensor:
         """A preprocessed float32 batch of one prepared image."""
+        self._check_channels()
         x = rgb.astype(np.float32)
         if self.channels == 1:
-            x = x @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
-        elif self.channels != 3:
+            x = x @ _GRAY[:, None]
+        return self._preprocess(tf.constant(x[None]))
+
+    def _check_channels(self) -> None:
+        """Only RGB and grayscale models can be fed a picture."""
+        if self.channels not in (1, 3):
             raise ConvVizError(
                 f"The model takes {self.channels} channels; only RGB (3) or grayscale (1) images are supported."
             )
-        return self._preprocess(tf.constant(x[None]))
+
+    def _batch_spec(self, batch: int | None) -> tf.TensorSpec:
+        """Signature of a preprocessed batch: `batch` images at the model's input shape (None: any)."""
+        return tf.TensorSpec([batch, *self.graph.input.shape[1:]], tf.float32)
+
+    def _in_graph_input(self, pixels: tf.Tensor) -> tf.Tensor:
+        """Inside a compiled function: uint8 RGB pixels -> the model's preprocessed float input."""
+        x = tf.cast(pixels, tf.float32)
+        if self.channels == 1:
+            x = tf.tensordot(x, tf.constant(_GRAY[:, None]), axes=[[3], [0]])
+        return self._preprocess(x)
 
     # ----- one forward pass: every conv/pool output and the logits --------------------------------
     def _forward(self, image: ImageSource) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -132,7 +165,8 @@ class Inspector:
         if self._forward_fn is None:
             nodes = visual_layers(self.graph)
             model = keras.Model(self.graph.input, [n.output for n in nodes] + [self.graph.head.logits])
-            self._forward_fn = (tf.function(lambda x: model(x, training=False), reduce_retracing=True), nodes)
+            fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(self._batch_spec(1))
+            self._forward_fn = (fn, nodes)
         fn, nodes = self._forward_fn
         outs = fn(self.batch(rgb))
         acts = {n.name: np.asarray(o[0], np.float32) for n, o in zip(nodes, outs[:-1])}
@@ -204,17 +238,18 @@ class Inspector:
         node = self._cam_node(layer)
         if class_index is not None:
             self.check_class(class_index)
-        x = self.batch(self.prepare(image))
+        rgb = self.prepare(image)
         c = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
         if method == "scorecam":
-            feats, score, chosen, probs = self._cam_fns_for(node)[1](x, c)
-            feats = np.asarray(feats)
+            x = self.batch(rgb)
+            feats, score, chosen, probs = (t.numpy() for t in self._cam_fn(node, method)(x, c))
             weights = self._scorecam_weights(x, feats, int(chosen), int(batch_size), max_channels, progress)
+            heat, raw = cam_rules.combine(feats, weights)
         else:
-            feats, grads, score, chosen, probs = self._cam_fns_for(node)[0](x, c)
-            feats = np.asarray(feats)
-            weights = cam_rules.WEIGHT_RULES[method](feats, np.asarray(grads))
-        heat, raw = cam_rules.combine(feats, weights)
+            self._check_channels()
+            x = tf.constant(rgb[None]) if self._preprocess_in_graph else self.batch(rgb)
+            raw, score, chosen, probs = (t.numpy() for t in self._cam_fn(node, method)(x, c))
+            heat, raw = cam_rules.finish(raw)
         k = int(chosen)
         return cam_rules.CAM(heat, k, float(score), node.name, method, self.class_names[k], float(probs[k]), raw)
 
@@ -268,13 +303,14 @@ class Inspector:
                 model = keras.Model(self.graph.input, self.graph.head.logits)
                 activation = self.graph.head.activation
                 self._probs = tf.function(
-                    lambda x: tf_probabilities(model(x, training=False), activation), reduce_retracing=True)
+                    lambda x: tf_probabilities(model(x, training=False), activation)
+                ).get_concrete_function(self._batch_spec(None))
             return self._probs
 
     def _cam_node(self, layer: str | None) -> Node:
         """The target feature map: the default, or a validated user choice."""
         if layer is None:
-            return default_cam_node(self.graph)
+            return self._default_cam_node()
         node = self.layer(layer)
         if not node.is_spatial or (node.spatial_extent or 2) <= 1:
             raise ConvVizError(
@@ -292,40 +328,52 @@ class Inspector:
                 f"(0..{self.n_classes - 1})."
             )
 
-    def _cam_fns_for(self, node: Node) -> Any:
-        """Compiled (with-gradient, forward-only) functions for a feature map, cached per layer."""
-        with self._lock:
-            return self._cam_fns.get(node.name) or self._build_cam_fns(node)
+    def _cam_fn(self, node: Node, method: str) -> Any:
+        """The compiled CAM function of a feature map and method, kept in a bounded cache."""
+        return self._cam_fns.get_or_create((node.name, method), lambda: self._build_cam_fn(node, method))
 
-    def _build_cam_fns(self, node: Node) -> Any:
-        """Build and cache the CAM functions of one feature map."""
-        if node.name not in self._cam_fns:
-            model = keras.Model(self.graph.input, [node.output, self.graph.head.logits])
-            activation = self.graph.head.activation
+    def _build_cam_fn(self, node: Node, method: str) -> Any:
+        """Compile one CAM function for one image: f(input, class index (-1: top)) -> tensors.
 
-            def pick(logits: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-                scores = class_scores(logits, activation)[0]
-                chosen = tf.where(class_index < 0, tf.argmax(scores, output_type=tf.int32), class_index)
-                return scores[chosen], chosen
+        Score-CAM: the preprocessed batch -> (feature map, score, class, probabilities).
+        Grad-CAM(++): the pixels (or the preprocessed batch for a custom preprocess) -> (weighted
+        channel sum, score, class, probabilities); the weights are computed in the graph.
+        """
+        model = keras.Model(self.graph.input, [node.output, self.graph.head.logits])
+        activation = self.graph.head.activation
 
-            @tf.function(reduce_retracing=True)
-            def with_grads(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
-                with tf.GradientTape() as tape:
-                    feats, logits = model(x, training=False)
-                    score, chosen = pick(logits, class_index)
-                grads = tape.gradient(score, feats)
-                if grads is None:
-                    grads = tf.zeros_like(feats)
-                return feats[0], grads[0], score, chosen, tf_probabilities(logits, activation)[0]
+        def pick(logits: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            scores = class_scores(logits, activation)[0]
+            chosen = tf.where(class_index < 0, tf.argmax(scores, output_type=tf.int32), class_index)
+            return scores[chosen], chosen
 
-            @tf.function(reduce_retracing=True)
+        if method == "scorecam":
             def forward(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
                 feats, logits = model(x, training=False)
                 score, chosen = pick(logits, class_index)
-                return feats[0], score, chosen, tf_probabilities(logits, activation)[0]
+                return tf.cast(feats[0], tf.float32), score, chosen, tf_probabilities(logits, activation)[0]
 
-            self._cam_fns[node.name] = (with_grads, forward)
-        return self._cam_fns[node.name]
+            return tf.function(forward).get_concrete_function(self._batch_spec(1), _INDEX_SPEC)
+
+        rule = cam_rules.TF_WEIGHT_RULES[method]
+        in_graph = self._preprocess_in_graph
+
+        def weighted_sum(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
+            if in_graph:
+                x = self._in_graph_input(x)
+            with tf.GradientTape() as tape:
+                feats, logits = model(x, training=False)
+                score, chosen = pick(logits, class_index)
+            grads = tape.gradient(score, feats)
+            if grads is None:
+                grads = tf.zeros_like(feats)
+            feats, grads = tf.cast(feats[0], tf.float32), tf.cast(grads[0], tf.float32)
+            raw = tf.reduce_sum(feats * rule(feats, grads), axis=-1)
+            return raw, score, chosen, tf_probabilities(logits, activation)[0]
+
+        h, w = self.input_size or (None, None)
+        spec = tf.TensorSpec([1, h, w, 3], tf.uint8) if in_graph else self._batch_spec(1)
+        return tf.function(weighted_sum).get_concrete_function(spec, _INDEX_SPEC)
 
     # ----- filter patterns ----------------------------------------------------------------------------
     def filter_patterns(self, layer: str, filters: int | Sequence[int], *, size: int = 64, steps: int = 40,
@@ -343,33 +391,44 @@ class Inspector:
         if int(size) < 8 or int(steps) < 0:
             raise ConvVizError(f"size must be >= 8 and steps >= 0; got size={size}, steps={steps}.")
         if mode == "regularized":
-            objective = self._pattern_fns_for(node.name, int(size))[0]
-            images, start, final = fv.run(objective, idx, int(size), int(steps), seed,
-                                          regularization or fv.Regularization(), progress)
+            reg = regularization or fv.Regularization()
+            fv.check_size(int(size))
+            step, measure = self._regularized_fns(node.name, int(size), len(idx), reg)
+            images, start, final = fv.run(step, measure, idx, int(size), int(steps), seed, reg, progress)
             return fp.FilterPatterns(images, start, final, node.name, idx)
         if mode != "plain":
             raise ConvVizError(f"Unknown mode {mode!r}: use 'plain' (the book's ascent) or 'regularized'.")
-        _, step, measure = self._pattern_fns_for(node.name, int(size))
+        step, measure = self._plain_fns(node.name, int(size), len(idx))
         x0 = fp.start_images(len(idx), int(size), self.channels, seed)
         x, start, final = fp.ascend(step, measure, x0, idx, int(steps), float(step_size), progress)
         return fp.FilterPatterns(fp.deprocess(x), start, final, node.name, idx)
 
     def pattern_objective(self, layer: str, size: int) -> Any:
         """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation."""
-        objective = self._pattern_fns_for(self.layer(layer).name, int(size))[0]
+        objective = self._objective_for(self.layer(layer).name, int(size))
         return lambda x, filters: objective(x, filters)[1]
 
-    def _pattern_fns_for(self, name: str, size: int) -> tuple[Any, Any, Any]:
-        """(objective, compiled ascent step, readout) for a layer, on a graph traced only up to it."""
-        fixed = self.input_size
-        key = name if fixed is None or fixed == (size, size) else f"{name}@free"
-        with self._lock:
-            if key not in self._pattern_fns:
-                graph = self._graph_up_to(name, size)
-                node = graph.node(name)
-                objective = fp.build_objective(graph, node, self._preprocess)
-                self._pattern_fns[key] = (objective, *fp.make_step(objective))
-            return self._pattern_fns[key]
+    def _objective_for(self, name: str, size: int) -> Any:
+        """The filter-pattern objective of a layer, on a graph traced only up to it (cached)."""
+        own_size = self.input_size is not None and self.input_size == (size, size)
+        return self._objectives.get_or_create((name, own_size), lambda: self._build_objective(name, size))
+
+    def _build_objective(self, name: str, size: int) -> Any:
+        """Trace up to the layer and build its objective."""
+        graph = self._graph_up_to(name, size)
+        return fp.build_objective(graph, graph.node(name), self._preprocess)
+
+    def _plain_fns(self, name: str, size: int, count: int) -> tuple[Any, Any]:
+        """(compiled ascent step, read-out) for exactly `count` pictures of size x size, cached."""
+        return self._pattern_fns.get_or_create(
+            ("plain", name, size, count),
+            lambda: fp.make_step(self._objective_for(name, size), count, size, self.channels))
+
+    def _regularized_fns(self, name: str, size: int, count: int, reg: fv.Regularization) -> tuple[Any, Any]:
+        """(compiled Adam step, read-out) of the regularised mode, cached by layer, size, count, settings."""
+        return self._pattern_fns.get_or_create(
+            ("regularized", name, size, count, reg),
+            lambda: fv.make_step(self._objective_for(name, size), count, size, reg))
 
     def _graph_up_to(self, name: str, size: int) -> FlatGraph:
         """Trace up to `name` at any image size; fall back to the model's own size."""
