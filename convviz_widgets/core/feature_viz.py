@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import Cancelled, ConvVizError
+from .filters import pad_batch
 
 # Square root of ImageNet's RGB colour covariance (a measured fact), columns scaled to unit max norm.
 _COLOR_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32)
@@ -97,9 +98,10 @@ def check_size(size: int) -> None:
 def make_step(objective: Callable, count: int, size: int, reg: Regularization) -> tuple[Callable, Callable]:
     """Compile one Adam step on the spectra of `count` filters, and the read-out of their pictures.
 
-    Traced once per (count, size, settings); the seed and step number are tensors, so the same
-    compiled step serves every call. Returns (step, measure): step(params, m, v, t, filters, seed)
-    -> (params, m, v, activation); measure(params, filters) -> (pixels, activation).
+    Traced once per (count, size, settings); the seed, step number and the number of real
+    pictures (the rest is padding) are tensors, so the same compiled step serves every call.
+    Returns (step, measure): step(params, m, v, t, filters, seed, real) -> (params, m, v,
+    activation); measure(params, filters) -> (pixels, activation).
     """
     pixels = make_pixels(size, reg)
     lr = tf.constant(reg.learning_rate, tf.float32)
@@ -108,10 +110,13 @@ def make_step(objective: Callable, count: int, size: int, reg: Regularization) -
     scalar = tf.TensorSpec([], tf.int32)
 
     def step(params: tf.Tensor, m: tf.Tensor, v: tf.Tensor, t: tf.Tensor, filters: tf.Tensor,
-             seed: tf.Tensor) -> tuple:
+             seed: tf.Tensor, real: tf.Tensor) -> tuple:
+        # The real pictures draw exactly the transforms an unpadded batch would; padding reuses the first.
+        moves = random_transforms(real, size, reg, tf.stack([seed, t]))
+        moves = tf.concat([moves, tf.tile(moves[:1], tf.stack([count - real, 1]))], axis=0)
         with tf.GradientTape() as tape:
             tape.watch(params)
-            img = transform(pixels(params), random_transforms(count, size, reg, tf.stack([seed, t])))
+            img = transform(pixels(params), moves)
             gain, act = objective(img, filters)
             loss = -tf.reduce_sum(gain)
         g = tape.gradient(loss, params)
@@ -126,28 +131,34 @@ def make_step(objective: Callable, count: int, size: int, reg: Regularization) -
         return images, objective(images, filters)[1]
 
     return (tf.function(step).get_concrete_function(params_spec, params_spec, params_spec, scalar, filters_spec,
-                                                    scalar),
+                                                    scalar, scalar),
             tf.function(measure).get_concrete_function(params_spec, filters_spec))
 
 
 def run(step: Callable, measure: Callable, filters: Sequence[int], size: int, steps: int, seed: int,
-        reg: Regularization, progress: Callable[[int, int], object] | None
+        reg: Regularization, progress: Callable[[int, int], object] | None, padded: int | None = None
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Optimise all filters at once with make_step's functions; returns (uint8 pictures, start, final activation)."""
+    """Optimise all filters at once with make_step's functions; returns (uint8 pictures, start, final activation).
+
+    `padded` is the batch the functions were compiled for (>= the number of filters); the extra
+    pictures repeat the first and their results are dropped.
+    """
     check_size(size)
-    f = tf.constant(list(filters), tf.int32)
-    seed_t = tf.constant(seed, tf.int32)
-    params = tf.constant(init_params(len(f), size, reg, seed))
+    n = len(filters)
+    padded = max(n, int(padded or n))
+    f = tf.constant(pad_batch(np.asarray(filters, np.int32), padded))
+    seed_t, real = tf.constant(seed, tf.int32), tf.constant(n, tf.int32)
+    params = tf.constant(pad_batch(init_params(n, size, reg, seed), padded))
     m = tf.zeros_like(params)
     v = tf.zeros_like(params)
-    start = np.asarray(measure(params, f)[1])
+    start = np.asarray(measure(params, f)[1])[:n]
     for i in range(steps):
-        params, m, v, _ = step(params, m, v, tf.constant(i, tf.int32), f, seed_t)
+        params, m, v, _ = step(params, m, v, tf.constant(i, tf.int32), f, seed_t, real)
         if progress is not None and progress(i + 1, steps) is False:
             raise Cancelled(f"Filter patterns cancelled after {i + 1} of {steps} steps.")
     final_pixels, final = measure(params, f)
-    images = np.asarray(final_pixels).round().clip(0, 255).astype(np.uint8)
-    return images, start, np.asarray(final)
+    images = np.asarray(final_pixels)[:n].round().clip(0, 255).astype(np.uint8)
+    return images, start, np.asarray(final)[:n]
 
 
 def transformed_activation(objective: Callable, images: np.ndarray, filters: Sequence[int], samples: int = 8,

@@ -193,6 +193,25 @@ def make_step(objective: Callable, count: int, size: int, channels: int) -> tupl
             tf.function(measure).get_concrete_function(images, filters))
 
 
+def bucket(n: int) -> int:
+    """The batch n pictures are padded to: 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, ... (< 1.5x n).
+
+    Each batch size is one compiled graph; a few sizes serve every filter count.
+    """
+    size = 1
+    while True:
+        for b in (size, size * 3 // 2):
+            if b >= n:
+                return b
+        size *= 2
+
+
+def pad_batch(a: np.ndarray, size: int) -> np.ndarray:
+    """`a` with copies of its first row appended up to `size` rows (their results are dropped)."""
+    extra = size - len(a)
+    return a if extra <= 0 else np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
+
+
 def start_images(n: int, size: int, channels: int, seed: int) -> np.ndarray:
     """The book's start: grey (128) plus uniform noise of amplitude 20, per filter."""
     rng = np.random.default_rng(seed)

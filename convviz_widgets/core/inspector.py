@@ -130,7 +130,7 @@ class Inspector:
         x = rgb.astype(np.float32)
         if self.channels == 1:
             x = x @ _GRAY[:, None]
-        return self._preprocess(tf.constant(x[None]))
+        return tf.cast(self._preprocess(tf.constant(x[None])), tf.float32)
 
     def _check_channels(self) -> None:
         """Only RGB and grayscale models can be fed a picture."""
@@ -393,15 +393,18 @@ class Inspector:
         if mode == "regularized":
             reg = regularization or fv.Regularization()
             fv.check_size(int(size))
-            step, measure = self._regularized_fns(node.name, int(size), len(idx), reg)
-            images, start, final = fv.run(step, measure, idx, int(size), int(steps), seed, reg, progress)
+            padded = fp.bucket(len(idx))
+            step, measure = self._regularized_fns(node.name, int(size), padded, reg)
+            images, start, final = fv.run(step, measure, idx, int(size), int(steps), seed, reg, progress, padded)
             return fp.FilterPatterns(images, start, final, node.name, idx)
         if mode != "plain":
             raise ConvVizError(f"Unknown mode {mode!r}: use 'plain' (the book's ascent) or 'regularized'.")
-        step, measure = self._plain_fns(node.name, int(size), len(idx))
-        x0 = fp.start_images(len(idx), int(size), self.channels, seed)
-        x, start, final = fp.ascend(step, measure, x0, idx, int(steps), float(step_size), progress)
-        return fp.FilterPatterns(fp.deprocess(x), start, final, node.name, idx)
+        n, padded = len(idx), fp.bucket(len(idx))  # extra pictures repeat the first; their results are dropped
+        step, measure = self._plain_fns(node.name, int(size), padded)
+        x0 = fp.pad_batch(fp.start_images(n, int(size), self.channels, seed), padded)
+        x, start, final = fp.ascend(step, measure, x0, fp.pad_batch(np.array(idx), padded), int(steps),
+                                    float(step_size), progress)
+        return fp.FilterPatterns(fp.deprocess(x[:n]), start[:n], final[:n], node.name, idx)
 
     def pattern_objective(self, layer: str, size: int) -> Any:
         """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation."""
