@@ -266,7 +266,7 @@ class Inspector:
         size = (int(x.shape[1]), int(x.shape[2]))
         chosen = cam_rules.top_variance_channels(feats, max_channels)
         chunk = fit_batch(self._masked_image_bytes(size), batch_size, what="masked images of Score-CAM",
-                                 lower="max_channels, the image size or the model")
+                          lower="max_channels, the image size or the model")
         probs_fn = self._probs_fn()
         blurred = tf.constant(cam_rules.blurred(np.asarray(x[0]))[None])
         base = float(probs_fn(blurred)[0, class_index])
