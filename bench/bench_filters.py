@@ -279,12 +279,10 @@ def main() -> None:
     raw_note = ""
     try:
         insp = cv.core.inspector_for(model)
-        _, step_fn, measure_fn = insp._pattern_fns_for(insp.layer(layer_name).name, size)  # private: bench only
-        xs = tf.constant(x0)
-        fs = tf.constant(filters, tf.int32)
-        step_flops, step_types, filt_all, filt_kept = graph_flops(
-            step_fn.get_concrete_function(xs, fs, tf.constant(STEP_SIZE)))
-        measure_flops, _, _, _ = graph_flops(measure_fn.get_concrete_function(xs, fs))
+        # private: bench only; both are concrete functions for exactly these filters and size
+        step_fn, measure_fn = insp._plain_fns(insp.layer(layer_name).name, size, len(filters))
+        step_flops, step_types, filt_all, filt_kept = graph_flops(step_fn)
+        measure_flops, _, _, _ = graph_flops(measure_fn)
         raw_ours = STEPS * step_flops + measure_flops
         book_step_flops, _, book_filt_all, book_filt_kept = graph_flops(
             book_pattern(feature_extractor, preprocess, 0, x0[:1], count_only=True))

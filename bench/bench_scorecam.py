@@ -16,7 +16,7 @@ correlation (Spearman) of each fast map with the full one is printed for informa
 weights give near-uniform probabilities, so it says little about a trained model (see the tests
 for the demo model's figures).
 
-Run:  .venv/bin/python bench/bench_scorecam.py     (about 2 minutes on 2 cores)
+Run:  .venv/bin/python bench/bench_scorecam.py     (about 2.5 minutes on 2 calm cores)
 Exits 0 whether or not the target is met.
 """
 

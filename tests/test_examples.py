@@ -305,10 +305,10 @@ def test_any_size_model_streams_images_of_several_sizes():
             assert result.crop(row, j, images[i]).shape == (bottom - top, right - left, 3)
 
 
-def test_nan_activations_are_an_error(scenes):
-    model = linear_probe_model()
+def test_overflowing_activations_are_an_error(scenes):
+    model = linear_probe_model()  # finite weights so large that the maps overflow to inf at run time
     kernel, bias = model.get_layer("c1").get_weights()
-    model.get_layer("c1").set_weights([np.full_like(kernel, np.nan), bias])
+    model.get_layer("c1").set_weights([np.full_like(kernel, 3e38), bias])
     with pytest.raises(cv.ConvVizError, match="NaN or infinite activation for image 0"):
         cv.top_examples(model, "c2", scenes[:4], k=1, preprocess="rescale")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import weakref
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,29 +10,36 @@ import numpy as np
 
 from ..images import ImageSource
 from . import checks
+from .cache import LRUCache
 from .cam import CAM
 from .filters import FilterPatterns, Progress
 from .inspector import Inspector
 from .preprocess import Preprocess
 
-_INSPECTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+INSPECTOR_CACHE_SIZE = 8  # models x settings kept bound; the least recently used is dropped (and can be freed)
+_INSPECTORS: LRUCache = LRUCache(INSPECTOR_CACHE_SIZE)
 
 
 def inspector_for(model: Any, preprocess: Preprocess = None, class_names: Any = None,
                   output: str | int | None = None) -> Inspector:
-    """Reuse one Inspector per (model, preprocess, class_names, output) so compiled functions are kept."""
+    """Reuse one Inspector per (model, preprocess, class_names, output) so compiled functions are kept.
+
+    A bounded cache: only the most recently used few stay, so a dropped model can be freed.
+    """
     if isinstance(model, Inspector):
         return model
     output = checks.output_selector(output)
-    key = (preprocess if isinstance(preprocess, (str, type(None))) else id(preprocess),
-           None if class_names is None else repr(class_names)[:2000], output)
-    try:
-        per_model = _INSPECTORS.setdefault(model, {})
-    except TypeError:  # a path or something not weak-referenceable: no caching
+    if isinstance(model, (str, bytes, os.PathLike)):  # a path: a fresh model each time, nothing to reuse
         return Inspector(model, preprocess=preprocess, class_names=class_names, output=output)
-    if key not in per_model:
-        per_model[key] = Inspector(model, preprocess=preprocess, class_names=class_names, output=output)
-    return per_model[key]
+    key = (id(model), preprocess if isinstance(preprocess, (str, type(None))) else id(preprocess),
+           None if class_names is None else repr(class_names)[:2000], output)
+    cached = _INSPECTORS.get(key)
+    if cached is not None and cached.model is model and (isinstance(preprocess, (str, type(None)))
+                                                         or cached.preprocess_fn is preprocess):
+        return cached
+    ins = Inspector(model, preprocess=preprocess, class_names=class_names, output=output)
+    _INSPECTORS.put(key, ins)
+    return ins
 
 
 def activations(model: Any, image: ImageSource, *, preprocess: Preprocess = None,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
 
 from ..errors import ConvVizError
 
@@ -68,6 +69,29 @@ def top_variance_channels(feats: np.ndarray, max_channels: int | None) -> np.nda
     return np.sort(order[: int(max_channels)])
 
 
+def tf_gradcam_weights(feats: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
+    """gradcam_weights inside a compiled function (feats, grads: (h, w, C) float32)."""
+    return tf.reduce_mean(grads, axis=[0, 1])
+
+
+def tf_gradcam_pp_weights(feats: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
+    """gradcam_pp_weights inside a compiled function, in float64 like the numpy rule."""
+    g = tf.cast(grads, tf.float64)
+    g2 = g * g
+    g3 = g2 * g
+    total = tf.reduce_sum(tf.cast(feats, tf.float64), axis=[0, 1], keepdims=True)
+    denom = 2.0 * g2 + total * g3
+    usable = tf.abs(denom) > 1e-12
+    alpha = tf.where(usable, g2 / tf.where(usable, denom, 1.0), 0.0)
+    return tf.cast(tf.reduce_sum(alpha * tf.nn.relu(g), axis=[0, 1]), tf.float32)
+
+
+TF_WEIGHT_RULES: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
+    "gradcam": tf_gradcam_weights,
+    "gradcam++": tf_gradcam_pp_weights,
+}
+
+
 def upsampled_masks(feats: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Score-CAM masks: each channel upsampled to the input (h, w), scaled to [0, 1]; (C, h, w, 1)."""
     import cv2
@@ -95,7 +119,11 @@ def blurred(image: np.ndarray, fraction: float = 0.25) -> np.ndarray:
 
 def combine(feats: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted channel sum, then ReLU and scaling to [0, 1]; returns (heatmap, raw sum)."""
-    raw = np.tensordot(feats.astype(np.float32), weights.astype(np.float32), axes=([-1], [0]))
+    return finish(np.tensordot(feats.astype(np.float32), weights.astype(np.float32), axes=([-1], [0])))
+
+
+def finish(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A weighted channel sum to (heatmap, raw sum): ReLU and scaling to [0, 1], non-finite values as 0."""
     raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
     pos = np.maximum(raw, 0.0)
     top = float(pos.max(initial=0.0))

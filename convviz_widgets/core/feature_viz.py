@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import Cancelled, ConvVizError
+from .filters import pad_batch
 
 # Square root of ImageNet's RGB colour covariance (a measured fact), columns scaled to unit max norm.
 _COLOR_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32)
@@ -99,17 +100,34 @@ def transform(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
         fill_mode="REFLECT", fill_value=0.0)
 
 
-def make_step(objective: Callable, size: int, reg: Regularization, seed: int) -> Callable:
-    """Compile one Adam step on the spectra of all filters (maximising the objective)."""
+def check_size(size: int) -> None:
+    """The decorrelated parametrisation needs a picture of at least 16 pixels."""
+    if size < 16:
+        raise ConvVizError(f"The regularised mode needs size >= 16; got {size}.")
+
+
+def make_step(objective: Callable, count: int, size: int, reg: Regularization) -> tuple[Callable, Callable]:
+    """Compile one Adam step on the spectra of `count` filters, and the read-out of their pictures.
+
+    Traced once per (count, size, settings); the seed, step number and the number of real
+    pictures (the rest is padding) are tensors, so the same compiled step serves every call.
+    Returns (step, measure): step(params, m, v, t, filters, seed, real) -> (params, m, v,
+    activation); measure(params, filters) -> (pixels, activation).
+    """
     pixels = make_pixels(size, reg)
     lr = tf.constant(reg.learning_rate, tf.float32)
+    params_spec = tf.TensorSpec([count, 3, size, size // 2 + 1, 2], tf.float32)
+    filters_spec = tf.TensorSpec([count], tf.int32)
+    scalar = tf.TensorSpec([], tf.int32)
 
-    @tf.function(reduce_retracing=True)
-    def step(params: tf.Tensor, m: tf.Tensor, v: tf.Tensor, t: tf.Tensor, filters: tf.Tensor) -> tuple:
-        n = tf.shape(params)[0]
+    def step(params: tf.Tensor, m: tf.Tensor, v: tf.Tensor, t: tf.Tensor, filters: tf.Tensor,
+             seed: tf.Tensor, real: tf.Tensor) -> tuple:
+        # The real pictures draw exactly the transforms an unpadded batch would; padding reuses the first.
+        moves = random_transforms(real, size, reg, tf.stack([seed, t]), rows=filters[:real])
+        moves = tf.concat([moves, tf.tile(moves[:1], tf.stack([count - real, 1]))], axis=0)
         with tf.GradientTape() as tape:
             tape.watch(params)
-            img = transform(pixels(params), random_transforms(n, size, reg, tf.stack([seed, t]), rows=filters))
+            img = transform(pixels(params), moves)
             gain, act = objective(img, filters)
             loss = -tf.reduce_sum(gain)
         g = tape.gradient(loss, params)
@@ -119,34 +137,42 @@ def make_step(objective: Callable, size: int, reg: Regularization, seed: int) ->
         update = (m / (1.0 - 0.9**tf_)) / (tf.sqrt(v / (1.0 - 0.999**tf_)) + 1e-8)
         return params - lr * update, m, v, act
 
-    return step
+    def measure(params: tf.Tensor, filters: tf.Tensor) -> tuple:
+        images = pixels(params)
+        return images, objective(images, filters)[1]
+
+    return (tf.function(step).get_concrete_function(params_spec, params_spec, params_spec, scalar, filters_spec,
+                                                    scalar, scalar),
+            tf.function(measure).get_concrete_function(params_spec, filters_spec))
 
 
-def run(objective: Callable, filters: Sequence[int], size: int, steps: int, seed: int, reg: Regularization,
-        progress: Callable[[int, int], object] | None, init: np.ndarray | None = None
-        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Optimise all filters at once; returns (uint8 pictures, start activation, final activation).
+def run(step: Callable, measure: Callable, filters: Sequence[int], size: int, steps: int, seed: int,
+        reg: Regularization, progress: Callable[[int, int], object] | None, padded: int | None = None,
+        init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Optimise all filters at once with make_step's functions; returns (uint8 pictures, start, final activation).
 
-    `init`: the filters' starting spectra (default `init_params`); a caller splitting a request
-    into chunks passes each chunk its slice of one draw, so chunks do not change the pictures.
+    `padded` is the batch the functions were compiled for (>= the number of filters); the extra
+    pictures repeat the first and their results are dropped. `init`: the filters' starting spectra
+    (default `init_params`); a caller splitting a request into chunks passes each chunk its slice of
+    one draw, so chunks do not change the pictures.
     """
-    if size < 16:
-        raise ConvVizError(f"The regularised mode needs size >= 16; got {size}.")
-    pixels = make_pixels(size, reg)
-    step = make_step(objective, size, reg, seed)
-    f = tf.constant(list(filters), tf.int32)
-    params = tf.constant(init_params(len(f), size, reg, seed) if init is None else init)
+    check_size(size)
+    n = len(filters)
+    padded = max(n, int(padded or n))
+    f = tf.constant(pad_batch(np.asarray(filters, np.int32), padded))
+    seed_t, real = tf.constant(seed, tf.int32), tf.constant(n, tf.int32)
+    start_params = init_params(n, size, reg, seed) if init is None else np.asarray(init, np.float32)
+    params = tf.constant(pad_batch(start_params, padded))
     m = tf.zeros_like(params)
     v = tf.zeros_like(params)
-    start = np.asarray(objective(pixels(params), f)[1])
+    start = np.asarray(measure(params, f)[1])[:n]
     for i in range(steps):
-        params, m, v, _ = step(params, m, v, tf.constant(i, tf.int32), f)
+        params, m, v, _ = step(params, m, v, tf.constant(i, tf.int32), f, seed_t, real)
         if progress is not None and progress(i + 1, steps) is False:
             raise Cancelled(f"Filter patterns cancelled after {i + 1} of {steps} steps.")
-    final_pixels = pixels(params)
-    final = np.asarray(objective(final_pixels, f)[1])
-    images = np.asarray(final_pixels).round().clip(0, 255).astype(np.uint8)
-    return images, start, final
+    final_pixels, final = measure(params, f)
+    images = np.asarray(final_pixels)[:n].round().clip(0, 255).astype(np.uint8)
+    return images, start, np.asarray(final)[:n]
 
 
 def transformed_activation(objective: Callable, images: np.ndarray, filters: Sequence[int], samples: int = 8,

@@ -168,11 +168,16 @@ def _gain_and_activation(z: tf.Tensor, activation: Callable, axes: list[int]) ->
     return tf.where(act > 0.0, act, tf.reduce_mean(z, axis=axes)), act
 
 
-def make_step(objective: Callable) -> tuple[Callable, Callable]:
-    """Compile one ascent step and the activation readout for a batch of images."""
+def make_step(objective: Callable, count: int, size: int, channels: int) -> tuple[Callable, Callable]:
+    """Compile one ascent step and the activation read-out for exactly `count` images of size x size.
 
-    # Exact shapes per batch size: the depthwise target needs a static filter count.
-    @tf.function(reduce_retracing=False)
+    Each is traced once for that exact signature (the depthwise target needs a static filter
+    count) and called as a concrete function: no retracing, no per-call signature matching.
+    The caller keeps them in a bounded cache, so dropped ones free their graphs.
+    """
+    images = tf.TensorSpec([count, size, size, channels], tf.float32)
+    filters = tf.TensorSpec([count], tf.int32)
+
     def step(x: tf.Tensor, filters: tf.Tensor, step_size: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(x)
@@ -182,11 +187,38 @@ def make_step(objective: Callable) -> tuple[Callable, Callable]:
         norm = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=[1, 2, 3], keepdims=True)) + 1e-5
         return x + step_size * grads / norm, act
 
-    @tf.function(reduce_retracing=False)
     def measure(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
         return objective(x, filters)[1]
 
-    return step, measure
+    return (tf.function(step).get_concrete_function(images, filters, tf.TensorSpec([], tf.float32)),
+            tf.function(measure).get_concrete_function(images, filters))
+
+
+def bucket(n: int) -> int:
+    """The batch n pictures are padded to: 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, ... (< 1.5x n).
+
+    Each batch size is one compiled graph; a few sizes serve every filter count.
+    """
+    size = 1
+    while True:
+        for b in (size, size * 3 // 2):
+            if b >= n:
+                return b
+        size *= 2
+
+
+def bucket_below(n: int) -> int:
+    """The largest compiled batch size (see `bucket`) that is at most n (n >= 1)."""
+    best = 1
+    while bucket(best + 1) <= n:
+        best = bucket(best + 1)
+    return best
+
+
+def pad_batch(a: np.ndarray, size: int) -> np.ndarray:
+    """`a` with copies of its first row appended up to `size` rows (their results are dropped)."""
+    extra = size - len(a)
+    return a if extra <= 0 else np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
 
 
 def start_images(n: int, size: int, channels: int, seed: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from . import checks
 from . import feature_viz as fv
 from . import filters as fp
 from .budget import Footprint
+from .cache import LRUCache
 from .graph import (
     FlatGraph,
     Node,
@@ -32,12 +33,17 @@ from .graph import (
 )
 from .labels import resolve_class_names
 from .model_io import load_model
-from .preprocess import Preprocess, resolve
+from .preprocess import PRESETS, Preprocess, resolve
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
 CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
 PATTERN_MODES = ("plain", "regularized")
 MAX_PATTERN_SIZE = 4096  # filter-pattern side; the memory budget usually refuses far smaller ones first
+# Compiled functions kept per Inspector, least recently used dropped first (each holds a graph).
+CAM_CACHE_SIZE = 12  # (layer, method) pairs
+PATTERN_CACHE_SIZE = 8  # filter-pattern steps per (mode, layer, size, filter count), and traced trunks
+_GRAY = np.array([0.299, 0.587, 0.114], np.float32)
+_INDEX_SPEC = tf.TensorSpec([], tf.int32)
 
 
 class Inspector:
@@ -63,13 +69,20 @@ class Inspector:
             class_names = getattr(self.model, "class_names", None)  # e.g. the demo model carries its own
         self.class_names = resolve_class_names(class_names, self.n_classes) if self.has_classes else []
         self._lock = threading.RLock()  # panels may share an Inspector across threads
-        self._forward_fn: Any = None
+        # Every compiled function is a concrete function traced once for a fixed input signature:
+        # no retracing, no signature matching per call, and a bounded number of graphs alive.
+        self._forward_fn: Any = None  # (compiled all-layers forward pass, its nodes)
         self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
-        self._cam_fns: dict[str, Any] = {}
+        self._cam_fns: LRUCache = LRUCache(CAM_CACHE_SIZE)  # (layer, method) -> compiled CAM
         self._probs: Any = None  # compiled batch probabilities (Score-CAM, metrics)
-        self._pattern_fns: dict[str, tuple[Any, Any, Any]] = {}
+        self._objectives: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (layer, free size?) -> objective
+        self._pattern_fns: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (mode, layer, size, count, ...) -> steps
+        self._default_cam: Node | None = None
+        # Named presets are TensorFlow ops: compiled CAMs take the uint8 pixels and preprocess inside.
+        self._preprocess_in_graph = any(self._preprocess is f for f in PRESETS.values())
         self._footprint: Footprint | None = None
         self._finite_fn: Any = None  # compiled "every feature map and the output are finite" flag
+        self._finite_checked: str | None = None  # digest of the last image whose network passed that check
 
     # ----- facts about the model -------------------------------------------------------------
     def _model_names(self) -> list[str]:
@@ -147,7 +160,13 @@ class Inspector:
     @property
     def default_cam_layer(self) -> str:
         """The last conv feature map with spatial extent (after its BN/activation)."""
-        return default_cam_node(self.graph).name
+        return self._default_cam_node().name
+
+    def _default_cam_node(self) -> Node:
+        """default_cam_node of the graph, found once (the graph never changes)."""
+        if self._default_cam is None:
+            self._default_cam = default_cam_node(self.graph)
+        return self._default_cam
 
     def layer(self, name: Any) -> Node:
         """A layer's node by qualified (or unambiguous inner) name or Keras layer, with a helpful error."""
@@ -163,14 +182,29 @@ class Inspector:
 
     def batch(self, rgb: np.ndarray) -> tf.Tensor:
         """A preprocessed float32 batch of one prepared image."""
+        self._check_channels()
         x = rgb.astype(np.float32)
         if self.channels == 1:
-            x = x @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
-        elif self.channels != 3:
+            x = x @ _GRAY[:, None]
+        return tf.cast(self._preprocess(tf.constant(x[None])), tf.float32)
+
+    def _check_channels(self) -> None:
+        """Only RGB and grayscale models can be fed a picture."""
+        if self.channels not in (1, 3):
             raise ConvVizError(
                 f"The model takes {self.channels} channels; only RGB (3) or grayscale (1) images are supported."
             )
-        return self._preprocess(tf.constant(x[None]))
+
+    def _batch_spec(self, batch: int | None) -> tf.TensorSpec:
+        """Signature of a preprocessed batch: `batch` images at the model's input shape (None: any)."""
+        return tf.TensorSpec([batch, *self.graph.input.shape[1:]], tf.float32)
+
+    def _in_graph_input(self, pixels: tf.Tensor) -> tf.Tensor:
+        """Inside a compiled function: uint8 RGB pixels -> the model's preprocessed float input."""
+        x = tf.cast(pixels, tf.float32)
+        if self.channels == 1:
+            x = tf.tensordot(x, tf.constant(_GRAY[:, None]), axes=[[3], [0]])
+        return self._preprocess(x)
 
     # ----- one forward pass: every conv/pool output and the logits --------------------------------
     def _forward(self, image: ImageSource) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -187,7 +221,8 @@ class Inspector:
         if self._forward_fn is None:
             nodes = visual_layers(self.graph)
             model = keras.Model(self.graph.input, [n.output for n in nodes] + [self.graph.head.logits])
-            self._forward_fn = (tf.function(lambda x: model(x, training=False), reduce_retracing=True), nodes)
+            fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(self._batch_spec(1))
+            self._forward_fn = (fn, nodes)
         fn, nodes = self._forward_fn
         outs = fn(self.batch(rgb))
         acts = {n.name: np.asarray(o[0], np.float32) for n, o in zip(nodes, outs[:-1])}
@@ -249,18 +284,22 @@ class Inspector:
             _finite_layer(name, act)
         return _finite(logits, "the model's output for this image")
 
-    def _check_network(self, rgb: np.ndarray, x: tf.Tensor) -> None:
-        """check_finite from the cached forward pass, or a compiled all-finite flag when not cached."""
+    def _check_network(self, rgb: np.ndarray) -> None:
+        """check_finite from the cached forward pass, or a compiled all-finite flag (once per image)."""
+        key = _digest(rgb)
         with self._lock:
-            cached = self._forward_cache is not None and self._forward_cache[0] == _digest(rgb)
-            if self._finite_fn is None:
+            if self._finite_checked == key:
+                return
+            cached = self._forward_cache is not None and self._forward_cache[0] == key
+            if self._finite_fn is None and not cached:
                 nodes = visual_layers(self.graph)
                 model = keras.Model(self.graph.input, [n.output for n in nodes] + [self.graph.head.logits])
                 self._finite_fn = tf.function(
                     lambda t: tf.reduce_all([tf.reduce_all(tf.math.is_finite(o)) for o in model(t, training=False)]),
                     reduce_retracing=True)
-        if cached or not bool(self._finite_fn(x)):
+        if cached or not bool(self._finite_fn(self.batch(rgb))):
             self.check_finite(rgb)  # names the first layer that holds NaN/inf
+        self._finite_checked = key
 
     def scores(self, image: ImageSource) -> np.ndarray:
         """The same values as `probabilities`, under the name that fits every head."""
@@ -294,21 +333,22 @@ class Inspector:
         rgb = self.prepare(image)
         check_fits(self.bytes_per_image(rgb.shape[:2], gradient=method != "scorecam"),
                    what="A class activation map of this image", lower="the image size")
-        x = self.batch(rgb)
-        self._check_network(rgb, x)  # no heatmap from a network that overflows to NaN/inf
+        self._check_network(rgb)  # no heatmap from a network that overflows to NaN/inf
         c = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
         if method == "scorecam":
-            feats, score, chosen, probs = self._cam_fns_for(node)[1](x, c)
-            feats = np.asarray(feats)
+            x = self.batch(rgb)
+            feats, score, chosen, probs = (t.numpy() for t in self._cam_fn(node, method)(x, c))
+            _finite_layer(node.name, feats)
             weights = self._scorecam_weights(x, feats, int(chosen), int(batch_size), max_channels, progress)
+            _finite(weights, f"the CAM weights at layer {node.name!r}")
+            heat, raw = cam_rules.combine(feats, weights)
         else:
-            feats, grads, score, chosen, probs = self._cam_fns_for(node)[0](x, c)
-            feats = np.asarray(feats)
-            weights = cam_rules.WEIGHT_RULES[method](feats, np.asarray(grads))
+            self._check_channels()
+            x = tf.constant(rgb[None]) if self._preprocess_in_graph else self.batch(rgb)
+            raw, score, chosen, probs = (t.numpy() for t in self._cam_fn(node, method)(x, c))
+            _finite(raw, f"the class activation map at layer {node.name!r}")
+            heat, raw = cam_rules.finish(raw)
         _finite(np.asarray(probs), "the model's output for this image")
-        _finite_layer(node.name, feats)
-        _finite(np.asarray(weights), f"the CAM weights at layer {node.name!r}")
-        heat, raw = cam_rules.combine(feats, weights)
         k = int(chosen)
         probability = float(probs[k]) if self.score_label == "probability" else None
         return cam_rules.CAM(heat, k, float(score), node.name, method, self.class_names[k], probability, raw)
@@ -326,7 +366,7 @@ class Inspector:
         size = (int(x.shape[1]), int(x.shape[2]))
         chosen = cam_rules.top_variance_channels(feats, max_channels)
         chunk = fit_batch(self._masked_image_bytes(size), batch_size, what="masked images of Score-CAM",
-                                 lower="max_channels, the image size or the model")
+                          lower="max_channels, the image size or the model")
         probs_fn = self._probs_fn()
         blurred = tf.constant(cam_rules.blurred(np.asarray(x[0]))[None])
         base = float(probs_fn(blurred)[0, class_index])
@@ -363,13 +403,14 @@ class Inspector:
                 model = keras.Model(self.graph.input, self.graph.head.logits)
                 activation = self.graph.head.activation
                 self._probs = tf.function(
-                    lambda x: tf_probabilities(model(x, training=False), activation), reduce_retracing=True)
+                    lambda x: tf_probabilities(model(x, training=False), activation)
+                ).get_concrete_function(self._batch_spec(None))
             return self._probs
 
     def _cam_node(self, layer: Any) -> Node:
         """The target feature map: the default, or a validated user choice."""
         if layer is None:
-            return default_cam_node(self.graph)
+            return self._default_cam_node()
         node = self.layer(checks.layer_name(layer))
         if not node.is_spatial or (node.spatial_extent or 2) <= 1:
             raise ConvVizError(
@@ -389,40 +430,52 @@ class Inspector:
             )
         return class_index
 
-    def _cam_fns_for(self, node: Node) -> Any:
-        """Compiled (with-gradient, forward-only) functions for a feature map, cached per layer."""
-        with self._lock:
-            return self._cam_fns.get(node.name) or self._build_cam_fns(node)
+    def _cam_fn(self, node: Node, method: str) -> Any:
+        """The compiled CAM function of a feature map and method, kept in a bounded cache."""
+        return self._cam_fns.get_or_create((node.name, method), lambda: self._build_cam_fn(node, method))
 
-    def _build_cam_fns(self, node: Node) -> Any:
-        """Build and cache the CAM functions of one feature map."""
-        if node.name not in self._cam_fns:
-            model = keras.Model(self.graph.input, [node.output, self.graph.head.logits])
-            activation = self.graph.head.activation
+    def _build_cam_fn(self, node: Node, method: str) -> Any:
+        """Compile one CAM function for one image: f(input, class index (-1: top)) -> tensors.
 
-            def pick(logits: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-                scores = class_scores(logits, activation)[0]
-                chosen = tf.where(class_index < 0, tf.argmax(scores, output_type=tf.int32), class_index)
-                return scores[chosen], chosen
+        Score-CAM: the preprocessed batch -> (feature map, score, class, probabilities).
+        Grad-CAM(++): the pixels (or the preprocessed batch for a custom preprocess) -> (weighted
+        channel sum, score, class, probabilities); the weights are computed in the graph.
+        """
+        model = keras.Model(self.graph.input, [node.output, self.graph.head.logits])
+        activation = self.graph.head.activation
 
-            @tf.function(reduce_retracing=True)
-            def with_grads(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
-                with tf.GradientTape() as tape:
-                    feats, logits = model(x, training=False)
-                    score, chosen = pick(logits, class_index)
-                grads = tape.gradient(score, feats)
-                if grads is None:
-                    grads = tf.zeros_like(feats)
-                return feats[0], grads[0], score, chosen, tf_probabilities(logits, activation)[0]
+        def pick(logits: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            scores = class_scores(logits, activation)[0]
+            chosen = tf.where(class_index < 0, tf.argmax(scores, output_type=tf.int32), class_index)
+            return scores[chosen], chosen
 
-            @tf.function(reduce_retracing=True)
+        if method == "scorecam":
             def forward(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
                 feats, logits = model(x, training=False)
                 score, chosen = pick(logits, class_index)
-                return feats[0], score, chosen, tf_probabilities(logits, activation)[0]
+                return tf.cast(feats[0], tf.float32), score, chosen, tf_probabilities(logits, activation)[0]
 
-            self._cam_fns[node.name] = (with_grads, forward)
-        return self._cam_fns[node.name]
+            return tf.function(forward).get_concrete_function(self._batch_spec(1), _INDEX_SPEC)
+
+        rule = cam_rules.TF_WEIGHT_RULES[method]
+        in_graph = self._preprocess_in_graph
+
+        def weighted_sum(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
+            if in_graph:
+                x = self._in_graph_input(x)
+            with tf.GradientTape() as tape:
+                feats, logits = model(x, training=False)
+                score, chosen = pick(logits, class_index)
+            grads = tape.gradient(score, feats)
+            if grads is None:
+                grads = tf.zeros_like(feats)
+            feats, grads = tf.cast(feats[0], tf.float32), tf.cast(grads[0], tf.float32)
+            raw = tf.reduce_sum(feats * rule(feats, grads), axis=-1)
+            return raw, score, chosen, tf_probabilities(logits, activation)[0]
+
+        h, w = self.input_size or (None, None)
+        spec = tf.TensorSpec([1, h, w, 3], tf.uint8) if in_graph else self._batch_spec(1)
+        return tf.function(weighted_sum).get_concrete_function(spec, _INDEX_SPEC)
 
     # ----- dataset examples ------------------------------------------------------------------------------
     def top_examples(self, layer: str, images: Any, *, k: int = 9, channels: Any = None, batch_size: int = 64,
@@ -458,28 +511,36 @@ class Inspector:
         chunk = self._pattern_chunk(node, len(idx), size, mode)
         if mode == "regularized":
             reg = regularization or fv.Regularization()
-            objective = self._pattern_fns_for(node.name, size)[0]
             init = fv.init_params(len(idx), size, reg, seed)  # one draw, sliced: chunks keep the pictures
-            parts = [fv.run(objective, idx[lo : lo + chunk], size, steps, seed, reg,
-                            _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps),
-                            init=init[lo : lo + chunk])
+            parts = [self._regularized_chunk(node.name, idx[lo : lo + chunk], size, steps, seed, reg,
+                                             init[lo : lo + chunk],
+                                             _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
                      for lo in range(0, len(idx), chunk)]
-            images, start, final = (np.concatenate(p) for p in zip(*parts))
         else:
-            _, step, measure = self._pattern_fns_for(node.name, size)
             x0 = fp.start_images(len(idx), size, self.channels, seed)  # one draw, sliced per chunk
-            parts = [self._ascend_chunk(step, measure, x0[lo : lo + chunk], idx[lo : lo + chunk], steps, step_size,
+            parts = [self._ascend_chunk(node.name, x0[lo : lo + chunk], idx[lo : lo + chunk], steps, step_size,
                                         _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
                      for lo in range(0, len(idx), chunk)]
-            images, start, final = (np.concatenate(p) for p in zip(*parts))
+        images, start, final = (np.concatenate(p) for p in zip(*parts))
         _finite(final, f"the filter activations of layer {node.name!r}", "these filter patterns")
         return fp.FilterPatterns(images, start, final, node.name, idx)
 
-    @staticmethod
-    def _ascend_chunk(step: Any, measure: Any, x0: np.ndarray, idx: Sequence[int], steps: int, step_size: float,
+    def _regularized_chunk(self, name: str, idx: Sequence[int], size: int, steps: int, seed: int,
+                           reg: fv.Regularization, init: np.ndarray, progress: fp.Progress | None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One chunk of the regularised mode, padded to a compiled batch size (the padding is dropped)."""
+        padded = fp.bucket(len(idx))
+        step, measure = self._regularized_fns(name, size, padded, reg)
+        return fv.run(step, measure, idx, size, steps, seed, reg, progress, padded, init=init)
+
+    def _ascend_chunk(self, name: str, x0: np.ndarray, idx: Sequence[int], steps: int, step_size: float,
                       progress: fp.Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One chunk's plain ascent, turned into uint8 pictures at once (per image, so chunks do not change them)."""
-        x, start, final = fp.ascend(step, measure, x0, idx, steps, step_size, progress)
+        """One chunk's plain ascent, padded to a compiled batch size, turned into uint8 pictures at once."""
+        n, padded = len(idx), fp.bucket(len(idx))  # extra pictures repeat the first; their results are dropped
+        step, measure = self._plain_fns(name, int(x0.shape[1]), padded)
+        x, start, final = fp.ascend(step, measure, fp.pad_batch(x0, padded), fp.pad_batch(np.array(idx), padded),
+                                    steps, step_size, progress)
+        x, start, final = x[:n], start[:n], final[:n]
         _finite(x, "the filter-pattern pixels", "these filter patterns")
         return fp.deprocess(x), start, final
 
@@ -495,27 +556,38 @@ class Inspector:
         return per_filter, whole
 
     def _pattern_chunk(self, node: Node, n: int, size: int, mode: str) -> int:
-        """Filters per batch that fit the memory budget (a ConvVizError when not even one fits)."""
+        """Filters per batch that fit the memory budget, a compiled batch size when split (padding never overflows)."""
         per_filter, whole = self.pattern_memory(node.name, n, size, mode)
-        return fit_batch(per_filter, n, fixed=whole, what=f"filters of layer {node.name!r} at size {size}",
-                         lower="size (or the number of filters)")
+        chunk = fit_batch(per_filter, n, fixed=whole, what=f"filters of layer {node.name!r} at size {size}",
+                          lower="size (or the number of filters)")
+        return chunk if chunk >= n else fp.bucket_below(chunk)
 
     def pattern_objective(self, layer: str, size: int) -> Any:
         """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation."""
-        objective = self._pattern_fns_for(self.layer(layer).name, int(size))[0]
+        objective = self._objective_for(self.layer(layer).name, int(size))
         return lambda x, filters: objective(x, filters)[1]
 
-    def _pattern_fns_for(self, name: str, size: int) -> tuple[Any, Any, Any]:
-        """(objective, compiled ascent step, readout) for a layer, on a graph traced only up to it."""
-        fixed = self.input_size
-        key = name if fixed is None or fixed == (size, size) else f"{name}@free"
-        with self._lock:
-            if key not in self._pattern_fns:
-                graph = self._graph_up_to(name, size)
-                node = graph.node(name)
-                objective = fp.build_objective(graph, node, self._preprocess)
-                self._pattern_fns[key] = (objective, *fp.make_step(objective))
-            return self._pattern_fns[key]
+    def _objective_for(self, name: str, size: int) -> Any:
+        """The filter-pattern objective of a layer, on a graph traced only up to it (cached)."""
+        own_size = self.input_size is not None and self.input_size == (size, size)
+        return self._objectives.get_or_create((name, own_size), lambda: self._build_objective(name, size))
+
+    def _build_objective(self, name: str, size: int) -> Any:
+        """Trace up to the layer and build its objective."""
+        graph = self._graph_up_to(name, size)
+        return fp.build_objective(graph, graph.node(name), self._preprocess)
+
+    def _plain_fns(self, name: str, size: int, count: int) -> tuple[Any, Any]:
+        """(compiled ascent step, read-out) for exactly `count` pictures of size x size, cached."""
+        return self._pattern_fns.get_or_create(
+            ("plain", name, size, count),
+            lambda: fp.make_step(self._objective_for(name, size), count, size, self.channels))
+
+    def _regularized_fns(self, name: str, size: int, count: int, reg: fv.Regularization) -> tuple[Any, Any]:
+        """(compiled Adam step, read-out) of the regularised mode, cached by layer, size, count, settings."""
+        return self._pattern_fns.get_or_create(
+            ("regularized", name, size, count, reg),
+            lambda: fv.make_step(self._objective_for(name, size), count, size, reg))
 
     def _graph_up_to(self, name: str, size: int) -> FlatGraph:
         """Trace up to `name` at any image size; fall back to the model's own size."""

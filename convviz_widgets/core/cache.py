@@ -1,0 +1,80 @@
+"""A small thread-safe least-recently-used cache for compiled functions and per-model objects.
+
+Every compiled TensorFlow function keeps its graphs alive as long as something refers to it.
+Caches of them must be bounded: when an entry falls out, the cache drops its reference so
+TensorFlow can free the graph.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+_MISSING = object()
+
+
+class LRUCache(Generic[K, V]):
+    """At most `maxsize` entries; the least recently used one is dropped to make room."""
+
+    def __init__(self, maxsize: int) -> None:
+        if int(maxsize) < 1:
+            raise ValueError(f"maxsize must be >= 1; got {maxsize}.")
+        self.maxsize = int(maxsize)
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.RLock()
+        self.evictions = 0
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        """The value for `key` (now the most recently used), or `default`."""
+        with self._lock:
+            value = self._data.get(key, _MISSING)
+            if value is _MISSING:
+                return default
+            self._data.move_to_end(key)
+            return value  # type: ignore[return-value]
+
+    def put(self, key: K, value: V) -> None:
+        """Store `value`, dropping the least recently used entries beyond `maxsize`."""
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+                self.evictions += 1
+
+    def get_or_create(self, key: K, factory: Callable[[], V]) -> V:
+        """The cached value, or `factory()` stored under `key` (built once even with several threads)."""
+        with self._lock:
+            value = self._data.get(key, _MISSING)
+            if value is not _MISSING:
+                self._data.move_to_end(key)
+                return value  # type: ignore[return-value]
+            value = factory()
+            self.put(key, value)
+            return value
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._data.clear()
+
+    def keys(self) -> list[K]:
+        """Keys from least to most recently used (a copy)."""
+        with self._lock:
+            return list(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self.keys())
