@@ -382,19 +382,9 @@ class Inspector:
         return weights
 
     def _masked_image_bytes(self, size: tuple[int, int]) -> float:
-        """Memory one masked image takes: the input, its mask and blend, and every layer's activations."""
-        h, w = size
-        pixels = float(h * w)
-        total = pixels * (3 * self.channels + 1) * 4  # masked input, blurred part, blend; the mask
-        for node in self.graph.nodes:
-            dims = list(node.output.shape[1:])
-            if len(dims) == 3:  # a free-size model's feature map: at most the input's grid
-                dims = [h if dims[0] is None else dims[0], w if dims[1] is None else dims[1], dims[2]]
-            count = 1.0
-            for d in dims:
-                count *= 1 if d is None else int(d)
-            total += count * _itemsize(node.output.dtype)
-        return total
+        """Memory one masked image takes: the masked input, its mask and blend, and one forward pass."""
+        pixels = float(size[0] * size[1])
+        return pixels * (3 * self.channels + 1) * 4 + self.bytes_per_image(size)
 
     def _probs_fn(self) -> Any:
         """Compiled class probabilities for a batch (Score-CAM's masked inputs)."""
@@ -651,14 +641,6 @@ def _check_max_channels(max_channels: Any) -> None:
         raise ConvVizError(
             f"max_channels must be a whole number of channels (or None for all); got {max_channels!r}."
         )
-
-
-def _itemsize(dtype: Any) -> int:
-    """Bytes per element of a symbolic tensor's dtype (4 when unknown)."""
-    try:
-        return int(np.dtype(str(dtype)).itemsize)
-    except TypeError:
-        return 4
 
 
 def _capped_size(hw: tuple[int, int], cap: int) -> tuple[int, int]:
