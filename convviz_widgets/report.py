@@ -160,7 +160,8 @@ def no_evidence_note(cam: CAM) -> str | None:
 
 def cam_caption(rank: int, name: str, prob: float, cam: CAM) -> str:
     """'#1 star — p = 0.93, logit 4.1 at conv5', plus the note when the map is blank."""
-    caption = f"#{rank} {name} — p = {prob:.2f}, logit {cam.score:.1f} at {cam.layer}"
+    p = "p < 0.01" if prob < 0.005 else f"p = {prob:.2f}"
+    caption = f"#{rank} {name} — {p}, logit {cam.score:.1f} at {cam.layer}"
     note = no_evidence_note(cam)
     return caption if note is None else f"{caption} — {note}"
 

@@ -28,7 +28,8 @@ def test_caption_pairs_probability_and_logit() -> None:
 def test_map_with_no_positive_evidence_is_said_to_be_so() -> None:
     cam = _cam(np.zeros((12, 12)), -np.ones((12, 12)), score=-2.0)
     assert no_evidence_note(cam) == "no positive evidence for this class"
-    assert cam_caption(3, "cross", 0.01, cam).endswith("— no positive evidence for this class")
+    caption = cam_caption(3, "cross", 0.001, cam)
+    assert caption == "#3 cross — p < 0.01, logit -2.0 at conv5 — no positive evidence for this class"
 
 
 def test_uniform_positive_evidence_is_told_apart_from_none() -> None:
