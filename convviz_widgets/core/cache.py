@@ -7,6 +7,7 @@ TensorFlow can free the graph.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
@@ -40,12 +41,18 @@ class LRUCache(Generic[K, V]):
 
     def put(self, key: K, value: V) -> None:
         """Store `value`, dropping the least recently used entries beyond `maxsize`."""
+        dropped = 0
         with self._lock:
             self._data[key] = value
             self._data.move_to_end(key)
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
-                self.evictions += 1
+                dropped += 1
+            self.evictions += dropped
+        if dropped:
+            # A compiled function's graphs sit in reference cycles: collect now, while the cost is
+            # small next to the compilation that caused the eviction, so dropped graphs really go.
+            gc.collect()
 
     def get_or_create(self, key: K, factory: Callable[[], V]) -> V:
         """The cached value, or `factory()` stored under `key` (built once even with several threads)."""

@@ -41,7 +41,7 @@ PATTERN_MODES = ("plain", "regularized")
 MAX_PATTERN_SIZE = 4096  # filter-pattern side; the memory budget usually refuses far smaller ones first
 # Compiled functions kept per Inspector, least recently used dropped first (each holds a graph).
 CAM_CACHE_SIZE = 12  # (layer, method) pairs
-PATTERN_CACHE_SIZE = 8  # filter-pattern steps per (mode, layer, size, filter count), and traced trunks
+PATTERN_CACHE_SIZE = 4  # filter-pattern steps per (mode, layer, size, filter count), and traced trunks
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
 _INDEX_SPEC = tf.TensorSpec([], tf.int32)
 
