@@ -10,6 +10,7 @@ import numpy as np
 
 from ..images import ImageSource
 from .cam import CAM
+from .feature_viz import Regularization
 from .filters import FilterPatterns, Progress
 from .inspector import Inspector
 from .preprocess import Preprocess
@@ -40,10 +41,15 @@ def activations(model: Any, image: ImageSource, *, preprocess: Preprocess = None
 
 def filter_patterns(model: Any, layer: str, filters: int | Sequence[int], *, preprocess: Preprocess = None,
                     size: int = 64, steps: int = 40, step_size: float = 1.0, seed: int = 0,
-                    progress: Progress | None = None) -> FilterPatterns:
-    """Pictures that maximise each requested filter's mean activation (one batched ascent)."""
+                    progress: Progress | None = None, mode: str = "plain",
+                    regularization: Regularization | None = None) -> FilterPatterns:
+    """Pictures that maximise each requested filter's mean activation (one batched ascent).
+
+    mode="plain" is the book's ascent; mode="regularized" the Fourier/Adam recipe (`regularization`).
+    """
     return inspector_for(model, preprocess).filter_patterns(
-        layer, filters, size=size, steps=steps, step_size=step_size, seed=seed, progress=progress)
+        layer, filters, size=size, steps=steps, step_size=step_size, seed=seed, progress=progress,
+        mode=mode, regularization=regularization)
 
 
 def gradcam(model: Any, image: ImageSource, *, preprocess: Preprocess = None, class_index: int | None = None,
