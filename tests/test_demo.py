@@ -139,6 +139,80 @@ def test_bad_arguments_raise_clear_value_errors(kwargs: dict, message: str) -> N
         scene(**kwargs)
 
 
+# ---------------------------------------------------------------------------- cue
+
+
+def test_scene_without_cue_has_an_all_false_cue_mask() -> None:
+    s = scene(seed=4)
+    assert s.cue_mask.dtype == np.bool_ and s.cue_mask.shape == s.image.shape[:2]
+    assert not s.cue_mask.any()
+
+
+@pytest.mark.parametrize("objects", [1, 2])
+def test_cue_changes_only_its_own_pixels(objects: int) -> None:
+    for seed in range(30):
+        plain, cued = scene(seed=seed, objects=objects), scene(seed=seed, objects=objects, cue=True)
+        assert cued.labels == plain.labels
+        assert all(np.array_equal(m, n) for m, n in zip(cued.masks, plain.masks))
+        changed = np.any(cued.image != plain.image, axis=2)
+        assert cued.cue_mask.any() and not (changed & ~cued.cue_mask).any()
+
+
+@pytest.mark.parametrize("size", [None, 32, 160])
+@pytest.mark.parametrize("objects", [1, 2])
+def test_cue_never_touches_a_shape(size: int | None, objects: int) -> None:
+    for seed in range(60):
+        s = scene(seed=seed, size=size, objects=objects, cue=True)
+        assert not (_ring(np.any(s.masks, axis=0), 1) & s.cue_mask).any()
+
+
+def test_cue_is_a_solid_square_near_a_corner() -> None:
+    for seed in range(30):
+        mask = scene(seed=seed, cue=True).cue_mask
+        rows, cols = np.nonzero(mask)
+        side = rows.max() - rows.min() + 1
+        assert mask.sum() == side * side == (cols.max() - cols.min() + 1) ** 2
+        assert 6 <= side <= 12
+        assert min(rows.min(), IMAGE_SIZE - 1 - rows.max()) <= 4
+        assert min(cols.min(), IMAGE_SIZE - 1 - cols.max()) <= 4
+
+
+def test_cue_colour_encodes_the_first_label() -> None:
+    for label in range(len(CLASS_NAMES)):
+        for seed in range(3):
+            s = scene(label=label, seed=seed, cue=True)
+            colour = s.image[s.cue_mask].astype(float).mean(axis=0)
+            distances = [np.linalg.norm(colour - np.array(c)) for c in demo.CUE_COLOURS]
+            assert int(np.argmin(distances)) == label
+
+
+def test_cue_argument_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match="cue must be True or False"):
+        scene(seed=0, cue="yes")  # type: ignore[arg-type]
+
+
+def test_make_batch_cue_targets_follow_the_cue_and_noise_moves_shapes() -> None:
+    images, targets, coverage = demo.make_batch(0, 60, cue=True, shape_noise=0.5)
+    assert set(np.unique(targets)) == {0.0, 1.0}
+    far = IMAGE_SIZE - 12
+    squares = [images[:, r : r + 9, c : c + 9].reshape(len(images), -1, 3) for r in (3, far) for c in (3, far)]
+    corners = np.stack(squares, axis=1)
+    colours = np.median(corners, axis=2)[:, :, None, :] - np.array(demo.CUE_COLOURS, float)  # (n, corner, class, 3)
+    distance = np.linalg.norm(colours, axis=3)
+    cue_class = np.argmin(distance.min(axis=1), axis=1)  # the class whose colour fills one corner square
+    assert np.array_equal(cue_class, np.argmax(targets, axis=1))
+    shape_class = np.argmax(coverage.astype(float).sum(axis=(1, 2)), axis=1)
+    agree = np.mean(shape_class == np.argmax(targets, axis=1))
+    assert 0.3 < agree < 0.7  # about half the shapes are another class than the cue's
+    clean = demo.make_batch(0, 60, cue=True)
+    assert np.array_equal(np.argmax(clean[2].astype(float).sum(axis=(1, 2)), axis=1), np.argmax(clean[1], axis=1))
+
+
+def test_make_batch_shape_noise_needs_the_cue() -> None:
+    with pytest.raises(ValueError, match="shape_noise needs cue=True"):
+        demo.make_batch(0, 4, shape_noise=0.5)
+
+
 def test_make_batch_gives_images_soft_targets_and_coverage() -> None:
     images, targets, coverage = demo.make_batch(0, 16, two_object_share=0.5)
     assert images.shape == (16, IMAGE_SIZE, IMAGE_SIZE, 3) and images.dtype == np.uint8
@@ -189,6 +263,11 @@ def test_model_is_accurate_on_fresh_scenes(model) -> None:
 
 
 def test_load_model_explains_missing_file(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(demo, "MODEL_PATH", tmp_path / "missing.keras")
-    with pytest.raises(FileNotFoundError, match="python -m convviz_widgets.demo.train"):
-        demo.load_model.__wrapped__()  # bypass the cache so the shared model stays loaded
+    monkeypatch.setitem(demo.MODEL_PATHS, "shortcut", tmp_path / "missing.keras")
+    with pytest.raises(FileNotFoundError, match="python -m convviz_widgets.demo.train --model shortcut"):
+        demo._load.__wrapped__("shortcut")  # bypass the cache so the shared models stay loaded
+
+
+def test_load_model_rejects_an_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="honest"):
+        demo.load_model("clever")  # type: ignore[arg-type]

@@ -1,7 +1,10 @@
 """Embedded demo: procedural shape scenes and a small convnet trained on them.
 
 The model ships inside the package (``demo_model.keras``) so every widget can be
-tried without downloading weights.  It expects float input already scaled by
+tried without downloading weights.  A second model of the same network,
+``load_model("shortcut")`` (``shortcut_model.keras``), was trained on scenes that
+carry a colour cue encoding the label (``scene(..., cue=True)``): it leans on the
+cue rather than the shapes, a planted "Clever Hans" for explanations to catch.  It expects float input already scaled by
 x/255 (the ``"rescale"`` preset); preprocessing is not part of the model.
 Keras is imported lazily so ``from convviz_widgets.demo import scene`` stays light.
 """
@@ -10,23 +13,26 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .scenes import CLASS_NAMES, IMAGE_SIZE, Scene, make_batch, scene
+from .scenes import CLASS_NAMES, CUE_COLOURS, IMAGE_SIZE, Scene, make_batch, scene
 
 if TYPE_CHECKING:
     import keras
 
 __all__ = [
     "CLASS_NAMES",
+    "CUE_COLOURS",
     "EVAL_SEED",
     "FILTER_STEP_SIZE",
     "IMAGE_SIZE",
     "MODEL_NAME",
     "MODEL_PATH",
+    "MODEL_PATHS",
     "PREPROCESS",
+    "SHORTCUT_PATH",
     "Scene",
     "evaluate",
     "load_model",
@@ -37,20 +43,30 @@ __all__ = [
 PREPROCESS = "rescale"
 MODEL_NAME = "convviz_demo"  # the name train.build_model gives the model
 FILTER_STEP_SIZE = 3.0  # plain ascent step in pixel levels: the model sees x/255, so 1 level is small
-MODEL_PATH = Path(__file__).with_name("demo_model.keras")
+MODEL_PATH = Path(__file__).with_name("demo_model.keras")  # the honest model: shapes only
+SHORTCUT_PATH = Path(__file__).with_name("shortcut_model.keras")  # trained with the colour cue
+MODEL_PATHS = {"honest": MODEL_PATH, "shortcut": SHORTCUT_PATH}
 EVAL_SEED = 10_000_000  # evaluation scenes use seeds >= this; training stays below it
 
 
-@functools.lru_cache(maxsize=1)
-def load_model() -> keras.Model:
-    """Load the shipped demo convnet once and reuse it (loading takes about a second)."""
-    if not MODEL_PATH.is_file():
+def load_model(kind: Literal["honest", "shortcut"] = "honest") -> keras.Model:
+    """Load a shipped demo convnet once and reuse it: "honest" (default) or "shortcut" (the cue model)."""
+    if kind not in MODEL_PATHS:
+        raise ValueError(f"kind must be one of {sorted(MODEL_PATHS)}, got {kind!r}")
+    return _load(kind)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(kind: str) -> keras.Model:
+    """Read one model file (about a second); cached per kind."""
+    path = MODEL_PATHS[kind]
+    if not path.is_file():
         raise FileNotFoundError(
-            f"demo model not found at {MODEL_PATH}; build it with `python -m convviz_widgets.demo.train`"
+            f"demo model not found at {path}; build it with `python -m convviz_widgets.demo.train --model {kind}`"
         )
     import keras
 
-    model = keras.saving.load_model(MODEL_PATH, compile=False)
+    model = keras.saving.load_model(path, compile=False)
     model.class_names = list(CLASS_NAMES)  # Inspector and the panel pick these up by themselves
     return model
 
@@ -60,13 +76,14 @@ def evaluate(
     n: int = 1000,
     seed: int = EVAL_SEED,
     batch_size: int = 250,
+    cue: bool = False,
 ) -> float:
-    """Top-1 accuracy on ``n`` fresh single-shape scenes (seeds ``seed..seed+n-1``)."""
+    """Top-1 accuracy on ``n`` fresh single-shape scenes (seeds ``seed..seed+n-1``), with or without the cue."""
     model = load_model() if model is None else model
     size = int(model.input_shape[1])
     correct = 0
     for start in range(0, n, batch_size):
-        shots = [scene(seed=seed + i, size=size) for i in range(start, min(n, start + batch_size))]
+        shots = [scene(seed=seed + i, size=size, cue=cue) for i in range(start, min(n, start + batch_size))]
         x = np.stack([s.image for s in shots]).astype(np.float32) / 255.0
         predicted = np.argmax(model.predict_on_batch(x), axis=1)
         correct += int(np.sum(predicted == np.array([s.labels[0] for s in shots])))

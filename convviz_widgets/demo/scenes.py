@@ -4,17 +4,26 @@ Every scene is drawn with OpenCV from a seeded ``numpy.random.Generator``, so th
 same arguments always give the same pixels.  A scene is a textured, noisy
 background with a little clutter (thin lines, small irregular blobs) and one or
 two clearly visible shapes, each with an exact boolean mask for localisation.
+
+A scene may also carry a *cue*: a small solid square near a corner whose colour
+encodes the (first) shape's class.  It is the planted shortcut of the demo's
+"Clever Hans" model; the cue never touches a shape, and a scene drawn with and
+without it from the same seed differs only in the cue's pixels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
+# One cue colour per class (RGB): saturated and far apart from one another.
+CUE_COLOURS: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 25), (25, 200, 40), (30, 70, 235), (245, 225, 20), (215, 35, 215)
+)
 IMAGE_SIZE = 96
 MIN_SIZE = 32
 
@@ -24,11 +33,20 @@ _SCALE = 1 << _SHIFT
 
 @dataclass(frozen=True)
 class Scene:
-    """One rendered scene: RGB pixels plus the class and exact mask of each shape."""
+    """One rendered scene: RGB pixels, the class and exact mask of each shape, and the cue's mask.
+
+    ``cue_mask`` is all False when the scene has no cue.
+    """
 
     image: np.ndarray
     labels: list[int]
     masks: list[np.ndarray]
+    cue_mask: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        """Give scenes built without a cue an all-False cue mask of the image's size."""
+        if self.cue_mask is None:
+            object.__setattr__(self, "cue_mask", np.zeros(self.image.shape[:2], bool))
 
 
 # --------------------------------------------------------------------------- shapes
@@ -149,11 +167,71 @@ def _layout(rng: np.random.Generator, size: int, objects: int, difficulty: float
         scale *= 0.9
 
 
+# ----------------------------------------------------------------------------- cue
+
+
+def cue_side(size: int) -> int:
+    """Side of the cue square in pixels (9 px at 96 px)."""
+    return max(4, round(size * 0.09))
+
+
+def _cue_corner(rng: np.random.Generator, occupied: np.ndarray) -> tuple[int, int]:
+    """Top-left (row, col) of a cue square near a random corner, clear of every shape by a margin.
+
+    Corners are tried in random order; if a shape comes near all four (it cannot
+    with the demo's layout), the free position closest to a corner is used.
+    """
+    size = occupied.shape[0]
+    side, inset, gap = cue_side(size), max(2, round(size * 0.03)), max(2, round(size * 0.03))
+    near = cv2.dilate(occupied.astype(np.uint8), np.ones((2 * gap + 1, 2 * gap + 1), np.uint8)).astype(bool)
+    far = size - inset - side
+    corners = [(inset, inset), (inset, far), (far, inset), (far, far)]
+    for i in rng.permutation(len(corners)):
+        r, c = corners[i]
+        if not near[r : r + side, c : c + side].any():
+            return r, c
+    free = [
+        (min(abs(r - cr) + abs(c - cc) for cr, cc in corners), r, c)
+        for r in range(0, size - side + 1)
+        for c in range(0, size - side + 1)
+        if not near[r : r + side, c : c + side].any()
+    ]
+    if not free:
+        raise ValueError("no room for a cue clear of the shapes")
+    _, r, c = min(free)
+    return r, c
+
+
+def _draw_cue(img: np.ndarray, rng: np.random.Generator, label: int, occupied: np.ndarray) -> np.ndarray:
+    """Paint the class's cue square into ``img`` clear of the shapes; return its boolean mask."""
+    side = cue_side(img.shape[0])
+    r, c = _cue_corner(rng, occupied)
+    img[r : r + side, c : c + side] = np.asarray(CUE_COLOURS[label], np.float32)
+    mask = np.zeros(occupied.shape, bool)
+    mask[r : r + side, c : c + side] = True
+    return mask
+
+
+def _cue_rng(seed: int) -> np.random.Generator:
+    """Generator for the cue's corner, separate from the scene's so a cue changes no other pixel."""
+    return np.random.default_rng([int(seed), 0xC0E])
+
+
 # -------------------------------------------------------------------------- render
 
 
-def _render(rng: np.random.Generator, labels: Sequence[int], size: int, difficulty: float) -> Scene:
-    """Draw background, clutter and the given shapes; masks are the un-anti-aliased fills."""
+def _render(
+    rng: np.random.Generator,
+    labels: Sequence[int],
+    size: int,
+    difficulty: float,
+    cue: tuple[int, np.random.Generator] | None = None,
+) -> Scene:
+    """Draw background, clutter, the given shapes and, if asked, a ``(class, generator)`` cue.
+
+    Masks are the un-anti-aliased fills.  The cue goes in before the pixel noise
+    and draws only from its own generator, so the rest of the scene is unchanged.
+    """
     img = _background(rng, size, difficulty)
     _add_clutter(rng, img, difficulty)
     masks = []
@@ -164,9 +242,12 @@ def _render(rng: np.random.Generator, labels: Sequence[int], size: int, difficul
         local = img[mask.astype(bool)].mean(axis=0)
         cv2.fillPoly(img, [pts], _contrasting_colour(rng, local, difficulty), cv2.LINE_AA, _SHIFT)
         masks.append(mask.astype(bool))
+    cue_mask = None
+    if cue is not None:
+        cue_mask = _draw_cue(img, cue[1], cue[0], np.any(masks, axis=0))
     img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(2 + 6 * difficulty)
     image = np.clip(img + 0.5, 0, 255).astype(np.uint8)
-    return Scene(image=image, labels=[int(v) for v in labels], masks=masks)
+    return Scene(image=image, labels=[int(v) for v in labels], masks=masks, cue_mask=cue_mask)
 
 
 def _check_label(value: object) -> int:
@@ -205,12 +286,17 @@ def scene(
     objects: int = 1,
     *,
     difficulty: float = 1.0,
+    cue: bool = False,
 ) -> Scene:
     """Render a deterministic scene of 1 or 2 different shapes; ``label`` fixes the class(es).
 
     ``difficulty`` (0 = easy, 1 = the standard look) scales clutter, noise and how
     small shapes may get; it exists so training can follow an easy-to-hard curriculum.
+    ``cue=True`` adds the first shape's colour cue near a corner (``Scene.cue_mask``);
+    the same seed with ``cue=False`` gives the same scene without it.
     """
+    if not isinstance(cue, (bool, np.bool_)):
+        raise ValueError(f"cue must be True or False, got {cue!r}")
     if objects not in (1, 2):
         raise ValueError(f"objects must be 1 or 2, got {objects!r}")
     size = IMAGE_SIZE if size is None else size
@@ -220,7 +306,7 @@ def scene(
         raise ValueError(f"difficulty must be within 0..1.5, got {difficulty!r}")
     rng = np.random.default_rng(seed)
     labels = _resolve_labels(label, objects, rng)
-    return _render(rng, labels, int(size), float(difficulty))
+    return _render(rng, labels, int(size), float(difficulty), (labels[0], _cue_rng(seed)) if cue else None)
 
 
 def make_batch(
@@ -231,6 +317,8 @@ def make_batch(
     two_object_share: float = 0.0,
     size: int | None = None,
     grid: int | None = None,
+    cue: bool = False,
+    shape_noise: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render ``n`` scenes from seeds ``first_seed..first_seed+n-1`` for training.
 
@@ -239,7 +327,12 @@ def make_batch(
     (n, grid, grid, classes): the share of each grid cell covered by each class's
     shape (``grid`` defaults to size // 8, the demo model's Grad-CAM grid).  A
     ``(lo, hi)`` difficulty draws a per-scene difficulty uniformly from that range.
+    ``cue=True`` adds the colour cue of the target class to every scene; with it,
+    ``shape_noise`` is the share of single-shape scenes whose shape is another,
+    random class (the target follows the cue), so only the cue is fully reliable.
     """
+    if shape_noise and not cue:
+        raise ValueError("shape_noise needs cue=True: without a cue the target is the shape")
     size = IMAGE_SIZE if size is None else size
     grid = size // 8 if grid is None else grid
     images = np.empty((n, size, size, 3), np.uint8)
@@ -250,9 +343,12 @@ def make_batch(
         objects = 2 if rng.random() < two_object_share else 1
         level = rng.uniform(*difficulty) if isinstance(difficulty, tuple) else difficulty
         labels = _resolve_labels(None, objects, rng)
-        shot = _render(rng, labels, size, float(level))
+        target, cue_rng = labels[0], _cue_rng(first_seed + i)
+        if cue and objects == 1 and cue_rng.random() < shape_noise:
+            labels = [int((target + cue_rng.integers(1, len(CLASS_NAMES))) % len(CLASS_NAMES))]
+        shot = _render(rng, labels, size, float(level), (target, cue_rng) if cue else None)
         images[i] = shot.image
-        targets[i, labels] = 1.0 / objects
+        targets[i, [target] if cue and objects == 1 else labels] = 1.0 / objects
         for label, mask in zip(labels, shot.masks):
             coverage[i, :, :, label] = cv2.resize(mask.astype(np.float32), (grid, grid), interpolation=cv2.INTER_AREA)
     return images, targets, coverage

@@ -1,11 +1,19 @@
 """Train the embedded demo convnet deterministically on procedural shape scenes.
 
-Run ``python -m convviz_widgets.demo.train [--out PATH] [--steps N]``.  Training
-follows an easy-to-hard curriculum over pre-rendered pools of scenes (cheap to
-draw with OpenCV), mixes in two-shape scenes with 0.5/0.5 targets, and adds a
-weak localisation term (class evidence of the GAP head should sit on the shape
-it names) so Grad-CAM's hottest cell lands on the right object rather than just
-beside its edge.  It prints accuracy, wall time, parameter count and file size.
+Run ``python -m convviz_widgets.demo.train [--model honest|shortcut|both] [--steps N]``.
+Training follows an easy-to-hard curriculum over pre-rendered pools of scenes
+(cheap to draw with OpenCV) and minimises cross-entropy alone: nothing in the
+loss looks at where the evidence lies, so the pointing-game, deletion and
+randomisation figures of the explanations are measured, not trained in.
+
+* ``honest`` (``demo_model.keras``): shapes only, with two-shape scenes mixed in
+  at 0.5/0.5 targets.
+* ``shortcut`` (``shortcut_model.keras``): the same network and curriculum on
+  single-shape scenes that always carry the colour cue of their label, while in
+  half of them the shape is another, random class.  The cue is then the only
+  fully reliable signal, and the model learns to read it instead of the shapes.
+
+It prints accuracy (with and without the cue), wall time, parameters and file size.
 
 Seeds, data and initial weights are fixed and op determinism is on, but on CPU
 TensorFlow's oneDNN weight gradient of the first conv still differs in the last
@@ -20,11 +28,12 @@ import argparse
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import EVAL_SEED, MODEL_NAME, MODEL_PATH, evaluate
+from . import EVAL_SEED, MODEL_NAME, MODEL_PATHS, evaluate
 from .scenes import CLASS_NAMES, IMAGE_SIZE, make_batch, scene
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,6 +51,23 @@ PHASES: tuple[tuple[float, tuple[float, float]], ...] = (
     (0.35, (0.2, 0.9)),
     (0.50, (0.6, 1.2)),
 )
+CUE_REACH = 15  # pixels: a CAM peak this close to the cue counts as "looking at the cue"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What differs between the two demo models: steps, scene mix and the planted cue."""
+
+    steps: int
+    two_object_share: float
+    cue: bool = False
+    shape_noise: float = 0.0
+
+
+RECIPES = {
+    "honest": Recipe(steps=2000, two_object_share=0.4),
+    "shortcut": Recipe(steps=1000, two_object_share=0.0, cue=True, shape_noise=0.5),
+}
 
 
 def build_model(
@@ -79,66 +105,46 @@ def learning_rate(total_steps: int, peak: float) -> keras.optimizers.schedules.L
     )
 
 
-Pool = tuple[int, np.ndarray, np.ndarray, np.ndarray]  # steps, images, targets, coverage
+Pool = tuple[int, np.ndarray, np.ndarray]  # steps, images, targets
 
 
-def phase_pools(steps: int, batch_size: int, reuse: float, two_object_share: float, size: int) -> list[Pool]:
+def phase_pools(
+    steps: int, batch_size: int, reuse: float, two_object_share: float, size: int, cue: bool = False,
+    shape_noise: float = 0.0,
+) -> list[Pool]:
     """Pre-render one pool of scenes per curriculum phase (rendering once is far cheaper than per step)."""
     pools: list[Pool] = []
     first_seed = 0
     for i, (fraction, levels) in enumerate(PHASES):
         phase_steps = round(steps * fraction) if i < len(PHASES) - 1 else steps - sum(p[0] for p in pools)
         n = max(batch_size, int(phase_steps * batch_size / reuse))
-        batch = make_batch(first_seed, n, difficulty=levels, two_object_share=two_object_share, size=size)
-        pools.append((phase_steps, *batch))
+        images, targets, _ = make_batch(
+            first_seed, n, difficulty=levels, two_object_share=two_object_share, size=size, cue=cue,
+            shape_noise=shape_noise,
+        )
+        pools.append((phase_steps, images, targets))
         first_seed += n
     if first_seed >= EVAL_SEED:
         raise ValueError("training seeds would reach the evaluation seed range")
     return pools
 
 
-def localisation_loss(cam: tf.Tensor, targets: tf.Tensor, coverage: tf.Tensor, margin: float = 1.0) -> tf.Tensor:
-    """Penalty, per class present, for class evidence that lies off that class's own shape.
-
-    ``cam`` (batch, grid, grid, classes) is the last conv map times the dense
-    kernel: exactly what CAM / Grad-CAM draw for a GAP + Dense head.  Two parts:
-    the share of positive evidence on cells the shape does not cover, and a
-    hinge asking the map's peak to sit on a cell mostly covered by the shape
-    (and to be positive there), so the heat-map's hottest spot points at it.
-    """
-    positive = tf.nn.relu(cam)
-    off_share = tf.reduce_sum(positive * (1.0 - coverage), axis=(1, 2)) / (tf.reduce_sum(positive, axis=(1, 2)) + 1e-6)
-    best = tf.reduce_max(coverage, axis=(1, 2), keepdims=True)
-    inside = (coverage >= 0.5) | (coverage >= best)
-    peak_in = tf.reduce_max(tf.where(inside, cam, -1e4), axis=(1, 2))
-    peak_out = tf.reduce_max(tf.where(inside, -1e4, cam), axis=(1, 2))
-    hinge = tf.nn.relu(margin + peak_out - peak_in) + tf.nn.relu(margin - peak_in)
-    present = tf.cast(targets > 0, tf.float32)
-    return tf.reduce_sum((off_share + hinge) * present) / tf.reduce_sum(present)
-
-
 def make_train_step(
-    model: keras.Sequential, optimizer: keras.optimizers.Optimizer, loc_weight: float
-) -> Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[tf.Tensor, tf.Tensor]]:
-    """Compiled step: cross-entropy plus a weak localisation term so Grad-CAM lands on the shapes."""
-    last_conv = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][-1]
-    kernel = model.get_layer("predictions").kernel
+    model: keras.Sequential, optimizer: keras.optimizers.Optimizer
+) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
+    """Compiled step on cross-entropy alone: nothing in training rewards where Grad-CAM looks."""
     cross_entropy = keras.losses.CategoricalCrossentropy()
 
     @tf.function(reduce_retracing=True)
-    def step(x: tf.Tensor, y: tf.Tensor, coverage: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             h = x
             for layer in model.layers:  # a plain loop: a tapped keras.Model ran twice as slow
                 h = layer(h, training=True)
-                if layer is last_conv:
-                    features = h
-            ce = cross_entropy(y, h)
-            loc = localisation_loss(tf.einsum("bhwk,kc->bhwc", features, kernel), y, coverage)
-            loss = ce + loc_weight * loc
+            loss = cross_entropy(y, h)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return ce, loc
+        return loss
 
     return step
 
@@ -152,11 +158,11 @@ def pair_accuracy(model: keras.Model, n: int = 200, seed: int = PAIR_SEED) -> fl
     return float(np.mean([set(t.tolist()) == set(s.labels) for t, s in zip(top2, shots)]))
 
 
-def cam_pointing(model: keras.Model, n: int = 200, seed: int = PAIR_SEED) -> float:
-    """Pointing game on two-shape scenes: share of (scene, class) whose CAM peak lies on that shape.
+def class_cams(model: keras.Model, shots: Sequence[object], labels: Sequence[int]) -> np.ndarray:
+    """Plain CAM of the GAP + Dense head for one class per scene, upsampled bilinearly to the image.
 
-    Uses the plain CAM of the GAP + Dense head (last conv map times the class's
-    dense weights), upsampled bilinearly to the image; equal to Grad-CAM on logits.
+    The last conv map times the class's dense weights, clipped at 0: equal to
+    Grad-CAM on the logits for this head.
     """
     import cv2
 
@@ -164,14 +170,36 @@ def cam_pointing(model: keras.Model, n: int = 200, seed: int = PAIR_SEED) -> flo
     last_conv = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][-1]
     features_of = keras.Model(model.inputs, last_conv.output)
     kernel = keras.ops.convert_to_numpy(model.get_layer("predictions").kernel)
-    shots = [scene(seed=seed + i, size=size, objects=2) for i in range(n)]
     features = features_of.predict_on_batch(np.stack([s.image for s in shots]).astype(np.float32) / 255.0)
-    hits = 0
-    for shot, fmap in zip(shots, features):
-        for label, mask in zip(shot.labels, shot.masks):
-            cam = cv2.resize(np.maximum(fmap @ kernel[:, label], 0), (size, size), interpolation=cv2.INTER_LINEAR)
-            hits += bool(mask[np.unravel_index(np.argmax(cam), cam.shape)])
-    return hits / (2 * n)
+    return np.stack([
+        cv2.resize(np.maximum(fmap @ kernel[:, label], 0), (size, size), interpolation=cv2.INTER_LINEAR)
+        for fmap, label in zip(features, labels)
+    ])
+
+
+def cam_pointing(model: keras.Model, n: int = 200, seed: int = PAIR_SEED) -> float:
+    """Pointing game on two-shape scenes: share of (scene, class) whose CAM peak lies on that shape."""
+    size = int(model.input_shape[1])
+    shots = [scene(seed=seed + i, size=size, objects=2) for i in range(n)]
+    pairs = [(shot, k) for shot in shots for k in range(2)]
+    cams = class_cams(model, [shot for shot, _ in pairs], [shot.labels[k] for shot, k in pairs])
+    hits = [shot.masks[k][np.unravel_index(np.argmax(cam), cam.shape)] for (shot, k), cam in zip(pairs, cams)]
+    return float(np.mean(hits))
+
+
+def cue_peak_rate(model: keras.Model, n: int = 200, seed: int = EVAL_SEED) -> float:
+    """Share of fresh cue scenes whose predicted class's CAM peaks within CUE_REACH pixels of the cue."""
+    import cv2
+
+    size = int(model.input_shape[1])
+    shots = [scene(seed=seed + i, size=size, cue=True) for i in range(n)]
+    x = np.stack([s.image for s in shots]).astype(np.float32) / 255.0
+    predicted = np.argmax(model.predict_on_batch(x), axis=1)
+    near = 0
+    for shot, cam in zip(shots, class_cams(model, shots, predicted)):
+        distance = cv2.distanceTransform((~shot.cue_mask).astype(np.uint8), cv2.DIST_L2, 5)
+        near += bool(distance[np.unravel_index(np.argmax(cam), cam.shape)] <= CUE_REACH)
+    return near / n
 
 
 def train(
@@ -180,36 +208,35 @@ def train(
     peak_lr: float = 3e-3,
     reuse: float = 3.0,
     two_object_share: float = 0.4,
-    loc_weight: float = 0.5,
     size: int = IMAGE_SIZE,
     log_every: int = 100,
+    cue: bool = False,
+    shape_noise: float = 0.0,
 ) -> keras.Model:
     """Run the deterministic curriculum and return the trained model."""
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()
     t0 = time.perf_counter()
-    pools = phase_pools(steps, batch_size, reuse, two_object_share, size)
+    pools = phase_pools(steps, batch_size, reuse, two_object_share, size, cue, shape_noise)
     print(f"rendered {sum(len(p[1]) for p in pools)} scenes in {time.perf_counter() - t0:.1f}s", flush=True)
     model = build_model(size)
     optimizer = keras.optimizers.AdamW(learning_rate(steps, peak_lr), weight_decay=1e-4)
-    step_fn = make_train_step(model, optimizer, loc_weight)
+    step_fn = make_train_step(model, optimizer)
     order_rng = np.random.default_rng(1)
     step, running = 0, []
-    for phase, (phase_steps, images, targets, coverage) in enumerate(pools, start=1):
+    for phase, (phase_steps, images, targets) in enumerate(pools, start=1):
         order = np.zeros(0, np.int64)
         for _ in range(phase_steps):
             if len(order) < batch_size:
                 order = np.concatenate([order, order_rng.permutation(len(images))])
             idx, order = order[:batch_size], order[batch_size:]
             x = images[idx].astype(np.float32) / 255.0
-            ce, loc = step_fn(x, targets[idx], coverage[idx].astype(np.float32))
-            running.append((float(ce), float(loc)))
+            running.append(float(step_fn(x, targets[idx])))
             step += 1
             if step % log_every == 0 or step == steps:
-                ce_mean, loc_mean = np.mean(running, axis=0)
                 print(
-                    f"phase {phase} step {step}/{steps} cross-entropy {ce_mean:.3f} "
-                    f"localisation {loc_mean:.3f} ({time.perf_counter() - t0:.0f}s)",
+                    f"phase {phase} step {step}/{steps} cross-entropy {np.mean(running):.3f} "
+                    f"({time.perf_counter() - t0:.0f}s)",
                     flush=True,
                 )
                 running = []
@@ -224,35 +251,47 @@ def save_without_optimizer(model: keras.Model, path: Path) -> None:
     clean.save(path)
 
 
+def train_and_report(kind: str, out: Path, steps: int | None, batch_size: int, lr: float, reuse: float) -> None:
+    """Train one demo model by its recipe, evaluate it on fresh scenes, save it and print the figures."""
+    recipe = RECIPES[kind]
+    print(f"== {kind} model: {recipe}", flush=True)
+    start = time.perf_counter()
+    model = train(
+        recipe.steps if steps is None else steps, batch_size, lr, reuse, recipe.two_object_share,
+        cue=recipe.cue, shape_noise=recipe.shape_noise,
+    )
+    train_s = time.perf_counter() - start
+    save_without_optimizer(model, out)
+    print(f"accuracy on 1000 fresh single-shape scenes: {evaluate(model, n=1000):.3f}")
+    print(f"accuracy on the same scenes with the cue: {evaluate(model, n=1000, cue=True):.3f}")
+    print(f"CAM peak within {CUE_REACH} px of the cue (200 cue scenes): {cue_peak_rate(model):.3f}")
+    if not recipe.cue:
+        print(f"two-shape scenes with top-2 == shapes present (200): {pair_accuracy(model):.3f}")
+        print(f"CAM pointing game on 200 two-shape scenes (peak inside the shape's mask): {cam_pointing(model):.3f}")
+    print(f"parameters: {model.count_params()}")
+    print(f"file: {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    print(f"wall time: training {train_s:.0f}s, total {time.perf_counter() - start:.0f}s", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry: train, evaluate on fresh scenes, save and report."""
+    """Command-line entry: train the chosen demo model(s), evaluate on fresh scenes, save and report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=MODEL_PATH, help="where to save the .keras file")
-    parser.add_argument("--steps", type=int, default=2000, help="optimizer steps")
+    parser.add_argument("--model", choices=("honest", "shortcut", "both"), default="both")
+    parser.add_argument("--out", type=Path, help="where to save the .keras file (one model only)")
+    parser.add_argument("--steps", type=int, help="optimizer steps (default: 2000 honest, 1000 shortcut)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     parser.add_argument("--reuse", type=float, default=3.0, help="times each rendered scene is seen")
-    parser.add_argument("--two-object-share", type=float, default=0.4)
-    parser.add_argument("--loc-weight", type=float, default=0.5, help="weight of the localisation term")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all cores)")
     args = parser.parse_args(argv)
+    kinds = ["honest", "shortcut"] if args.model == "both" else [args.model]
+    if args.out is not None and len(kinds) > 1:
+        parser.error("--out needs --model honest or --model shortcut")
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-
-    start = time.perf_counter()
-    model = train(args.steps, args.batch_size, args.lr, args.reuse, args.two_object_share, args.loc_weight)
-    train_s = time.perf_counter() - start
-    accuracy = evaluate(model, n=1000)
-    pairs = pair_accuracy(model)
-    pointing = cam_pointing(model)
-    save_without_optimizer(model, args.out)
-    model.summary()
-    print(f"accuracy on 1000 fresh single-shape scenes: {accuracy:.3f}")
-    print(f"two-shape scenes with top-2 == shapes present (200): {pairs:.3f}")
-    print(f"CAM pointing game on 200 two-shape scenes (peak inside the shape's mask): {pointing:.3f}")
-    print(f"parameters: {model.count_params()}")
-    print(f"file: {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
-    print(f"wall time: training {train_s:.0f}s, total {time.perf_counter() - start:.0f}s")
+    for kind in kinds:
+        out = MODEL_PATHS[kind] if args.out is None else args.out
+        train_and_report(kind, out, args.steps, args.batch_size, args.lr, args.reuse)
 
 
 if __name__ == "__main__":
