@@ -41,8 +41,13 @@ def missing_api(assignment: str) -> str | None:
     """Why an assignment cannot run with this version of the package (None when it can)."""
     from convviz_widgets import demo
 
-    if assignment == "a4_clever_hans" and "cue" not in inspect.signature(demo.scene).parameters:
-        return "demo.scene(cue=...) and the shortcut model are not in this version of the demo"
+    if assignment != "a4_clever_hans":
+        return None
+    if "cue" not in inspect.signature(demo.scene).parameters:
+        return "demo.scene(cue=...) is not in this version of the demo"
+    shortcut = getattr(demo, "MODEL_PATHS", {}).get("shortcut")
+    if shortcut is None or not shortcut.is_file():
+        return "the shortcut demo model is not built here (python -m convviz_widgets.demo.train --model shortcut)"
     return None
 
 
@@ -207,3 +212,50 @@ def test_release_holds_neither_solutions_nor_hidden_tests(graded, assignment):
     for secret in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "BEGIN MARK SCHEME", "close_shares("):
         assert secret not in text
     assert "raise NotImplementedError()" in text and "YOUR ANSWER HERE" in text
+
+
+# ----- the checks the visible tests call ---------------------------------------------------------------------
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_failed_check_is_an_assertion_shown_without_traceback():
+    from convviz_widgets.checks import CheckFailed
+
+    err = CheckFailed("Task 9: do this.\nThen that.")
+    assert isinstance(err, AssertionError)  # nbgrader counts the test cell as failed
+    lines = err._render_traceback_()
+    assert ANSI.sub("", lines[0]) == "✘ Task 9: do this." and lines[1:] == ["Then that."]
+
+
+def test_high_frequency_share_is_zero_for_flat_and_smooth_pictures_and_one_for_a_checkerboard():
+    import numpy as np
+
+    from convviz_widgets.checks import high_frequency_share
+
+    flat = np.full((32, 32, 3), 90.0)
+    smooth = np.repeat((np.sin(np.arange(32) * 2 * np.pi / 16) * 50 + 128)[None, :, None], 32, axis=0)
+    smooth = np.repeat(smooth, 3, axis=2)
+    board = (np.indices((32, 32)).sum(axis=0) % 2 * 255.0)[..., None].repeat(3, axis=2)
+    shares = high_frequency_share(np.stack([flat, smooth, board]))
+    assert shares[0] == 0 and shares[1] < 1e-9 and abs(shares[2] - 1) < 1e-9
+
+
+def test_checks_advise_on_the_form_of_an_answer():
+    from convviz_widgets import checks, demo
+    from convviz_widgets.checks import CheckFailed
+
+    model = demo.load_model()
+    with pytest.raises(CheckFailed, match="no conv layer named 'dense'"):
+        checks.check_dead_filters(model, {"dense": [0]})
+    with pytest.raises(CheckFailed, match="make it a dict"):
+        checks.check_dead_filters(model, [0, 9])
+    with pytest.raises(CheckFailed, match="is not one of them"):
+        checks.check_dead_filters(model, {"conv1": [10_000]})
+    with pytest.raises(CheckFailed, match="not answered yet"):
+        checks.check_sparsity(model, ...)
+    with pytest.raises(CheckFailed, match="should be a dict with the keys"):
+        checks.check_shares("Pointing game", {"gradcam": 0.5}, "accuracy", ["gradcam", "centre"])
+    with pytest.raises(CheckFailed, match="a share between 0 and 1"):
+        checks.check_shares("Pointing game", {"gradcam": 2, "centre": 0.1}, "accuracy", ["gradcam", "centre"])
+    with pytest.raises(CheckFailed, match="flat grey picture"):
+        checks.check_high_frequency(lambda images: [0.5] * len(images))
