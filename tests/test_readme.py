@@ -8,6 +8,7 @@ two-class convnet in the book's layer names, legacy HDF5) and `cat.jpg`.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -66,14 +67,25 @@ def test_readme_has_python_blocks():
     assert len(python_blocks()) >= 2
 
 
+def run_block(code: str, name: str, namespace: dict) -> object:
+    """Run a block as a notebook cell would; return the value of its last line if that is an expression."""
+    tree = ast.parse(code, name)
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        tree.body[-1] = ast.Assign(targets=[ast.Name("_readme_shown", ast.Store())], value=tree.body[-1].value)
+        ast.fix_missing_locations(tree)
+    exec(compile(tree, name, "exec"), namespace)
+    return namespace.pop("_readme_shown", None)
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_every_python_block_in_the_readme_runs(readme_namespace):
+    shown = []
     for number, code in enumerate(python_blocks(), start=1):
         try:
-            exec(compile(code, f"README.md python block {number}", "exec"), readme_namespace)
+            shown.append(run_block(code, f"README.md python block {number}", readme_namespace))
         except Exception as err:  # say which block broke, with its code
             pytest.fail(f"README python block {number} raised {type(err).__name__}: {err}\n\n{code}")
-    panels = [v for v in readme_namespace.values() if type(v).__name__ == "ConvVizPanel"]
-    for panel in panels:  # finish background work before the next test
-        panel.wait()
+    for value in [*shown, *readme_namespace.values()]:
+        if type(value).__name__ == "ConvVizPanel":
+            assert value.wait(), "the panel's first view did not finish"  # before the next test starts
     assert np.asarray(readme_namespace["image"]).ndim == 3
