@@ -43,8 +43,8 @@ notebooks: $(VENV)/.installed-test ## sync notebooks and scripts, re-execute the
 bench: $(VENV)/.installed-test ## speed benchmarks (ratios measured side by side)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
-train: $(VENV)/.installed ## regenerate the embedded demo model (about 20 minutes on 2 cores)
-	$(BIN)/python -m convviz_widgets.demo.train
+train: $(VENV)/.installed ## regenerate both demo models, honest and shortcut (about 20 minutes on 2 cores)
+	$(BIN)/python -m convviz_widgets.demo.train --model both
 
 clean:
 	rm -rf $(OUT) .pytest_cache build *.egg-info

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import render
+from .core.cam import CAM
 from .core.facts import layer_facts
 from .core.inspector import Inspector
 
@@ -135,17 +136,54 @@ def _filter_section(inspector: Inspector, layers: Sequence[str], out: Path, n_fi
 
 def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
                  preds: Sequence[tuple[int, str, float]]) -> tuple[str, str, list[tuple[str, str]]]:
-    """Grad-CAM overlays for the top classes."""
+    """Grad-CAM overlays for the top classes; a class without positive evidence is said to be so."""
     shown = render.upscale(rgb, FIGURE_MIN_SIDE)
     items = []
     bar = ProgressBar("grad-cam", len(preds))
     for rank, (idx, name, prob) in enumerate(preds, 1):
         cam = inspector.gradcam(rgb, class_index=idx)
         fname = f"gradcam_top{rank}.png"
-        _save(out / fname, render.overlay(shown, cam.heatmap))
-        items.append((fname, f"#{rank} {name} ({prob:.1%}) — score {cam.score:.2f} at {cam.layer}"))
+        _save(out / fname, cam_picture(shown, cam))
+        items.append((fname, cam_caption(rank, name, prob, cam)))
         bar(rank, len(preds))
     return ("Grad-CAM", "Where the evidence for each class lies (red = most).", items)
+
+
+def no_evidence_note(cam: CAM) -> str | None:
+    """Why a CAM's map is blank (no positive evidence, or evidence equal everywhere); None if it is not."""
+    if float(np.max(cam.heatmap, initial=0.0)) > 0.0:
+        return None
+    if cam.raw is not None and float(np.max(cam.raw, initial=0.0)) > 0.0:
+        return "evidence equal everywhere: no location for this class"
+    return "no positive evidence for this class"
+
+
+def cam_caption(rank: int, name: str, prob: float, cam: CAM) -> str:
+    """'#1 star — p = 0.93, logit 4.1 at conv5', plus the note when the map is blank."""
+    caption = f"#{rank} {name} — p = {prob:.2f}, logit {cam.score:.1f} at {cam.layer}"
+    note = no_evidence_note(cam)
+    return caption if note is None else f"{caption} — {note}"
+
+
+def cam_picture(shown: np.ndarray, cam: CAM) -> np.ndarray:
+    """The heat-map overlay, or for a blank map the image dimmed with the note written on it."""
+    note = no_evidence_note(cam)
+    if note is None:
+        return render.overlay(shown, cam.heatmap)
+    import cv2
+
+    rgb = np.asarray(shown, np.uint8)
+    rgb = np.repeat(rgb[..., None], 3, axis=2) if rgb.ndim == 2 else rgb[..., :3]
+    picture = (rgb.astype(np.float32) * 0.35 + 40).astype(np.uint8)  # dimmed: plainly not an overlay
+    lines = note.split(": ") if ": " in note else ["no positive evidence", "for this class"]
+    scale = max(0.35, picture.shape[1] / 600)
+    height = int(28 * scale) + 4
+    top = max(height, (picture.shape[0] - height * len(lines)) // 2 + height // 2)
+    for i, line in enumerate(lines):
+        width = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+        org = (max(2, (picture.shape[1] - width) // 2), top + i * height)
+        cv2.putText(picture, line, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return picture
 
 
 def _save(path: Path, array: np.ndarray) -> None:

@@ -1,0 +1,57 @@
+"""Tests for the report's Grad-CAM figures: captions and maps with no evidence to show."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convviz_widgets import render
+from convviz_widgets.core.cam import CAM
+from convviz_widgets.report import cam_caption, cam_picture, no_evidence_note
+
+
+def _cam(heatmap: np.ndarray, raw: np.ndarray, score: float = 4.13) -> CAM:
+    return CAM(heatmap.astype(np.float32), 3, score, "conv5", raw=raw.astype(np.float32))
+
+
+def _photo() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(60, 220, (256, 256, 3)).astype(np.uint8)
+
+
+def test_caption_pairs_probability_and_logit() -> None:
+    heat = np.zeros((12, 12))
+    heat[3, 4] = 1.0
+    caption = cam_caption(1, "star", 0.934, _cam(heat, heat * 2.0))
+    assert caption == "#1 star — p = 0.93, logit 4.1 at conv5"
+
+
+def test_map_with_no_positive_evidence_is_said_to_be_so() -> None:
+    cam = _cam(np.zeros((12, 12)), -np.ones((12, 12)), score=-2.0)
+    assert no_evidence_note(cam) == "no positive evidence for this class"
+    assert cam_caption(3, "cross", 0.01, cam).endswith("— no positive evidence for this class")
+
+
+def test_uniform_positive_evidence_is_told_apart_from_none() -> None:
+    cam = _cam(np.zeros((12, 12)), np.full((12, 12), 0.5))
+    assert no_evidence_note(cam) == "evidence equal everywhere: no location for this class"
+
+
+def test_blank_map_picture_is_the_dimmed_image_with_the_note_not_a_blank_overlay() -> None:
+    photo = _photo()
+    cam = _cam(np.zeros((12, 12)), -np.ones((12, 12)))
+    picture = cam_picture(photo, cam)
+    blank_overlay = render.overlay(photo, cam.heatmap)
+    assert picture.shape == photo.shape and picture.dtype == np.uint8
+    assert not np.array_equal(picture, blank_overlay)
+    assert picture.mean() < photo.mean() * 0.75  # dimmed
+    assert (picture == 255).all(axis=2).sum() > 50  # white note text drawn on it
+    assert np.corrcoef(picture[..., 0].ravel(), photo[..., 0].ravel())[0, 1] > 0.5  # still the image
+
+
+def test_map_with_evidence_is_the_ordinary_overlay() -> None:
+    photo = _photo()
+    heat = np.zeros((12, 12))
+    heat[5, 5] = 1.0
+    cam = _cam(heat, heat)
+    assert no_evidence_note(cam) is None
+    assert np.array_equal(cam_picture(photo, cam), render.overlay(photo, cam.heatmap))
