@@ -284,7 +284,7 @@ def test_a_blank_heatmap_counts_as_rank_correlation_zero():
 
 
 # ----- the demo model ------------------------------------------------------------------------------
-def test_demo_gradcam_points_at_each_of_two_objects_at_least_90_percent():
+def test_demo_gradcam_points_at_each_of_two_objects_at_least_95_percent():
     from convviz_widgets import demo
 
     if not demo.MODEL_PATH.is_file():
@@ -293,7 +293,9 @@ def test_demo_gradcam_points_at_each_of_two_objects_at_least_90_percent():
     targets = mx.scene_targets(demo.scene(objects=2, seed=i) for i in range(30))
     cams = mx.compute_cams(ins, targets, "gradcam")
     result = mx.pointing_accuracy(cams, [t.mask for t in targets])
-    assert result.total == 60 and result.accuracy >= 0.9, result
+    # The model is trained on cross-entropy alone; bench/metrics_demo.py measures 1.000 at 15 px
+    # (0.863 at 0 px) on 200 held-out two-object scenes.
+    assert result.total == 60 and result.accuracy >= 0.95, result
 
 
 def test_normal_reinitialisation_keeps_scale_and_never_negative_variances():
