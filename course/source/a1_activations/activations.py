@@ -109,13 +109,15 @@ for name in (conv_layers[0], conv_layers[-1]):
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "early-late", "locked": false, "points": 4, "schema_version": 3, "solution": true}
 # The first layer's channels are edge, colour and brightness detectors: their maps still look like the
-# scene, the shape and the clutter alike, and few of their values are 0. The last layer's maps are
-# small and coarse; a channel lights up on a part of the shape that tells the classes apart (a corner,
-# a tip, a crossing) and stays dark elsewhere, including on most of the clutter. That is why sparsity
-# grows with depth: a late filter's pattern is present in few places of a scene, or not at all.
+# scene, the shape and the clutter alike. The last layer's maps are small and coarse; a channel lights
+# up on a part of the shape that tells the classes apart (a corner, a tip, a crossing) and stays dark
+# elsewhere, including on most of the clutter. Sparsity is high at every depth and, for this model, does
+# not simply rise with it (check the numbers above): an edge detector is already silent wherever its
+# edge is absent. What changes with depth is what a non-zero value means: "an edge here" early, "a part
+# of this class here" late.
 #
 # === BEGIN MARK SCHEME ===
 # 1 point each: early = edges/colours/brightness, maps resemble the input; late = parts or
-# class-specific features, coarse maps; the link to sparsity growing with depth (with the numbers);
-# an observation from more than one scene.
+# class-specific features, coarse maps; a reading of the measured sparsity that the numbers support
+# (they need not rise with depth); an observation from more than one scene.
 # === END MARK SCHEME ===

@@ -161,11 +161,12 @@ assert checks.close_shares(accuracy, checks.pointing_accuracies(model))
 # tell you about whether a heatmap is faithful to the model?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "trust", "locked": false, "points": 2, "schema_version": 3, "solution": true}
-# Grad-CAM hits far more shapes than the centre baseline, so its maximum usually lands on the right
-# shape. But the pointing game only checks agreement with where *we* think the evidence is; it does not
-# show that the model used those pixels. Deletion curves or the randomisation sanity check test that.
+# Grad-CAM hits more shapes than the centre baseline, so its maximum usually lands on the right shape;
+# but the baseline scores well too (shapes often lie near the centre) and 24 shapes are few. And the
+# pointing game only checks agreement with where *we* think the evidence is; it does not show that the
+# model used those pixels. Deletion curves or the randomisation sanity check test that.
 #
 # === BEGIN MARK SCHEME ===
-# 1 point: compares the two numbers correctly; 1 point: localisation is not faithfulness (names a test
+# 1 point: compares the two numbers correctly (noting how strong the baseline is); 1 point: localisation is not faithfulness (names a test
 # of faithfulness, e.g. deletion or model randomisation).
 # === END MARK SCHEME ===
