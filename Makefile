@@ -6,6 +6,9 @@ OUT    ?= convviz-report
 
 .PHONY: demo test lint bench train clean lab notebooks
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+# Notebooks are kept as jupytext scripts paired with .ipynb files (see notebooks/README.md).
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.py))
+COURSE    := $(sort $(wildcard course/source/*/*.py))
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,24 +20,25 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,browser]"
+	$(BIN)/python -m pip install --quiet -e ".[test,browser,notebooks]"
 	@touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed ## render the three views of the demo model into convviz-report/
 	$(BIN)/convviz report --model demo --out $(OUT)
 
-test: $(VENV)/.installed-test ## run the whole test suite, then every notebook under nbval
+test: $(VENV)/.installed-test ## run the whole test suite (the course under nbgrader too), then the notebooks under nbval
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest $(NBVAL) notebooks/
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check convviz_widgets tests bench notebooks
+	$(BIN)/ruff check convviz_widgets tests bench notebooks course
 
 lab: $(VENV)/.installed-test ## open the tour in JupyterLab
 	$(BIN)/jupyter lab notebooks/00_tour.ipynb
 
-notebooks: $(VENV)/.installed-test ## regenerate the notebooks after the demo model or the API changes
-	$(BIN)/python notebooks/build.py
+notebooks: $(VENV)/.installed-test ## sync notebooks and scripts, re-execute the notebooks (after the model or API changes)
+	$(BIN)/jupytext --sync $(NOTEBOOKS) $(COURSE)
+	TF_CPP_MIN_LOG_LEVEL=3 PYTHONPATH=$(CURDIR) $(BIN)/python -m convviz_widgets.notebook $(NOTEBOOKS:.py=.ipynb)
 
 bench: $(VENV)/.installed-test ## speed benchmarks (ratios measured side by side)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -12,6 +12,7 @@ from ..images import ImageSource
 from . import checks
 from .cache import LRUCache
 from .cam import CAM
+from .feature_viz import Regularization
 from .filters import FilterPatterns, Progress
 from .inspector import Inspector
 from .preprocess import Preprocess
@@ -50,11 +51,16 @@ def activations(model: Any, image: ImageSource, *, preprocess: Preprocess = None
 
 def filter_patterns(model: Any, layer: str, filters: int | Sequence[int], *, preprocess: Preprocess = None,
                     size: int = 64, steps: int = 40, step_size: float = 1.0, seed: int = 0,
-                    progress: Progress | None = None, mode: str = "plain", output: str | int | None = None
+                    progress: Progress | None = None, mode: str = "plain",
+                    regularization: Regularization | None = None, output: str | int | None = None
                     ) -> FilterPatterns:
-    """Pictures that maximise each requested filter's mean activation (batched within the memory budget)."""
+    """Pictures that maximise each requested filter's mean activation (batched within the memory budget).
+
+    mode="plain" is the book's ascent; mode="regularized" the Fourier/Adam recipe (`regularization`).
+    """
     return inspector_for(model, preprocess, output=output).filter_patterns(
-        layer, filters, size=size, steps=steps, step_size=step_size, seed=seed, progress=progress, mode=mode)
+        layer, filters, size=size, steps=steps, step_size=step_size, seed=seed, progress=progress,
+        mode=mode, regularization=regularization)
 
 
 def gradcam(model: Any, image: ImageSource, *, preprocess: Preprocess = None, class_index: int | None = None,

@@ -1,0 +1,91 @@
+"""README.md runs: every ```python block is executed, in order, in one namespace.
+
+Blocks fenced with another language (bash, text) or none are not run. The namespace starts with
+`model` (the demo model) and `image` (a demo scene), `array` (a picture), and the working directory
+is a temporary folder holding the files the blocks name: `cats_and_dogs_small_2.h5` (a small
+two-class convnet in the book's layer names, legacy HDF5) and `cat.jpg`.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from convviz_widgets import demo
+
+ROOT = Path(__file__).resolve().parents[1]
+FENCE = re.compile(r"^```(?P<lang>[^\n`]*)\n(?P<body>.*?)^```[ \t]*$", re.S | re.M)
+
+
+def blocks(text: str) -> list[tuple[str, str]]:
+    """(language, code) of every fenced block, in order."""
+    return [(m["lang"].strip().lower(), m["body"]) for m in FENCE.finditer(text)]
+
+
+def python_blocks() -> list[str]:
+    """The README's ```python blocks."""
+    return [body for lang, body in blocks((ROOT / "README.md").read_text()) if lang == "python"]
+
+
+def book_model() -> keras.Model:
+    """A 150 px convnet with the book's layer names (conv2d_1 ...) and a single sigmoid unit (cat / dog)."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((150, 150, 3)),
+        keras.layers.Conv2D(32, 3, activation="relu", name="conv2d_1"),
+        keras.layers.MaxPooling2D(name="max_pooling2d_1"),
+        keras.layers.Conv2D(32, 3, activation="relu", name="conv2d_2"),
+        keras.layers.MaxPooling2D(name="max_pooling2d_2"),
+        keras.layers.Flatten(name="flatten_1"),
+        keras.layers.Dense(1, activation="sigmoid", name="dense_1"),
+    ], name="cats_and_dogs_small")
+
+
+@pytest.fixture
+def readme_namespace(tmp_path, monkeypatch) -> dict:
+    """The names and files README blocks may use; the working directory is a temporary folder."""
+    from PIL import Image
+
+    scene = demo.scene(label=0, seed=1)
+    book_model().save(tmp_path / "cats_and_dogs_small_2.h5")
+    Image.fromarray(scene.image).save(tmp_path / "cat.jpg", quality=95)
+    monkeypatch.chdir(tmp_path)
+    return {"__name__": "readme", "model": demo.load_model(), "image": scene.image, "array": scene.image}
+
+
+def test_fence_parser_keeps_languages_apart():
+    text = "```bash\nmake test\n```\n\n```python\nx = 1\n```\n```\nplain\n```\n"
+    assert blocks(text) == [("bash", "make test\n"), ("python", "x = 1\n"), ("", "plain\n")]
+
+
+def test_readme_has_python_blocks():
+    assert len(python_blocks()) >= 2
+
+
+def run_block(code: str, name: str, namespace: dict) -> object:
+    """Run a block as a notebook cell would; return the value of its last line if that is an expression."""
+    tree = ast.parse(code, name)
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        tree.body[-1] = ast.Assign(targets=[ast.Name("_readme_shown", ast.Store())], value=tree.body[-1].value)
+        ast.fix_missing_locations(tree)
+    exec(compile(tree, name, "exec"), namespace)
+    return namespace.pop("_readme_shown", None)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_every_python_block_in_the_readme_runs(readme_namespace):
+    shown = []
+    for number, code in enumerate(python_blocks(), start=1):
+        try:
+            shown.append(run_block(code, f"README.md python block {number}", readme_namespace))
+        except Exception as err:  # say which block broke, with its code
+            pytest.fail(f"README python block {number} raised {type(err).__name__}: {err}\n\n{code}")
+    for value in [*shown, *readme_namespace.values()]:
+        if type(value).__name__ == "ConvVizPanel":
+            assert value.wait(), "the panel's first view did not finish"  # before the next test starts
+    assert np.asarray(readme_namespace["image"]).ndim == 3
