@@ -90,6 +90,15 @@ class ActivationsView(ImageView):
         self.grid_caption = widgets.HTML()
         self.channel_picture = picture_widget("convviz-channel")
         self.channel_caption = widgets.HTML()
+        self.card_open = widgets.Button(description="Open its card", icon="id-card",
+                                        tooltip="The channel's map on the image, its filter pattern, its dataset "
+                                                "examples and its class evidence")
+        self.card_open.add_class("convviz-card-open")
+        self.card_open.on_click(lambda _: self._channel_changed())
+        self.card_hint = widgets.HBox([self.card_open, widgets.HTML(
+            "<small>or choose a channel: its map over the image, its filter pattern, the dataset images that "
+            "excite it most and its class evidence.</small>")], layout=widgets.Layout(align_items="center"))
+        self.card_hint.add_class("convviz-card-hint")
         self.card = ChannelCard(self.inspector, self.runner, self.slot, dataset, evidence)
         self.on(self.layer, self._layer_changed)
         self.on(self.per_row, self._grid_changed)
@@ -103,7 +112,7 @@ class ActivationsView(ImageView):
             self.grid, self.grid_caption,
             widgets.HBox([self.channel, self.channel_index]),
             self.channel_picture, self.channel_caption,
-            self.card,
+            self.card_hint, self.card,
         ]
         self._start_initial()
 
@@ -202,8 +211,9 @@ class ActivationsView(ImageView):
 
     @guarded
     def _channel_changed(self) -> None:
-        """Another channel to enlarge."""
+        """Another channel to enlarge (choosing one opens its card)."""
         with self._lock:
+            self.card.opened = True
             act = self.activation()
             if act is not None:
                 self._draw_channel(act)
@@ -227,6 +237,7 @@ class ActivationsView(ImageView):
                 self.channel.max = act.shape[-1] - 1 if act is not None else max(self.channel.max, int(channel))
                 self.channel.value = int(channel)
                 self.layer.value = name
+            self.card.opened = True
             self._layer_changed()  # draws everything once, for the new channel
 
     def _draw_channel(self, act: np.ndarray) -> None:
@@ -238,6 +249,7 @@ class ActivationsView(ImageView):
             f"<small>Channel {k}: min {ch.min():.3g}, max {ch.max():.3g}, mean {ch.mean():.3g}, "
             f"{np.mean(ch == 0.0):.0%} zeros.</small>"
         )
+        self.card_hint.layout.display = "none" if self.card.opened else None
         if self.display is not None:
             self.card.show_channel(self.layer.value, k, act, self.display, self.cmap.value)
 

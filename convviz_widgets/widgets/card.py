@@ -172,8 +172,9 @@ class ChannelCard(widgets.VBox):
             widgets.HBox([self.progress, self.cancel_button, self.find_button]),
             self.evidence_text, self.message,
         ]
-        self.layout = widgets.Layout(border="1px solid #ddd", padding="4px 8px", margin="8px 0 0 0")
+        self.layout = widgets.Layout(border="1px solid #ddd", padding="4px 8px", margin="8px 0 0 0", display="none")
         self.add_class("convviz-card")
+        self.opened = False  # the card appears once a channel is chosen (its model work is not free)
 
     @property
     def has_dataset(self) -> bool:
@@ -183,6 +184,9 @@ class ChannelCard(widgets.VBox):
     # ----- drawing ------------------------------------------------------------------------------------
     def show_channel(self, layer: str, channel: int, act: np.ndarray, display: np.ndarray, cmap: str) -> None:
         """Draw the card of a channel (under the view's lock): maps now, pattern and examples from caches or jobs."""
+        if not self.opened:
+            return
+        self.layout.display = None
         self.layer, self.channel = layer, int(channel)
         self.message.value = ""
         kind = type(self.inspector.layer(layer).layer).__name__
