@@ -234,6 +234,7 @@ class CamView(ImageView):
             tooltip="Score-CAM: use the N channels of largest activation variance (0 = all channels; more is "
                     "slower: one masked forward pass each)", layout=widgets.Layout(width="170px"))
         self.channels.add_class("convviz-scorecam-channels")
+        self.method.add_class("convviz-cam-method")
         self.progress = widgets.IntProgress(0, min=0, max=1, description="Score-CAM")
         self.progress.add_class("convviz-cam-progress")
         self.cancel_button = widgets.Button(description="Cancel", button_style="warning", icon="stop", disabled=True,

@@ -28,6 +28,9 @@ COLUMNS = 3
 THUMB = 96  # each example is shown at most this large
 MARK = (255, 32, 32)  # the receptive-field box and the maximum's cross
 MAP_SIDE = 160  # the activation map and its overlay are enlarged to about this size
+PATTERN_SIDE = 128
+GAP = 4
+EXAMPLES_SIDE = COLUMNS * THUMB + (COLUMNS - 1) * GAP
 PATTERN_CACHE = 64
 LAYER_CACHE = 8
 HOW_TO = ("No dataset examples: give the panel images to search, e.g. "
@@ -64,10 +67,18 @@ def iter_once(source: Any) -> bool:
         return False
 
 
-def figure(picture: widgets.Image, caption: widgets.HTML) -> widgets.VBox:
-    """A picture with a caption under it, as wide as the picture."""
+def figure(picture: widgets.Image, caption: widgets.HTML, width: int) -> widgets.VBox:
+    """A picture with a caption under it, at most `width` pixels wide (the caption wraps under the picture)."""
     return widgets.VBox([picture, caption], layout=widgets.Layout(margin="0 12px 0 0", align_items="flex-start",
-                                                                  max_width="300px"))
+                                                                  width=f"{width}px"))
+
+
+def fit(image: np.ndarray, side: int) -> np.ndarray:
+    """The picture with its longer side `side` pixels (nearest when enlarged, area-averaged when shrunk)."""
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA)
 
 
 def map_pictures(act: np.ndarray, channel: int, display: np.ndarray, cmap: str) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +86,7 @@ def map_pictures(act: np.ndarray, channel: int, display: np.ndarray, cmap: str) 
     ch = np.nan_to_num(act[..., channel].astype(np.float32))
     top = float(ch.max(initial=0.0))
     heat = np.clip(ch / top, 0.0, 1.0) if top > 0 else np.zeros_like(ch)
-    blended = enlarge(overlay(display, heat, alpha=0.5, cmap=cmap), MAP_SIDE, 320)
+    blended = fit(overlay(display, heat, alpha=0.5, cmap=cmap), MAP_SIDE)
     raw = cv2.resize(channel_image(act, channel, cmap), (blended.shape[1], blended.shape[0]),
                      interpolation=cv2.INTER_NEAREST)
     return blended, raw
@@ -110,7 +121,7 @@ def examples_picture(top: TopExamples, row: int, source: Any) -> np.ndarray:
     th, tw = max(t.shape[0] for t in thumbs), max(t.shape[1] for t in thumbs)
     cols = min(COLUMNS, len(thumbs))
     rows = -(-len(thumbs) // cols)
-    gap = 4
+    gap = GAP
     grid = np.full((rows * th + (rows - 1) * gap, cols * tw + (cols - 1) * gap, 3), 255, np.uint8)
     for i, thumb in enumerate(thumbs):
         y, x = (i // cols) * (th + gap), (i % cols) * (tw + gap)
@@ -165,9 +176,10 @@ class ChannelCard(widgets.VBox):
         self.message.add_class("convviz-card-message")
         self.children = [
             self.title,
-            widgets.HBox([figure(self.overlay, self.overlay_caption), figure(self.map, self.map_caption),
-                          figure(self.pattern, self.pattern_caption),
-                          figure(self.examples_image, self.examples_caption)],
+            widgets.HBox([figure(self.overlay, self.overlay_caption, MAP_SIDE + 8),
+                          figure(self.map, self.map_caption, MAP_SIDE + 8),
+                          figure(self.pattern, self.pattern_caption, PATTERN_SIDE + 24),
+                          figure(self.examples_image, self.examples_caption, EXAMPLES_SIDE)],
                          layout=widgets.Layout(align_items="flex-start", flex_flow="row wrap")),
             widgets.HBox([self.progress, self.cancel_button, self.find_button]),
             self.evidence_text, self.message,
@@ -259,7 +271,7 @@ class ChannelCard(widgets.VBox):
     def _draw_pattern(self, key: tuple[str, int]) -> None:
         """Show a cached pattern with how it was made."""
         image, final = self.patterns[key]
-        show_picture(self.pattern, enlarge(image, 128, 256))
+        show_picture(self.pattern, enlarge(image, PATTERN_SIDE, 2 * PATTERN_SIDE))
         size, steps, step = pattern_recipe(self.inspector)
         self.pattern_caption.value = (f"<small>Filter pattern ({size} px, {steps} steps of the book's "
                                       f"ascent, step {step:g}, seed 0): mean activation {final:.3g}</small>")
@@ -338,6 +350,7 @@ class ChannelCard(widgets.VBox):
             self._examples_running = None
             self.progress.bar_style = "success"
             self.progress.value = self.progress.max
+            self.progress.layout.display = "none"  # the caption says how many images were searched
             self.cancel_button.layout.display = "none"
         self._picture_running = None
         self.examples[layer] = top
@@ -375,7 +388,7 @@ class ChannelCard(widgets.VBox):
 
     def _draw_examples(self, key: tuple[str, int]) -> None:
         """Show a channel's examples and what the marks mean."""
-        show_picture(self.examples_image, enlarge(self.example_pictures[key], 288, 320))
+        show_picture(self.examples_image, enlarge(self.example_pictures[key], EXAMPLES_SIDE, EXAMPLES_SIDE))
         top = self.examples[key[0]]
         values = top.values[top.channels.index(key[1])]
         field_ = top.receptive_field
