@@ -30,6 +30,7 @@ MARK = (255, 32, 32)  # the receptive-field box and the maximum's cross
 MAP_SIDE = 160  # the activation map and its overlay are enlarged to about this size
 PATTERN_SIDE = 128
 GAP = 4
+SMALL = "<div style='line-height:1.35;font-size:smaller'>"  # captions: small type, lines close together
 EXAMPLES_SIDE = COLUMNS * THUMB + (COLUMNS - 1) * GAP
 PATTERN_CACHE = 64
 LAYER_CACHE = 8
@@ -209,9 +210,9 @@ class ChannelCard(widgets.VBox):
         show_picture(self.overlay, blended)
         show_picture(self.map, raw)
         ch = act[..., int(channel)]
-        self.overlay_caption.value = "<small>Map over the image (scaled by its maximum)</small>"
-        self.map_caption.value = (f"<small>Raw map {ch.shape[0]}×{ch.shape[1]}: max {float(ch.max()):.3g}, "
-                                  f"mean {float(ch.mean()):.3g}</small>")
+        self.overlay_caption.value = SMALL + "Map over the image (scaled by its maximum)</div>"
+        self.map_caption.value = (SMALL + f"Raw map {ch.shape[0]}×{ch.shape[1]}: max {float(ch.max()):.3g}, "
+                                  f"mean {float(ch.mean()):.3g}</div>")
         self.refresh_evidence()
         self._want_pattern()
         self._want_examples()
@@ -235,7 +236,7 @@ class ChannelCard(widgets.VBox):
             self._draw_pattern(key)
             return
         self.pattern.layout.display = "none"
-        self.pattern_caption.value = "<small>Filter pattern: computing…</small>"
+        self.pattern_caption.value = SMALL + "Filter pattern: computing…</div>"
         if self._pattern_running == key:
             return
         self._pattern_running = key
@@ -266,15 +267,15 @@ class ChannelCard(widgets.VBox):
         self._pattern_running = None
         if key == (self.layer, self.channel):
             self.pattern.layout.display = "none"
-            self.pattern_caption.value = f"<small>Filter pattern: {html.escape(error_text(err))}</small>"
+            self.pattern_caption.value = SMALL + f"Filter pattern: {html.escape(error_text(err))}</div>"
 
     def _draw_pattern(self, key: tuple[str, int]) -> None:
         """Show a cached pattern with how it was made."""
         image, final = self.patterns[key]
         show_picture(self.pattern, enlarge(image, PATTERN_SIDE, 2 * PATTERN_SIDE))
         size, steps, step = pattern_recipe(self.inspector)
-        self.pattern_caption.value = (f"<small>Filter pattern ({size} px, {steps} steps of the book's "
-                                      f"ascent, step {step:g}, seed 0): mean activation {final:.3g}</small>")
+        self.pattern_caption.value = (SMALL + f"Filter pattern ({size} px, {steps} steps of the book's "
+                                      f"ascent, step {step:g}, seed 0): mean activation {final:.3g}</div>")
 
     # ----- the dataset examples -------------------------------------------------------------------------
     def _want_examples(self) -> None:
@@ -282,7 +283,7 @@ class ChannelCard(widgets.VBox):
         self.find_button.layout.display = "none"
         if not self.has_dataset:
             self.examples_image.layout.display = "none"
-            self.examples_caption.value = f"<small>{HOW_TO}</small>"
+            self.examples_caption.value = SMALL + f"{HOW_TO}</div>"
             return
         key = (self.layer, self.channel)
         if key in self.example_pictures:
@@ -291,7 +292,7 @@ class ChannelCard(widgets.VBox):
             return
         self.examples_image.layout.display = "none"
         if self._examples_running == self.layer:
-            self.examples_caption.value = "<small>Searching the dataset for this layer's examples…</small>"
+            self.examples_caption.value = SMALL + "Searching the dataset for this layer's examples…</div>"
             return
         if self.layer in self.examples:
             self._submit_examples(find=False)
@@ -313,10 +314,10 @@ class ChannelCard(widgets.VBox):
             self.progress.layout.display = None
             self.cancel_button.layout.display = None
             self.cancel_button.disabled = False
-            self.examples_caption.value = "<small>Searching the dataset for this layer's examples…</small>"
+            self.examples_caption.value = SMALL + "Searching the dataset for this layer's examples…</div>"
         else:
             self._picture_running = (layer, channel)
-            self.examples_caption.value = "<small>Drawing the examples…</small>"
+            self.examples_caption.value = SMALL + "Drawing the examples…</div>"
         top = self.examples.get(layer)
 
         def work() -> tuple[TopExamples, np.ndarray]:
@@ -372,7 +373,7 @@ class ChannelCard(widgets.VBox):
         self.progress.bar_style = "warning" if isinstance(err, Cancelled) else "danger"
         if layer == self.layer:
             self.examples_image.layout.display = "none"
-            self.examples_caption.value = f"<small>Examples: {html.escape(error_text(err))}</small>"
+            self.examples_caption.value = SMALL + f"Examples: {html.escape(error_text(err))}</div>"
             self.find_button.layout.display = None
 
     def cancel(self) -> None:
@@ -396,6 +397,6 @@ class ChannelCard(widgets.VBox):
         skipped = f", {top.skipped} unreadable skipped" if top.skipped else ""
         never = (" <b>It is never positive in these images.</b>" if float(values.max(initial=0.0)) <= 0 else "")
         self.examples_caption.value = (
-            f"<small>The {len(values)} of {top.count} dataset images{skipped} that excite it most (maxima "
+            SMALL + f"The {len(values)} of {top.count} dataset images{skipped} that excite it most (maxima "
             f"{float(values[0]):.3g} … {float(values[-1]):.3g}). Box: the receptive field{size} of each maximum; "
-            f"+: its cell.{never}</small>")
+            f"+: its cell.{never}</div>")
