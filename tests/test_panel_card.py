@@ -229,3 +229,35 @@ def test_a_gpu_is_named_by_its_device_details(monkeypatch):
     monkeypatch.setattr(device_module.tf.config.experimental, "get_device_details",
                         lambda d: {"device_name": "NVIDIA H200", "compute_capability": (9, 0)})
     assert device_module.describe_device() == "GPU: NVIDIA H200 (1 of 2 GPUs)"
+
+
+def test_a_cam_layer_after_the_last_conv_is_shown_in_activations_and_its_buttons_land_there(dataset):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="c1")(inputs)
+    x = keras.layers.MaxPooling2D(name="p1")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", name="c2")(x)
+    x = keras.layers.ReLU(name="r2")(x)  # the Grad-CAM layer: not a conv/pool layer
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="predictions")(x))
+    panel = ConvVizPanel(model, rng_image(32, 32, seed=1), background=False, dataset=dataset)
+    assert "r2" in [value for _, value in panel.activations.layer.options]
+    cam_view = panel.select("Grad-CAM")
+    assert cam_view.layer.value == "r2" and cam_view.channel_buttons.children
+    cam_view.channel_buttons.children[0].click()
+    card = panel.activations.card
+    assert panel.activations.layer.value == "r2" and "(ReLU)" in card.title.value
+    shown(card.pattern)
+    shown(card.examples_image)
+    assert "rank 1 of 16" in card.evidence_text.value
+
+
+def test_a_model_without_a_class_output_still_gets_its_card():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, name="only")], name="headless")
+    panel = ConvVizPanel(model, rng_image(32, 32, seed=1), background=False)
+    panel.activations.channel.value = 1
+    card = panel.activations.card
+    shown(card.map)
+    shown(card.pattern)
+    assert "no class output" in card.evidence_text.value
