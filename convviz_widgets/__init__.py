@@ -21,6 +21,7 @@ from .core import (  # noqa: E402
     Regularization,
     TopExamples,
     activations,
+    describe_device,
     filter_patterns,
     gradcam,
     load_image,
@@ -38,5 +39,5 @@ __all__ = [
     "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activation_grid",
     "activations", "filter_grid", "filter_patterns", "gradcam", "limits", "load_image", "load_model", "overlay",
     "predict", "render", "to_png",
-    "TopExamples", "top_examples",
+    "TopExamples", "describe_device", "top_examples",
 ]

@@ -4,6 +4,7 @@ from ..errors import Cancelled, ConvVizError
 from ..images import load_image
 from .api import activations, filter_patterns, gradcam, inspector_for, predict
 from .cam import CAM
+from .device import describe_device
 from .examples import ReceptiveField, TopExamples, receptive_field, top_examples
 from .feature_viz import Regularization
 from .filters import FilterPatterns
@@ -13,6 +14,6 @@ from .preprocess import PRESETS
 
 __all__ = [
     "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activations",
-    "filter_patterns", "gradcam", "inspector_for", "load_image", "load_model", "predict",
+    "describe_device", "filter_patterns", "gradcam", "inspector_for", "load_image", "load_model", "predict",
     "ReceptiveField", "TopExamples", "receptive_field", "top_examples",
 ]

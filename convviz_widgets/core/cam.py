@@ -23,6 +23,7 @@ class CAM:
     class_name: str | None = None
     probability: float | None = None
     raw: np.ndarray | None = None  # the weighted sum before ReLU and scaling
+    weights: np.ndarray | None = None  # (C,) each channel's weight in that sum (Grad-CAM: mean gradient)
 
     def resized(self, h: int, w: int) -> np.ndarray:
         """The heatmap upsampled bilinearly to (h, w), still float32 in [0, 1]."""

@@ -351,7 +351,8 @@ class Inspector:
         _finite(np.asarray(probs), "the model's output for this image")
         k = int(chosen)
         probability = float(probs[k]) if self.score_label == "probability" else None
-        return cam_rules.CAM(heat, k, float(score), node.name, method, self.class_names[k], probability, raw)
+        return cam_rules.CAM(heat, k, float(score), node.name, method, self.class_names[k], probability, raw,
+                             np.asarray(weights, np.float32))
 
     def _scorecam_weights(self, x: tf.Tensor, feats: np.ndarray, class_index: int, batch_size: int,
                           max_channels: int | None = None, progress: fp.Progress | None = None) -> np.ndarray:

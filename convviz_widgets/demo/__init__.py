@@ -35,6 +35,7 @@ __all__ = [
     "SHORTCUT_PATH",
     "Scene",
     "evaluate",
+    "example_images",
     "load_model",
     "make_batch",
     "scene",
@@ -68,7 +69,16 @@ def _load(kind: str) -> keras.Model:
 
     model = keras.saving.load_model(path, compile=False)
     model.class_names = list(CLASS_NAMES)  # Inspector and the panel pick these up by themselves
+    model.example_images = example_images  # the panel's channel card finds dataset examples in these
     return model
+
+
+EXAMPLE_SCENES = 256  # scenes the panel searches for a channel's top examples
+
+
+def example_images(n: int = EXAMPLE_SCENES, size: int = IMAGE_SIZE) -> np.ndarray:
+    """``n`` demo scenes (seeds 0..n-1) as one uint8 (n, size, size, 3) array: a small dataset for examples."""
+    return np.stack([scene(seed=i, size=size).image for i in range(n)])
 
 
 def evaluate(

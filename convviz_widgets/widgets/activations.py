@@ -12,6 +12,7 @@ import numpy as np
 from ..core.facts import layer_facts
 from ..render import activation_grid, channel_image
 from .base import ImageView, enlarge, guarded, output_problem, picture_widget, show_picture
+from .card import ChannelCard, Evidence
 
 CMAPS = ("viridis", "magma", "inferno", "plasma", "cividis", "gray", "jet")
 GRID_WIDTH = 1280  # a grid much wider than a notebook column is shrunk by the browser anyway
@@ -44,6 +45,17 @@ def block_mean(act: np.ndarray, f: int) -> np.ndarray:
     return act[:h, :w].reshape(h // f, f, w // f, f, c).mean(axis=(1, 3))
 
 
+def extra_layers(inspector: Any) -> list[str]:
+    """The Grad-CAM layer when it is not a conv/pool layer (e.g. the ReLU after the last conv): shown too."""
+    if not inspector.has_classes:
+        return []
+    try:
+        cam = inspector.default_cam_layer
+    except Exception:  # noqa: BLE001 - a model without a spatial map has no CAM layer to add
+        return []
+    return [] if cam in inspector.layers else [cam]
+
+
 class ActivationsView(ImageView):
     """Feature maps of one image: a layer's channels in a grid, one channel large, and its statistics."""
 
@@ -51,12 +63,14 @@ class ActivationsView(ImageView):
     busy_text = "Computing activations (one forward pass)…"
 
     def __init__(self, model: Any, image: Any = None, *, layer: str | None = None, images_per_row: int = 16,
-                 cmap: str = "viridis", grid_width: int = GRID_WIDTH, **kwargs: Any) -> None:
+                 cmap: str = "viridis", grid_width: int = GRID_WIDTH, dataset: Any = None,
+                 evidence: Evidence | None = None, **kwargs: Any) -> None:
         super().__init__(model, image, **kwargs)
         self.grid_width = grid_width
         self._acts: dict[str, np.ndarray] = {}
         self._facts: dict[str, dict[str, float]] = {}
-        names = self.inspector.layers
+        self.extra_layers = extra_layers(self.inspector)
+        names = self.inspector.layers + self.extra_layers
         first = self.inspector.layer(layer).name if layer else names[0]
         channels = self.inspector.layer(first).channels
         self.layer = widgets.Dropdown(
@@ -76,6 +90,16 @@ class ActivationsView(ImageView):
         self.grid_caption = widgets.HTML()
         self.channel_picture = picture_widget("convviz-channel")
         self.channel_caption = widgets.HTML()
+        self.card_open = widgets.Button(description="Open its card", icon="id-card",
+                                        tooltip="The channel's map on the image, its filter pattern, its dataset "
+                                                "examples and its class evidence")
+        self.card_open.add_class("convviz-card-open")
+        self.card_open.on_click(lambda _: self._channel_changed())
+        self.card_hint = widgets.HBox([self.card_open, widgets.HTML(
+            "<small>or choose a channel: its map over the image, its filter pattern, the dataset images that "
+            "excite it most and its class evidence.</small>")], layout=widgets.Layout(align_items="center"))
+        self.card_hint.add_class("convviz-card-hint")
+        self.card = ChannelCard(self.inspector, self.runner, self.slot, dataset, evidence)
         self.on(self.layer, self._layer_changed)
         self.on(self.per_row, self._grid_changed)
         self.on(self.cmap, self._cmap_changed)
@@ -88,6 +112,7 @@ class ActivationsView(ImageView):
             self.grid, self.grid_caption,
             widgets.HBox([self.channel, self.channel_index]),
             self.channel_picture, self.channel_caption,
+            self.card_hint, self.card,
         ]
         self._start_initial()
 
@@ -103,6 +128,8 @@ class ActivationsView(ImageView):
     def compute(self, rgb: np.ndarray, wanted: Any, fresh: bool) -> tuple[dict[str, np.ndarray], Exception | None]:
         """One forward pass gives every layer's output (cached by the Inspector), and whether it is finite."""
         acts = self.inspector.activations(rgb)
+        if self.extra_layers:
+            acts = {**acts, **self.inspector.activations(rgb, layers=self.extra_layers)}
         return acts, output_problem(self.inspector, rgb, acts)
 
     def apply(self, result: tuple[dict[str, np.ndarray], Exception | None], wanted: Any, fresh: bool) -> None:
@@ -184,8 +211,9 @@ class ActivationsView(ImageView):
 
     @guarded
     def _channel_changed(self) -> None:
-        """Another channel to enlarge."""
+        """Another channel to enlarge (choosing one opens its card)."""
         with self._lock:
+            self.card.opened = True
             act = self.activation()
             if act is not None:
                 self._draw_channel(act)
@@ -200,8 +228,20 @@ class ActivationsView(ImageView):
         note = f"; tiles shown at 1/{f} resolution (saved files are full size)" if f > 1 else ""
         self.grid_caption.value = f"<small>All {c} channels of {h}×{w}, {per_row} per row{note}.</small>"
 
+    def open_channel(self, layer: str, channel: int) -> None:
+        """Show a layer's channel and its card (the Grad-CAM tab's channel buttons call this)."""
+        with self._lock:
+            name = self.inspector.layer(layer).name
+            act = self._acts.get(name)
+            with self.quietly():
+                self.channel.max = act.shape[-1] - 1 if act is not None else max(self.channel.max, int(channel))
+                self.channel.value = int(channel)
+                self.layer.value = name
+            self.card.opened = True
+            self._layer_changed()  # draws everything once, for the new channel
+
     def _draw_channel(self, act: np.ndarray) -> None:
-        """Render the enlarged channel and its statistics."""
+        """Render the enlarged channel, its statistics and its card."""
         k = min(self.channel.value, act.shape[-1] - 1)
         show_picture(self.channel_picture, self.channel_array())
         ch = act[..., k]
@@ -209,6 +249,9 @@ class ActivationsView(ImageView):
             f"<small>Channel {k}: min {ch.min():.3g}, max {ch.max():.3g}, mean {ch.mean():.3g}, "
             f"{np.mean(ch == 0.0):.0%} zeros.</small>"
         )
+        self.card_hint.layout.display = "none" if self.card.opened else None
+        if self.display is not None:
+            self.card.show_channel(self.layer.value, k, act, self.display, self.cmap.value)
 
     def _draw_facts(self, act: np.ndarray) -> None:
         """Shape, dead channels and sparsity of the selected layer (computed once per image and layer)."""

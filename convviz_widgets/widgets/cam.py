@@ -44,6 +44,7 @@ SIMILAR = 0.5  # a rank correlation at least this high after randomisation is a 
 MAX_COPIES = 3  # randomised model copies kept per Inspector (each is a full copy of the weights)
 HIT, MISS, NOTE = "#1b7f3b", "#b00020", "#666"
 
+TOP_CHANNELS = 8  # channel buttons under the map: the largest positive contributions
 SCORECAM_CHANNELS = 32  # Score-CAM's default: the 32 channels of largest variance, one batch of masked images
 Key = tuple[int, str, str, int | None]  # class index, layer, method, Score-CAM channels (0 = all; None otherwise)
 SanityKey = tuple[int, str, str, int | None, int]  # ... and how many top layers are randomised
@@ -170,6 +171,19 @@ def sanity_html(sanity: Sanity | None, depth: int, names: list[str], method: str
             f"(SSIM {stage.ssim:.2f}); {verdict}{blank}")
 
 
+def contributions(cam: CAM, means: np.ndarray | None) -> np.ndarray | None:
+    """Each channel's share of the map: its weight times its mean activation (they sum to the raw map's mean)."""
+    if cam.weights is None or means is None or len(means) != len(cam.weights):
+        return None
+    return (np.asarray(cam.weights, np.float64) * np.asarray(means, np.float64)).astype(np.float32)
+
+
+def top_contributors(shares: np.ndarray, n: int = TOP_CHANNELS) -> list[int]:
+    """The channels of the `n` largest positive contributions, largest first (ties: the lower index)."""
+    order = np.argsort(-shares, kind="stable")
+    return [int(k) for k in order[:n] if shares[k] > 0]
+
+
 def figure(picture: widgets.Image, caption: widgets.HTML) -> widgets.VBox:
     """A picture with a small caption under it."""
     return widgets.VBox([picture, caption], layout=widgets.Layout(margin="0 8px 0 0", align_items="flex-start"))
@@ -189,6 +203,9 @@ class CamView(ImageView):
         self.label = score_label(ins)
         self.predictions: list[tuple[int, str, float]] = []
         self.cams: dict[Key, CAM] = {}
+        self.means: dict[str, np.ndarray] = {}  # per layer: each channel's mean activation on this image
+        self.drawn: list[Any] = []  # told (no arguments) when a map is drawn
+        self.channel_listeners: list[Any] = []  # told (layer, channel) when a channel button is clicked
         self.sanity_cams: dict[SanityKey, Sanity] = {}
         self._choice: int | None = None  # the class asked for; None: the image's top class
         self._saved_choice: int | None = None  # the choice to go back to when a coming image is refused
@@ -217,6 +234,7 @@ class CamView(ImageView):
             tooltip="Score-CAM: use the N channels of largest activation variance (0 = all channels; more is "
                     "slower: one masked forward pass each)", layout=widgets.Layout(width="170px"))
         self.channels.add_class("convviz-scorecam-channels")
+        self.method.add_class("convviz-cam-method")
         self.progress = widgets.IntProgress(0, min=0, max=1, description="Score-CAM")
         self.progress.add_class("convviz-cam-progress")
         self.cancel_button = widgets.Button(description="Cancel", button_style="warning", icon="stop", disabled=True,
@@ -246,6 +264,10 @@ class CamView(ImageView):
         self.pointing.add_class("convviz-pointing")
         self.sanity_text = widgets.HTML()
         self.sanity_text.add_class("convviz-sanity")
+        self.channels_text = widgets.HTML()
+        self.channels_text.add_class("convviz-cam-channels-text")
+        self.channel_buttons = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
+        self.channel_buttons.add_class("convviz-cam-channels")
         self.on(self.classes, self._class_clicked, pass_value=True)
         self.on(self.class_index, self._index_typed, pass_value=True)
         self.on(self.layer, self._layer_changed)
@@ -271,7 +293,7 @@ class CamView(ImageView):
             self.status, self.message,
             widgets.HBox([figure(self.overlay, self.overlay_caption), figure(self.heatmap, self.heatmap_caption),
                           self.sanity_figure], layout=widgets.Layout(align_items="flex-start")),
-            self.score, self.pointing, self.sanity_text,
+            self.score, self.channels_text, self.channel_buttons, self.pointing, self.sanity_text,
         ]
         self._start_initial()
 
@@ -296,6 +318,7 @@ class CamView(ImageView):
                 "predictions": list(self.predictions)}
         key = self.resolve(want)
         want["cam"] = None if key is None else self.cams.get(key)
+        want["means"] = self.means.get(want["layer"])
         return want
 
     @staticmethod
@@ -358,7 +381,7 @@ class CamView(ImageView):
             self._sanity_pending(want["depth"], want["method"])
 
     def compute(self, rgb: np.ndarray, want: dict[str, Any], fresh: bool
-                ) -> tuple[list[tuple[int, str, float]], Key, CAM, Sanity | None]:
+                ) -> tuple[list[tuple[int, str, float]], Key, CAM, Sanity | None, np.ndarray]:
         """The top classes (for a new image), the map the request asks for, and its sanity check if on."""
         predictions = want["predictions"]
         if fresh or not predictions:
@@ -373,7 +396,10 @@ class CamView(ImageView):
             cam = class_map(self.inspector, rgb, index, layer, method, channels, self._progress)
         depth = want["depth"]
         sanity = None if depth is None else sanity_check(self.inspector, rgb, cam, depth, channels)
-        return predictions, key, cam, sanity
+        means = None if fresh else want["means"]
+        if means is None:
+            means = self.inspector.activations(rgb, layers=[layer])[layer].mean(axis=(0, 1))
+        return predictions, key, cam, sanity, means
 
     def _progress(self, done: int, total: int) -> bool:
         """Score-CAM's progress (worker thread): move the bar; False stops it once the request is stale or cancelled."""
@@ -383,18 +409,19 @@ class CamView(ImageView):
         self.progress.value = int(done)
         return True
 
-    def apply(self, result: tuple[list[tuple[int, str, float]], Key, CAM, Sanity | None], want: dict[str, Any],
-              fresh: bool) -> None:
+    def apply(self, result: tuple[list[tuple[int, str, float]], Key, CAM, Sanity | None, np.ndarray],
+              want: dict[str, Any], fresh: bool) -> None:
         """Keep the map (and check), new class buttons for a new image, and draw."""
-        predictions, key, cam, sanity = result
+        predictions, key, cam, sanity, means = result
         if fresh or predictions != self.predictions:
             self.predictions = predictions
-            self.cams, self.sanity_cams = {}, {}
+            self.cams, self.sanity_cams, self.means = {}, {}, {}
             with self.quietly():
                 self.classes.options = [(f"{name} {self._value(p)}", i) for i, name, p in predictions]
                 self.classes.tooltips = [f"class {i}: {name}, {self.label} {self._value(p, 2)}"
                                          for i, name, p in predictions]
         self.cams[key] = cam
+        self.means[key[1]] = means
         if want["depth"] is not None and sanity is not None and not isinstance(sanity, Cancelled):
             self.sanity_cams[(*key, want["depth"])] = sanity  # a cancelled check is asked again next time
         self._select(key[0])
@@ -444,8 +471,10 @@ class CamView(ImageView):
         for picture in (self.overlay, self.heatmap):
             picture.layout.display = "none"
         self.sanity_figure.layout.display = "none"
-        for text in (self.overlay_caption, self.heatmap_caption, self.score, self.pointing, self.sanity_text):
+        for text in (self.overlay_caption, self.heatmap_caption, self.score, self.pointing, self.sanity_text,
+                     self.channels_text):
             text.value = ""
+        self.channel_buttons.children = ()
 
     # ----- class, layer, method and sanity controls -------------------------------------------------------
     def _image_coming(self) -> None:
@@ -562,6 +591,44 @@ class CamView(ImageView):
         )
         self.pointing.value = pointing_html(self.scene, cam, self.inspector.class_names)
         self._draw_sanity(cam, raw.shape)
+        self._draw_channels(cam)
+        for listener in self.drawn:
+            listener()
+
+    def current_contributions(self) -> np.ndarray | None:
+        """Weight × mean activation of every channel of the map shown now (None before it is computed)."""
+        key = self.key()
+        cam = self.cams.get(key)
+        return None if cam is None else contributions(cam, self.means.get(cam.layer))
+
+    def _draw_channels(self, cam: CAM) -> None:
+        """Buttons for the channels that contribute most to the map; a click opens the channel's card."""
+        shares = contributions(cam, self.means.get(cam.layer))
+        if shares is None:
+            self.channels_text.value, self.channel_buttons.children = "", ()
+            return
+        top = top_contributors(shares)
+        label = METHOD_LABELS[cam.method]
+        self.channels_text.value = (
+            f"<b>Channels behind this map</b> at <code>{html.escape(cam.layer)}</code>: {label} weight × mean "
+            f"activation (all {len(shares)} sum to the map's mean before ReLU, {float(shares.sum()):.3g}). "
+            + ("Click one to see its card in the Activations tab." if top else
+               "<i>No channel contributes positively.</i>"))
+        buttons = []
+        for k in top:
+            button = widgets.Button(description=f"#{k}  {float(shares[k]):+.3g}", layout=widgets.Layout(width="auto"),
+                                    tooltip=f"channel {k}: weight {float(cam.weights[k]):.3g} × mean activation "
+                                            f"{float(self.means[cam.layer][k]):.3g}")
+            button.add_class("convviz-cam-channel")
+            button.on_click(lambda _, layer=cam.layer, channel=k: self._channel_clicked(layer, channel))
+            buttons.append(button)
+        self.channel_buttons.children = buttons
+
+    @guarded
+    def _channel_clicked(self, layer: str, channel: int) -> None:
+        """A channel button: the listeners (the panel) open its card."""
+        for listener in self.channel_listeners:
+            listener(layer, channel)
 
     def _draw_sanity(self, cam: CAM, shape: tuple[int, ...]) -> None:
         """The randomised model's heatmap beside the real one, with the correlation; hidden while off."""

@@ -9,6 +9,7 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 
+from ..core import describe_device
 from ..images import load_image
 from .base import (
     View,
@@ -86,11 +87,14 @@ class ImageChooser(View):
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload")
         self.picture = picture_widget("convviz-input")
         self.table = widgets.HTML()
+        self.device = widgets.HTML(f"<small>Computing on: <b>{html.escape(describe_device())}</b></small>")
+        self.device.add_class("convviz-device")
         self.on(self.source, self._source_changed)
         self.on(self.upload, self._uploaded)
         self.shuffle.on_click(lambda _: self._next_sample())
         self.picture.layout.margin = "0 16px 0 0"
-        controls = widgets.VBox([self.source, widgets.HBox([self.shuffle, self.upload]), self.status, self.message],
+        controls = widgets.VBox([self.source, widgets.HBox([self.shuffle, self.upload]), self.device, self.status,
+                                 self.message],
                                 layout=widgets.Layout(min_width="320px", margin="0 16px 0 0"))
         self.children = [widgets.HBox([self.picture, controls, self.table],
                                       layout=widgets.Layout(align_items="flex-start"))]

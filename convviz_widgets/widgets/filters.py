@@ -27,6 +27,7 @@ COLUMNS = 8
 TILE_MIN = 96  # small patterns are enlarged (nearest neighbour) to at least this many pixels
 LABEL_HEIGHT = 18
 CACHE_SIZE = 32
+DEFAULT_STEPS = 40
 MODES = (("Plain (book)", "plain"), ("Regularised", "regularized"))
 
 Key = tuple[str, tuple[int, ...], int, int, str, float | None]  # layer, filters, size, steps, mode, plain step
@@ -57,6 +58,14 @@ def recipe_text(mode: str, step: float | None) -> str:
     return "regularised (Fourier image, decorrelated colour, jitter/scale/rotation, Adam)"
 
 
+def default_size(inspector: Any) -> int:
+    """The pattern size: the model's own input size when it is one of SIZES and at most 64, else 64."""
+    fixed = inspector.input_size
+    if fixed and fixed[0] == fixed[1] and fixed[0] in SIZES and fixed[0] <= 64:
+        return fixed[0]
+    return 64
+
+
 def default_layer(conv_layers: list[str], layers: list[str]) -> str:
     """A middle conv layer: its patterns are neither plain colours nor noise."""
     return conv_layers[len(conv_layers) // 2] if conv_layers else layers[0]
@@ -68,8 +77,8 @@ class FiltersView(View):
     kind = "filters"
 
     def __init__(self, model: Any, *, layer: str | None = None, first: int = 0, count: int = 16,
-                 size: int | None = None, steps: int = 40, mode: str = "plain", step_size: float | None = None,
-                 **kwargs: Any) -> None:
+                 size: int | None = None, steps: int = DEFAULT_STEPS, mode: str = "plain",
+                 step_size: float | None = None, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         names = self.inspector.layers
         chosen = self.inspector.layer(layer).name if layer else default_layer(self.inspector.conv_layers, names)
@@ -122,10 +131,7 @@ class FiltersView(View):
 
     def _default_size(self) -> int:
         """The model's own input size when it is one of SIZES and at most 64, else 64."""
-        fixed = self.inspector.input_size
-        if fixed and fixed[0] == fixed[1] and fixed[0] in SIZES and fixed[0] <= 64:
-            return fixed[0]
-        return 64
+        return default_size(self.inspector)
 
     # ----- settings -----------------------------------------------------------------------------------
     def key(self) -> Key:

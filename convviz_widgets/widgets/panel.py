@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from .activations import ActivationsView
 from .base import View, as_inspector
-from .cam import CamView
+from .cam import METHOD_LABELS, CamView
 from .chooser import ImageChooser
 from .filters import FiltersView
 from .runner import Runner
@@ -23,20 +24,27 @@ class ConvVizPanel(widgets.VBox):
 
     ``model`` is a keras.Model, a .keras/.h5 path or an Inspector; ``image`` is optional (a path, array,
     PIL image or bytes; demo scenes are offered when the demo is installed); ``output`` picks the class
-    output of a model with several. Model work runs in a background thread, one job slot per view (the
-    latest request wins); ``background=False`` runs it inline, and ``wait()`` blocks until it is done.
+    output of a model with several; ``dataset`` (an array of images, a list of images or paths, a folder or a
+    tf.data.Dataset) is searched for each channel's top examples (a model may bring its own as a function in
+    ``model.example_images``, as the demo model does). Model work runs in a background thread, one job slot per
+    view (the latest request wins); ``background=False`` runs it inline, and ``wait()`` blocks until it is done.
     """
 
     def __init__(self, model: Any, image: Any = None, *, preprocess: Any = None, class_names: Any = None,
-                 output: Any = None, background: bool = True, save_dir: str | Path | None = None) -> None:
+                 output: Any = None, background: bool = True, save_dir: str | Path | None = None,
+                 dataset: Any = None) -> None:
         super().__init__()
         self.inspector = as_inspector(model, preprocess, class_names, output)
         self.runner = Runner(background)
         shared = {"runner": self.runner, "save_dir": save_dir}
+        if dataset is None:
+            dataset = getattr(self.inspector.model, "example_images", None)
         self.chooser = ImageChooser(self.inspector, **shared)
-        self.activations = ActivationsView(self.inspector, **shared)
+        self.activations = ActivationsView(self.inspector, dataset=dataset, evidence=self._evidence, **shared)
         self.filters = FiltersView(self.inspector, **shared)
         self.cam = CamView(self.inspector, **shared)
+        self.cam.drawn.append(self.activations.card.refresh_evidence)
+        self.cam.channel_listeners.append(self.open_channel)
         self.tabs = widgets.Tab(children=[self.activations, self.filters, self.cam], titles=TITLES)
         self.tabs.observe(lambda _: self._tab_changed(), names="selected_index")
         self.chooser.listeners.append(self._image_ready)
@@ -71,6 +79,37 @@ class ConvVizPanel(widgets.VBox):
         """Show the tab with this title ('Activations', 'Filters' or 'Grad-CAM') and return its view."""
         self.tabs.selected_index = TITLES.index(title)
         return self.views[self.tabs.selected_index]
+
+    def open_channel(self, layer: str, channel: int) -> None:
+        """Show a channel's card: the Activations tab, that layer and that channel."""
+        self.select("Activations")
+        self.activations.open_channel(layer, channel)
+
+    def _evidence(self, layer: str, channel: int) -> str:
+        """The card's class-evidence line: the channel's weight and contribution in the Grad-CAM tab's map."""
+        ins, cam_view = self.inspector, self.cam
+        head = "<b>Class evidence:</b> "
+        if not ins.has_classes:
+            return head + "this model has no class output, so no channel has a weight for a class."
+        cam_layer = cam_view.layer.value
+        if ins.layer(layer).name != cam_layer:
+            return (head + f"the Grad-CAM tab explains layer <code>{html.escape(cam_layer)}</code>; choose that "
+                    "layer here (or a channel button under its map) to see a channel's weight for the class.")
+        cam, shares = cam_view.current_cam(), cam_view.current_contributions()
+        same = (cam_view.rgb is not None and self.activations.rgb is not None
+                and np.array_equal(cam_view.rgb, self.activations.rgb))
+        if cam is None or shares is None or not same:
+            return head + ("open the Grad-CAM tab to compute the map of a class; this channel's weight and "
+                           "contribution then appear here.")
+        k = int(channel)
+        weight, share = float(cam.weights[k]), float(shares[k])
+        mean = share / weight if weight else float(cam_view.means[cam.layer][k])
+        rank = 1 + int(np.sum(shares > shares[k]))
+        how = "the spatial mean of the class score's gradient" if cam.method == "gradcam" else "its weight"
+        return (f"<b>Class evidence</b> for <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}, "
+                f"{METHOD_LABELS[cam.method]} at <code>{html.escape(cam.layer)}</code>): weight <b>{weight:+.3g}</b> "
+                f"({how}) × mean activation {mean:.3g} = contribution <b>{share:+.3g}</b>, rank {rank} of "
+                f"{len(shares)} channels.")
 
     def wait(self, timeout: float | None = 120.0) -> bool:
         """Block until background work is done (for tests and scripts); False on timeout."""

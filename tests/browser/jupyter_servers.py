@@ -27,6 +27,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOKS = HERE / "notebooks"
+REPO = HERE.parents[1]  # the repository root, whose convviz_widgets the kernels must import
 ARTIFACTS = HERE.parent / "artifacts"  # git-ignored: screenshots and server logs
 CHROMIUM = Path(os.environ.get("CONVVIZ_CHROMIUM", "/usr/bin/chromium"))
 BIN = Path(sys.executable).parent
@@ -88,6 +89,8 @@ def isolated_env(base: Path) -> dict[str, str]:
     (settings / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    # The kernels import this checkout's package, not whichever copy the environment has installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
 

@@ -23,6 +23,9 @@ FILTER_GRID = f"{PANEL} .convviz-filters img.convviz-filter-grid"
 OVERLAY = f"{PANEL} .convviz-gradcam img.convviz-overlay"
 HEATMAP = f"{PANEL} .convviz-gradcam img.convviz-heatmap"
 SANITY_HEATMAP = f"{PANEL} .convviz-gradcam img.convviz-sanity-heatmap"
+CARD = f"{PANEL} .convviz-activations .convviz-card"
+CARD_PICTURES = tuple(f"{CARD} img.convviz-card-{name}" for name in ("overlay", "map", "pattern", "examples"))
+CAM_CHANNEL = f"{PANEL} .convviz-gradcam .convviz-cam-channel"
 KERNEL_START = 120_000  # ms: the kernel imports TensorFlow on 2 busy cores
 WORK = 120_000  # ms: from a click to the picture it asks for
 
@@ -188,6 +191,55 @@ def exercise_panel(page: Any, prefix: str) -> dict[str, float]:
     return timings
 
 
+def card_text(page: Any, css: str) -> str:
+    """The text of one part of the channel card."""
+    return page.inner_text(f"{CARD} .{css}")
+
+
+def exercise_card(page: Any, prefix: str) -> dict[str, float]:
+    """Choose a channel and see its card; click a channel behind the Grad-CAM map and land on its card."""
+    timings: dict[str, float] = {}
+    tabs = page.locator(TABS)
+    assert "Computing on:" in page.inner_text(f"{PANEL} .convviz-device")
+    t = time.monotonic()
+    page.locator(f"{PANEL} .convviz-activations input[type=number]").fill("3")
+    page.locator(f"{PANEL} .convviz-activations input[type=number]").press("Enter")
+    page.wait_for_function("(sel) => document.querySelector(sel).innerText.includes('Channel 3')",
+                           arg=f"{CARD} .convviz-card-title", timeout=WORK)
+    srcs = {sel: picture(page, sel) for sel in CARD_PICTURES}
+    timings["channel card (pattern and dataset examples)"] = time.monotonic() - t
+    text = page.inner_text(CARD)
+    assert "Filter pattern" in text and "dataset images" in text and "Box: the receptive field" in text
+    assert "Class evidence" in card_text(page, "convviz-card-evidence")
+    shot(page, f"{prefix}-6-channel-card")
+    page.locator(CARD).screenshot(path=str(ARTIFACTS / f"{prefix}-6b-card.png"))
+
+    tabs.filter(has_text="Grad-CAM").click()
+    page.locator(f"{PANEL} .convviz-cam-method").get_by_role("button", name="Grad-CAM", exact=True).click()
+    page.wait_for_function("() => document.querySelector('.convviz-score').innerText.startsWith('Grad-CAM of')",
+                           timeout=WORK)
+    page.locator(CAM_CHANNEL).first.wait_for(state="visible", timeout=WORK)
+    assert 1 <= page.locator(CAM_CHANNEL).count() <= 8
+    shot(page, f"{prefix}-7-gradcam-channels")
+    label = page.locator(CAM_CHANNEL).first.inner_text().strip()
+    channel = int(label.split()[0].lstrip("#"))
+    t = time.monotonic()
+    page.locator(CAM_CHANNEL).first.click()
+    page.wait_for_function(
+        "(k) => document.querySelector('.convviz-card-title').innerText.includes('Channel ' + k + ' ')",
+        arg=channel, timeout=WORK)
+    current = page.locator(f"{TABS}.lm-mod-current .lm-TabBar-tabLabel").inner_text().strip()
+    assert current == "Activations"
+    for sel in CARD_PICTURES:
+        picture(page, sel, old=srcs[sel])
+    page.wait_for_function("() => document.querySelector('.convviz-card-evidence').innerText.includes('contribution')",
+                           timeout=WORK)
+    timings["channel button to its card"] = time.monotonic() - t
+    page.locator(CARD).screenshot(path=str(ARTIFACTS / f"{prefix}-8-card-from-gradcam.png"))
+    assert page.locator(f"{PANEL} .convviz-error").count() == 0
+    return timings
+
+
 def report(page: Any, prefix: str, timings: dict[str, float]) -> None:
     """Keep the timings and anything the offline guard blocked next to the screenshots."""
     page.screenshot(path=str(ARTIFACTS / f"{prefix}-page.png"), full_page=True)
@@ -208,6 +260,7 @@ def test_panel_in_jupyterlab(lab_server: Server, page: Any) -> None:
     page.wait_for_selector(TABS, timeout=KERNEL_START)
     timings = {"page to tab bar": time.monotonic() - t0}
     timings.update(exercise_panel(page, "lab"))
+    timings.update(exercise_card(page, "lab"))
     report(page, "lab", timings)
 
 
@@ -217,4 +270,5 @@ def test_panel_in_voila(voila_server: Server, page: Any) -> None:
     page.wait_for_selector(TABS, timeout=KERNEL_START)
     timings = {"page to tab bar": time.monotonic() - t0}
     timings.update(exercise_panel(page, "voila"))
+    timings.update(exercise_card(page, "voila"))
     report(page, "voila", timings)
