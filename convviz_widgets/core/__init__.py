@@ -4,6 +4,8 @@ from ..errors import Cancelled, ConvVizError
 from ..images import load_image
 from .api import activations, filter_patterns, gradcam, inspector_for, predict
 from .cam import CAM
+from .cams import CamMethod, CamRequest, PerturbationMethod, register_cam_method
+from .cams import method_names as cam_methods
 from .examples import ReceptiveField, TopExamples, receptive_field, top_examples
 from .feature_viz import Regularization
 from .filters import FilterPatterns
@@ -12,7 +14,8 @@ from .model_io import load_model
 from .preprocess import PRESETS
 
 __all__ = [
-    "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activations",
+    "CAM", "CamMethod", "CamRequest", "PerturbationMethod", "cam_methods", "register_cam_method",
+    "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activations",
     "filter_patterns", "gradcam", "inspector_for", "load_image", "load_model", "predict",
     "ReceptiveField", "TopExamples", "receptive_field", "top_examples",
 ]

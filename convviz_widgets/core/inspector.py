@@ -11,11 +11,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..errors import Cancelled, ConvVizError
+from ..errors import ConvVizError
 from ..images import ImageSource, load_image, resize_rgb
 from ..limits import check_fits, fit_batch
 from . import cam as cam_rules
-from . import checks
+from . import cams, checks
 from . import feature_viz as fv
 from . import filters as fp
 from .budget import Footprint
@@ -36,7 +36,6 @@ from .model_io import load_model
 from .preprocess import PRESETS, Preprocess, resolve
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
-CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
 PATTERN_MODES = ("plain", "regularized")
 MAX_PATTERN_SIZE = 4096  # filter-pattern side; the memory budget usually refuses far smaller ones first
 # Compiled functions kept per Inspector, least recently used dropped first (each holds a graph).
@@ -318,73 +317,49 @@ class Inspector:
                 progress: fp.Progress | None = None) -> cam_rules.CAM:
         """A class activation map for one image at a conv layer's resolution.
 
-        `method`: "gradcam", "gradcam++" or "scorecam" (gradient-free; at most `batch_size` masked
-        images per forward pass, fewer when the memory budget needs it). Score-CAM masks only the
-        `max_channels` channels of largest spatial variance (None or <= 0: all; the others weigh 0)
-        and calls `progress(done, total)` after each masked batch (False or `Cancelled` stops it).
+        `method`: a registered method's name (`cams.method_names()`: "gradcam", "gradcam++", "scorecam",
+        "hirescam", "xgradcam", "layercam", "eigencam", "ablationcam", and the user's own).
+        Perturbation methods (Score-CAM, Ablation-CAM) run at most `batch_size` extra images per
+        forward pass (fewer when the memory budget needs it), use only the `max_channels` channels of
+        largest spatial variance (None or <= 0: all; the others weigh 0) and call `progress(done, total)`
+        after each batch (False or `Cancelled` stops them).
         """
         self._require_classes()
-        method = checks.choice(method, "CAM method", CAM_METHODS)
+        rule = cams.get_method(method)
         batch_size = checks.integer(batch_size, "batch_size", minimum=1)
         _check_max_channels(max_channels)
         node = self._cam_node(layer)
         if class_index is not None:
             class_index = self.check_class(class_index)
         rgb = self.prepare(image)
-        check_fits(self.bytes_per_image(rgb.shape[:2], gradient=method != "scorecam"),
+        check_fits(self.bytes_per_image(rgb.shape[:2], gradient=rule.needs_gradients),
                    what="A class activation map of this image", lower="the image size")
         self._check_network(rgb)  # no heatmap from a network that overflows to NaN/inf
         c = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
-        if method == "scorecam":
+        if isinstance(rule, cams.PerturbationMethod):
             x = self.batch(rgb)
-            feats, score, chosen, probs = (t.numpy() for t in self._cam_fn(node, method)(x, c))
+            feats, score, chosen, probs = (t.numpy() for t in self._cam_fn(node, rule)(x, c))
             _finite_layer(node.name, feats)
-            weights = self._scorecam_weights(x, feats, int(chosen), int(batch_size), max_channels, progress)
+            request = cams.CamRequest(self, node, x, feats, int(chosen), int(batch_size), max_channels, progress)
+            weights = np.asarray(rule.channel_weights(request), np.float32)
             _finite(weights, f"the CAM weights at layer {node.name!r}")
             heat, raw = cam_rules.combine(feats, weights)
         else:
             self._check_channels()
             x = tf.constant(rgb[None]) if self._preprocess_in_graph else self.batch(rgb)
-            raw, score, chosen, probs = (t.numpy() for t in self._cam_fn(node, method)(x, c))
+            raw, score, chosen, probs = (t.numpy() for t in self._cam_fn(node, rule)(x, c))
             _finite(raw, f"the class activation map at layer {node.name!r}")
             heat, raw = cam_rules.finish(raw)
         _finite(np.asarray(probs), "the model's output for this image")
         k = int(chosen)
         probability = float(probs[k]) if self.score_label == "probability" else None
-        return cam_rules.CAM(heat, k, float(score), node.name, method, self.class_names[k], probability, raw)
-
-    def _scorecam_weights(self, x: tf.Tensor, feats: np.ndarray, class_index: int, batch_size: int,
-                          max_channels: int | None = None, progress: fp.Progress | None = None) -> np.ndarray:
-        """Score-CAM: each channel weighs the class-probability gain of the input revealed by its map.
-
-        Where a map is low the input is replaced by a heavily blurred copy (not black, which is
-        itself strong evidence for some classes); the blurred image's probability is the baseline.
-        Only the `max_channels` most varied maps are masked; the others weigh 0.
-        """
-        if batch_size < 1:
-            raise ConvVizError(f"batch_size must be >= 1; got {batch_size}.")
-        size = (int(x.shape[1]), int(x.shape[2]))
-        chosen = cam_rules.top_variance_channels(feats, max_channels)
-        chunk = fit_batch(self._masked_image_bytes(size), batch_size, what="masked images of Score-CAM",
-                          lower="max_channels, the image size or the model")
-        probs_fn = self._probs_fn()
-        blurred = tf.constant(cam_rules.blurred(np.asarray(x[0]))[None])
-        base = float(probs_fn(blurred)[0, class_index])
-        weights = np.zeros(feats.shape[-1], np.float32)
-        total = len(chosen)
-        for i in range(0, total, chunk):  # masks made per batch: memory stays bounded
-            part = chosen[i : i + chunk]
-            masks = cam_rules.upsampled_masks(feats[..., part], size)
-            weights[part] = np.asarray(probs_fn(x * masks + blurred * (1.0 - masks))[:, class_index]) - base
-            done = min(i + chunk, total)
-            if progress is not None and progress(done, total) is False:
-                raise Cancelled(f"Score-CAM cancelled after {done} of {total} masked images.")
-        return weights
+        return cam_rules.CAM(heat, k, float(score), node.name, rule.name, self.class_names[k], probability, raw)
 
     def _masked_image_bytes(self, size: tuple[int, int]) -> float:
-        """Memory one masked image takes: the masked input, its mask and blend, and one forward pass."""
-        pixels = float(size[0] * size[1])
-        return pixels * (3 * self.channels + 1) * 4 + self.bytes_per_image(size)
+        """Memory one Score-CAM masked image takes (see `cams.scorecam.masked_image_bytes`)."""
+        from .cams.scorecam import masked_image_bytes
+
+        return masked_image_bytes(self, size)
 
     def _probs_fn(self) -> Any:
         """Compiled class probabilities for a batch (Score-CAM's masked inputs)."""
@@ -420,16 +395,16 @@ class Inspector:
             )
         return class_index
 
-    def _cam_fn(self, node: Node, method: str) -> Any:
+    def _cam_fn(self, node: Node, method: cams.CamMethod) -> Any:
         """The compiled CAM function of a feature map and method, kept in a bounded cache."""
-        return self._cam_fns.get_or_create((node.name, method), lambda: self._build_cam_fn(node, method))
+        return self._cam_fns.get_or_create((node.name, method.name), lambda: self._build_cam_fn(node, method))
 
-    def _build_cam_fn(self, node: Node, method: str) -> Any:
+    def _build_cam_fn(self, node: Node, method: cams.CamMethod) -> Any:
         """Compile one CAM function for one image: f(input, class index (-1: top)) -> tensors.
 
-        Score-CAM: the preprocessed batch -> (feature map, score, class, probabilities).
-        Grad-CAM(++): the pixels (or the preprocessed batch for a custom preprocess) -> (weighted
-        channel sum, score, class, probabilities); the weights are computed in the graph.
+        Perturbation methods: the preprocessed batch -> (feature map, score, class, probabilities).
+        Others: the pixels (or the preprocessed batch for a custom preprocess) -> (raw map, score,
+        class, probabilities); the method's weights or map are computed in the graph, in float32.
         """
         model = keras.Model(self.graph.input, [node.output, self.graph.head.logits])
         activation = self.graph.head.activation
@@ -439,28 +414,30 @@ class Inspector:
             chosen = tf.where(class_index < 0, tf.argmax(scores, output_type=tf.int32), class_index)
             return scores[chosen], chosen
 
-        if method == "scorecam":
+        if isinstance(method, cams.PerturbationMethod):
             def forward(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
                 feats, logits = model(x, training=False)
+                logits = tf.cast(logits, tf.float32)
                 score, chosen = pick(logits, class_index)
                 return tf.cast(feats[0], tf.float32), score, chosen, tf_probabilities(logits, activation)[0]
 
             return tf.function(forward).get_concrete_function(self._batch_spec(1), _INDEX_SPEC)
 
-        rule = cam_rules.TF_WEIGHT_RULES[method]
         in_graph = self._preprocess_in_graph
+        needs_gradients = method.needs_gradients
 
         def weighted_sum(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
             if in_graph:
                 x = self._in_graph_input(x)
             with tf.GradientTape() as tape:
                 feats, logits = model(x, training=False)
+                logits = tf.cast(logits, tf.float32)
                 score, chosen = pick(logits, class_index)
-            grads = tape.gradient(score, feats)
-            if grads is None:
-                grads = tf.zeros_like(feats)
-            feats, grads = tf.cast(feats[0], tf.float32), tf.cast(grads[0], tf.float32)
-            raw = tf.reduce_sum(feats * rule(feats, grads), axis=-1)
+            grads = None
+            if needs_gradients:
+                grads = tape.gradient(score, feats)
+                grads = tf.zeros_like(feats) if grads is None else tf.cast(grads, tf.float32)
+            raw = method.raw_map(tf.cast(feats, tf.float32), grads)[0]
             return raw, score, chosen, tf_probabilities(logits, activation)[0]
 
         h, w = self.input_size or (None, None)
