@@ -25,6 +25,7 @@ from .core import (  # noqa: E402
     TopExamples,
     activations,
     cam_methods,
+    describe_device,
     filter_patterns,
     gradcam,
     load_image,
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivationsView", "CamView", "ConvVizPanel", "FiltersView",
     "CAM", "CamMethod", "CamRequest", "PerturbationMethod", "cam_methods", "register_cam_method",
+    "describe_device",
     "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activation_grid",
     "activations", "filter_grid", "filter_patterns", "gradcam", "limits", "load_image", "load_model", "overlay",
     "predict", "render", "to_png",
