@@ -20,6 +20,7 @@ from . import feature_viz as fv
 from . import filters as fp
 from .budget import Footprint
 from .cache import LRUCache
+from .cams.engine import CamEngine, CamJob
 from .graph import (
     FlatGraph,
     Node,
@@ -73,6 +74,7 @@ class Inspector:
         self._forward_fn: Any = None  # (compiled all-layers forward pass, its nodes)
         self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
         self._cam_fns: LRUCache = LRUCache(CAM_CACHE_SIZE)  # (layer, method) -> compiled CAM
+        self._cam_engine = CamEngine(self)
         self._probs: Any = None  # compiled batch probabilities (Score-CAM, metrics)
         self._objectives: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (layer, free size?) -> objective
         self._pattern_fns: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (mode, layer, size, count, ...) -> steps
@@ -229,8 +231,14 @@ class Inspector:
         self._forward_cache = (key, acts, logits)
         return acts, logits
 
-    def activations(self, image: ImageSource, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Every conv/pool layer's output (H, W, C) float32 for one image, in model order."""
+    def activations(self, image: ImageSource | Sequence[ImageSource], layers: Sequence[str] | None = None
+                    ) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
+        """Every conv/pool layer's output (H, W, C) float32 for one image, in model order.
+
+        Several images (a list, or an (N, H, W, 3) array) give a list of such dicts, one per image.
+        """
+        if is_batch(image):
+            return [self.activations(im, layers) for im in image]
         names = None if layers is None else [checks.layer_name(n, "layers") for n in _as_list(layers)]
         nodes = None if names is None else [self.layer(n) for n in names]
         rgb = self.prepare(image)
@@ -312,16 +320,19 @@ class Inspector:
         return [(int(i), self.class_names[i], float(probs[i])) for i in order]
 
     # ----- Grad-CAM ----------------------------------------------------------------------------------
-    def gradcam(self, image: ImageSource, *, class_index: int | None = None, layer: str | None = None,
-                method: str = "gradcam", batch_size: int = 32, max_channels: int | None = None,
-                progress: fp.Progress | None = None) -> cam_rules.CAM:
-        """A class activation map for one image at a conv layer's resolution.
+    def gradcam(self, image: ImageSource | Sequence[ImageSource], *, class_index: Any = None,
+                layer: str | None = None, method: str = "gradcam", batch_size: int = 32,
+                max_channels: int | None = None, progress: fp.Progress | None = None
+                ) -> cam_rules.CAM | list[cam_rules.CAM]:
+        """A class activation map for one image at a conv layer's resolution; a list for several images.
 
-        `method`: a registered method's name (`cams.method_names()`: "gradcam", "gradcam++", "scorecam",
-        "hirescam", "xgradcam", "layercam", "eigencam", "ablationcam", and the user's own).
-        Perturbation methods (Score-CAM, Ablation-CAM) run at most `batch_size` extra images per
-        forward pass (fewer when the memory budget needs it), use only the `max_channels` channels of
-        largest spatial variance (None or <= 0: all; the others weigh 0) and call `progress(done, total)`
+        `image`: one image, or a list of images / an (N, H, W, 3) array (then `class_index` may be one
+        per image); methods that can batch run `batch_size` images per compiled pass (fewer when the
+        memory budget needs it). `method`: a registered method's name (`cams.method_names()`:
+        "gradcam", "gradcam++", "scorecam", "hirescam", "xgradcam", "layercam", "eigencam",
+        "ablationcam", and the user's own). Perturbation methods (Score-CAM, Ablation-CAM) run at most
+        `batch_size` extra images per forward pass, use only the `max_channels` channels of largest
+        spatial variance (None or <= 0: all; the others weigh 0) and call `progress(done, total)`
         after each batch (False or `Cancelled` stops them).
         """
         self._require_classes()
@@ -329,31 +340,28 @@ class Inspector:
         batch_size = checks.integer(batch_size, "batch_size", minimum=1)
         _check_max_channels(max_channels)
         node = self._cam_node(layer)
-        if class_index is not None:
-            class_index = self.check_class(class_index)
-        rgb = self.prepare(image)
-        check_fits(self.bytes_per_image(rgb.shape[:2], gradient=rule.needs_gradients),
-                   what="A class activation map of this image", lower="the image size")
-        self._check_network(rgb)  # no heatmap from a network that overflows to NaN/inf
-        c = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
-        if isinstance(rule, cams.PerturbationMethod):
-            x = self.batch(rgb)
-            feats, score, chosen, probs = (t.numpy() for t in self._cam_fn(node, rule)(x, c))
-            _finite_layer(node.name, feats)
-            request = cams.CamRequest(self, node, x, feats, int(chosen), int(batch_size), max_channels, progress)
-            weights = np.asarray(rule.channel_weights(request), np.float32)
-            _finite(weights, f"the CAM weights at layer {node.name!r}")
-            heat, raw = cam_rules.combine(feats, weights)
-        else:
-            self._check_channels()
-            x = tf.constant(rgb[None]) if self._preprocess_in_graph else self.batch(rgb)
-            raw, score, chosen, probs = (t.numpy() for t in self._cam_fn(node, rule)(x, c))
-            _finite(raw, f"the class activation map at layer {node.name!r}")
-            heat, raw = cam_rules.finish(raw)
-        _finite(np.asarray(probs), "the model's output for this image")
-        k = int(chosen)
-        probability = float(probs[k]) if self.score_label == "probability" else None
-        return cam_rules.CAM(heat, k, float(score), node.name, rule.name, self.class_names[k], probability, raw)
+        many = is_batch(image)
+        images = list(image) if many else [image]
+        if many and not images:
+            raise ConvVizError("gradcam got an empty list of images; give at least one image.")
+        classes = self._classes_for(class_index, len(images), many)
+        rgbs = [self.prepare(im) for im in images]
+        for rgb in {r.shape[:2]: r for r in rgbs}.values():
+            check_fits(self.bytes_per_image(rgb.shape[:2], gradient=rule.needs_gradients),
+                       what="A class activation map of this image", lower="the image size")
+        job = CamJob(rgbs, classes, node, rule, batch_size, max_channels, progress)
+        with self._lock:
+            cams_out = self._cam_engine.run(job)
+        return cams_out if many else cams_out[0]
+
+    def _classes_for(self, class_index: Any, n: int, many: bool) -> list[int | None]:
+        """One checked class index (or None: the top class) per image."""
+        if many and isinstance(class_index, (list, tuple, np.ndarray)):
+            if len(class_index) != n:
+                raise ConvVizError(f"class_index has {len(class_index)} entries for {n} images; give one per "
+                                   "image, a single index for all, or None (each image's top class).")
+            return [None if c is None else self.check_class(c) for c in class_index]
+        return [None if class_index is None else self.check_class(class_index)] * n
 
     def _masked_image_bytes(self, size: tuple[int, int]) -> float:
         """Memory one Score-CAM masked image takes (see `cams.scorecam.masked_image_bytes`)."""
@@ -394,55 +402,6 @@ class Inspector:
                 f"(0..{self.n_classes - 1})."
             )
         return class_index
-
-    def _cam_fn(self, node: Node, method: cams.CamMethod) -> Any:
-        """The compiled CAM function of a feature map and method, kept in a bounded cache."""
-        return self._cam_fns.get_or_create((node.name, method.name), lambda: self._build_cam_fn(node, method))
-
-    def _build_cam_fn(self, node: Node, method: cams.CamMethod) -> Any:
-        """Compile one CAM function for one image: f(input, class index (-1: top)) -> tensors.
-
-        Perturbation methods: the preprocessed batch -> (feature map, score, class, probabilities).
-        Others: the pixels (or the preprocessed batch for a custom preprocess) -> (raw map, score,
-        class, probabilities); the method's weights or map are computed in the graph, in float32.
-        """
-        model = keras.Model(self.graph.input, [node.output, self.graph.head.logits])
-        activation = self.graph.head.activation
-
-        def pick(logits: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            scores = class_scores(logits, activation)[0]
-            chosen = tf.where(class_index < 0, tf.argmax(scores, output_type=tf.int32), class_index)
-            return scores[chosen], chosen
-
-        if isinstance(method, cams.PerturbationMethod):
-            def forward(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
-                feats, logits = model(x, training=False)
-                logits = tf.cast(logits, tf.float32)
-                score, chosen = pick(logits, class_index)
-                return tf.cast(feats[0], tf.float32), score, chosen, tf_probabilities(logits, activation)[0]
-
-            return tf.function(forward).get_concrete_function(self._batch_spec(1), _INDEX_SPEC)
-
-        in_graph = self._preprocess_in_graph
-        needs_gradients = method.needs_gradients
-
-        def weighted_sum(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
-            if in_graph:
-                x = self._in_graph_input(x)
-            with tf.GradientTape() as tape:
-                feats, logits = model(x, training=False)
-                logits = tf.cast(logits, tf.float32)
-                score, chosen = pick(logits, class_index)
-            grads = None
-            if needs_gradients:
-                grads = tape.gradient(score, feats)
-                grads = tf.zeros_like(feats) if grads is None else tf.cast(grads, tf.float32)
-            raw = method.raw_map(tf.cast(feats, tf.float32), grads)[0]
-            return raw, score, chosen, tf_probabilities(logits, activation)[0]
-
-        h, w = self.input_size or (None, None)
-        spec = tf.TensorSpec([1, h, w, 3], tf.uint8) if in_graph else self._batch_spec(1)
-        return tf.function(weighted_sum).get_concrete_function(spec, _INDEX_SPEC)
 
     # ----- dataset examples ------------------------------------------------------------------------------
     def top_examples(self, layer: str, images: Any, *, k: int = 9, channels: Any = None, batch_size: int = 64,
@@ -578,6 +537,11 @@ def _check_weights(model: keras.Model) -> None:
                 f"The model's weight {variable.path!r} holds NaN/inf values, so the model's output for any "
                 "image is NaN/inf or meaningless. Reload the weights from before training diverged."
             )
+
+
+def is_batch(images: Any) -> bool:
+    """Several images: a list or tuple of them, or an (N, H, W, C) array."""
+    return isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4)
 
 
 def _as_list(layers: Any) -> list[Any]:
