@@ -34,16 +34,14 @@ from .graph import (
 )
 from .labels import resolve_class_names
 from .model_io import load_model
+from .patterns import PatternEngine
 from .preprocess import PRESETS, Preprocess, resolve
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
-PATTERN_MODES = ("plain", "regularized")
-MAX_PATTERN_SIZE = 4096  # filter-pattern side; the memory budget usually refuses far smaller ones first
 # Compiled functions kept per Inspector, least recently used dropped first (each holds a graph).
 CAM_CACHE_SIZE = 12  # (layer, method) pairs
 PATTERN_CACHE_SIZE = 8  # filter-pattern steps per (mode, layer, size, filter count), and traced trunks
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
-_INDEX_SPEC = tf.TensorSpec([], tf.int32)
 
 
 class Inspector:
@@ -75,6 +73,7 @@ class Inspector:
         self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
         self._cam_fns: LRUCache = LRUCache(CAM_CACHE_SIZE)  # (layer, method) -> compiled CAM
         self._cam_engine = CamEngine(self)
+        self._patterns = PatternEngine(self)
         self._probs: Any = None  # compiled batch probabilities (Score-CAM, metrics)
         self._objectives: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (layer, free size?) -> objective
         self._pattern_fns: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (mode, layer, size, count, ...) -> steps
@@ -82,8 +81,6 @@ class Inspector:
         # Named presets are TensorFlow ops: compiled CAMs take the uint8 pixels and preprocess inside.
         self._preprocess_in_graph = any(self._preprocess is f for f in PRESETS.values())
         self._footprint: Footprint | None = None
-        self._finite_fn: Any = None  # compiled "every feature map and the output are finite" flag
-        self._finite_checked: str | None = None  # digest of the last image whose network passed that check
 
     # ----- facts about the model -------------------------------------------------------------
     def _model_names(self) -> list[str]:
@@ -291,23 +288,6 @@ class Inspector:
             _finite_layer(name, act)
         return _finite(logits, "the model's output for this image")
 
-    def _check_network(self, rgb: np.ndarray) -> None:
-        """check_finite from the cached forward pass, or a compiled all-finite flag (once per image)."""
-        key = _digest(rgb)
-        with self._lock:
-            if self._finite_checked == key:
-                return
-            cached = self._forward_cache is not None and self._forward_cache[0] == key
-            if self._finite_fn is None and not cached:
-                nodes = visual_layers(self.graph)
-                model = keras.Model(self.graph.input, [n.output for n in nodes] + [self.graph.head.logits])
-                self._finite_fn = tf.function(
-                    lambda t: tf.reduce_all([tf.reduce_all(tf.math.is_finite(o)) for o in model(t, training=False)]),
-                    reduce_retracing=True)
-        if cached or not bool(self._finite_fn(self.batch(rgb))):
-            self.check_finite(rgb)  # names the first layer that holds NaN/inf
-        self._finite_checked = key
-
     def scores(self, image: ImageSource) -> np.ndarray:
         """The same values as `probabilities`, under the name that fits every head."""
         return self.probabilities(image)
@@ -421,112 +401,27 @@ class Inspector:
 
         mode="plain" is the book's L2-normalised gradient ascent in pixel space (`step_size` pixels
         a step); mode="regularized" optimises a decorrelated Fourier image with Adam under random
-        jitter/scale/rotation (`regularization` holds its settings) and reads as textures and parts.
+        jitter/scale/rotation (`regularization` holds its settings). See `core.patterns`.
         """
-        node = self.layer(layer)
-        idx = fp.check_filters(filters, node)
-        mode = checks.choice(mode, "mode", PATTERN_MODES)
-        size = checks.integer(size, "size", minimum=16 if mode == "regularized" else 8, maximum=MAX_PATTERN_SIZE)
-        steps = checks.integer(steps, "steps", minimum=0)
-        step_size = checks.positive_number(step_size, "step_size")
-        seed = checks.integer(seed, "seed", minimum=0)
-        if regularization is not None and not isinstance(regularization, fv.Regularization):
-            raise ConvVizError("regularization must be a convviz_widgets.Regularization(...) or None.")
-        if progress is not None and not callable(progress):
-            raise ConvVizError(f"progress must be a function progress(done, total) or None; got {progress!r}.")
-        chunk = self._pattern_chunk(node, len(idx), size, mode)
-        if mode == "regularized":
-            reg = regularization or fv.Regularization()
-            init = fv.init_params(len(idx), size, reg, seed)  # one draw, sliced: chunks keep the pictures
-            parts = [self._regularized_chunk(node.name, idx[lo : lo + chunk], size, steps, seed, reg,
-                                             init[lo : lo + chunk],
-                                             _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
-                     for lo in range(0, len(idx), chunk)]
-        else:
-            x0 = fp.start_images(len(idx), size, self.channels, seed)  # one draw, sliced per chunk
-            parts = [self._ascend_chunk(node.name, x0[lo : lo + chunk], idx[lo : lo + chunk], steps, step_size,
-                                        _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
-                     for lo in range(0, len(idx), chunk)]
-        images, start, final = (np.concatenate(p) for p in zip(*parts))
-        _finite(final, f"the filter activations of layer {node.name!r}", "these filter patterns")
-        return fp.FilterPatterns(images, start, final, node.name, idx)
-
-    def _regularized_chunk(self, name: str, idx: Sequence[int], size: int, steps: int, seed: int,
-                           reg: fv.Regularization, init: np.ndarray, progress: fp.Progress | None
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One chunk of the regularised mode, padded to a compiled batch size (the padding is dropped)."""
-        padded = fp.bucket(len(idx))
-        step, measure = self._regularized_fns(name, size, padded, reg)
-        return fv.run(step, measure, idx, size, steps, seed, reg, progress, padded, init=init)
-
-    def _ascend_chunk(self, name: str, x0: np.ndarray, idx: Sequence[int], steps: int, step_size: float,
-                      progress: fp.Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One chunk's plain ascent, padded to a compiled batch size, turned into uint8 pictures at once."""
-        n, padded = len(idx), fp.bucket(len(idx))  # extra pictures repeat the first; their results are dropped
-        step, measure = self._plain_fns(name, int(x0.shape[1]), padded)
-        x, start, final = fp.ascend(step, measure, fp.pad_batch(x0, padded), fp.pad_batch(np.array(idx), padded),
-                                    steps, step_size, progress)
-        x, start, final = x[:n], start[:n], final[:n]
-        _finite(x, "the filter-pattern pixels", "these filter patterns")
-        return fp.deprocess(x), start, final
+        return self._patterns.filter_patterns(layer, filters, size=size, steps=steps, step_size=step_size,
+                                              seed=seed, progress=progress, mode=mode,
+                                              regularization=regularization)
 
     def pattern_memory(self, layer: Any, n: int, size: int, mode: str = "plain") -> tuple[float, float]:
         """Estimated bytes of a filter-pattern request: (per filter in a batch, once for the whole request)."""
-        node = self.layer(layer)
-        per_filter = self.footprint().with_gradient((size, size), upto=node.name)
-        whole = 2.0 * n * size * size * max(3, self.channels) * 4  # start pixels and pictures, with room
-        if mode == "regularized":
-            spectrum = 3.0 * size * (size // 2 + 1) * 2 * 4
-            per_filter += 6.0 * spectrum + 6.0 * size * size * 3 * 4  # params, Adam moments, gradient; pixels
-            whole += n * spectrum
-        return per_filter, whole
-
-    def _pattern_chunk(self, node: Node, n: int, size: int, mode: str) -> int:
-        """Filters per batch that fit the memory budget, a compiled batch size when split (padding never overflows)."""
-        per_filter, whole = self.pattern_memory(node.name, n, size, mode)
-        chunk = fit_batch(per_filter, n, fixed=whole, what=f"filters of layer {node.name!r} at size {size}",
-                          lower="size (or the number of filters)")
-        return chunk if chunk >= n else fp.bucket_below(chunk)
+        return self._patterns.pattern_memory(layer, n, size, mode)
 
     def pattern_objective(self, layer: str, size: int) -> Any:
         """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation."""
-        objective = self._objective_for(self.layer(layer).name, int(size))
-        return lambda x, filters: objective(x, filters)[1]
+        return self._patterns.pattern_objective(layer, size)
 
     def _objective_for(self, name: str, size: int) -> Any:
-        """The filter-pattern objective of a layer, on a graph traced only up to it (cached)."""
-        own_size = self.input_size is not None and self.input_size == (size, size)
-        return self._objectives.get_or_create((name, own_size), lambda: self._build_objective(name, size))
-
-    def _build_objective(self, name: str, size: int) -> Any:
-        """Trace up to the layer and build its objective."""
-        graph = self._graph_up_to(name, size)
-        return fp.build_objective(graph, graph.node(name), self._preprocess)
+        """The filter-pattern objective of a layer (cached; see `PatternEngine`)."""
+        return self._patterns._objective_for(name, size)
 
     def _plain_fns(self, name: str, size: int, count: int) -> tuple[Any, Any]:
         """(compiled ascent step, read-out) for exactly `count` pictures of size x size, cached."""
-        return self._pattern_fns.get_or_create(
-            ("plain", name, size, count),
-            lambda: fp.make_step(self._objective_for(name, size), count, size, self.channels))
-
-    def _regularized_fns(self, name: str, size: int, count: int, reg: fv.Regularization) -> tuple[Any, Any]:
-        """(compiled Adam step, read-out) of the regularised mode, cached by layer, size, count, settings."""
-        return self._pattern_fns.get_or_create(
-            ("regularized", name, size, count, reg),
-            lambda: fv.make_step(self._objective_for(name, size), count, size, reg))
-
-    def _graph_up_to(self, name: str, size: int) -> FlatGraph:
-        """Trace up to `name` at any image size; fall back to the model's own size."""
-        fixed = self.input_size
-        if fixed is None or fixed == (size, size):
-            return trace(self.model, spatial=None if fixed else (None, None), stop_at=self.layer(name).name)
-        try:
-            return trace(self.model, spatial=(None, None), stop_at=self.layer(name).name)
-        except Exception as err:  # noqa: BLE001 - a layer before the target needs the fixed size
-            raise ConvVizError(
-                f"Layer {name!r} can only be reached at the model's input size {fixed[0]}x{fixed[1]}; "
-                f"use size={fixed[0]}."
-            ) from err
+        return self._patterns._plain_fns(name, size, count)
 
 
 def _check_weights(model: keras.Model) -> None:
@@ -566,13 +461,6 @@ def _finite(values: np.ndarray, what: str, subject: str = "this image") -> np.nd
 def _finite_layer(name: str, act: np.ndarray) -> np.ndarray:
     """A layer's activations, refused (naming the layer) when they hold NaN/inf."""
     return _finite(act, f"the activations of layer {name!r}")
-
-
-def _chunk_progress(progress: fp.Progress | None, index: int, count: int, steps: int) -> fp.Progress | None:
-    """Report a chunk's steps as part of the whole request's (chunk `index` of `count`)."""
-    if progress is None or count == 1:
-        return progress
-    return lambda done, _total: progress(index * steps + done, count * steps)
 
 
 def _check_max_channels(max_channels: Any) -> None:
