@@ -55,6 +55,15 @@ def test_gradcam_is_mean_gradient_weighted_sum(linear_model, plain):
     close(package_raw(linear_model, image, "gradcam"), (a * g.mean(axis=(0, 1))).sum(-1))
 
 
+def test_channel_weights_come_with_weight_methods_only(linear_model, plain):
+    image, a, g, _, _ = plain
+    cam = cv.gradcam(linear_model, image, preprocess="rescale", class_index=CLASS, layer="conv3")
+    close(cam.weights, g.mean(axis=(0, 1)))
+    scored = cv.gradcam(linear_model, image, preprocess="rescale", layer="conv3", method="scorecam", max_channels=4)
+    assert scored.weights.shape == (a.shape[-1],) and np.count_nonzero(scored.weights) <= 4
+    assert cv.gradcam(linear_model, image, preprocess="rescale", layer="conv3", method="hirescam").weights is None
+
+
 def test_gradcam_plus_plus_is_the_closed_form_alpha(linear_model, plain):
     image, a, g, _, _ = plain
     denom = 2 * g**2 + a.sum(axis=(0, 1)) * g**3

@@ -21,6 +21,7 @@ class CAM:
     class_name: str | None = None
     probability: float | None = None
     raw: np.ndarray | None = None  # the weighted sum before ReLU and scaling
+    weights: np.ndarray | None = None  # (C,) channel weights; None for methods that build the map directly
 
     def resized(self, h: int, w: int) -> np.ndarray:
         """The heatmap upsampled bilinearly to (h, w), still float32 in [0, 1]."""

@@ -32,6 +32,7 @@ class CamPass:
     classes: np.ndarray  # (B,) the explained class
     head: np.ndarray  # (B, n) the head's values: probabilities, or scores for a linear head
     finite: np.ndarray  # (B,) every feature map and the output are finite
+    weights: np.ndarray  # (B, C) channel weights of a weight method; (B, 0) for a map method
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,11 @@ class CamEngine:
             else:
                 _refuse(result.maps[i], f"the class activation map at layer {node.name!r}")
                 heat, raw = cam_maths.finish(result.maps[i])
+                weights = result.weights[i] if result.weights.shape[-1] else None
             _refuse(result.head[i], "the model's output for this image")
             probability = float(result.head[i][k]) if ins.score_label == "probability" else None
             out.append(cam_maths.CAM(heat, k, float(result.scores[i]), node.name, rule.name, ins.class_names[k],
-                                     probability, raw))
+                                     probability, raw, weights))
         return out
 
     def _input(self, rgbs: list[np.ndarray], in_graph: bool) -> tf.Tensor:
@@ -127,6 +129,7 @@ class CamEngine:
         perturb = isinstance(method, PerturbationMethod)
         in_graph = ins._preprocess_in_graph and not perturb
         needs_gradients = method.needs_gradients and not perturb
+        by_weights = not perturb and type(method).raw_map is CamMethod.raw_map  # the map is a weighted sum
 
         def all_finite(tensors: list[tf.Tensor]) -> tf.Tensor:
             flags = [tf.reduce_all(tf.math.is_finite(tf.reshape(t, [tf.shape(t)[0], -1])), axis=1) for t in tensors]
@@ -144,6 +147,7 @@ class CamEngine:
                 total = tf.reduce_sum(score)  # images are independent: each one's gradient is its own
             finite = all_finite([feats, logits, *rest])
             feats32 = tf.cast(feats, tf.float32)
+            weights = tf.zeros([tf.shape(feats32)[0], 0], tf.float32)
             if perturb:
                 maps = feats32
             else:
@@ -151,8 +155,12 @@ class CamEngine:
                 if needs_gradients:
                     grads = tape.gradient(total, feats)
                     grads = tf.zeros_like(feats32) if grads is None else tf.cast(grads, tf.float32)
-                maps = method.raw_map(feats32, grads)
-            return maps, score, chosen, tf_probabilities(logits, activation), finite
+                if by_weights:
+                    weights = tf.cast(method.weights(feats32, grads), tf.float32)
+                    maps = tf.reduce_sum(feats32 * weights[:, None, None, :], axis=-1)
+                else:
+                    maps = method.raw_map(feats32, grads)
+            return maps, score, chosen, tf_probabilities(logits, activation), finite, weights
 
         h, w = ins.input_size or (None, None)
         spec = tf.TensorSpec([None, h, w, 3], tf.uint8) if in_graph else ins._batch_spec(None)
