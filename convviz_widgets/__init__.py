@@ -14,19 +14,24 @@ from . import limits, render  # noqa: E402
 from .core import (  # noqa: E402
     CAM,
     PRESETS,
+    CamMethod,
+    CamRequest,
     Cancelled,
     ConvVizError,
     FilterPatterns,
     Inspector,
+    PerturbationMethod,
     Regularization,
     TopExamples,
     activations,
+    cam_methods,
     describe_device,
     filter_patterns,
     gradcam,
     load_image,
     load_model,
     predict,
+    register_cam_method,
     top_examples,
 )
 from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
@@ -36,8 +41,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivationsView", "CamView", "ConvVizPanel", "FiltersView",
-    "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activation_grid",
+    "CAM", "CamMethod", "CamRequest", "PerturbationMethod", "cam_methods", "register_cam_method",
+    "describe_device",
+    "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activation_grid",
     "activations", "filter_grid", "filter_patterns", "gradcam", "limits", "load_image", "load_model", "overlay",
     "predict", "render", "to_png",
-    "TopExamples", "describe_device", "top_examples",
+    "TopExamples", "top_examples",
 ]

@@ -92,9 +92,31 @@ def start_tensorflow() -> None:
     if _started:
         return
     _started = True
-    if "tensorflow" in sys.modules:  # started by the user already: its lines are out, leave TF alone
+    if "tensorflow" in sys.modules:  # started by the user already: its lines are out; growth if still possible
+        enable_memory_growth(sys.modules["tensorflow"])
         return
     with start_up_lines_hidden():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # the cuInit lines come with the first device query
+        enable_memory_growth(tf)
+
+
+def memory_growth_wanted() -> bool:
+    """GPU memory growth is on unless CONVVIZ_GPU_MEMORY_GROWTH is 0/false/no/off."""
+    return os.environ.get("CONVVIZ_GPU_MEMORY_GROWTH", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def enable_memory_growth(tf: object) -> list[str]:
+    """Let each GPU's memory grow as needed instead of TensorFlow taking it all at the first op.
+
+    Must run before any op touches a GPU; a GPU already in use keeps its setting. Returns the GPUs set.
+    """
+    if not memory_growth_wanted():
+        return []
+    done = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        with contextlib.suppress(RuntimeError, ValueError):  # already initialised: too late, keep going
+            tf.config.experimental.set_memory_growth(gpu, True)
+            done.append(gpu.name)
+    return done

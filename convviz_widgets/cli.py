@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="filter-pattern recipe: the book's plain ascent, the regularised one, or both")
     r.add_argument("--output", default=None,
                    help="for a model with several outputs: the output to explain, by name or index")
+    r.add_argument("--cam-methods", default="gradcam",
+                   help="comma-separated CAM methods, one report section each (default: gradcam; e.g. "
+                        "gradcam,hirescam,eigencam; any registered method)")
     r.add_argument("--unsafe", action="store_true", help="allow Lambda layers when loading (trusted files only)")
     return p
 
@@ -163,14 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a usage error already printed as one line
         return done.code if isinstance(done.code, int) else 2
     try:
+        from .core.cams import get_method
         from .report import build_report
 
+        methods = [get_method(m.strip()).name for m in args.cam_methods.split(",") if m.strip()] or ["gradcam"]
         inspector, image = _load(args)
         out = args.out
         step_size = args.step_size or (demo_step_size() if args.model == "demo" else 1.0)
         modes = ("plain", "regularized") if args.patterns == "both" else (args.patterns,)
         build_report(inspector, image, out, filter_layers=args.filter_layers, n_filters=args.filters,
-                     steps=args.steps, step_size=step_size, pattern_modes=modes)
+                     steps=args.steps, step_size=step_size, pattern_modes=modes, cam_methods=methods)
     except ConvVizError as err:
         return _error_line(str(err))
     except OSError as err:  # e.g. the disk filled up or the folder vanished while writing

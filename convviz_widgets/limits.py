@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ConvVizError
@@ -94,14 +95,23 @@ def available_memory() -> int | None:
     return min(known) if known else None
 
 
+# Free bytes of the accelerator that computes, or None on CPU; set by `core.device` (this module imports no TF).
+device_memory: Callable[[], int | None] | None = None
+
+
 def budget_bytes() -> int:
-    """Bytes one request may use now: the setting, or a share of what is available (at least MIN_BUDGET)."""
+    """Bytes one request may use now: the setting, or a share of what is available (at least MIN_BUDGET).
+
+    When a GPU computes, the share of its free memory bounds the budget too.
+    """
     if memory_budget is not None:
         return int(memory_budget)
     available = available_memory()
-    if available is None:
-        return 2 * 2**30
-    return max(MIN_BUDGET, int(available * AVAILABLE_SHARE))
+    budget = 2 * 2**30 if available is None else max(MIN_BUDGET, int(available * AVAILABLE_SHARE))
+    device = device_memory() if device_memory is not None else None
+    if device is not None:
+        budget = min(budget, max(MIN_BUDGET, int(device * AVAILABLE_SHARE)))
+    return budget
 
 
 def mib(n_bytes: float) -> str:

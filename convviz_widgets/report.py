@@ -14,6 +14,7 @@ import numpy as np
 
 from . import render
 from .core.cam import CAM
+from .core.cams import get_method
 from .core.facts import layer_facts
 from .core.inspector import Inspector
 
@@ -73,7 +74,8 @@ def _file_name(layer: str, prefix: str) -> str:
 def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: Sequence[str] | None = None,
                  n_filters: int = 16, filter_size: int | None = None, steps: int = 40, step_size: float = 1.0,
                  pattern_modes: Sequence[str] = ("plain", "regularized"), top: int = 3,
-                 images_per_row: int = 16, log: Callable[[str], None] = print) -> Report:
+                 images_per_row: int = 16, log: Callable[[str], None] = print,
+                 cam_methods: Sequence[str] = ("gradcam",)) -> Report:
     """Compute the three views for one image and write their PNGs into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     rgb = inspector.prepare(image)
@@ -90,7 +92,8 @@ def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: 
     layers = list(filter_layers) if filter_layers else default_filter_layers(inspector)
     report.sections.append(_filter_section(inspector, layers, out, n_filters, filter_size, steps, step_size,
                                            pattern_modes))
-    report.sections.append(_cam_section(inspector, rgb, out, preds[:top]))
+    for method in cam_methods:
+        report.sections.append(_cam_section(inspector, rgb, out, preds[:top], method))
     write_html(report, out / "index.html")
     return report
 
@@ -135,18 +138,20 @@ def _filter_section(inspector: Inspector, layers: Sequence[str], out: Path, n_fi
 
 
 def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
-                 preds: Sequence[tuple[int, str, float]]) -> tuple[str, str, list[tuple[str, str]]]:
-    """Grad-CAM overlays for the top classes; a class without positive evidence is said to be so."""
+                 preds: Sequence[tuple[int, str, float]], method: str = "gradcam"
+                 ) -> tuple[str, str, list[tuple[str, str]]]:
+    """Overlays of one registered CAM method (Grad-CAM by default) for the top classes."""
+    rule = get_method(method)
     shown = render.upscale(rgb, FIGURE_MIN_SIDE)
     items = []
-    bar = ProgressBar("grad-cam", len(preds))
+    bar = ProgressBar(rule.name, len(preds))
     for rank, (idx, name, prob) in enumerate(preds, 1):
-        cam = inspector.gradcam(rgb, class_index=idx)
-        fname = f"gradcam_top{rank}.png"
+        cam = inspector.gradcam(rgb, class_index=idx, method=rule.name)
+        fname = _file_name(f"top{rank}", rule.name) if rule.name != "gradcam" else f"gradcam_top{rank}.png"
         _save(out / fname, cam_picture(shown, cam))
         items.append((fname, cam_caption(rank, name, prob, cam, probability=inspector.score_label == "probability")))
         bar(rank, len(preds))
-    return ("Grad-CAM", "Where the evidence for each class lies (red = most).", items)
+    return (rule.label, "Where the evidence for each class lies (red = most).", items)
 
 
 def _value(inspector: Inspector, value: float) -> str:

@@ -2,8 +2,11 @@
 
 from ..errors import Cancelled, ConvVizError
 from ..images import load_image
+from . import device  # noqa: F401 - batch budgets follow the GPU's memory when one computes
 from .api import activations, filter_patterns, gradcam, inspector_for, predict
 from .cam import CAM
+from .cams import CamMethod, CamRequest, PerturbationMethod, register_cam_method
+from .cams import method_names as cam_methods
 from .device import describe_device
 from .examples import ReceptiveField, TopExamples, receptive_field, top_examples
 from .feature_viz import Regularization
@@ -13,7 +16,9 @@ from .model_io import load_model
 from .preprocess import PRESETS
 
 __all__ = [
-    "CAM", "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activations",
-    "describe_device", "filter_patterns", "gradcam", "inspector_for", "load_image", "load_model", "predict",
+    "CAM", "CamMethod", "CamRequest", "PerturbationMethod", "cam_methods", "register_cam_method",
+    "describe_device",
+    "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activations",
+    "filter_patterns", "gradcam", "inspector_for", "load_image", "load_model", "predict",
     "ReceptiveField", "TopExamples", "receptive_field", "top_examples",
 ]

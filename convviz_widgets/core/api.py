@@ -43,9 +43,10 @@ def inspector_for(model: Any, preprocess: Preprocess = None, class_names: Any = 
     return ins
 
 
-def activations(model: Any, image: ImageSource, *, preprocess: Preprocess = None,
-                layers: Sequence[str] | None = None, output: str | int | None = None) -> dict[str, np.ndarray]:
-    """Every conv/pool layer's output (H, W, C) for one image, from one forward pass."""
+def activations(model: Any, image: ImageSource | Sequence[ImageSource], *, preprocess: Preprocess = None,
+                layers: Sequence[str] | None = None, output: str | int | None = None
+                ) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
+    """Every conv/pool layer's output (H, W, C) for one image, from one forward pass; a list for several."""
     return inspector_for(model, preprocess, output=output).activations(image, layers)
 
 
@@ -63,15 +64,18 @@ def filter_patterns(model: Any, layer: str, filters: int | Sequence[int], *, pre
         mode=mode, regularization=regularization)
 
 
-def gradcam(model: Any, image: ImageSource, *, preprocess: Preprocess = None, class_index: int | None = None,
-            layer: str | None = None, method: str = "gradcam", output: str | int | None = None,
-            max_channels: int | None = None) -> CAM:
-    """Grad-CAM (or Grad-CAM++, Score-CAM) heatmap of a class for one image.
+def gradcam(model: Any, image: ImageSource | Sequence[ImageSource], *, preprocess: Preprocess = None,
+            class_index: Any = None, layer: str | None = None, method: str = "gradcam",
+            output: str | int | None = None, max_channels: int | None = None, batch_size: int = 32
+            ) -> CAM | list[CAM]:
+    """A class activation map (any registered method) of a class for one image; a list for several.
 
-    `max_channels`: Score-CAM masks only that many channels of largest variance (None: all).
+    Several images (a list or an (N, H, W, 3) array) are computed `batch_size` at a time in one
+    compiled pass each. `max_channels`: perturbation methods use only that many channels (None: all).
     """
     return inspector_for(model, preprocess, output=output).gradcam(
-        image, class_index=class_index, layer=layer, method=method, max_channels=max_channels)
+        image, class_index=class_index, layer=layer, method=method, max_channels=max_channels,
+        batch_size=batch_size)
 
 
 def predict(model: Any, image: ImageSource, *, preprocess: Preprocess = None, top: int = 5,

@@ -1,12 +1,10 @@
-"""Class activation maps: one shared mechanism, one small weighting rule per method."""
+"""Class activation maps: the result type and the numpy maths shared by the methods in `cams/`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 from ..errors import ConvVizError
 
@@ -23,7 +21,7 @@ class CAM:
     class_name: str | None = None
     probability: float | None = None
     raw: np.ndarray | None = None  # the weighted sum before ReLU and scaling
-    weights: np.ndarray | None = None  # (C,) each channel's weight in that sum (Grad-CAM: mean gradient)
+    weights: np.ndarray | None = None  # (C,) channel weights; None for methods that build the map directly
 
     def resized(self, h: int, w: int) -> np.ndarray:
         """The heatmap upsampled bilinearly to (h, w), still float32 in [0, 1]."""
@@ -35,11 +33,6 @@ class CAM:
         return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def gradcam_weights(feats: np.ndarray, grads: np.ndarray) -> np.ndarray:
-    """Grad-CAM: each channel weighs the spatial mean of its gradient."""
-    return grads.mean(axis=(0, 1))
-
-
 def gradcam_pp_weights(feats: np.ndarray, grads: np.ndarray) -> np.ndarray:
     """Grad-CAM++: positive gradients weighted by the closed-form alpha of Chattopadhay et al."""
     g = grads.astype(np.float64)
@@ -48,12 +41,6 @@ def gradcam_pp_weights(feats: np.ndarray, grads: np.ndarray) -> np.ndarray:
     denom = 2.0 * g2 + total * g3
     alpha = np.divide(g2, denom, out=np.zeros_like(g2), where=np.abs(denom) > 1e-12)
     return (alpha * np.maximum(g, 0.0)).sum(axis=(0, 1)).astype(np.float32)
-
-
-WEIGHT_RULES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "gradcam": gradcam_weights,
-    "gradcam++": gradcam_pp_weights,
-}
 
 
 def top_variance_channels(feats: np.ndarray, max_channels: int | None) -> np.ndarray:
@@ -68,29 +55,6 @@ def top_variance_channels(feats: np.ndarray, max_channels: int | None) -> np.nda
     f = np.nan_to_num(feats.astype(np.float64)).reshape(-1, channels)
     order = np.argsort(-f.var(axis=0), kind="stable")
     return np.sort(order[: int(max_channels)])
-
-
-def tf_gradcam_weights(feats: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
-    """gradcam_weights inside a compiled function (feats, grads: (h, w, C) float32)."""
-    return tf.reduce_mean(grads, axis=[0, 1])
-
-
-def tf_gradcam_pp_weights(feats: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
-    """gradcam_pp_weights inside a compiled function, in float64 like the numpy rule."""
-    g = tf.cast(grads, tf.float64)
-    g2 = g * g
-    g3 = g2 * g
-    total = tf.reduce_sum(tf.cast(feats, tf.float64), axis=[0, 1], keepdims=True)
-    denom = 2.0 * g2 + total * g3
-    usable = tf.abs(denom) > 1e-12
-    alpha = tf.where(usable, g2 / tf.where(usable, denom, 1.0), 0.0)
-    return tf.cast(tf.reduce_sum(alpha * tf.nn.relu(g), axis=[0, 1]), tf.float32)
-
-
-TF_WEIGHT_RULES: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
-    "gradcam": tf_gradcam_weights,
-    "gradcam++": tf_gradcam_pp_weights,
-}
 
 
 def upsampled_masks(feats: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -11,15 +11,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..errors import Cancelled, ConvVizError
+from ..errors import ConvVizError
 from ..images import ImageSource, load_image, resize_rgb
 from ..limits import check_fits, fit_batch
 from . import cam as cam_rules
-from . import checks
+from . import cams, checks
 from . import feature_viz as fv
 from . import filters as fp
 from .budget import Footprint
 from .cache import LRUCache
+from .cams.engine import CamEngine, CamJob
 from .graph import (
     FlatGraph,
     Node,
@@ -33,17 +34,14 @@ from .graph import (
 )
 from .labels import resolve_class_names
 from .model_io import load_model
+from .patterns import PatternEngine
 from .preprocess import PRESETS, Preprocess, resolve
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
-CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
-PATTERN_MODES = ("plain", "regularized")
-MAX_PATTERN_SIZE = 4096  # filter-pattern side; the memory budget usually refuses far smaller ones first
 # Compiled functions kept per Inspector, least recently used dropped first (each holds a graph).
 CAM_CACHE_SIZE = 12  # (layer, method) pairs
 PATTERN_CACHE_SIZE = 4  # filter-pattern steps per (mode, layer, size, filter count), and traced trunks
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
-_INDEX_SPEC = tf.TensorSpec([], tf.int32)
 
 
 class Inspector:
@@ -74,6 +72,8 @@ class Inspector:
         self._forward_fn: Any = None  # (compiled all-layers forward pass, its nodes)
         self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
         self._cam_fns: LRUCache = LRUCache(CAM_CACHE_SIZE)  # (layer, method) -> compiled CAM
+        self._cam_engine = CamEngine(self)
+        self._patterns = PatternEngine(self)
         self._probs: Any = None  # compiled batch probabilities (Score-CAM, metrics)
         self._objectives: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (layer, free size?) -> objective
         self._pattern_fns: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (mode, layer, size, count, ...) -> steps
@@ -81,8 +81,6 @@ class Inspector:
         # Named presets are TensorFlow ops: compiled CAMs take the uint8 pixels and preprocess inside.
         self._preprocess_in_graph = any(self._preprocess is f for f in PRESETS.values())
         self._footprint: Footprint | None = None
-        self._finite_fn: Any = None  # compiled "every feature map and the output are finite" flag
-        self._finite_checked: str | None = None  # digest of the last image whose network passed that check
 
     # ----- facts about the model -------------------------------------------------------------
     def _model_names(self) -> list[str]:
@@ -230,8 +228,14 @@ class Inspector:
         self._forward_cache = (key, acts, logits)
         return acts, logits
 
-    def activations(self, image: ImageSource, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Every conv/pool layer's output (H, W, C) float32 for one image, in model order."""
+    def activations(self, image: ImageSource | Sequence[ImageSource], layers: Sequence[str] | None = None
+                    ) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
+        """Every conv/pool layer's output (H, W, C) float32 for one image, in model order.
+
+        Several images (a list, or an (N, H, W, 3) array) give a list of such dicts, one per image.
+        """
+        if is_batch(image):
+            return [self.activations(im, layers) for im in image]
         names = None if layers is None else [checks.layer_name(n, "layers") for n in _as_list(layers)]
         nodes = None if names is None else [self.layer(n) for n in names]
         rgb = self.prepare(image)
@@ -284,23 +288,6 @@ class Inspector:
             _finite_layer(name, act)
         return _finite(logits, "the model's output for this image")
 
-    def _check_network(self, rgb: np.ndarray) -> None:
-        """check_finite from the cached forward pass, or a compiled all-finite flag (once per image)."""
-        key = _digest(rgb)
-        with self._lock:
-            if self._finite_checked == key:
-                return
-            cached = self._forward_cache is not None and self._forward_cache[0] == key
-            if self._finite_fn is None and not cached:
-                nodes = visual_layers(self.graph)
-                model = keras.Model(self.graph.input, [n.output for n in nodes] + [self.graph.head.logits])
-                self._finite_fn = tf.function(
-                    lambda t: tf.reduce_all([tf.reduce_all(tf.math.is_finite(o)) for o in model(t, training=False)]),
-                    reduce_retracing=True)
-        if cached or not bool(self._finite_fn(self.batch(rgb))):
-            self.check_finite(rgb)  # names the first layer that holds NaN/inf
-        self._finite_checked = key
-
     def scores(self, image: ImageSource) -> np.ndarray:
         """The same values as `probabilities`, under the name that fits every head."""
         return self.probabilities(image)
@@ -313,79 +300,54 @@ class Inspector:
         return [(int(i), self.class_names[i], float(probs[i])) for i in order]
 
     # ----- Grad-CAM ----------------------------------------------------------------------------------
-    def gradcam(self, image: ImageSource, *, class_index: int | None = None, layer: str | None = None,
-                method: str = "gradcam", batch_size: int = 32, max_channels: int | None = None,
-                progress: fp.Progress | None = None) -> cam_rules.CAM:
-        """A class activation map for one image at a conv layer's resolution.
+    def gradcam(self, image: ImageSource | Sequence[ImageSource], *, class_index: Any = None,
+                layer: str | None = None, method: str = "gradcam", batch_size: int = 32,
+                max_channels: int | None = None, progress: fp.Progress | None = None
+                ) -> cam_rules.CAM | list[cam_rules.CAM]:
+        """A class activation map for one image at a conv layer's resolution; a list for several images.
 
-        `method`: "gradcam", "gradcam++" or "scorecam" (gradient-free; at most `batch_size` masked
-        images per forward pass, fewer when the memory budget needs it). Score-CAM masks only the
-        `max_channels` channels of largest spatial variance (None or <= 0: all; the others weigh 0)
-        and calls `progress(done, total)` after each masked batch (False or `Cancelled` stops it).
+        `image`: one image, or a list of images / an (N, H, W, 3) array (then `class_index` may be one
+        per image); methods that can batch run `batch_size` images per compiled pass (fewer when the
+        memory budget needs it). `method`: a registered method's name (`cams.method_names()`:
+        "gradcam", "gradcam++", "scorecam", "hirescam", "xgradcam", "layercam", "eigencam",
+        "ablationcam", and the user's own). Perturbation methods (Score-CAM, Ablation-CAM) run at most
+        `batch_size` extra images per forward pass, use only the `max_channels` channels of largest
+        spatial variance (None or <= 0: all; the others weigh 0) and call `progress(done, total)`
+        after each batch (False or `Cancelled` stops them).
         """
         self._require_classes()
-        method = checks.choice(method, "CAM method", CAM_METHODS)
+        rule = cams.get_method(method)
         batch_size = checks.integer(batch_size, "batch_size", minimum=1)
         _check_max_channels(max_channels)
         node = self._cam_node(layer)
-        if class_index is not None:
-            class_index = self.check_class(class_index)
-        rgb = self.prepare(image)
-        check_fits(self.bytes_per_image(rgb.shape[:2], gradient=method != "scorecam"),
-                   what="A class activation map of this image", lower="the image size")
-        self._check_network(rgb)  # no heatmap from a network that overflows to NaN/inf
-        c = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
-        if method == "scorecam":
-            x = self.batch(rgb)
-            feats, score, chosen, probs = (t.numpy() for t in self._cam_fn(node, method)(x, c))
-            _finite_layer(node.name, feats)
-            weights = self._scorecam_weights(x, feats, int(chosen), int(batch_size), max_channels, progress)
-            _finite(weights, f"the CAM weights at layer {node.name!r}")
-            heat, raw = cam_rules.combine(feats, weights)
-        else:
-            self._check_channels()
-            x = tf.constant(rgb[None]) if self._preprocess_in_graph else self.batch(rgb)
-            raw, score, chosen, probs = (t.numpy() for t in self._cam_fn(node, method)(x, c))
-            _finite(raw, f"the class activation map at layer {node.name!r}")
-            heat, raw = cam_rules.finish(raw)
-        _finite(np.asarray(probs), "the model's output for this image")
-        k = int(chosen)
-        probability = float(probs[k]) if self.score_label == "probability" else None
-        return cam_rules.CAM(heat, k, float(score), node.name, method, self.class_names[k], probability, raw,
-                             np.asarray(weights, np.float32))
+        many = is_batch(image)
+        images = list(image) if many else [image]
+        if many and not images:
+            raise ConvVizError("gradcam got an empty list of images; give at least one image.")
+        classes = self._classes_for(class_index, len(images), many)
+        rgbs = [self.prepare(im) for im in images]
+        for rgb in {r.shape[:2]: r for r in rgbs}.values():
+            check_fits(self.bytes_per_image(rgb.shape[:2], gradient=rule.needs_gradients),
+                       what="A class activation map of this image", lower="the image size")
+        job = CamJob(rgbs, classes, node, rule, batch_size, max_channels, progress)
+        with self._lock:
+            cams_out = self._cam_engine.run(job)
+        return cams_out if many else cams_out[0]
 
-    def _scorecam_weights(self, x: tf.Tensor, feats: np.ndarray, class_index: int, batch_size: int,
-                          max_channels: int | None = None, progress: fp.Progress | None = None) -> np.ndarray:
-        """Score-CAM: each channel weighs the class-probability gain of the input revealed by its map.
-
-        Where a map is low the input is replaced by a heavily blurred copy (not black, which is
-        itself strong evidence for some classes); the blurred image's probability is the baseline.
-        Only the `max_channels` most varied maps are masked; the others weigh 0.
-        """
-        if batch_size < 1:
-            raise ConvVizError(f"batch_size must be >= 1; got {batch_size}.")
-        size = (int(x.shape[1]), int(x.shape[2]))
-        chosen = cam_rules.top_variance_channels(feats, max_channels)
-        chunk = fit_batch(self._masked_image_bytes(size), batch_size, what="masked images of Score-CAM",
-                          lower="max_channels, the image size or the model")
-        probs_fn = self._probs_fn()
-        blurred = tf.constant(cam_rules.blurred(np.asarray(x[0]))[None])
-        base = float(probs_fn(blurred)[0, class_index])
-        weights = np.zeros(feats.shape[-1], np.float32)
-        total = len(chosen)
-        for i in range(0, total, chunk):  # masks made per batch: memory stays bounded
-            part = chosen[i : i + chunk]
-            masks = cam_rules.upsampled_masks(feats[..., part], size)
-            weights[part] = np.asarray(probs_fn(x * masks + blurred * (1.0 - masks))[:, class_index]) - base
-            done = min(i + chunk, total)
-            if progress is not None and progress(done, total) is False:
-                raise Cancelled(f"Score-CAM cancelled after {done} of {total} masked images.")
-        return weights
+    def _classes_for(self, class_index: Any, n: int, many: bool) -> list[int | None]:
+        """One checked class index (or None: the top class) per image."""
+        if many and isinstance(class_index, (list, tuple, np.ndarray)):
+            if len(class_index) != n:
+                raise ConvVizError(f"class_index has {len(class_index)} entries for {n} images; give one per "
+                                   "image, a single index for all, or None (each image's top class).")
+            return [None if c is None else self.check_class(c) for c in class_index]
+        return [None if class_index is None else self.check_class(class_index)] * n
 
     def _masked_image_bytes(self, size: tuple[int, int]) -> float:
-        """Memory one masked image takes: the masked input, its mask and blend, and one forward pass."""
-        pixels = float(size[0] * size[1])
-        return pixels * (3 * self.channels + 1) * 4 + self.bytes_per_image(size)
+        """Memory one Score-CAM masked image takes (see `cams.scorecam.masked_image_bytes`)."""
+        from .cams.scorecam import masked_image_bytes
+
+        return masked_image_bytes(self, size)
 
     def _probs_fn(self) -> Any:
         """Compiled class probabilities for a batch (Score-CAM's masked inputs)."""
@@ -421,53 +383,6 @@ class Inspector:
             )
         return class_index
 
-    def _cam_fn(self, node: Node, method: str) -> Any:
-        """The compiled CAM function of a feature map and method, kept in a bounded cache."""
-        return self._cam_fns.get_or_create((node.name, method), lambda: self._build_cam_fn(node, method))
-
-    def _build_cam_fn(self, node: Node, method: str) -> Any:
-        """Compile one CAM function for one image: f(input, class index (-1: top)) -> tensors.
-
-        Score-CAM: the preprocessed batch -> (feature map, score, class, probabilities).
-        Grad-CAM(++): the pixels (or the preprocessed batch for a custom preprocess) -> (weighted
-        channel sum, score, class, probabilities); the weights are computed in the graph.
-        """
-        model = keras.Model(self.graph.input, [node.output, self.graph.head.logits])
-        activation = self.graph.head.activation
-
-        def pick(logits: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            scores = class_scores(logits, activation)[0]
-            chosen = tf.where(class_index < 0, tf.argmax(scores, output_type=tf.int32), class_index)
-            return scores[chosen], chosen
-
-        if method == "scorecam":
-            def forward(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
-                feats, logits = model(x, training=False)
-                score, chosen = pick(logits, class_index)
-                return tf.cast(feats[0], tf.float32), score, chosen, tf_probabilities(logits, activation)[0]
-
-            return tf.function(forward).get_concrete_function(self._batch_spec(1), _INDEX_SPEC)
-
-        rule = cam_rules.TF_WEIGHT_RULES[method]
-        in_graph = self._preprocess_in_graph
-
-        def weighted_sum(x: tf.Tensor, class_index: tf.Tensor) -> tuple:
-            if in_graph:
-                x = self._in_graph_input(x)
-            with tf.GradientTape() as tape:
-                feats, logits = model(x, training=False)
-                score, chosen = pick(logits, class_index)
-            grads = tape.gradient(score, feats)
-            if grads is None:
-                grads = tf.zeros_like(feats)
-            feats, grads = tf.cast(feats[0], tf.float32), tf.cast(grads[0], tf.float32)
-            raw = tf.reduce_sum(feats * rule(feats, grads), axis=-1)
-            return raw, score, chosen, tf_probabilities(logits, activation)[0]
-
-        h, w = self.input_size or (None, None)
-        spec = tf.TensorSpec([1, h, w, 3], tf.uint8) if in_graph else self._batch_spec(1)
-        return tf.function(weighted_sum).get_concrete_function(spec, _INDEX_SPEC)
-
     # ----- dataset examples ------------------------------------------------------------------------------
     def top_examples(self, layer: str, images: Any, *, k: int = 9, channels: Any = None, batch_size: int = 64,
                      progress: Any = None, recursive: bool = False) -> Any:
@@ -486,112 +401,27 @@ class Inspector:
 
         mode="plain" is the book's L2-normalised gradient ascent in pixel space (`step_size` pixels
         a step); mode="regularized" optimises a decorrelated Fourier image with Adam under random
-        jitter/scale/rotation (`regularization` holds its settings) and reads as textures and parts.
+        jitter/scale/rotation (`regularization` holds its settings). See `core.patterns`.
         """
-        node = self.layer(layer)
-        idx = fp.check_filters(filters, node)
-        mode = checks.choice(mode, "mode", PATTERN_MODES)
-        size = checks.integer(size, "size", minimum=16 if mode == "regularized" else 8, maximum=MAX_PATTERN_SIZE)
-        steps = checks.integer(steps, "steps", minimum=0)
-        step_size = checks.positive_number(step_size, "step_size")
-        seed = checks.integer(seed, "seed", minimum=0)
-        if regularization is not None and not isinstance(regularization, fv.Regularization):
-            raise ConvVizError("regularization must be a convviz_widgets.Regularization(...) or None.")
-        if progress is not None and not callable(progress):
-            raise ConvVizError(f"progress must be a function progress(done, total) or None; got {progress!r}.")
-        chunk = self._pattern_chunk(node, len(idx), size, mode)
-        if mode == "regularized":
-            reg = regularization or fv.Regularization()
-            init = fv.init_params(len(idx), size, reg, seed)  # one draw, sliced: chunks keep the pictures
-            parts = [self._regularized_chunk(node.name, idx[lo : lo + chunk], size, steps, seed, reg,
-                                             init[lo : lo + chunk],
-                                             _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
-                     for lo in range(0, len(idx), chunk)]
-        else:
-            x0 = fp.start_images(len(idx), size, self.channels, seed)  # one draw, sliced per chunk
-            parts = [self._ascend_chunk(node.name, x0[lo : lo + chunk], idx[lo : lo + chunk], steps, step_size,
-                                        _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
-                     for lo in range(0, len(idx), chunk)]
-        images, start, final = (np.concatenate(p) for p in zip(*parts))
-        _finite(final, f"the filter activations of layer {node.name!r}", "these filter patterns")
-        return fp.FilterPatterns(images, start, final, node.name, idx)
-
-    def _regularized_chunk(self, name: str, idx: Sequence[int], size: int, steps: int, seed: int,
-                           reg: fv.Regularization, init: np.ndarray, progress: fp.Progress | None
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One chunk of the regularised mode, padded to a compiled batch size (the padding is dropped)."""
-        padded = fp.bucket(len(idx))
-        step, measure = self._regularized_fns(name, size, padded, reg)
-        return fv.run(step, measure, idx, size, steps, seed, reg, progress, padded, init=init)
-
-    def _ascend_chunk(self, name: str, x0: np.ndarray, idx: Sequence[int], steps: int, step_size: float,
-                      progress: fp.Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One chunk's plain ascent, padded to a compiled batch size, turned into uint8 pictures at once."""
-        n, padded = len(idx), fp.bucket(len(idx))  # extra pictures repeat the first; their results are dropped
-        step, measure = self._plain_fns(name, int(x0.shape[1]), padded)
-        x, start, final = fp.ascend(step, measure, fp.pad_batch(x0, padded), fp.pad_batch(np.array(idx), padded),
-                                    steps, step_size, progress)
-        x, start, final = x[:n], start[:n], final[:n]
-        _finite(x, "the filter-pattern pixels", "these filter patterns")
-        return fp.deprocess(x), start, final
+        return self._patterns.filter_patterns(layer, filters, size=size, steps=steps, step_size=step_size,
+                                              seed=seed, progress=progress, mode=mode,
+                                              regularization=regularization)
 
     def pattern_memory(self, layer: Any, n: int, size: int, mode: str = "plain") -> tuple[float, float]:
         """Estimated bytes of a filter-pattern request: (per filter in a batch, once for the whole request)."""
-        node = self.layer(layer)
-        per_filter = self.footprint().with_gradient((size, size), upto=node.name)
-        whole = 2.0 * n * size * size * max(3, self.channels) * 4  # start pixels and pictures, with room
-        if mode == "regularized":
-            spectrum = 3.0 * size * (size // 2 + 1) * 2 * 4
-            per_filter += 6.0 * spectrum + 6.0 * size * size * 3 * 4  # params, Adam moments, gradient; pixels
-            whole += n * spectrum
-        return per_filter, whole
-
-    def _pattern_chunk(self, node: Node, n: int, size: int, mode: str) -> int:
-        """Filters per batch that fit the memory budget, a compiled batch size when split (padding never overflows)."""
-        per_filter, whole = self.pattern_memory(node.name, n, size, mode)
-        chunk = fit_batch(per_filter, n, fixed=whole, what=f"filters of layer {node.name!r} at size {size}",
-                          lower="size (or the number of filters)")
-        return chunk if chunk >= n else fp.bucket_below(chunk)
+        return self._patterns.pattern_memory(layer, n, size, mode)
 
     def pattern_objective(self, layer: str, size: int) -> Any:
         """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation."""
-        objective = self._objective_for(self.layer(layer).name, int(size))
-        return lambda x, filters: objective(x, filters)[1]
+        return self._patterns.pattern_objective(layer, size)
 
     def _objective_for(self, name: str, size: int) -> Any:
-        """The filter-pattern objective of a layer, on a graph traced only up to it (cached)."""
-        own_size = self.input_size is not None and self.input_size == (size, size)
-        return self._objectives.get_or_create((name, own_size), lambda: self._build_objective(name, size))
-
-    def _build_objective(self, name: str, size: int) -> Any:
-        """Trace up to the layer and build its objective."""
-        graph = self._graph_up_to(name, size)
-        return fp.build_objective(graph, graph.node(name), self._preprocess)
+        """The filter-pattern objective of a layer (cached; see `PatternEngine`)."""
+        return self._patterns._objective_for(name, size)
 
     def _plain_fns(self, name: str, size: int, count: int) -> tuple[Any, Any]:
         """(compiled ascent step, read-out) for exactly `count` pictures of size x size, cached."""
-        return self._pattern_fns.get_or_create(
-            ("plain", name, size, count),
-            lambda: fp.make_step(self._objective_for(name, size), count, size, self.channels))
-
-    def _regularized_fns(self, name: str, size: int, count: int, reg: fv.Regularization) -> tuple[Any, Any]:
-        """(compiled Adam step, read-out) of the regularised mode, cached by layer, size, count, settings."""
-        return self._pattern_fns.get_or_create(
-            ("regularized", name, size, count, reg),
-            lambda: fv.make_step(self._objective_for(name, size), count, size, reg))
-
-    def _graph_up_to(self, name: str, size: int) -> FlatGraph:
-        """Trace up to `name` at any image size; fall back to the model's own size."""
-        fixed = self.input_size
-        if fixed is None or fixed == (size, size):
-            return trace(self.model, spatial=None if fixed else (None, None), stop_at=self.layer(name).name)
-        try:
-            return trace(self.model, spatial=(None, None), stop_at=self.layer(name).name)
-        except Exception as err:  # noqa: BLE001 - a layer before the target needs the fixed size
-            raise ConvVizError(
-                f"Layer {name!r} can only be reached at the model's input size {fixed[0]}x{fixed[1]}; "
-                f"use size={fixed[0]}."
-            ) from err
+        return self._patterns._plain_fns(name, size, count)
 
 
 def _check_weights(model: keras.Model) -> None:
@@ -602,6 +432,11 @@ def _check_weights(model: keras.Model) -> None:
                 f"The model's weight {variable.path!r} holds NaN/inf values, so the model's output for any "
                 "image is NaN/inf or meaningless. Reload the weights from before training diverged."
             )
+
+
+def is_batch(images: Any) -> bool:
+    """Several images: a list or tuple of them, or an (N, H, W, C) array."""
+    return isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4)
 
 
 def _as_list(layers: Any) -> list[Any]:
@@ -626,13 +461,6 @@ def _finite(values: np.ndarray, what: str, subject: str = "this image") -> np.nd
 def _finite_layer(name: str, act: np.ndarray) -> np.ndarray:
     """A layer's activations, refused (naming the layer) when they hold NaN/inf."""
     return _finite(act, f"the activations of layer {name!r}")
-
-
-def _chunk_progress(progress: fp.Progress | None, index: int, count: int, steps: int) -> fp.Progress | None:
-    """Report a chunk's steps as part of the whole request's (chunk `index` of `count`)."""
-    if progress is None or count == 1:
-        return progress
-    return lambda done, _total: progress(index * steps + done, count * steps)
 
 
 def _check_max_channels(max_channels: Any) -> None:

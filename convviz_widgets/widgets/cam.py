@@ -1,6 +1,6 @@
 """The Grad-CAM tab: where the model looks for a class, and whether to believe the picture.
 
-Methods: Grad-CAM, Grad-CAM++ and Score-CAM (gradient-free: one masked forward pass per channel, slower).
+Methods: every registered CAM method (Grad-CAM, Grad-CAM++, Score-CAM, HiResCAM, ... and the user's own).
 The sanity check (Adebayo et al. 2018) shows the same map on a copy of the model whose top layers are
 re-initialised, beside the real one, with their Spearman rank correlation. On a demo scene, whose object
 masks are known, the pointing game says whether the map's maximum falls on the shown class's object.
@@ -19,6 +19,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..core import CAM, Cancelled, Inspector
+from ..core.cams import get_method, method_names
 from ..metrics import TOLERANCE, SanityStage, cascade_layers, compare_cams, energy, pointing_game, randomized_copy
 from ..render import heatmap_image, overlay
 from .activations import layer_label
@@ -35,8 +36,6 @@ from .base import (
 )
 from .runner import still_wanted
 
-METHODS = (("Grad-CAM", "gradcam"), ("Grad-CAM++", "gradcam++"), ("Score-CAM", "scorecam"))
-METHOD_LABELS = {value: label for label, value in METHODS}
 CMAPS = ("jet", "turbo", "viridis", "magma", "inferno", "gray")
 TOP = 5
 SANITY_SEED = 0  # the randomised copies are seeded: the same check gives the same picture
@@ -52,6 +51,11 @@ Sanity = tuple[CAM, SanityStage] | BaseException  # the randomised map and its c
 
 _RANDOMISED: weakref.WeakKeyDictionary[Inspector, dict[int, Inspector]] = weakref.WeakKeyDictionary()
 _RANDOMISED_LOCK = threading.Lock()
+
+
+def method_label(name: str) -> str:
+    """A registered CAM method's button label."""
+    return get_method(name).label
 
 
 # ----- layers and the randomised copies ------------------------------------------------------------------
@@ -156,7 +160,7 @@ def pointing_html(scene: Any, cam: CAM, class_names: list[str]) -> str:
 def sanity_html(sanity: Sanity | None, depth: int, names: list[str], method: str) -> str:
     """What the sanity check found: the correlation, and whether it is a warning sign."""
     if sanity is None:
-        return (f"<i>Sanity check: computing {METHOD_LABELS[method]} on a copy of the model with the top {depth} "
+        return (f"<i>Sanity check: computing {method_label(method)} on a copy of the model with the top {depth} "
                 "layers re-initialised…</i>")
     if isinstance(sanity, BaseException):
         return f"<b>Sanity check:</b> {coloured('could not run', MISS)}: {html.escape(error_text(sanity))}"
@@ -165,7 +169,7 @@ def sanity_html(sanity: Sanity | None, depth: int, names: list[str], method: str
                         "model learned", MISS) if stage.spearman >= SIMILAR
                else "the map changed: it depends on the learned weights, as an explanation should.")
     blank = " The randomised model's map is blank (no ranking: ρ counts as 0)." if stage.blank else ""
-    return (f"<b>Sanity check</b> (Adebayo et al. 2018): the same {METHOD_LABELS[method]} on a copy of the model "
+    return (f"<b>Sanity check</b> (Adebayo et al. 2018): the same {method_label(method)} on a copy of the model "
             f"whose top {depth} layers with weights ({html.escape(layer_span(names))}) are re-initialised. "
             f"Rank correlation (Spearman) with the real heatmap: <b>ρ = {stage.spearman:+.2f}</b> "
             f"(SSIM {stage.ssim:.2f}); {verdict}{blank}")
@@ -224,11 +228,10 @@ class CamView(ImageView):
         self.layer = widgets.Dropdown(
             options=[(layer_label(ins.layer(name).shape, name), name) for name in layers], value=chosen,
             description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
-        self.method = widgets.ToggleButtons(options=METHODS, value=method, description="Method",
-                                            style={"button_width": "auto"},
-                                            tooltips=["gradients, averaged per channel",
-                                                      "positive gradients, weighted per position",
-                                                      "no gradients: one masked forward pass per channel (slower)"])
+        names = method_names()  # read at build time: methods registered since import get a button too
+        self.method = widgets.ToggleButtons(options=[(method_label(m), m) for m in names], value=method,
+                                            description="Method", style={"button_width": "auto"},
+                                            tooltips=[get_method(m).tooltip for m in names])
         self.channels = widgets.BoundedIntText(
             channels, min=0, max=1_000_000, description="Channels", disabled=method != "scorecam",
             tooltip="Score-CAM: use the N channels of largest activation variance (0 = all channels; more is "
@@ -344,7 +347,7 @@ class CamView(ImageView):
     def busy(self, want: dict[str, Any]) -> str:
         """What the status line says while a request is computed."""
         method, layer = want["method"], want["layer"]
-        text = f"Computing {METHOD_LABELS[method]}"
+        text = f"Computing {method_label(method)}"
         if method == "scorecam":
             total = self.inspector.layer(layer).channels
             used = want["channels"] or total
@@ -585,7 +588,7 @@ class CamView(ImageView):
         channels = self.scorecam_channels(cam.layer) if cam.method == "scorecam" else None
         used = f" from the {channels} channels of largest variance" if channels else ""
         self.score.value = (
-            f"{METHOD_LABELS[cam.method]} of <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}) at "
+            f"{method_label(cam.method)} of <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}) at "
             f"<code>{html.escape(cam.layer)}</code> ({h}×{w}){used}: class score (logit) <b>{cam.score:.4g}</b>"
             f"{probability}.{empty}"
         )
@@ -608,7 +611,7 @@ class CamView(ImageView):
             self.channels_text.value, self.channel_buttons.children = "", ()
             return
         top = top_contributors(shares)
-        label = METHOD_LABELS[cam.method]
+        label = method_label(cam.method)
         self.channels_text.value = (
             f"<b>Channels behind this map</b> at <code>{html.escape(cam.layer)}</code>: {label} weight × mean "
             f"activation (all {len(shares)} sum to the map's mean before ReLU, {float(shares.sum()):.3g}). "

@@ -1,0 +1,112 @@
+"""Batched CAMs: 32 images in one call vs 32 single calls vs a hand-written batched floor.
+
+Workload: 32 seeded noise images; keras.applications.VGG16(weights=None, seed 0) at 224x224 and the
+demo convnet (at its own size), default Grad-CAM (top class, default layer).
+
+  batched  `Inspector.gradcam(images, batch_size=32)`: one compiled pass per chunk (the chunk is
+           what the memory budget allows, printed), preparation, finite checks and the CAM objects included.
+  singles  32 calls `Inspector.gradcam(image)`.
+  floor    a tf.function on the already-preprocessed batch, in the same chunks: forward to the
+           feature map and the logits, and the gradient of the top logits w.r.t. the feature map.
+           Nothing else: what any batched Grad-CAM must compute.
+
+Sides alternate; medians of CPU time (steady on a shared machine) and wall time are printed.
+Targets: singles / batched >= 2x; batched / floor <= 1.2x.
+
+Run:  .venv/bin/python bench/bench_batch.py --repeats 1       (a few minutes on 2 cores; VGG16 dominates)
+Exits 0 whether or not the targets are met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from _common import Sample, footer, header, load_bench_model, med_cpu, med_wall, timed  # noqa: E402
+
+import convviz_widgets as cv  # noqa: E402
+from convviz_widgets import limits  # noqa: E402
+
+N = 32
+SPEEDUP_TARGET = 2.0
+FLOOR_TARGET = 1.2
+SEED = 0
+
+
+def floor_fn(ins: cv.Inspector):  # noqa: ANN201 - a compiled function
+    """Forward to the default CAM layer and the logits, gradient of the top logits w.r.t. that layer."""
+    node = ins.layer(ins.default_cam_layer)
+    model = keras.Model(ins.graph.input, [node.output, ins.graph.head.logits])
+
+    @tf.function(reduce_retracing=True)
+    def run(x):
+        with tf.GradientTape() as tape:
+            feats, logits = model(x, training=False)
+            top = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
+        return feats, tape.gradient(top, feats)
+
+    return run
+
+
+def bench(kind: str, repeats: int) -> list[tuple[str, bool | None]]:
+    """Time the three sides on one model; returns the verdict lines."""
+    model, about = load_bench_model(kind, include_top=True, seed=SEED)
+    size = int(model.input_shape[1])
+    images = np.random.default_rng(SEED).integers(0, 256, (N, size, size, 3), dtype=np.uint8)
+    ins = cv.Inspector(model)
+    per_image = ins.bytes_per_image(gradient=True)
+    chunk = limits.fit_batch(per_image, N, what="images", lower="batch_size")
+    print(f"\n{kind}: {about}; {N} images {size}x{size}; budget {limits.mib(limits.budget_bytes())}, "
+          f"chunk {chunk} images")
+    floor = floor_fn(ins)
+    xs = [tf.concat([ins.batch(ins.prepare(im)) for im in images[i : i + chunk]], axis=0) for i in range(0, N, chunk)]
+    ins.gradcam(images[:2], batch_size=N)  # compile (the function takes any batch size)
+    ins.gradcam(images[0])
+    [g.numpy() for x in xs for g in floor(x)]  # the floor traces once per chunk size
+
+    sides = {"batched": lambda: ins.gradcam(images, batch_size=N),
+             "singles": lambda: [ins.gradcam(im) for im in images],
+             "floor": lambda: [g.numpy() for x in xs for g in floor(x)]}
+    samples: dict[str, list[Sample]] = {k: [] for k in sides}
+    for i in range(repeats):
+        for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
+            with timed() as t:
+                sides[name]()
+            samples[name].append(t.sample)
+    for name, s in samples.items():
+        print(f"  {name:8s} median {med_cpu(s):7.2f} CPU-s  {med_wall(s):7.2f} wall-s  "
+              f"(CPU runs: {', '.join(f'{x.cpu:.2f}' for x in s)})")
+    speedup = med_cpu(samples["singles"]) / med_cpu(samples["batched"])
+    over = med_cpu(samples["batched"]) / med_cpu(samples["floor"])
+    speed_wall = med_wall(samples["singles"]) / med_wall(samples["batched"])
+    over_wall = med_wall(samples["batched"]) / med_wall(samples["floor"])
+    print(f"  singles / batched: {speedup:.2f}x CPU ({speed_wall:.2f}x wall);  "
+          f"batched / floor: {over:.2f}x CPU ({over_wall:.2f}x wall)")
+    return [(f"{kind}: batched is {speedup:.2f}x faster than single calls (CPU, >= {SPEEDUP_TARGET}x)",
+             speedup >= SPEEDUP_TARGET),
+            (f"{kind}: batched costs {over:.2f}x the hand-written floor (CPU, <= {FLOOR_TARGET}x)",
+             over <= FLOOR_TARGET)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each side (default 3)")
+    parser.add_argument("--models", default="vgg16,demo", help="comma-separated: vgg16, demo")
+    args = parser.parse_args()
+    header(f"bench_batch: {N} images, batched Grad-CAM vs single calls vs a batched floor")
+    verdicts: list[tuple[str, bool | None]] = []
+    for kind in args.models.split(","):
+        verdicts += bench(kind.strip(), args.repeats)
+    footer(verdicts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Every built-in CAM method against its paper's formula, written out with tf.GradientTape; the registry."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import rng_image, small_convnet
+
+import convviz_widgets as cv
+from convviz_widgets import cli
+from convviz_widgets.core import cams
+from convviz_widgets.errors import ConvVizError
+
+CLASS = 1
+
+
+@pytest.fixture(scope="module")
+def linear_model() -> keras.Model:
+    """The small convnet with a linear head, so the score the methods explain is the model's output."""
+    return small_convnet(activation="linear", seed=3)
+
+
+@pytest.fixture(scope="module")
+def plain(linear_model):
+    """Feature map of conv3, its gradient of the class score, and the flatten+dense head, computed by hand."""
+    image = rng_image(seed=11)
+    x = tf.constant(image[None].astype(np.float32) / 255.0)
+    conv3 = keras.Model(linear_model.inputs, linear_model.get_layer("conv3").output)
+    dense = linear_model.get_layer("predictions")
+    with tf.GradientTape() as tape:
+        feats = conv3(x)
+        tape.watch(feats)
+        score = (tf.reshape(feats, [1, -1]) @ dense.kernel + dense.bias)[0, CLASS]
+    grads = tape.gradient(score, feats)
+    kernel, bias = np.asarray(dense.kernel, np.float64), np.asarray(dense.bias, np.float64)
+    return image, np.asarray(feats[0], np.float64), np.asarray(grads[0], np.float64), float(score), (kernel, bias)
+
+
+def package_raw(model, image, method: str, **kw) -> np.ndarray:
+    """The package's map before ReLU and scaling."""
+    cam = cv.gradcam(model, image, preprocess="rescale", class_index=CLASS, layer="conv3", method=method, **kw)
+    assert cam.method == method and cam.layer == "conv3" and cam.class_index == CLASS
+    return cam.raw
+
+
+def close(got: np.ndarray, want: np.ndarray, tol: float = 1e-4) -> None:
+    """Equal within `tol` of the map's largest magnitude."""
+    np.testing.assert_allclose(got, want, atol=tol * max(1e-6, float(np.abs(want).max())), rtol=0)
+
+
+def test_gradcam_is_mean_gradient_weighted_sum(linear_model, plain):
+    image, a, g, _, _ = plain
+    close(package_raw(linear_model, image, "gradcam"), (a * g.mean(axis=(0, 1))).sum(-1))
+
+
+def test_channel_weights_come_with_weight_methods_only(linear_model, plain):
+    image, a, g, _, _ = plain
+    cam = cv.gradcam(linear_model, image, preprocess="rescale", class_index=CLASS, layer="conv3")
+    close(cam.weights, g.mean(axis=(0, 1)))
+    scored = cv.gradcam(linear_model, image, preprocess="rescale", layer="conv3", method="scorecam", max_channels=4)
+    assert scored.weights.shape == (a.shape[-1],) and np.count_nonzero(scored.weights) <= 4
+    assert cv.gradcam(linear_model, image, preprocess="rescale", layer="conv3", method="hirescam").weights is None
+
+
+def test_gradcam_plus_plus_is_the_closed_form_alpha(linear_model, plain):
+    image, a, g, _, _ = plain
+    denom = 2 * g**2 + a.sum(axis=(0, 1)) * g**3
+    alpha = np.where(np.abs(denom) > 1e-12, g**2 / np.where(np.abs(denom) > 1e-12, denom, 1), 0)
+    close(package_raw(linear_model, image, "gradcam++"), (a * (alpha * np.maximum(g, 0)).sum(axis=(0, 1))).sum(-1))
+
+
+def test_hirescam_is_elementwise_gradient_times_activation(linear_model, plain):
+    image, a, g, _, _ = plain
+    close(package_raw(linear_model, image, "hirescam"), (g * a).sum(-1))
+
+
+def test_xgradcam_weights_are_activation_normalised_gradient_sums(linear_model, plain):
+    image, a, g, _, _ = plain
+    w = (g * a).sum(axis=(0, 1)) / (a.sum(axis=(0, 1)) + 1e-7)
+    close(package_raw(linear_model, image, "xgradcam"), (a * w).sum(-1))
+
+
+def test_layercam_is_positive_gradient_times_activation(linear_model, plain):
+    image, a, g, _, _ = plain
+    close(package_raw(linear_model, image, "layercam"), (np.maximum(g, 0) * a).sum(-1))
+
+
+def test_eigencam_is_the_first_principal_component_with_a_fixed_sign(linear_model, plain):
+    image, a, _, _, _ = plain
+    flat = a.reshape(-1, a.shape[-1])
+    centred = flat - flat.mean(axis=0)
+    v = np.linalg.svd(centred, full_matrices=False)[2][0]
+    proj = centred @ v
+    proj *= np.sign(proj @ centred.sum(axis=1))  # positive correlation with the total activation
+    close(package_raw(linear_model, image, "eigencam"), proj.reshape(a.shape[:2]))
+
+
+@pytest.mark.parametrize("max_channels", [None, 6])
+def test_ablationcam_is_the_relative_score_drop_of_each_zeroed_channel(linear_model, plain, max_channels):
+    image, a, _, score, (kernel, bias) = plain
+    keep = np.arange(a.shape[-1])
+    if max_channels:
+        keep = np.sort(np.argsort(-a.reshape(-1, a.shape[-1]).var(axis=0), kind="stable")[:max_channels])
+    w = np.zeros(a.shape[-1])
+    for c in keep:
+        ablated = a.copy()
+        ablated[..., c] = 0
+        w[c] = (score - (ablated.reshape(-1) @ kernel + bias)[CLASS]) / score
+    close(package_raw(linear_model, image, "ablationcam", max_channels=max_channels), (a * w).sum(-1))
+
+
+def test_every_builtin_method_is_registered_with_a_label_and_tooltip():
+    names = cv.cam_methods()
+    assert names[:3] == ["gradcam", "gradcam++", "scorecam"]
+    assert {"hirescam", "xgradcam", "layercam", "eigencam", "ablationcam"} <= set(names)
+    for name in names:
+        method = cams.get_method(name)
+        assert method.label and method.tooltip
+
+
+class AbsGrad(cv.CamMethod):
+    """A user's toy method: channels weighted by their mean absolute gradient."""
+
+    name, label, tooltip = "absgrad", "|Grad|-CAM", "mean absolute gradient per channel"
+
+    def weights(self, feats, grads):
+        return tf.reduce_mean(tf.abs(grads), axis=[1, 2])
+
+
+def test_a_user_method_works_in_gradcam_the_report_and_the_panel(linear_model, plain, tmp_path, tiny_model):
+    cv.register_cam_method(AbsGrad)
+    image, a, g, _, _ = plain
+    close(package_raw(linear_model, image, "absgrad"), (a * np.abs(g).mean(axis=(0, 1))).sum(-1))
+
+    out = tmp_path / "report"
+    assert cli.main(["report", "--model", "demo", "--out", str(out), "--steps", "1", "--filters", "2",
+                     "--patterns", "plain", "--cam-methods", "gradcam,absgrad"]) == 0
+    html = (out / "index.html").read_text()
+    assert "|Grad|-CAM" in html and (out / "absgrad_top1.png").exists()
+
+    view = cv.CamView(tiny_model, rng_image(seed=4), background=False)
+    assert ("|Grad|-CAM", "absgrad") in view.method.options
+    view.method.value = "absgrad"
+    assert "|Grad|-CAM of" in view.score.value
+    assert view.method.tooltips[view.method.options.index(("|Grad|-CAM", "absgrad"))].startswith("mean absolute")
+
+
+def test_bad_registrations_and_unknown_methods_are_clear_errors():
+    class NoRule(cv.CamMethod):
+        name = "norule"
+
+    with pytest.raises(ConvVizError, match="weights"):
+        cv.register_cam_method(NoRule)
+    with pytest.raises(ConvVizError, match="already registered"):
+        cv.register_cam_method(type("Other", (AbsGrad,), {"name": "gradcam"}))
+    with pytest.raises(ConvVizError, match="hirescam"):
+        cv.gradcam(small_convnet(), rng_image(), preprocess="rescale", method="hirescm")
+    assert cli.main(["report", "--model", "demo", "--cam-methods", "nope"]) == 2
