@@ -11,7 +11,7 @@ import numpy as np
 
 from .activations import ActivationsView
 from .base import View, as_inspector
-from .cam import METHOD_LABELS, CamView
+from .cam import CamView, method_label
 from .chooser import ImageChooser
 from .filters import FiltersView
 from .runner import Runner
@@ -107,7 +107,7 @@ class ConvVizPanel(widgets.VBox):
         rank = 1 + int(np.sum(shares > shares[k]))
         how = "the spatial mean of the class score's gradient" if cam.method == "gradcam" else "its weight"
         return (f"<b>Class evidence</b> for <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}, "
-                f"{METHOD_LABELS[cam.method]} at <code>{html.escape(cam.layer)}</code>): weight <b>{weight:+.3g}</b> "
+                f"{method_label(cam.method)} at <code>{html.escape(cam.layer)}</code>): weight <b>{weight:+.3g}</b> "
                 f"({how}) × mean activation {mean:.3g} = contribution <b>{share:+.3g}</b>, rank {rank} of "
                 f"{len(shares)} channels.")
 
