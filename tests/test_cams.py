@@ -129,7 +129,17 @@ class AbsGrad(cv.CamMethod):
         return tf.reduce_mean(tf.abs(grads), axis=[1, 2])
 
 
-def test_a_user_method_works_in_gradcam_the_report_and_the_panel(linear_model, plain, tmp_path, tiny_model):
+@pytest.fixture()
+def user_registry():
+    """The registry as it was before the test: a user's method registered here does not outlive it."""
+    saved = dict(cams.METHODS)
+    yield
+    cams.METHODS.clear()
+    cams.METHODS.update(saved)
+
+
+def test_a_user_method_works_in_gradcam_the_report_and_the_panel(linear_model, plain, tmp_path, tiny_model,
+                                                                   user_registry):
     cv.register_cam_method(AbsGrad)
     image, a, g, _, _ = plain
     close(package_raw(linear_model, image, "absgrad"), (a * np.abs(g).mean(axis=(0, 1))).sum(-1))

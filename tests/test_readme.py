@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -47,7 +48,7 @@ def book_model() -> keras.Model:
 
 
 @pytest.fixture
-def readme_namespace(tmp_path, monkeypatch) -> dict:
+def readme_namespace(tmp_path, monkeypatch) -> Iterator[dict]:
     """The names and files README blocks may use; the working directory is a temporary folder."""
     from PIL import Image
 
@@ -55,7 +56,14 @@ def readme_namespace(tmp_path, monkeypatch) -> dict:
     book_model().save(tmp_path / "cats_and_dogs_small_2.h5")
     Image.fromarray(scene.image).save(tmp_path / "cat.jpg", quality=95)
     monkeypatch.chdir(tmp_path)
-    return {"__name__": "readme", "model": demo.load_model(), "image": scene.image, "array": scene.image}
+    from convviz_widgets import limits
+    from convviz_widgets.core import cams
+
+    methods, settings = dict(cams.METHODS), (limits.max_pixels, limits.memory_budget)
+    yield {"__name__": "readme", "model": demo.load_model(), "image": scene.image, "array": scene.image}
+    cams.METHODS.clear()  # a method the README registers, and the limits it sets, do not outlive the test
+    cams.METHODS.update(methods)
+    limits.max_pixels, limits.memory_budget = settings
 
 
 def test_fence_parser_keeps_languages_apart():
