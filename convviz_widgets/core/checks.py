@@ -77,3 +77,15 @@ def output_selector(output: Any) -> str | int | None:
     if output is None or isinstance(output, str):
         return output
     return integer(output, "output", minimum=0)
+
+
+def finite(values: Any, what: str, subject: str = "this image") -> np.ndarray:
+    """Refuse NaN/inf results (an overflow, a preprocessing that divides by zero, a NaN input)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        bad = "NaN" if np.isnan(values).any() else "inf"
+        raise ConvVizError(
+            f"The model's output for {subject} is NaN/inf: {what} contains {bad}. Check the model's "
+            "weights (very large values overflow), the preprocessing and the input."
+        )
+    return values

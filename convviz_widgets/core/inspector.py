@@ -446,16 +446,7 @@ def _as_list(layers: Any) -> list[Any]:
     return list(layers)
 
 
-def _finite(values: np.ndarray, what: str, subject: str = "this image") -> np.ndarray:
-    """Refuse NaN/inf results (an overflow, a preprocessing that divides by zero, a NaN input)."""
-    values = np.asarray(values)
-    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-        bad = "NaN" if np.isnan(values).any() else "inf"
-        raise ConvVizError(
-            f"The model's output for {subject} is NaN/inf: {what} contains {bad}. Check the model's "
-            "weights (very large values overflow), the preprocessing and the input."
-        )
-    return values
+_finite = checks.finite  # the one NaN/inf refusal, shared with the CAM engine
 
 
 def _finite_layer(name: str, act: np.ndarray) -> np.ndarray:

@@ -16,9 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ...errors import ConvVizError
 from ...limits import fit_batch
 from .. import cam as cam_maths
+from .. import checks
 from ..graph import Node, visual_layers
 from .base import CamMethod, CamRequest, PerturbationMethod
 
@@ -87,7 +87,7 @@ class CamEngine:
         for i, ok in enumerate(result.finite):
             if not ok:
                 ins.check_finite(rgbs[i])  # names the first layer that holds NaN/inf
-                _refuse(np.array([np.nan]), "the model's output for this image")
+                checks.finite(np.array([np.nan]), "the model's output for this image")
         out = []
         for i in range(len(rgbs)):
             k = int(result.classes[i])
@@ -95,13 +95,13 @@ class CamEngine:
                 feats = result.maps[i]
                 request = CamRequest(ins, node, x[i : i + 1], feats, k, job.batch_size, job.max_channels, job.progress)
                 weights = np.asarray(rule.channel_weights(request), np.float32)
-                _refuse(weights, f"the CAM weights at layer {node.name!r}")
+                checks.finite(weights, f"the CAM weights at layer {node.name!r}")
                 heat, raw = cam_maths.combine(feats, weights)
             else:
-                _refuse(result.maps[i], f"the class activation map at layer {node.name!r}")
+                checks.finite(result.maps[i], f"the class activation map at layer {node.name!r}")
                 heat, raw = cam_maths.finish(result.maps[i])
                 weights = result.weights[i] if result.weights.shape[-1] else None
-            _refuse(result.head[i], "the model's output for this image")
+            checks.finite(result.head[i], "the model's output for this image")
             probability = float(result.head[i][k]) if ins.score_label == "probability" else None
             out.append(cam_maths.CAM(heat, k, float(result.scores[i]), node.name, rule.name, ins.class_names[k],
                                      probability, raw, weights))
@@ -165,15 +165,3 @@ class CamEngine:
         h, w = ins.input_size or (None, None)
         spec = tf.TensorSpec([None, h, w, 3], tf.uint8) if in_graph else ins._batch_spec(None)
         return tf.function(cam).get_concrete_function(spec, tf.TensorSpec([None], tf.int32))
-
-
-def _refuse(values: np.ndarray, what: str) -> np.ndarray:
-    """Refuse NaN/inf results with the Inspector's wording."""
-    values = np.asarray(values)
-    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-        bad = "NaN" if np.isnan(values).any() else "inf"
-        raise ConvVizError(
-            f"The model's output for this image is NaN/inf: {what} contains {bad}. Check the model's "
-            "weights (very large values overflow), the preprocessing and the input."
-        )
-    return values
