@@ -191,11 +191,6 @@ def exercise_panel(page: Any, prefix: str) -> dict[str, float]:
     return timings
 
 
-def card_text(page: Any, css: str) -> str:
-    """The text of one part of the channel card."""
-    return page.inner_text(f"{CARD} .{css}")
-
-
 def exercise_card(page: Any, prefix: str) -> dict[str, float]:
     """Choose a channel and see its card; click a channel behind the Grad-CAM map and land on its card."""
     timings: dict[str, float] = {}
@@ -208,9 +203,12 @@ def exercise_card(page: Any, prefix: str) -> dict[str, float]:
                            arg=f"{CARD} .convviz-card-title", timeout=WORK)
     srcs = {sel: picture(page, sel) for sel in CARD_PICTURES}
     timings["channel card (pattern and dataset examples)"] = time.monotonic() - t
-    text = page.inner_text(CARD)
-    assert "Filter pattern" in text and "dataset images" in text and "Box: the receptive field" in text
-    assert "Class evidence" in card_text(page, "convviz-card-evidence")
+    # The captions are separate widgets from the pictures: wait for their text too, not just the images.
+    page.wait_for_function(
+        "([sel, parts]) => parts.every(p => document.querySelector(sel).innerText.includes(p))",
+        arg=[CARD, ["Filter pattern", "dataset images", "Box: the receptive field"]], timeout=WORK)
+    page.wait_for_function("(sel) => document.querySelector(sel).innerText.includes('Class evidence')",
+                           arg=f"{CARD} .convviz-card-evidence", timeout=WORK)
     shot(page, f"{prefix}-6-channel-card")
     page.locator(CARD).screenshot(path=str(ARTIFACTS / f"{prefix}-6b-card.png"))
 
