@@ -140,6 +140,8 @@ def fit_batch(per_item: float, requested: int, *, fixed: float = 0.0, what: str 
 
 def check_fits(estimate: float, *, what: str, lower: str) -> None:
     """Refuse work that cannot be split and whose estimate exceeds the budget."""
+    if memory_budget is None and estimate <= MIN_BUDGET:
+        return  # the automatic budget is never below MIN_BUDGET: no need to read the system's memory
     budget = budget_bytes()
     if estimate > budget:
         raise ConvVizError(

@@ -77,10 +77,10 @@ def test_evicted_cam_functions_are_freed(tiny_model):
     ins._cam_fns = LRUCache(2)
     img = rng_image(seed=30)
     ins.gradcam(img, layer="conv1")
-    first = weakref.ref(ins._cam_fns.get(("conv1", "gradcam")))
+    first = weakref.ref(ins._cam_fns.get(("conv1", "gradcam", True)))  # a new image: checked in every layer
     ins.gradcam(img, layer="conv2")
     ins.gradcam(img, layer="conv3")
-    assert ("conv1", "gradcam") not in ins._cam_fns
+    assert ("conv1", "gradcam", True) not in ins._cam_fns
     gc.collect()
     assert first() is None  # nothing else held the compiled function: its graph can go
 

@@ -8,6 +8,8 @@ feature map and the output are finite, so a network that overflows is refused wi
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +55,7 @@ class CamEngine:
 
     def __init__(self, inspector: Any) -> None:
         self.ins = inspector
+        self._checked = _Seen(CHECKED_IMAGES)  # digests of images whose every layer was found finite
 
     def run(self, job: CamJob) -> list[cam_maths.CAM]:
         """CAMs of every image of the job, computed in batches that fit the memory budget."""
@@ -83,11 +86,15 @@ class CamEngine:
         wanted = tf.constant([-1 if c is None else int(c) for c in job.classes[lo:hi]], tf.int32)
         perturb = isinstance(rule, PerturbationMethod)
         x = self._input(rgbs, in_graph=ins._preprocess_in_graph and not perturb)
-        result = CamPass(*(t.numpy() for t in self.function(node, rule)(x, wanted)))
+        keys = [_digest(rgb) for rgb in rgbs]
+        deep = not all(key in self._checked for key in keys)  # every layer checked once per image
+        result = CamPass(*(t.numpy() for t in self.function(node, rule, deep)(x, wanted)))
         for i, ok in enumerate(result.finite):
             if not ok:
                 ins.check_finite(rgbs[i])  # names the first layer that holds NaN/inf
                 checks.finite(np.array([np.nan]), "the model's output for this image")
+        if deep:
+            self._checked.put_all(keys)
         out = []
         for i in range(len(rgbs)):
             k = int(result.classes[i])
@@ -114,16 +121,21 @@ class CamEngine:
             return tf.constant(np.stack(rgbs))
         return tf.concat([self.ins.batch(rgb) for rgb in rgbs], axis=0) if len(rgbs) > 1 else self.ins.batch(rgbs[0])
 
-    def function(self, node: Node, method: CamMethod) -> Any:
-        """The compiled CAM function of a feature map and method, kept in the Inspector's bounded cache."""
-        return self.ins._cam_fns.get_or_create((node.name, method.name), lambda: self._build(node, method))
+    def function(self, node: Node, method: CamMethod, deep: bool = True) -> Any:
+        """The compiled CAM function of a feature map and method, kept in the Inspector's bounded cache.
 
-    def _build(self, node: Node, method: CamMethod) -> Any:
+        `deep`: its finiteness flag covers every conv/pool output (an overflow that a later ReLU hides
+        still makes the output meaningless); without it, only the explained map and the output.
+        """
+        return self.ins._cam_fns.get_or_create((node.name, method.name, deep),
+                                               lambda: self._build(node, method, deep))
+
+    def _build(self, node: Node, method: CamMethod, deep: bool = True) -> Any:
         """Compile f(batch, wanted classes (-1: top)) -> CamPass tensors for any number of images."""
         from ..inspector import class_scores, tf_probabilities
 
         ins = self.ins
-        checked = [n.output for n in visual_layers(ins.graph) if n.output is not node.output]
+        checked = [n.output for n in visual_layers(ins.graph) if n.output is not node.output] if deep else []
         model = keras.Model(ins.graph.input, [node.output, ins.graph.head.logits, *checked])
         activation = ins.graph.head.activation
         perturb = isinstance(method, PerturbationMethod)
@@ -165,3 +177,30 @@ class CamEngine:
         h, w = ins.input_size or (None, None)
         spec = tf.TensorSpec([None, h, w, 3], tf.uint8) if in_graph else ins._batch_spec(None)
         return tf.function(cam).get_concrete_function(spec, tf.TensorSpec([None], tf.int32))
+
+
+CHECKED_IMAGES = 64  # image digests remembered as checked in every layer
+
+
+class _Seen:
+    """A bounded set of keys, oldest out first."""
+
+    def __init__(self, size: int) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def put_all(self, keys: Sequence[str]) -> None:
+        """Remember `keys` as the newest."""
+        for key in keys:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+        while len(self._keys) > self._size:
+            self._keys.popitem(last=False)
+
+
+def _digest(rgb: np.ndarray) -> str:
+    """A key for an image's pixels."""
+    return hashlib.blake2b(rgb.tobytes(), digest_size=16).hexdigest() + str(rgb.shape)
