@@ -9,6 +9,7 @@ the decoder on bad bytes becomes a ConvVizError.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import stat
@@ -282,3 +283,8 @@ def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     out = cv2.resize(image, (w, h), interpolation=interpolation)
     return out if out.ndim == image.ndim else out[..., None]
+
+
+def pixel_key(rgb: np.ndarray) -> str:
+    """A short key for an image's pixels and shape (for caches of per-image results)."""
+    return hashlib.blake2b(np.ascontiguousarray(rgb).tobytes(), digest_size=16).hexdigest() + str(rgb.shape)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ConvVizError
-from ..images import ImageSource, load_image, resize_rgb
+from ..images import ImageSource, load_image, pixel_key, resize_rgb
 from ..limits import check_fits, fit_batch
 from . import cam as cam_rules
 from . import cams, checks
@@ -208,7 +207,7 @@ class Inspector:
     def _forward(self, image: ImageSource) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """All visual layers' outputs and the logits for one image, cached for the last image."""
         rgb = self.prepare(image)
-        key = _digest(rgb)
+        key = pixel_key(rgb)
         with self._lock:
             return self._forward_locked(rgb, key)
 
@@ -468,11 +467,6 @@ def _capped_size(hw: tuple[int, int], cap: int) -> tuple[int, int]:
     h, w = int(hw[0]), int(hw[1])
     scale = min(1.0, cap / max(h, w))
     return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-def _digest(rgb: np.ndarray) -> str:
-    """A cache key for an image's pixels."""
-    return hashlib.blake2b(rgb.tobytes(), digest_size=16).hexdigest() + str(rgb.shape)
 
 
 def class_scores(logits: tf.Tensor, activation: str) -> tf.Tensor:

@@ -8,7 +8,6 @@ feature map and the output are finite, so a network that overflows is refused wi
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ...images import pixel_key
 from ...limits import fit_batch
 from .. import cam as cam_maths
 from .. import checks
@@ -86,7 +86,7 @@ class CamEngine:
         wanted = tf.constant([-1 if c is None else int(c) for c in job.classes[lo:hi]], tf.int32)
         perturb = isinstance(rule, PerturbationMethod)
         x = self._input(rgbs, in_graph=ins._preprocess_in_graph and not perturb)
-        keys = [_digest(rgb) for rgb in rgbs]
+        keys = [pixel_key(rgb) for rgb in rgbs]
         deep = not all(key in self._checked for key in keys)  # every layer checked once per image
         result = CamPass(*(t.numpy() for t in self.function(node, rule, deep)(x, wanted)))
         for i, ok in enumerate(result.finite):
@@ -199,8 +199,3 @@ class _Seen:
             self._keys.move_to_end(key)
         while len(self._keys) > self._size:
             self._keys.popitem(last=False)
-
-
-def _digest(rgb: np.ndarray) -> str:
-    """A key for an image's pixels."""
-    return hashlib.blake2b(rgb.tobytes(), digest_size=16).hexdigest() + str(rgb.shape)
