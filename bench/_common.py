@@ -9,6 +9,7 @@ a steadier cross-check of the wall-clock ratios that the targets are written in.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -49,6 +50,20 @@ def med_wall(samples: list[Sample]) -> float:
 
 def med_cpu(samples: list[Sample]) -> float:
     return med([s.cpu for s in samples])
+
+
+def alternate(ours: Callable[[], object], base: Callable[[], object], repeats: int
+              ) -> tuple[list[Sample], list[Sample]]:
+    """Time two arms strictly alternately, order flipped every round; the first round only warms up."""
+    samples: tuple[list[Sample], list[Sample]] = ([], [])
+    arms = (ours, base)
+    for i in range(repeats + 1):
+        for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+            with timed() as t:
+                arms[which]()
+            if i > 0:
+                samples[which].append(t.sample)
+    return samples
 
 
 def fmt_samples(samples: list[Sample], unit: float = 1.0, suffix: str = "s") -> str:

@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _common import Sample, footer, header, load_bench_model, med_cpu, med_wall, timed  # noqa: E402
+from _common import alternate, footer, header, load_bench_model, med_cpu, med_wall, timed  # noqa: E402
 
 import convviz_widgets as cv  # noqa: E402
 
@@ -88,17 +88,7 @@ def main() -> None:
     # The CAM's class must be the baseline's top class: same model, same logits.
     same_class = int(tf.argmax(tf.matmul(features(x), dense.kernel) + dense.bias, axis=-1)[0]) == cam.class_index
 
-    ours: list[Sample] = []
-    base: list[Sample] = []
-    for i in range(args.repeats + 1):
-        for which in ((0, 1) if i % 2 == 0 else (1, 0)):
-            with timed() as t:
-                if which == 0:
-                    ins.gradcam(image)
-                else:
-                    forward_backward(x)[1].numpy()
-            if i > 0:  # the first round warms both up
-                (ours if which == 0 else base).append(t.sample)
+    ours, base = alternate(lambda: ins.gradcam(image), lambda: forward_backward(x)[1].numpy(), args.repeats)
 
     ratio = med_wall(ours) / med_wall(base)
     per_pair = np.median([o.wall / b.wall for o, b in zip(ours, base)])

@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _common import Sample, footer, header, med_cpu, med_wall, timed  # noqa: E402
+from _common import alternate, footer, header, med_cpu, med_wall  # noqa: E402
 
 import convviz_widgets as cv  # noqa: E402
 
@@ -81,17 +81,7 @@ def main() -> None:
     same = bool(np.allclose(cam.raw, raw, rtol=1e-4, atol=1e-5 * float(np.abs(raw).max())))
     print(f"maps agree (raw weighted sums, rtol 1e-4): {same}")
 
-    ours: list[Sample] = []
-    base: list[Sample] = []
-    for i in range(args.repeats + 1):
-        for which in ((0, 1) if i % 2 == 0 else (1, 0)):
-            with timed() as t:
-                if which == 0:
-                    ins.gradcam(image)
-                else:
-                    floor(x).numpy()
-            if i > 0:  # the first round warms both up
-                (ours if which == 0 else base).append(t.sample)
+    ours, base = alternate(lambda: ins.gradcam(image), lambda: floor(x).numpy(), args.repeats)
 
     ratio_cpu = med_cpu(ours) / med_cpu(base)
     ratio_wall = med_wall(ours) / med_wall(base)
