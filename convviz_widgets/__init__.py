@@ -35,12 +35,12 @@ from .core import (  # noqa: E402
     top_examples,
 )
 from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
-from .widgets import ActivationsView, CamView, ConvVizPanel, FiltersView  # noqa: E402
+from .widgets import ActivationsView, CamView, ConvVizPanel, FiltersView, ImageView, View, register_view  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActivationsView", "CamView", "ConvVizPanel", "FiltersView",
+    "ActivationsView", "CamView", "ConvVizPanel", "FiltersView", "ImageView", "View", "register_view",
     "CAM", "CamMethod", "CamRequest", "PerturbationMethod", "cam_methods", "register_cam_method",
     "describe_device",
     "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activation_grid",

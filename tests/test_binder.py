@@ -52,7 +52,8 @@ def binder_python() -> str:
     return found
 
 
-UNSHIPPED = (".git", ".venv", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints",
+UNSHIPPED = (".git", ".venv", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", ".import_linter_cache",
+             ".ipynb_checkpoints",
              "convviz-report", "artifacts", "build", "dist")
 
 

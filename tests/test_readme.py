@@ -58,11 +58,16 @@ def readme_namespace(tmp_path, monkeypatch) -> Iterator[dict]:
     monkeypatch.chdir(tmp_path)
     from convviz_widgets import limits
     from convviz_widgets.core import cams
+    from convviz_widgets.widgets import registry
 
-    methods, settings = dict(cams.METHODS), (limits.max_pixels, limits.memory_budget)
+    registry.view_entries()  # the built-in tabs are registered before the README's own
+    methods, views = dict(cams.METHODS), dict(registry._VIEWS)
+    settings = (limits.max_pixels, limits.memory_budget)
     yield {"__name__": "readme", "model": demo.load_model(), "image": scene.image, "array": scene.image}
-    cams.METHODS.clear()  # a method the README registers, and the limits it sets, do not outlive the test
+    cams.METHODS.clear()  # a method or tab the README registers, and the limits it sets, do not outlive the test
     cams.METHODS.update(methods)
+    registry._VIEWS.clear()
+    registry._VIEWS.update(views)
     limits.max_pixels, limits.memory_budget = settings
 
 

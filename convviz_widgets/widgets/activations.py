@@ -13,6 +13,7 @@ from ..core.facts import layer_facts
 from ..render import activation_grid, channel_image
 from .base import ImageView, enlarge, guarded, output_problem, picture_widget, show_picture
 from .card import ChannelCard, Evidence
+from .registry import register_view
 
 CMAPS = ("viridis", "magma", "inferno", "plasma", "cividis", "gray", "jet")
 GRID_WIDTH = 1280  # a grid much wider than a notebook column is shrunk by the browser anyway
@@ -56,6 +57,7 @@ def extra_layers(inspector: Any) -> list[str]:
     return [] if cam in inspector.layers else [cam]
 
 
+@register_view("activations", "Activations", order=10)
 class ActivationsView(ImageView):
     """Feature maps of one image: a layer's channels in a grid, one channel large, and its statistics."""
 
@@ -115,6 +117,11 @@ class ActivationsView(ImageView):
             self.card_hint, self.card,
         ]
         self._start_initial()
+
+    @classmethod
+    def for_panel(cls, panel: Any) -> ActivationsView:
+        """As a tab: the panel's dataset (or the model's own examples) feeds the channel cards."""
+        return cls(panel.inspector, runner=panel.runner, save_dir=panel.save_dir, dataset=panel.dataset)
 
     # ----- model work -------------------------------------------------------------------------------
     def cached(self, wanted: Any) -> bool:

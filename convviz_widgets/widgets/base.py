@@ -219,6 +219,15 @@ class View(widgets.VBox):
     def set_active(self, active: bool) -> None:
         """The panel calls this when the view's tab is shown or hidden."""
 
+    # ----- as a tab of the panel -----------------------------------------------------------------------
+    @classmethod
+    def for_panel(cls, panel: Any) -> View:
+        """Build this view as a tab of `panel`: its Inspector, job runner and save folder are shared."""
+        return cls(panel.inspector, runner=panel.runner, save_dir=panel.save_dir)
+
+    def connect(self, panel: Any) -> None:
+        """Hook: wire this tab to the panel's other tabs (``panel.tab(key)``) once all of them exist."""
+
     # ----- saving ------------------------------------------------------------------------------------
     def pictures(self) -> dict[str, np.ndarray]:
         """This view's current pictures, by file-name part."""

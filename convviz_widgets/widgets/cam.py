@@ -34,6 +34,7 @@ from .base import (
     score_label,
     show_picture,
 )
+from .registry import register_view
 from .runner import still_wanted
 
 CMAPS = ("jet", "turbo", "viridis", "magma", "inferno", "gray")
@@ -193,6 +194,7 @@ def figure(picture: widgets.Image, caption: widgets.HTML) -> widgets.VBox:
     return widgets.VBox([picture, caption], layout=widgets.Layout(margin="0 8px 0 0", align_items="flex-start"))
 
 
+@register_view("cam", "Grad-CAM", order=30)
 class CamView(ImageView):
     """Grad-CAM / Grad-CAM++ / Score-CAM for a chosen class and layer, with a sanity check and the pointing game."""
 
@@ -548,6 +550,41 @@ class CamView(ImageView):
         """Sanity check on: compute (or show) the randomised map; off: hide it."""
         self.depth.disabled = not self.sanity.value
         self.request()
+
+    # ----- with the other tabs ------------------------------------------------------------------------------
+    def connect(self, panel: Any) -> None:
+        """In a panel: a channel button opens that channel's card, whose class-evidence line reads this map."""
+        self.channel_listeners.append(panel.open_channel)
+        acts = panel.tab("activations")
+        card = getattr(acts, "card", None)
+        if card is not None:
+            card.evidence = lambda layer, channel: self.evidence(acts.rgb, layer, channel)
+            self.drawn.append(card.refresh_evidence)
+
+    def evidence(self, rgb: np.ndarray | None, layer: str, channel: int) -> str:
+        """HTML: a channel's weight and contribution in the map shown now, for the image `rgb` (a card's line)."""
+        ins = self.inspector
+        head = "<b>Class evidence:</b> "
+        if not ins.has_classes:
+            return head + "this model has no class output, so no channel has a weight for a class."
+        cam_layer = self.layer.value
+        if ins.layer(layer).name != cam_layer:
+            return (head + f"the Grad-CAM tab explains layer <code>{html.escape(cam_layer)}</code>; choose that "
+                    "layer here (or a channel button under its map) to see a channel's weight for the class.")
+        cam, shares = self.current_cam(), self.current_contributions()
+        same = self.rgb is not None and rgb is not None and np.array_equal(self.rgb, rgb)
+        if cam is None or shares is None or not same:
+            return head + ("open the Grad-CAM tab to compute the map of a class; this channel's weight and "
+                           "contribution then appear here.")
+        k = int(channel)
+        weight, share = float(cam.weights[k]), float(shares[k])
+        mean = share / weight if weight else float(self.means[cam.layer][k])
+        rank = 1 + int(np.sum(shares > shares[k]))
+        how = "the spatial mean of the class score's gradient" if cam.method == "gradcam" else "its weight"
+        return (f"<b>Class evidence</b> for <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}, "
+                f"{method_label(cam.method)} at <code>{html.escape(cam.layer)}</code>): weight <b>{weight:+.3g}</b> "
+                f"({how}) × mean activation {mean:.3g} = contribution <b>{share:+.3g}</b>, rank {rank} of "
+                f"{len(shares)} channels.")
 
     # ----- pictures (no model work) ----------------------------------------------------------------------
     def current_cam(self) -> CAM | None:

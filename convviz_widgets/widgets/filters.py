@@ -20,6 +20,7 @@ from ..core import Cancelled, FilterPatterns
 from ..render import filter_grid
 from .activations import layer_label
 from .base import View, enlarge, guarded, picture_widget, show_picture
+from .registry import register_view
 from .runner import still_wanted
 
 SIZES = (32, 48, 64, 96, 128, 160, 224)
@@ -71,6 +72,7 @@ def default_layer(conv_layers: list[str], layers: list[str]) -> str:
     return conv_layers[len(conv_layers) // 2] if conv_layers else layers[0]
 
 
+@register_view("filters", "Filters", order=20)
 class FiltersView(View):
     """Filter patterns of one layer: settings, a Render button, a progress bar, Cancel, and a cached grid."""
 

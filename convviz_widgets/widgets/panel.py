@@ -1,26 +1,25 @@
-"""ConvVizPanel: the image header above three tabs — Activations, Filters, Grad-CAM."""
+"""ConvVizPanel: the image header above one tab per registered view (Activations, Filters, Grad-CAM, ...)."""
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 
-from .activations import ActivationsView
-from .base import View, as_inspector
-from .cam import CamView, method_label
+from ..errors import ConvVizError
+from .base import ImageView, View, as_inspector
 from .chooser import ImageChooser
-from .filters import FiltersView
+from .registry import view_entries
 from .runner import Runner
-
-TITLES = ("Activations", "Filters", "Grad-CAM")
 
 
 class ConvVizPanel(widgets.VBox):
     """See what a convnet has learned: ``ConvVizPanel(model, image, preprocess="caffe")`` as a cell's last line.
+
+    One tab per registered view (``register_view``), each reachable by its key: ``panel.activations``,
+    ``panel.filters``, ``panel.cam``.
 
     ``model`` is a keras.Model, a .keras/.h5 path or an Inspector; ``image`` is optional (a path, array,
     PIL image or bytes; demo scenes are offered when the demo is installed); ``output`` picks the class
@@ -36,16 +35,15 @@ class ConvVizPanel(widgets.VBox):
         super().__init__()
         self.inspector = as_inspector(model, preprocess, class_names, output)
         self.runner = Runner(background)
-        shared = {"runner": self.runner, "save_dir": save_dir}
-        if dataset is None:
-            dataset = getattr(self.inspector.model, "example_images", None)
-        self.chooser = ImageChooser(self.inspector, **shared)
-        self.activations = ActivationsView(self.inspector, dataset=dataset, evidence=self._evidence, **shared)
-        self.filters = FiltersView(self.inspector, **shared)
-        self.cam = CamView(self.inspector, **shared)
-        self.cam.drawn.append(self.activations.card.refresh_evidence)
-        self.cam.channel_listeners.append(self.open_channel)
-        self.tabs = widgets.Tab(children=[self.activations, self.filters, self.cam], titles=TITLES)
+        self.save_dir = save_dir
+        self.dataset = dataset if dataset is not None else getattr(self.inspector.model, "example_images", None)
+        self.chooser = ImageChooser(self.inspector, runner=self.runner, save_dir=save_dir)
+        entries = view_entries()
+        self._tabs = {entry.key: entry.view.for_panel(self) for entry in entries}
+        self.titles = tuple(entry.title for entry in entries)
+        for view in self._tabs.values():
+            view.connect(self)
+        self.tabs = widgets.Tab(children=list(self._tabs.values()), titles=self.titles)
         self.tabs.observe(lambda _: self._tab_changed(), names="selected_index")
         self.chooser.listeners.append(self._image_ready)
         self.chooser.coming.append(self._image_coming)
@@ -60,10 +58,26 @@ class ConvVizPanel(widgets.VBox):
         else:
             self.chooser.status.value = "Upload an image, or pass one: ConvVizPanel(model, image)."
 
+    def __getattr__(self, name: str) -> Any:
+        """A tab's view by its registry key: ``panel.activations``, ``panel.filters``, ``panel.cam``, ..."""
+        tabs = self.__dict__.get("_tabs")
+        if tabs is not None and name in tabs:
+            return tabs[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def tab(self, key: str) -> View | None:
+        """The view registered under `key`, or None when this panel has no such tab."""
+        return self._tabs.get(key)
+
     @property
     def views(self) -> tuple[View, ...]:
-        """The three tabs, in order."""
-        return self.activations, self.filters, self.cam
+        """The tabs' views, in order."""
+        return tuple(self._tabs.values())
+
+    @property
+    def image_views(self) -> tuple[ImageView, ...]:
+        """The tabs that explain the header's image: each gets it, and its coming and refusal, the same way."""
+        return tuple(view for view in self._tabs.values() if isinstance(view, ImageView))
 
     def __repr__(self) -> str:
         """A one-line text form (shown where widgets cannot render, e.g. a static notebook view)."""
@@ -76,59 +90,38 @@ class ConvVizPanel(widgets.VBox):
         self.chooser.set_image(image)
 
     def select(self, title: str) -> View:
-        """Show the tab with this title ('Activations', 'Filters' or 'Grad-CAM') and return its view."""
-        self.tabs.selected_index = TITLES.index(title)
+        """Show the tab with this title (e.g. 'Activations', 'Filters', 'Grad-CAM') and return its view."""
+        if title not in self.titles:
+            raise ConvVizError(f"No tab is titled {title!r}; the tabs are: {', '.join(self.titles)}.")
+        self.tabs.selected_index = self.titles.index(title)
         return self.views[self.tabs.selected_index]
 
     def open_channel(self, layer: str, channel: int) -> None:
-        """Show a channel's card: the Activations tab, that layer and that channel."""
-        self.select("Activations")
-        self.activations.open_channel(layer, channel)
-
-    def _evidence(self, layer: str, channel: int) -> str:
-        """The card's class-evidence line: the channel's weight and contribution in the Grad-CAM tab's map."""
-        ins, cam_view = self.inspector, self.cam
-        head = "<b>Class evidence:</b> "
-        if not ins.has_classes:
-            return head + "this model has no class output, so no channel has a weight for a class."
-        cam_layer = cam_view.layer.value
-        if ins.layer(layer).name != cam_layer:
-            return (head + f"the Grad-CAM tab explains layer <code>{html.escape(cam_layer)}</code>; choose that "
-                    "layer here (or a channel button under its map) to see a channel's weight for the class.")
-        cam, shares = cam_view.current_cam(), cam_view.current_contributions()
-        same = (cam_view.rgb is not None and self.activations.rgb is not None
-                and np.array_equal(cam_view.rgb, self.activations.rgb))
-        if cam is None or shares is None or not same:
-            return head + ("open the Grad-CAM tab to compute the map of a class; this channel's weight and "
-                           "contribution then appear here.")
-        k = int(channel)
-        weight, share = float(cam.weights[k]), float(shares[k])
-        mean = share / weight if weight else float(cam_view.means[cam.layer][k])
-        rank = 1 + int(np.sum(shares > shares[k]))
-        how = "the spatial mean of the class score's gradient" if cam.method == "gradcam" else "its weight"
-        return (f"<b>Class evidence</b> for <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}, "
-                f"{method_label(cam.method)} at <code>{html.escape(cam.layer)}</code>): weight <b>{weight:+.3g}</b> "
-                f"({how}) × mean activation {mean:.3g} = contribution <b>{share:+.3g}</b>, rank {rank} of "
-                f"{len(shares)} channels.")
+        """Show a channel's card: the tab that opens channels (Activations), that layer and that channel."""
+        for title, view in zip(self.titles, self.views):
+            if callable(getattr(view, "open_channel", None)):
+                self.select(title)
+                view.open_channel(layer, channel)
+                return
 
     def wait(self, timeout: float | None = 120.0) -> bool:
         """Block until background work is done (for tests and scripts); False on timeout."""
         return self.runner.wait(timeout)
 
     def _image_ready(self, rgb: np.ndarray, display: np.ndarray) -> None:
-        """The header ran the model on a new image: the image tabs follow (hidden ones when shown)."""
-        self.activations.set_image(rgb, display)
-        self.cam.set_image(rgb, display, scene=self.chooser.scene)  # a demo scene's masks: the pointing game
+        """The header ran the model on a new image: every image tab follows (hidden ones when shown)."""
+        for view in self.image_views:
+            view.set_image(rgb, display, scene=self.chooser.scene)  # a demo scene's masks: the pointing game
 
     def _image_coming(self) -> None:
         """The header is loading a new image: the tabs' requests made meanwhile are for it."""
-        self.activations.expect_image()
-        self.cam.expect_image()
+        for view in self.image_views:
+            view.expect_image()
 
     def _image_refused(self) -> None:
         """The header refused the new image: the tabs carry on with the previous one."""
-        self.activations.image_refused()
-        self.cam.image_refused()
+        for view in self.image_views:
+            view.image_refused()
 
     def _tab_changed(self) -> None:
         """Only the visible tab does model work; the others catch up when shown."""
