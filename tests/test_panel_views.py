@@ -113,3 +113,21 @@ def test_select_names_the_tabs_when_the_title_is_unknown(model):
     panel = ConvVizPanel(model, rng_image(32, 32, seed=7), background=False)
     with pytest.raises(ConvVizError, match="Activations, Filters, Grad-CAM"):
         panel.select("Saliency")
+
+
+def test_every_view_module_in_the_package_registers_itself_without_an_import_list():
+    import ast
+    from pathlib import Path
+
+    import convviz_widgets.widgets as package
+
+    decorated = set()
+    for path in Path(package.__path__[0]).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                for dec in node.decorator_list:
+                    name = getattr(dec.func, "id", getattr(dec.func, "attr", "")) if isinstance(dec, ast.Call) else ""
+                    if name == "register_view":
+                        decorated.add(node.name)
+    assert decorated == {"ActivationsView", "FiltersView", "CamView"}
+    assert {e.view.__name__ for e in view_entries()} >= decorated
