@@ -8,20 +8,24 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConvVizError
-from ..images import load_image
+from ..images import load_image, resize_map
 from . import colormaps
 
 
-def heatmap_image(heatmap: np.ndarray, cmap: str = "jet", size: tuple[int, int] | None = None) -> np.ndarray:
-    """A [0, 1] heatmap as uint8 RGB, optionally resized to (h, w) first (bilinear)."""
-    import cv2
-
+def heatmap_image(heatmap: np.ndarray, cmap: str = "jet", size: tuple[int, int] | None = None,
+                  cells: bool = False) -> np.ndarray:
+    """A [0, 1] heatmap as uint8 RGB, optionally resized to (h, w) first: bilinear, or nearest with `cells`."""
     h = np.asarray(heatmap, np.float32)
     if h.ndim != 2:
         raise ConvVizError(f"A heatmap must be 2-D (h, w); got shape {h.shape}.")
-    if size is not None and h.shape != tuple(size):
-        h = cv2.resize(h, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
+    if size is not None:
+        h = resize_map(h, size, nearest=cells)
     return colormaps.apply(colormaps.to_uint8(h), cmap)
+
+
+def heatmap_picture(heatmap: np.ndarray, cmap: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The raw heatmap at its own resolution, colour-mapped and enlarged (nearest: its cells show) to shape[:2]."""
+    return heatmap_image(heatmap, cmap, size=shape[:2], cells=True)
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
