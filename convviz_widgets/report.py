@@ -189,20 +189,8 @@ def cam_picture(shown: np.ndarray, cam: CAM) -> np.ndarray:
     note = no_evidence_note(cam)
     if note is None:
         return render.overlay(shown, cam.heatmap)
-    import cv2
-
-    rgb = np.asarray(shown, np.uint8)
-    rgb = np.repeat(rgb[..., None], 3, axis=2) if rgb.ndim == 2 else rgb[..., :3]
-    picture = (rgb.astype(np.float32) * 0.35 + 40).astype(np.uint8)  # dimmed: plainly not an overlay
     lines = note.split(": ") if ": " in note else ["no positive evidence", "for this class"]
-    scale = max(0.35, picture.shape[1] / 600)
-    height = int(28 * scale) + 4
-    top = max(height, (picture.shape[0] - height * len(lines)) // 2 + height // 2)
-    for i, line in enumerate(lines):
-        width = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
-        org = (max(2, (picture.shape[1] - width) // 2), top + i * height)
-        cv2.putText(picture, line, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return picture
+    return render.noted(shown, lines)
 
 
 def _save(path: Path, array: np.ndarray) -> None:

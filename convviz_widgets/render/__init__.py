@@ -21,12 +21,12 @@ from .layout import (
     side_by_side,
     slug,
 )
-from .overlay import heatmap_image, heatmap_picture, overlay, to_png, upscale
+from .overlay import heatmap_image, heatmap_picture, noted, overlay, to_png, upscale
 
 __all__ = [
     "DISPLAY_MAX_SIDE", "FIGURE_LIMIT", "FIGURE_SIDE", "GRID_PIXELS", "GRID_WIDTH",
     "activation_grid", "activation_picture", "block_mean", "channel_image", "enlarge", "enlarge_figure", "filter_grid",
     "filter_picture", "fit", "heatmap_image", "heatmap_picture", "labelled_tiles", "map_pictures",
-    "marked_thumbnail", "normalize_channels", "overlay", "shrink", "shrink_factor", "side_by_side", "slug",
+    "marked_thumbnail", "normalize_channels", "noted", "overlay", "shrink", "shrink_factor", "side_by_side", "slug",
     "thumbnail_grid", "tile", "to_png", "upscale",
 ]

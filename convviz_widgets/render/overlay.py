@@ -42,6 +42,23 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, cmap: st
     return (out + 0.5).clip(0, 255).astype(np.uint8)
 
 
+def noted(image: np.ndarray, lines: list[str]) -> np.ndarray:
+    """The image dimmed (plainly not an overlay) with `lines` of white text centred on it: uint8 RGB."""
+    import cv2
+
+    rgb = np.asarray(image, np.uint8)
+    rgb = np.repeat(rgb[..., None], 3, axis=2) if rgb.ndim == 2 else rgb[..., :3]
+    picture = (rgb.astype(np.float32) * 0.35 + 40).astype(np.uint8)
+    scale = max(0.35, picture.shape[1] / 600)
+    height = int(28 * scale) + 4
+    top = max(height, (picture.shape[0] - height * len(lines)) // 2 + height // 2)
+    for i, line in enumerate(lines):
+        width = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+        org = (max(2, (picture.shape[1] - width) // 2), top + i * height)
+        cv2.putText(picture, line, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return picture
+
+
 def to_png(array: np.ndarray, compress_level: int = 1) -> bytes:
     """Encode a uint8 (H, W), (H, W, 3) or (H, W, 4) array as PNG bytes (fast compression)."""
     a = np.asarray(array)
