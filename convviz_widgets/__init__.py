@@ -36,7 +36,7 @@ from .core import (  # noqa: E402
 )
 from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
 from .widgets import ActivationsView, CamView, ConvVizPanel, FiltersView  # noqa: E402
-from .widgets.chooser import set_default_samples  # noqa: E402
+from .widgets import chooser as _chooser  # noqa: E402
 
 
 def _demo_samples() -> object | None:
@@ -48,7 +48,7 @@ def _demo_samples() -> object | None:
     return SAMPLES
 
 
-set_default_samples(_demo_samples)
+_chooser.set_default_samples(_demo_samples)
 
 __version__ = "0.1.0"
 
