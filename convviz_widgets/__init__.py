@@ -36,6 +36,19 @@ from .core import (  # noqa: E402
 )
 from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
 from .widgets import ActivationsView, CamView, ConvVizPanel, FiltersView, ImageView, View, register_view  # noqa: E402
+from .widgets import chooser as _chooser  # noqa: E402
+
+
+def _demo_samples() -> object | None:
+    """The demo's sample scenes: what the panel offers for a model that brings none (None without the demo)."""
+    try:
+        from .demo import SAMPLES
+    except ImportError:
+        return None
+    return SAMPLES
+
+
+_chooser.set_default_samples(_demo_samples)
 
 __version__ = "0.1.0"
 

@@ -153,7 +153,7 @@ def _error_line(message: str) -> int:
 
 
 def demo_step_size() -> float:
-    """The demo model's plain-ascent step (it sees x/255, so a pixel level is a small step)."""
+    """The demo model's plain-ascent step (the demo model carries it as `filter_step_size` for the report)."""
     from . import demo
 
     return demo.FILTER_STEP_SIZE
@@ -172,10 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         methods = [get_method(m.strip()).name for m in args.cam_methods.split(",") if m.strip()] or ["gradcam"]
         inspector, image = _load(args)
         out = args.out
-        step_size = args.step_size or (demo_step_size() if args.model == "demo" else 1.0)
         modes = ("plain", "regularized") if args.patterns == "both" else (args.patterns,)
         build_report(inspector, image, out, filter_layers=args.filter_layers, n_filters=args.filters,
-                     steps=args.steps, step_size=step_size, pattern_modes=modes, cam_methods=methods)
+                     steps=args.steps, step_size=args.step_size, pattern_modes=modes, cam_methods=methods)
     except ConvVizError as err:
         return _error_line(str(err))
     except OSError as err:  # e.g. the disk filled up or the folder vanished while writing

@@ -288,3 +288,26 @@ def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def pixel_key(rgb: np.ndarray) -> str:
     """A short key for an image's pixels and shape (for caches of per-image results)."""
     return hashlib.blake2b(np.ascontiguousarray(rgb).tobytes(), digest_size=16).hexdigest() + str(rgb.shape)
+
+
+def resize_map(values: np.ndarray, shape: tuple[int, ...], nearest: bool = False) -> np.ndarray:
+    """A float map (h, w) or maps (h, w, c) resized to (H, W) = shape[:2]: bilinear, or nearest to show its cells.
+
+    The one resize of heatmaps and feature maps: overlays, CAM.resized, Score-CAM's masks and the metrics use it.
+    """
+    import cv2
+
+    x = np.asarray(values, np.float32)
+    h, w = int(shape[0]), int(shape[1])
+    if x.ndim not in (2, 3) or x.size == 0 or h < 1 or w < 1:
+        raise ConvVizError(f"A map must be a non-empty (h, w) or (h, w, c) array resized to a positive size; "
+                           f"got shape {x.shape} to ({h}, {w}).")
+    if x.shape[:2] == (h, w):
+        return x
+    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    if x.ndim == 2:
+        return cv2.resize(x, (w, h), interpolation=interpolation)
+    # cv2 resizes up to 512 channels at once; more go in slices.
+    parts = [cv2.resize(x[..., i : i + 512], (w, h), interpolation=interpolation).reshape(h, w, -1)
+             for i in range(0, x.shape[-1], 512)]
+    return np.concatenate(parts, axis=-1)

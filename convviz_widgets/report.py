@@ -18,7 +18,7 @@ from .core.cams import get_method
 from .core.facts import layer_facts
 from .core.inspector import Inspector
 
-FIGURE_MIN_SIDE = 256  # small model inputs are enlarged so a person can see them
+PLAIN_STEP = 1.0  # the book's plain-ascent step, for models that bring none (`model.filter_step_size`)
 
 
 @dataclass
@@ -58,7 +58,7 @@ class ProgressBar:
 
 def default_filter_layers(inspector: Inspector, limit: int = 4) -> list[str]:
     """Up to `limit` conv layers spread from the first to the last (the book shows one per block)."""
-    convs = [n for n in inspector.conv_layers if (inspector.layer(n).spatial_extent or 2) > 1]
+    convs = [n for n in inspector.conv_layers if inspector.layer(n).has_grid]
     if len(convs) <= limit:
         return convs
     picks = np.linspace(0, len(convs) - 1, limit).round().astype(int)
@@ -66,21 +66,26 @@ def default_filter_layers(inspector: Inspector, limit: int = 4) -> list[str]:
 
 
 def _file_name(layer: str, prefix: str) -> str:
-    """A safe PNG file name for a (possibly nested, 'outer/inner') layer name."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in layer)
-    return f"{prefix}_{safe}.png"
+    """A safe PNG file name for a (possibly nested, 'outer/inner') layer name: the panel's slug."""
+    return f"{prefix}_{render.slug(layer)}.png"
 
 
 def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: Sequence[str] | None = None,
-                 n_filters: int = 16, filter_size: int | None = None, steps: int = 40, step_size: float = 1.0,
+                 n_filters: int = 16, filter_size: int | None = None, steps: int = 40,
+                 step_size: float | None = None,
                  pattern_modes: Sequence[str] = ("plain", "regularized"), top: int = 3,
                  images_per_row: int = 16, log: Callable[[str], None] = print,
                  cam_methods: Sequence[str] = ("gradcam",)) -> Report:
-    """Compute the three views for one image and write their PNGs into `out`."""
+    """Compute the three views for one image and write their PNGs into `out`.
+
+    `step_size` None: the model's own plain-ascent step (`model.filter_step_size`, e.g. the demo's), else 1.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    if step_size is None:
+        step_size = float(getattr(inspector.model, "filter_step_size", PLAIN_STEP))
     rgb = inspector.prepare(image)
     report = Report(title=f"What {inspector.model.name} sees")
-    _save(out / "input.png", render.upscale(rgb, FIGURE_MIN_SIDE))
+    _save(out / "input.png", render.enlarge_figure(rgb))
     preds = inspector.predict(rgb, top=max(5, top))
     report.facts += [
         ("Model", f"{inspector.model.name} — {inspector.model.count_params():,} parameters"),
@@ -105,9 +110,9 @@ def _activation_section(inspector: Inspector, rgb: np.ndarray, out: Path,
     bar = ProgressBar("activation grids", len(acts))
     items = []
     for i, (name, act) in enumerate(acts.items(), 1):
-        grid = render.activation_grid(act, images_per_row=images_per_row)
+        grid, _ = render.activation_picture(act, images_per_row, full=True)  # as the panel saves it
         fname = _file_name(name, "act")
-        _save(out / fname, render.upscale(grid, 128))
+        _save(out / fname, grid)
         facts = layer_facts(act)
         items.append((fname, f"{name} — {act.shape[0]}x{act.shape[1]}, {facts['channels']} channels, "
                              f"{facts['dead']} dead, {facts['sparsity']:.0%} zeros"))
@@ -127,7 +132,7 @@ def _filter_section(inspector: Inspector, layers: Sequence[str], out: Path, n_fi
             bar = ProgressBar(f"filters {node.name} {mode[:3]}"[:28], steps)
             fp = inspector.filter_patterns(node.name, range(k), size=size, steps=steps, step_size=step_size,
                                            mode=mode, progress=bar)
-            grid = render.filter_grid(render.upscale(fp.images, 64) if size < 64 else fp.images, cols=8, margin=5)
+            grid = render.filter_picture(fp)  # the Filters tab's labelled tiles
             fname = _file_name(node.name, "filters" if mode == "plain" else "filters_regularized")
             _save(out / fname, grid)
             gain = float(np.median(fp.final_activation - fp.start_activation))
@@ -142,7 +147,7 @@ def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
                  ) -> tuple[str, str, list[tuple[str, str]]]:
     """Overlays of one registered CAM method (Grad-CAM by default) for the top classes."""
     rule = get_method(method)
-    shown = render.upscale(rgb, FIGURE_MIN_SIDE)
+    shown = render.enlarge_figure(rgb)
     items = []
     bar = ProgressBar(rule.name, len(preds))
     for rank, (idx, name, prob) in enumerate(preds, 1):
@@ -184,20 +189,8 @@ def cam_picture(shown: np.ndarray, cam: CAM) -> np.ndarray:
     note = no_evidence_note(cam)
     if note is None:
         return render.overlay(shown, cam.heatmap)
-    import cv2
-
-    rgb = np.asarray(shown, np.uint8)
-    rgb = np.repeat(rgb[..., None], 3, axis=2) if rgb.ndim == 2 else rgb[..., :3]
-    picture = (rgb.astype(np.float32) * 0.35 + 40).astype(np.uint8)  # dimmed: plainly not an overlay
     lines = note.split(": ") if ": " in note else ["no positive evidence", "for this class"]
-    scale = max(0.35, picture.shape[1] / 600)
-    height = int(28 * scale) + 4
-    top = max(height, (picture.shape[0] - height * len(lines)) // 2 + height // 2)
-    for i, line in enumerate(lines):
-        width = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
-        org = (max(2, (picture.shape[1] - width) // 2), top + i * height)
-        cv2.putText(picture, line, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return picture
+    return render.noted(shown, lines)
 
 
 def _save(path: Path, array: np.ndarray) -> None:

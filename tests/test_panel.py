@@ -18,8 +18,8 @@ from PIL import Image
 
 from convviz_widgets import ConvVizError, Inspector, to_png
 from convviz_widgets.metrics import pointing_game
+from convviz_widgets.metrics import sanity as sanity_module
 from convviz_widgets.widgets import ActivationsView, CamView, ConvVizPanel, FiltersView, Runner
-from convviz_widgets.widgets import cam as cam_module
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -60,8 +60,8 @@ def blocked(runner: Runner) -> threading.Event:
 @pytest.fixture()
 def fresh_copies(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     """An empty cache of randomised model copies; returns the record of copies made."""
-    monkeypatch.setattr(cam_module, "_RANDOMISED", weakref.WeakKeyDictionary())
-    return counting(monkeypatch, cam_module, "randomized_copy")
+    monkeypatch.setattr(sanity_module, "_COPIES", weakref.WeakKeyDictionary())
+    return counting(monkeypatch, sanity_module, "randomized_copy")
 
 
 def upload_value(name: str, content: bytes) -> tuple[dict, ...]:

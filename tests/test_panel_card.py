@@ -15,8 +15,8 @@ from PIL import Image
 
 import convviz_widgets as cv
 from convviz_widgets.core import device as device_module
+from convviz_widgets.render.cards import MARK
 from convviz_widgets.widgets import ConvVizPanel, Runner
-from convviz_widgets.widgets.card import MARK
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConvVizError
+from ..images import resize_map
+
+BLUR_FRACTION = 0.25  # the blurred baseline's sigma, as a share of the image's shorter side
 
 
 @dataclass(frozen=True)
@@ -25,12 +28,9 @@ class CAM:
 
     def resized(self, h: int, w: int) -> np.ndarray:
         """The heatmap upsampled bilinearly to (h, w), still float32 in [0, 1]."""
-        import cv2
-
         if h < 1 or w < 1:
             raise ConvVizError(f"resized() needs a positive size; got ({h}, {w}).")
-        out = cv2.resize(self.heatmap, (int(w), int(h)), interpolation=cv2.INTER_LINEAR)
-        return np.clip(out, 0.0, 1.0).astype(np.float32)
+        return np.clip(resize_map(self.heatmap, (int(h), int(w))), 0.0, 1.0).astype(np.float32)
 
 
 def gradcam_pp_weights(feats: np.ndarray, grads: np.ndarray) -> np.ndarray:
@@ -59,26 +59,23 @@ def top_variance_channels(feats: np.ndarray, max_channels: int | None) -> np.nda
 
 def upsampled_masks(feats: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Score-CAM masks: each channel upsampled to the input (h, w), scaled to [0, 1]; (C, h, w, 1)."""
-    import cv2
-
     f = np.nan_to_num(feats.astype(np.float32))
     lo = f.min(axis=(0, 1), keepdims=True)
     span = f.max(axis=(0, 1), keepdims=True) - lo
     norm = np.where(span > 1e-12, (f - lo) / np.where(span > 1e-12, span, 1.0), 0.0).astype(np.float32)
-    h, w = size
-    # cv2 resizes up to 512 channels at once; larger layers go in slices.
-    parts = [cv2.resize(norm[..., i : i + 512], (w, h), interpolation=cv2.INTER_LINEAR)
-             for i in range(0, norm.shape[-1], 512)]
-    up = np.concatenate([p.reshape(h, w, -1) for p in parts], axis=-1)
-    return np.moveaxis(up, -1, 0)[..., None]
+    return np.moveaxis(resize_map(norm, size), -1, 0)[..., None]
 
 
-def blurred(image: np.ndarray, fraction: float = 0.25) -> np.ndarray:
-    """A Gaussian blur with sigma = `fraction` of the shorter side: the image with its shapes gone."""
+def blurred(image: np.ndarray, fraction: float = BLUR_FRACTION) -> np.ndarray:
+    """A Gaussian blur with sigma = `fraction` of the shorter side (at least 1 px): the image with its shapes gone.
+
+    The one blurred baseline: Score-CAM's and the deletion/insertion metrics' (float32 out).
+    """
     import cv2
 
-    sigma = max(1.0, fraction * min(image.shape[:2]))
-    out = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
+    sigma = max(1.0, float(fraction) * min(image.shape[:2]))
+    out = cv2.GaussianBlur(np.asarray(image, np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma,
+                           borderType=cv2.BORDER_REFLECT)
     return out.reshape(image.shape)
 
 

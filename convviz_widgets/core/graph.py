@@ -84,6 +84,11 @@ class Node:
         return None if h is None or w is None else int(h) * int(w)
 
     @property
+    def has_grid(self) -> bool:
+        """True for a spatial map of more than one cell (an unknown size counts): where a CAM can be drawn."""
+        return self.is_spatial and (self.spatial_extent or 2) > 1
+
+    @property
     def channels(self) -> int:
         """Size of the last axis."""
         return int(self.shape[-1])
@@ -365,7 +370,7 @@ def visual_layers(graph: FlatGraph) -> list[Node]:
 
 def default_cam_node(graph: FlatGraph) -> Node:
     """The last conv feature map with spatial extent, after its BN/activation if any."""
-    convs = [n for n in graph.nodes if n.kind == "conv" and n.is_spatial and (n.spatial_extent or 2) > 1]
+    convs = [n for n in graph.nodes if n.kind == "conv" and n.has_grid]
     if not convs:
         raise ConvVizError(
             "This model has no convolutional layer with a spatial output: there is no feature map to explain."

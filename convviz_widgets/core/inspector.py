@@ -155,6 +155,12 @@ class Inspector:
         return [n.name for n in self.graph.nodes if n.kind == "conv" and n.is_spatial]
 
     @property
+    def cam_layers(self) -> list[str]:
+        """Layers a CAM can be drawn on and a person would pick: conv maps with a grid, plus the default CAM layer."""
+        default = self.default_cam_layer
+        return [n.name for n in self.graph.nodes if n.name == default or (n.kind == "conv" and n.has_grid)]
+
+    @property
     def default_cam_layer(self) -> str:
         """The last conv feature map with spatial extent (after its BN/activation)."""
         return self._default_cam_node().name
@@ -364,7 +370,7 @@ class Inspector:
         if layer is None:
             return self._default_cam_node()
         node = self.layer(checks.layer_name(layer))
-        if not node.is_spatial or (node.spatial_extent or 2) <= 1:
+        if not node.has_grid:
             raise ConvVizError(
                 f"Layer {node.name!r} ({type(node.layer).__name__}, output {node.shape}) has no spatial "
                 f"feature map, so a CAM cannot be drawn there. Choose a conv layer such as "

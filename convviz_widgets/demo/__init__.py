@@ -12,6 +12,7 @@ Keras is imported lazily so ``from convviz_widgets.demo import scene`` stays lig
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -32,8 +33,11 @@ __all__ = [
     "MODEL_PATH",
     "MODEL_PATHS",
     "PREPROCESS",
+    "SAMPLES",
     "SHORTCUT_PATH",
+    "SampleScenes",
     "Scene",
+    "carry_facts",
     "evaluate",
     "example_images",
     "load_model",
@@ -68,8 +72,36 @@ def _load(kind: str) -> keras.Model:
     import keras
 
     model = keras.saving.load_model(path, compile=False)
-    model.class_names = list(CLASS_NAMES)  # Inspector and the panel pick these up by themselves
+    carry_facts(model)
     model.example_images = example_images  # the panel's channel card finds dataset examples in these
+    return model
+
+
+@dataclass(frozen=True)
+class SampleScenes:
+    """Sample images to explain, as the panel's image chooser offers them: one scene per class, or two shapes."""
+
+    size: int = IMAGE_SIZE  # drawn at this size unless the model asks for another
+
+    def options(self) -> list[tuple[str, str]]:
+        """(label, key) of each sample: a class index, or 'pair' for a scene with two shapes."""
+        return [*((name, str(i)) for i, name in enumerate(CLASS_NAMES)), ("two shapes", "pair")]
+
+    def scene(self, key: str, seed: int = 0, size: int | None = None) -> Scene:
+        """Sample `key` drawn with `seed` at `size` pixels (the samples' own size by default)."""
+        if key == "pair":
+            return scene(seed=seed, size=size or self.size, objects=2)
+        return scene(label=int(key), seed=seed, size=size or self.size)
+
+
+SAMPLES = SampleScenes()
+
+
+def carry_facts(model: keras.Model) -> keras.Model:
+    """Attach the demo's facts to a model of its network; the Inspector, the panel and the report read them there."""
+    model.class_names = list(CLASS_NAMES)  # Inspector and the panel pick these up by themselves
+    model.filter_step_size = FILTER_STEP_SIZE  # the Filters tab's and the report's plain-ascent step
+    model.sample_scenes = SAMPLES  # the image chooser offers these
     return model
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import EVAL_SEED, MODEL_NAME, MODEL_PATHS, evaluate
+from . import EVAL_SEED, MODEL_NAME, MODEL_PATHS, carry_facts, evaluate
 from .scenes import CLASS_NAMES, IMAGE_SIZE, make_batch, scene
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -93,8 +93,7 @@ def build_model(
     model.add(keras.layers.GlobalAveragePooling2D(name="gap"))
     model.add(keras.layers.Dropout(0.2, name="dropout"))
     model.add(keras.layers.Dense(len(CLASS_NAMES), activation="softmax", name="predictions"))
-    model.class_names = list(CLASS_NAMES)  # Inspector and the panel pick these up by themselves
-    return model
+    return carry_facts(model)  # class names, plain-ascent step and sample scenes travel on the model
 
 
 def learning_rate(total_steps: int, peak: float) -> keras.optimizers.schedules.LearningRateSchedule:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ..errors import ConvVizError
+from ..images import resize_map as resize_values
 
 HeatmapLike = Any  # a 2-D array, or an object with a `.heatmap` array (a CAM)
 
@@ -25,11 +25,7 @@ def as_map(heatmap: HeatmapLike) -> np.ndarray:
 
 def resize_map(heatmap: HeatmapLike, shape: tuple[int, ...]) -> np.ndarray:
     """The map bilinearly resized to (h, w) = shape[:2], as CAM.resized does, so it lines up with the image."""
-    x = as_map(heatmap)
-    h, w = int(shape[0]), int(shape[1])
-    if x.shape == (h, w):
-        return x
-    return cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)
+    return resize_values(as_map(heatmap), shape)
 
 
 def as_mask(mask: np.ndarray) -> np.ndarray:

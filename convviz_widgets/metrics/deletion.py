@@ -8,9 +8,9 @@ fraction of pixels (0..1) lies in [0, 1]. A faithful map gives a low deletion AU
 insertion AUC compared with the random order.
 
 Baseline (both modes by default): the image under a strong Gaussian blur (sigma = 0.25 of the
-shorter side), which wipes out shapes and edges but keeps the colours, so the model is not
-shown a foreign black hole. RISE itself deleted to black and inserted from a blur; pass
-``baseline="black"`` (or ``"mean"``, or an image array) to choose.
+shorter side, at least 1 px: Score-CAM's baseline), which wipes out shapes and edges but keeps
+the colours, so the model is not shown a foreign black hole. RISE itself deleted to black and
+inserted from a blur; pass ``baseline="black"`` (or ``"mean"``, or an image array) to choose.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from ..core import checks
+from ..core.cam import BLUR_FRACTION, blurred
 from ..core.inspector import Inspector
 from ..errors import ConvVizError
 from ..images import ImageSource
@@ -31,7 +31,7 @@ from ._model import class_probabilities, fitting_batch
 MODES = ("deletion", "insertion")
 ORDERS = ("heatmap", "random")
 BASELINES = ("blur", "mean", "black")
-BLUR_SIGMA = 0.25  # of the shorter image side
+BLUR_SIGMA = BLUR_FRACTION  # of the shorter image side: Score-CAM's baseline too
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,7 @@ def baseline_image(rgb: np.ndarray, baseline: str | np.ndarray = "blur", blur_si
             raise ConvVizError(f"The baseline image has shape {base.shape}; the prepared image has {x.shape}.")
         return base
     if baseline == "blur":
-        sigma = max(0.5, float(blur_sigma) * min(x.shape[:2]))
-        return cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+        return blurred(x, blur_sigma)
     if baseline == "mean":
         return np.broadcast_to(x.mean(axis=(0, 1), keepdims=True), x.shape).astype(np.float32)
     if baseline == "black":

@@ -19,7 +19,9 @@ never negative, e.g. variances). The user's model is never touched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,11 @@ from ._maps import is_blank, resize_map
 from .similarity import spearman, ssim
 
 INITS = ("initializer", "normal")
+SANITY_SEED = 0  # the cached randomised copies are seeded: the same check gives the same picture
+MAX_COPIES = 3  # randomised model copies kept per Inspector (each is a full copy of the weights)
+
+_COPIES: weakref.WeakKeyDictionary[Inspector, dict[int, Inspector]] = weakref.WeakKeyDictionary()
+_COPIES_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -211,3 +218,48 @@ def randomization_check(inspector: Inspector, image: ImageSource, class_index: i
     """The cascading randomisation check for one image: one SanityStage per randomised layer, top first."""
     return randomization_checks(inspector, [image], [class_index], method=method, layers=layers, seed=seed,
                                 cam_layer=cam_layer, init=init)[0]
+
+
+# ----- one check at a time, on cached randomised copies (the panel's sanity check) ---------------------------
+Sanity = tuple[CAM, SanityStage] | BaseException  # the randomised map and its comparison, or why it failed
+
+
+def randomized_inspector(inspector: Inspector, depth: int) -> Inspector:
+    """randomized_copy with SANITY_SEED, made once per (inspector, depth) and cached (at most MAX_COPIES each)."""
+    with _COPIES_LOCK:
+        copies = _COPIES.setdefault(inspector, {})
+        if depth not in copies:
+            copies[depth] = randomized_copy(inspector, depth, SANITY_SEED)  # the user's model is never changed
+            while len(copies) > MAX_COPIES:
+                copies.pop(next(iter(copies)))  # the oldest depth goes first
+        return copies[depth]
+
+
+def default_depth(inspector: Inspector, layer: str) -> int:
+    """Top layers with weights to randomise so the CAM layer's block (down to the conv feeding it) is included."""
+    top_down = cascade_layers(inspector.model)
+    nodes = list(inspector.graph.nodes)
+    at = [n.name for n in nodes].index(inspector.layer(layer).name)
+    convs = [n.name for n in nodes[: at + 1] if n.kind == "conv"]
+    target = convs[-1] if convs else nodes[at].name
+    return top_down.index(target) + 1 if target in top_down else len(top_down)
+
+
+def class_map(inspector: Inspector, rgb: np.ndarray, index: int, layer: str, method: str, channels: int | None,
+              progress: Callable[[int, int], bool] | None = None) -> CAM:
+    """One map; Score-CAM uses only the `channels` channels of largest variance (0: all) and reports progress."""
+    if method != "scorecam":
+        return inspector.gradcam(rgb, class_index=index, layer=layer, method=method)
+    return inspector.gradcam(rgb, class_index=index, layer=layer, method=method, max_channels=channels or None,
+                             progress=progress)
+
+
+def sanity_check(inspector: Inspector, rgb: np.ndarray, cam: CAM, depth: int, channels: int | None = None,
+                 progress: Callable[[int, int], bool] | None = None) -> Sanity:
+    """The same map on the cached randomised copy and how alike the two are; an error is returned, not raised."""
+    try:
+        other = class_map(randomized_inspector(inspector, depth), rgb, cam.class_index, cam.layer, cam.method,
+                          channels, progress)
+        return other, compare_cams(cam, other, f"top {depth}", rgb.shape[:2])
+    except Exception as err:  # noqa: BLE001 - the real map stays useful when the check cannot run
+        return err

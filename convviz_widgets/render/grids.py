@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import ConvVizError
 from . import colormaps
+from .layout import GRID_PIXELS, GRID_TARGET, GRID_WIDTH, block_mean, enlarge, shrink_factor
 
 DEFAULT_CMAP = "viridis"  # the look of the book's `plt.imshow(..., cmap="viridis")`
 
@@ -101,3 +102,22 @@ def filter_grid(images: np.ndarray, cols: int = 8, margin: int = 5) -> np.ndarra
     if imgs.dtype != np.uint8:
         imgs = colormaps.to_uint8(imgs)
     return tile(imgs, cols, margin, fill=0)
+
+
+def activation_picture(act: np.ndarray, images_per_row: int = 16, cmap: str | None = None, width: int | None = None,
+                       full: bool = False) -> tuple[np.ndarray, int]:
+    """A layer's channel grid as shown (panel) or saved (panel and report), and the factor its tiles were shrunk by.
+
+    Shown: tiles block-averaged so the grid stays within `width` and GRID_PIXELS. Saved (`full`): every cell.
+    Either way a small grid is enlarged towards GRID_TARGET wide, never beyond `width` (or its own width).
+    """
+    a = np.asarray(act)
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 3:
+        raise ConvVizError(f"An activation must be (H, W, C); got shape {a.shape}.")
+    width = width or GRID_WIDTH
+    per_row = min(images_per_row, a.shape[-1])
+    f = 1 if full else shrink_factor(a.shape, per_row, width, GRID_PIXELS)
+    grid = activation_grid(block_mean(a, f), per_row, cmap)
+    return enlarge(grid, target=min(GRID_TARGET, width), limit=max(width, grid.shape[1])), f

@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import html
-import math
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 
 from ..core.facts import layer_facts
-from ..render import activation_grid, channel_image
-from .base import ImageView, enlarge, guarded, output_problem, picture_widget, show_picture
+from ..render import GRID_WIDTH, activation_picture, channel_image, enlarge_figure
+from .base import ImageView, guarded, output_problem, picture_widget, show_picture
 from .card import ChannelCard, Evidence
 from .registry import register_view
 
 CMAPS = ("viridis", "magma", "inferno", "plasma", "cividis", "gray", "jet")
-GRID_WIDTH = 1280  # a grid much wider than a notebook column is shrunk by the browser anyway
-GRID_PIXELS = 1_500_000  # and a taller one costs PNG time without showing more
 
 
 def layer_label(shape: tuple, name: str) -> str:
     """Dropdown text: the layer name and its output size."""
     dims = "×".join("?" if d is None else str(d) for d in shape[1:])
     return f"{name}  ({dims})"
-
-
-def shrink_factor(shape: tuple[int, ...], per_row: int, width: int, pixels: int) -> int:
-    """Smallest integer factor that keeps the channel grid within `width` and `pixels`."""
-    h, w, c = shape
-    cols = min(per_row, c)
-    rows = math.ceil(c / cols)
-    f = 1
-    while f < max(h, w) and (cols * (w // f + 1) > width or rows * cols * (h // f + 1) * (w // f + 1) > pixels):
-        f += 1
-    return f
-
-
-def block_mean(act: np.ndarray, f: int) -> np.ndarray:
-    """Average f x f blocks of an (H, W, C) map (edges that do not fill a block are dropped)."""
-    if f <= 1:
-        return act
-    h, w, c = act.shape
-    h, w = max(f, h - h % f), max(f, w - w % f)
-    return act[:h, :w].reshape(h // f, f, w // f, f, c).mean(axis=(1, 3))
 
 
 def extra_layers(inspector: Any) -> list[str]:
@@ -163,17 +140,14 @@ class ActivationsView(ImageView):
         act = self.activation()
         if act is None:
             return None
-        per_row = min(self.per_row.value, act.shape[-1])
-        f = 1 if full else shrink_factor(act.shape, per_row, self.grid_width, GRID_PIXELS)
-        grid = activation_grid(block_mean(act, f), per_row, self.cmap.value)
-        return enlarge(grid, target=min(640, self.grid_width), limit=max(self.grid_width, grid.shape[1]))
+        return activation_picture(act, self.per_row.value, self.cmap.value, self.grid_width, full)[0]
 
     def channel_array(self) -> np.ndarray | None:
         """The selected channel, enlarged, as uint8 RGB."""
         act = self.activation()
         if act is None:
             return None
-        return enlarge(channel_image(act, min(self.channel.value, act.shape[-1] - 1), self.cmap.value), 256, 512)
+        return enlarge_figure(channel_image(act, min(self.channel.value, act.shape[-1] - 1), self.cmap.value))
 
     def pictures(self) -> dict[str, np.ndarray]:
         """The full-resolution grid and the enlarged channel, for saving."""
@@ -230,8 +204,8 @@ class ActivationsView(ImageView):
         """Render the grid picture and its caption."""
         h, w, c = act.shape
         per_row = min(self.per_row.value, c)
-        f = shrink_factor(act.shape, per_row, self.grid_width, GRID_PIXELS)
-        show_picture(self.grid, self.grid_array())
+        picture, f = activation_picture(act, per_row, self.cmap.value, self.grid_width)
+        show_picture(self.grid, picture)
         note = f"; tiles shown at 1/{f} resolution (saved files are full size)" if f > 1 else ""
         self.grid_caption.value = f"<small>All {c} channels of {h}×{w}, {per_row} per row{note}.</small>"
 

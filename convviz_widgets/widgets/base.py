@@ -6,7 +6,6 @@ import base64
 import functools
 import html
 import logging
-import math
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -18,13 +17,12 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..core import Cancelled, ConvVizError, Inspector, inspector_for
-from ..images import load_image, resize_rgb
-from ..render import to_png, upscale
+from ..images import load_image
+from ..render import DISPLAY_MAX_SIDE, shrink, slug, to_png
 from .runner import Runner
 
 log = logging.getLogger("convviz_widgets")
 
-DISPLAY_MAX_SIDE = 512  # uploads are shown (and overlaid) at most this large
 DOWNLOAD_LINK_MAX_BYTES = 2_000_000  # larger saved files get no inline download link
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,27 +77,7 @@ def is_scene(source: Any) -> bool:
 
 def display_image(source: Any) -> np.ndarray:
     """The picture as a person sees it: uint8 RGB, shrunk to DISPLAY_MAX_SIDE keeping its aspect."""
-    rgb = load_image(source)
-    h, w = rgb.shape[:2]
-    scale = DISPLAY_MAX_SIDE / max(h, w)
-    if scale >= 1.0:
-        return rgb
-    return resize_rgb(rgb, (max(1, round(h * scale)), max(1, round(w * scale))))
-
-
-def enlarge(image: np.ndarray, target: int = 256, limit: int = 1024) -> np.ndarray:
-    """Nearest-neighbour enlargement so the longer side reaches `target`, never beyond `limit`."""
-    h, w = image.shape[:2]
-    longest = max(h, w)
-    k = max(1, math.ceil(target / longest))
-    while k > 1 and k * longest > limit:
-        k -= 1
-    return upscale(image, k * min(h, w)) if k > 1 else image
-
-
-def slug(text: str) -> str:
-    """A file-name-safe version of a layer name or label."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "view"
+    return shrink(load_image(source), DISPLAY_MAX_SIDE)
 
 
 def picture_widget(css_class: str) -> widgets.Image:

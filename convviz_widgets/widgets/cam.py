@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import html
 import re
-import threading
-import weakref
 from typing import Any
 
-import cv2
 import ipywidgets as widgets
 import numpy as np
 
 from ..core import CAM, Cancelled, Inspector
 from ..core.cams import get_method, method_names
-from ..metrics import TOLERANCE, SanityStage, cascade_layers, compare_cams, energy, pointing_game, randomized_copy
-from ..render import heatmap_image, overlay
+from ..metrics import (
+    TOLERANCE,
+    Sanity,
+    cascade_layers,
+    class_map,
+    default_depth,
+    energy,
+    pointing_game,
+    sanity_check,
+)
+from ..render import enlarge_figure, heatmap_picture, overlay, side_by_side
 from .activations import layer_label
 from .base import (
     ImageView,
-    enlarge,
     error_text,
     guarded,
     no_classes_text,
@@ -39,19 +44,13 @@ from .runner import still_wanted
 
 CMAPS = ("jet", "turbo", "viridis", "magma", "inferno", "gray")
 TOP = 5
-SANITY_SEED = 0  # the randomised copies are seeded: the same check gives the same picture
 SIMILAR = 0.5  # a rank correlation at least this high after randomisation is a warning sign
-MAX_COPIES = 3  # randomised model copies kept per Inspector (each is a full copy of the weights)
 HIT, MISS, NOTE = "#1b7f3b", "#b00020", "#666"
 
 TOP_CHANNELS = 8  # channel buttons under the map: the largest positive contributions
 SCORECAM_CHANNELS = 32  # Score-CAM's default: the 32 channels of largest variance, one batch of masked images
 Key = tuple[int, str, str, int | None]  # class index, layer, method, Score-CAM channels (0 = all; None otherwise)
 SanityKey = tuple[int, str, str, int | None, int]  # ... and how many top layers are randomised
-Sanity = tuple[CAM, SanityStage] | BaseException  # the randomised map and its comparison, or why it failed
-
-_RANDOMISED: weakref.WeakKeyDictionary[Inspector, dict[int, Inspector]] = weakref.WeakKeyDictionary()
-_RANDOMISED_LOCK = threading.Lock()
 
 
 def method_label(name: str) -> str:
@@ -59,24 +58,7 @@ def method_label(name: str) -> str:
     return get_method(name).label
 
 
-# ----- layers and the randomised copies ------------------------------------------------------------------
-def cam_layers(inspector: Any) -> list[str]:
-    """Conv layers with a spatial grid, plus the default CAM layer (which may be a BN/activation after one)."""
-    default = inspector.default_cam_layer
-    return [n.name for n in inspector.graph.nodes
-            if n.name == default or (n.kind == "conv" and n.is_spatial and (n.spatial_extent or 2) > 1)]
-
-
-def default_depth(inspector: Inspector, layer: str) -> int:
-    """Top layers with weights to randomise so the CAM layer's block (down to the conv feeding it) is included."""
-    top_down = cascade_layers(inspector.model)
-    nodes = list(inspector.graph.nodes)
-    at = [n.name for n in nodes].index(inspector.layer(layer).name)
-    convs = [n.name for n in nodes[: at + 1] if n.kind == "conv"]
-    target = convs[-1] if convs else nodes[at].name
-    return top_down.index(target) + 1 if target in top_down else len(top_down)
-
-
+# ----- the randomisation depth control ------------------------------------------------------------------
 def layer_span(names: list[str]) -> str:
     """Layer names for a sentence, the middle elided when there are many."""
     shown = names if len(names) <= 4 else [names[0], names[1], "…", names[-1]]
@@ -89,52 +71,7 @@ def depth_options(inspector: Inspector) -> list[tuple[str, int]]:
     return [(f"top {n}, down to {name}", n) for n, name in enumerate(top_down, start=1)]
 
 
-def randomised_inspector(inspector: Inspector, depth: int) -> Inspector:
-    """An Inspector on a copy of the model with its top `depth` weighted layers re-initialised (made once, cached)."""
-    with _RANDOMISED_LOCK:
-        copies = _RANDOMISED.setdefault(inspector, {})
-        if depth not in copies:
-            copies[depth] = randomized_copy(inspector, depth, SANITY_SEED)  # the user's model is never changed
-            while len(copies) > MAX_COPIES:
-                copies.pop(next(iter(copies)))  # the oldest depth goes first
-        return copies[depth]
-
-
-def class_map(inspector: Inspector, rgb: np.ndarray, index: int, layer: str, method: str, channels: int | None,
-              progress: Any = None) -> CAM:
-    """One map; Score-CAM uses only the `channels` channels of largest variance (0: all) and reports progress."""
-    if method != "scorecam":
-        return inspector.gradcam(rgb, class_index=index, layer=layer, method=method)
-    return inspector.gradcam(rgb, class_index=index, layer=layer, method=method, max_channels=channels or None,
-                             progress=progress)
-
-
-def sanity_check(inspector: Inspector, rgb: np.ndarray, cam: CAM, depth: int, channels: int | None = None) -> Sanity:
-    """The same map on the randomised copy and how alike the two are; an error is returned, not raised."""
-    try:
-        other = class_map(randomised_inspector(inspector, depth), rgb, cam.class_index, cam.layer, cam.method,
-                          channels, still_wanted)
-        return other, compare_cams(cam, other, f"top {depth}", rgb.shape[:2])
-    except Exception as err:  # noqa: BLE001 - the real map stays useful when the check cannot run
-        return err
-
-
 # ----- texts and pictures (no model work) -----------------------------------------------------------------
-def side_by_side(*pictures: np.ndarray, gap: int = 8) -> np.ndarray:
-    """RGB pictures of equal height next to each other on white."""
-    spacer = np.full((pictures[0].shape[0], gap, 3), 255, np.uint8)
-    parts: list[np.ndarray] = []
-    for picture in pictures:
-        parts += [spacer, picture] if parts else [picture]
-    return np.concatenate(parts, axis=1)
-
-
-def heatmap_picture(cam: CAM, cmap: str, shape: tuple[int, ...]) -> np.ndarray:
-    """The raw heatmap at its own resolution, colour-mapped and enlarged (nearest) to (h, w) = shape[:2]."""
-    raw = heatmap_image(cam.heatmap, cmap)
-    return cv2.resize(raw, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
-
-
 def coloured(text: str, colour: str) -> str:
     """Bold coloured HTML text."""
     return f'<b style="color:{colour}">{html.escape(text)}</b>'
@@ -217,7 +154,7 @@ class CamView(ImageView):
         self._saved_choice: int | None = None  # the choice to go back to when a coming image is refused
         self._chosen_while_awaiting = False
         self._depth_auto = depth is None  # the depth follows the layer until the user picks one
-        layers = cam_layers(ins)
+        layers = ins.cam_layers
         chosen = ins.layer(layer).name if layer else ins.default_cam_layer
         self.notice = widgets.HTML()
         self.notice.add_class("convviz-no-classes")
@@ -400,7 +337,7 @@ class CamView(ImageView):
         if cam is None:
             cam = class_map(self.inspector, rgb, index, layer, method, channels, self._progress)
         depth = want["depth"]
-        sanity = None if depth is None else sanity_check(self.inspector, rgb, cam, depth, channels)
+        sanity = None if depth is None else sanity_check(self.inspector, rgb, cam, depth, channels, still_wanted)
         means = None if fresh else want["means"]
         if means is None:
             means = self.inspector.activations(rgb, layers=[layer])[layer].mean(axis=(0, 1))
@@ -606,9 +543,9 @@ class CamView(ImageView):
 
     def arrays(self, cam: CAM) -> tuple[np.ndarray, np.ndarray]:
         """The overlay (enlarged) and the raw heatmap at its own resolution, upscaled to the same size."""
-        blended = enlarge(overlay(self.display, cam.heatmap, alpha=float(self.opacity.value), cmap=self.cmap.value),
-                          256, 512)
-        return blended, heatmap_picture(cam, self.cmap.value, blended.shape)
+        alpha, cmap = float(self.opacity.value), self.cmap.value
+        blended = enlarge_figure(overlay(self.display, cam.heatmap, alpha=alpha, cmap=cmap))
+        return blended, heatmap_picture(cam.heatmap, self.cmap.value, blended.shape)
 
     def _draw(self, cam: CAM) -> None:
         """Show the overlay, the heatmap, the class score, the pointing game and the sanity check."""
@@ -687,7 +624,7 @@ class CamView(ImageView):
             self.sanity_figure.layout.display = "none"
             return
         self.sanity_figure.layout.display = None
-        show_picture(self.sanity_heatmap, heatmap_picture(sanity[0], self.cmap.value, shape))
+        show_picture(self.sanity_heatmap, heatmap_picture(sanity[0].heatmap, self.cmap.value, shape))
         self.sanity_caption.value = f"<small>Randomised top {depth} layers: ρ = {sanity[1].spearman:+.2f}</small>"
 
     def _sanity_pending(self, depth: int, method: str) -> None:
@@ -708,6 +645,6 @@ class CamView(ImageView):
             name += f"-top{self.scorecam_channels(cam.layer)}"
         sanity = self.current_sanity()
         if isinstance(sanity, tuple):
-            parts.append(heatmap_picture(sanity[0], self.cmap.value, parts[1].shape))
+            parts.append(heatmap_picture(sanity[0].heatmap, self.cmap.value, parts[1].shape))
             name += f"-sanity-top{self.sanity_depth()}"
         return {name: side_by_side(*parts)}

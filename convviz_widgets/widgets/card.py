@@ -14,22 +14,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import cv2
 import ipywidgets as widgets
 import numpy as np
 
 from ..core import Cancelled, ConvVizError, Inspector, ReceptiveField, TopExamples
-from ..render import channel_image, overlay
-from .base import enlarge, error_text, picture_widget, show_picture
+from ..render import enlarge, map_pictures, marked_thumbnail, thumbnail_grid
+from ..render.cards import GAP, MAP_SIDE, THUMB
+from .base import error_text, picture_widget, show_picture
 from .runner import Runner, still_wanted
 
 K = 9  # examples per channel
 COLUMNS = 3
-THUMB = 96  # each example is shown at most this large
-MARK = (255, 32, 32)  # the receptive-field box and the maximum's cross
-MAP_SIDE = 160  # the activation map and its overlay are enlarged to about this size
 PATTERN_SIDE = 128
-GAP = 4
 SMALL = "<div style='line-height:1.35;font-size:smaller'>"  # captions: small type, lines close together
 EXAMPLES_SIDE = COLUMNS * THUMB + (COLUMNS - 1) * GAP
 PATTERN_CACHE = 64
@@ -74,38 +70,6 @@ def figure(picture: widgets.Image, caption: widgets.HTML, width: int) -> widgets
                                                                   width=f"{width}px"))
 
 
-def fit(image: np.ndarray, side: int) -> np.ndarray:
-    """The picture with its longer side `side` pixels (nearest when enlarged, area-averaged when shrunk)."""
-    h, w = image.shape[:2]
-    scale = side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA)
-
-
-def map_pictures(act: np.ndarray, channel: int, display: np.ndarray, cmap: str) -> tuple[np.ndarray, np.ndarray]:
-    """The channel upsampled over the image (scaled by its maximum; all-zero stays clear) and the raw map."""
-    ch = np.nan_to_num(act[..., channel].astype(np.float32))
-    top = float(ch.max(initial=0.0))
-    heat = np.clip(ch / top, 0.0, 1.0) if top > 0 else np.zeros_like(ch)
-    blended = fit(overlay(display, heat, alpha=0.5, cmap=cmap), MAP_SIDE)
-    raw = cv2.resize(channel_image(act, channel, cmap), (blended.shape[1], blended.shape[0]),
-                     interpolation=cv2.INTER_NEAREST)
-    return blended, raw
-
-
-def marked_thumbnail(image: np.ndarray, box: tuple[int, int, int, int], centre: tuple[float, float]) -> np.ndarray:
-    """The image at most THUMB pixels a side with the receptive-field box and a cross at the maximum."""
-    h, w = image.shape[:2]
-    scale = THUMB / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    thumb = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST).copy()
-    top, left, bottom, right = (round(v * scale) for v in box)
-    cv2.rectangle(thumb, (left, top), (max(left, right - 1), max(top, bottom - 1)), MARK, 1)
-    cy, cx = round(centre[0] * scale), round(centre[1] * scale)
-    cv2.drawMarker(thumb, (cx, cy), MARK, cv2.MARKER_CROSS, 7, 1)
-    return thumb
-
-
 def examples_picture(top: TopExamples, row: int, source: Any) -> np.ndarray:
     """Row `row`'s examples as a 3-column grid of whole images, each maximum's field boxed and its cell crossed."""
     whole = ReceptiveField(None, (1.0, 1.0), (0.0, 0.0), exact=False)  # crops() then gives the whole images
@@ -119,15 +83,7 @@ def examples_picture(top: TopExamples, row: int, source: Any) -> np.ndarray:
         hw = image.shape[:2]
         centre = (field_.start[0] + int(r) * field_.stride[0], field_.start[1] + int(c) * field_.stride[1])
         thumbs.append(marked_thumbnail(image, field_.box(int(r), int(c), hw), centre))
-    th, tw = max(t.shape[0] for t in thumbs), max(t.shape[1] for t in thumbs)
-    cols = min(COLUMNS, len(thumbs))
-    rows = -(-len(thumbs) // cols)
-    gap = GAP
-    grid = np.full((rows * th + (rows - 1) * gap, cols * tw + (cols - 1) * gap, 3), 255, np.uint8)
-    for i, thumb in enumerate(thumbs):
-        y, x = (i // cols) * (th + gap), (i % cols) * (tw + gap)
-        grid[y : y + thumb.shape[0], x : x + thumb.shape[1]] = thumb
-    return grid
+    return thumbnail_grid(thumbs, COLUMNS)
 
 
 class ChannelCard(widgets.VBox):
@@ -206,7 +162,7 @@ class ChannelCard(widgets.VBox):
         self.title.value = (f"<b>Channel {channel}</b> of <code>{html.escape(layer)}</code> ({kind}): its map on "
                             "this image, the picture that excites it, the dataset images that excite it most, "
                             "and its class evidence.")
-        blended, raw = map_pictures(act, int(channel), display, cmap)
+        blended, raw = map_pictures(act, int(channel), display, cmap, MAP_SIDE)
         show_picture(self.overlay, blended)
         show_picture(self.map, raw)
         ch = act[..., int(channel)]

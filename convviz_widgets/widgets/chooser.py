@@ -11,10 +11,10 @@ import numpy as np
 
 from ..core import describe_device
 from ..images import load_image
+from ..render import enlarge
 from .base import (
     View,
     display_image,
-    enlarge,
     guarded,
     is_scene,
     output_problem,
@@ -27,15 +27,21 @@ GIVEN = "given"
 TOP = 5
 
 Listener = Callable[[np.ndarray, np.ndarray], None]
+SampleSource = Any  # .options() -> [(label, key)], .scene(key, seed, size) -> a Scene, .size (its own size)
+_DEFAULT_SAMPLES: list[Callable[[], SampleSource | None]] = []
 
 
-def demo_module() -> Any:
-    """The demo module (sample scenes), or None while it is absent."""
-    try:
-        from .. import demo
-    except ImportError:
-        return None
-    return demo
+def set_default_samples(finder: Callable[[], SampleSource | None]) -> None:
+    """Where the chooser finds samples for a model that brings none (the package sets the demo's scenes)."""
+    _DEFAULT_SAMPLES[:] = [finder]
+
+
+def sample_source(model: Any) -> SampleSource | None:
+    """The model's own sample scenes (`model.sample_scenes`), else the default ones; None: no samples."""
+    own = getattr(model, "sample_scenes", None)
+    if own is not None:
+        return own
+    return _DEFAULT_SAMPLES[0]() if _DEFAULT_SAMPLES else None
 
 
 def predictions_html(predictions: list[tuple[int, str, float]], label: str = "probability") -> str:
@@ -75,14 +81,13 @@ class ImageChooser(View):
         self.seed = 0
         self._sources: dict[str, Any] = {}
         self._shown: tuple[str, Any] | None = None  # the key and source of the image shown now
-        self._demo = demo_module()
+        self._samples = sample_source(self.inspector.model)
         options = []
-        if self._demo is not None:
-            options = [(f"Sample: {name}", f"sample:{i}") for i, name in enumerate(self._demo.CLASS_NAMES)]
-            options.append(("Sample: two shapes", "sample:pair"))
+        if self._samples is not None:
+            options = [(f"Sample: {label}", f"sample:{key}") for label, key in self._samples.options()]
         self.source = widgets.Dropdown(options=options, value=None, description="Image",
                                        layout=widgets.Layout(width="300px"))
-        self.shuffle = widgets.Button(description="Another sample", icon="random", disabled=self._demo is None,
+        self.shuffle = widgets.Button(description="Another sample", icon="random", disabled=self._samples is None,
                                       tooltip="Draw the sample scene again with the next seed")
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload")
         self.picture = picture_widget("convviz-input")
@@ -103,8 +108,13 @@ class ImageChooser(View):
 
     @property
     def samples(self) -> bool:
-        """True when demo scenes are offered."""
-        return self._demo is not None
+        """True when sample scenes are offered (the model's own, or the demo's)."""
+        return self._samples is not None
+
+    @property
+    def first_sample(self) -> str | None:
+        """The key of the first sample offered ('sample:0' for the demo's), or None without samples."""
+        return None if self._samples is None else f"sample:{self._samples.options()[0][1]}"
 
     # ----- choosing --------------------------------------------------------------------------------------
     def set_image(self, image: Any, label: str = "Your image") -> None:
@@ -145,24 +155,21 @@ class ImageChooser(View):
     def _next_sample(self) -> None:
         """Draw the current sample again with the next seed (or the first sample)."""
         self.seed += 1
-        key = self.source.value if str(self.source.value).startswith("sample:") else "sample:0"
+        key = self.source.value if str(self.source.value).startswith("sample:") else self.first_sample
         if self.source.value == key:
             self.load(key)
         else:
             self.choose(key)
 
     def sample(self, key: str) -> np.ndarray:
-        """A demo scene's pixels at the model's input size (or the demo's own size)."""
+        """A sample scene's pixels at the model's input size (or the samples' own size)."""
         return self.sample_scene(key).image
 
     def sample_scene(self, key: str) -> Any:
-        """A demo Scene (pixels, labels, object masks) at the model's input size (or the demo's own size)."""
+        """A sample Scene (pixels, labels, object masks) at the model's input size (or the samples' own size)."""
         fixed = self.inspector.input_size
-        size = fixed[0] if fixed and fixed[0] == fixed[1] and 32 <= fixed[0] <= 512 else self._demo.IMAGE_SIZE
-        which = key.split(":", 1)[1]
-        if which == "pair":
-            return self._demo.scene(seed=self.seed, size=size, objects=2)
-        return self._demo.scene(label=int(which), seed=self.seed, size=size)
+        size = fixed[0] if fixed and fixed[0] == fixed[1] and 32 <= fixed[0] <= 512 else self._samples.size
+        return self._samples.scene(key.split(":", 1)[1], seed=self.seed, size=size)
 
     # ----- running the model ----------------------------------------------------------------------------
     def load(self, key: str) -> None:

@@ -7,26 +7,21 @@ Two recipes: the book's plain gradient ascent in pixel space (with its step size
 from __future__ import annotations
 
 import html
-import math
 from collections import OrderedDict
 from typing import Any
 
-import cv2
 import ipywidgets as widgets
 import numpy as np
 
-from .. import demo
 from ..core import Cancelled, FilterPatterns
-from ..render import filter_grid
+from ..render import enlarge, filter_picture
 from .activations import layer_label
-from .base import View, enlarge, guarded, picture_widget, show_picture
+from .base import View, guarded, picture_widget, show_picture
 from .registry import register_view
 from .runner import still_wanted
 
 SIZES = (32, 48, 64, 96, 128, 160, 224)
-COLUMNS = 8
-TILE_MIN = 96  # small patterns are enlarged (nearest neighbour) to at least this many pixels
-LABEL_HEIGHT = 18
+PLAIN_STEP = 1.0  # the book's plain-ascent step: one pixel level
 CACHE_SIZE = 32
 DEFAULT_STEPS = 40
 MODES = (("Plain (book)", "plain"), ("Regularised", "regularized"))
@@ -34,22 +29,9 @@ MODES = (("Plain (book)", "plain"), ("Regularised", "regularized"))
 Key = tuple[str, tuple[int, ...], int, int, str, float | None]  # layer, filters, size, steps, mode, plain step
 
 
-def labelled_tiles(patterns: FilterPatterns) -> np.ndarray:
-    """Enlarge each pattern and put its filter index (and final activation) on a strip above it."""
-    images = patterns.images
-    k = max(1, math.ceil(TILE_MIN / images.shape[1]))
-    tiles = np.repeat(np.repeat(images, k, axis=1), k, axis=2)
-    strips = np.zeros((len(tiles), LABEL_HEIGHT, tiles.shape[2], 3), np.uint8)
-    for strip, index, act in zip(strips, patterns.filters, patterns.final_activation):
-        text = f"#{index}  {act:.3g}" if tiles.shape[2] >= 80 else f"#{index}"
-        cv2.putText(strip, text, (3, LABEL_HEIGHT - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1,
-                    cv2.LINE_AA)
-    return np.concatenate([strips, tiles], axis=1)
-
-
 def default_step_size(inspector: Any) -> float:
-    """The plain ascent's step: one pixel level (the book's), or the demo model's own (it sees x/255)."""
-    return demo.FILTER_STEP_SIZE if getattr(inspector.model, "name", None) == demo.MODEL_NAME else 1.0
+    """The plain ascent's step: the model's own `filter_step_size` (the demo's: it sees x/255), else the book's."""
+    return float(getattr(inspector.model, "filter_step_size", PLAIN_STEP))
 
 
 def recipe_text(mode: str, step: float | None) -> str:
@@ -220,7 +202,7 @@ class FiltersView(View):
 
     def _finished(self, key: Key, patterns: FilterPatterns) -> None:
         """Cache the new patterns and show them if the settings still ask for them."""
-        picture = filter_grid(labelled_tiles(patterns), cols=min(COLUMNS, len(patterns.filters)))
+        picture = filter_picture(patterns)
         self.cache[key] = (patterns, picture)
         while len(self.cache) > CACHE_SIZE:
             self.cache.popitem(last=False)

@@ -54,7 +54,7 @@ class ConvVizPanel(widgets.VBox):
         if image is not None:
             self.chooser.set_image(image)
         elif self.chooser.samples:
-            self.chooser.choose("sample:0")
+            self.chooser.choose(self.chooser.first_sample)
         else:
             self.chooser.status.value = "Upload an image, or pass one: ConvVizPanel(model, image)."
 
