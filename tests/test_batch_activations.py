@@ -145,8 +145,9 @@ def test_a_layer_that_is_not_a_feature_map_is_refused_before_any_pass(demo_ins, 
         demo_ins.activations(demo_images, layers=["conv1", "gap"])
 
 
-def test_an_empty_list_gives_an_empty_list(small):
+def test_an_empty_list_gives_an_empty_list_and_no_layers_give_empty_dicts(small, small_images):
     assert cv.activations(small, [], preprocess="rescale") == []
+    assert cv.activations(small, small_images[:2], preprocess="rescale", layers=[]) == [{}, {}]
 
 
 def test_a_budget_for_one_image_gives_chunks_of_one_and_the_same_values(demo_images, tiny_budget):

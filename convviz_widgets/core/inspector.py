@@ -276,6 +276,8 @@ class Inspector:
                              ) -> list[dict[str, np.ndarray]]:
         """Activations of several images: grouped by prepared size, `batch_size` (or what fits) per pass."""
         rgbs = [self.prepare(im) for im in images]
+        if nodes == []:
+            return [{} for _ in rgbs]
         names = None if nodes is None else tuple(dict.fromkeys(n.name for n in nodes))
         keep = {n.name for n in visual_layers(self.graph)} if names is None else set(names)
         groups: dict[tuple[int, int], list[int]] = {}
@@ -291,7 +293,7 @@ class Inspector:
             fn = self._activation_fn(names)
             for idx in chunks:
                 outs = fn(self._input_batch([rgbs[i] for i in idx]))
-                for name, o in zip(names or [n.name for n in visual_layers(self.graph)], outs):
+                for name, o in zip(self.layers if names is None else names, outs):
                     values = _finite_chunk(name, np.asarray(o), idx)
                     for j, i in enumerate(idx):
                         out[i][name] = values[j]
