@@ -1,19 +1,27 @@
-"""Batched CAMs: 32 images in one call vs 32 single calls vs a hand-written batched floor.
+"""Batched CAMs and activations: 32 images in one call vs 32 single calls vs a hand-written batched floor.
 
 Workload: 32 seeded noise images; keras.applications.VGG16(weights=None, seed 0) at 224x224 and the
-demo convnet (at its own size), default Grad-CAM (top class, default layer).
+demo convnet (at its own size).
 
+gradcam      default Grad-CAM (top class, default layer).
   batched  `Inspector.gradcam(images, batch_size=32)`: one compiled pass per chunk (the chunk is
            what the memory budget allows, printed), preparation, finite checks and the CAM objects included.
   singles  32 calls `Inspector.gradcam(image)`.
   floor    a tf.function on the already-preprocessed batch, in the same chunks: forward to the
            feature map and the logits, and the gradient of the top logits w.r.t. the feature map.
            Nothing else: what any batched Grad-CAM must compute.
+activations  every conv/pool layer's output.
+  batched  `Inspector.activations(images, batch_size=32)`: one compiled pass per chunk (what the
+           memory budget allows, printed), preparation, finite checks and the per-image dicts included.
+  singles  32 calls `Inspector.activations(image)` (each a new image: the one-image cache never hits).
+  floor    a tf.function on the already-preprocessed batch, in the same chunks, returning every
+           conv/pool output as numpy arrays. Nothing else.
 
 Sides alternate; medians of CPU time (steady on a shared machine) and wall time are printed.
 Targets: singles / batched >= 2x; batched / floor <= 1.2x.
 
 Run:  .venv/bin/python bench/bench_batch.py --repeats 1       (a few minutes on 2 cores; VGG16 dominates)
+      --cases gradcam,activations (default both), --models vgg16,demo (default both)
 Exits 0 whether or not the targets are met.
 """
 
@@ -56,55 +64,82 @@ def floor_fn(ins: cv.Inspector):  # noqa: ANN201 - a compiled function
     return run
 
 
-def bench(kind: str, repeats: int) -> list[tuple[str, bool | None]]:
-    """Time the three sides on one model; returns the verdict lines."""
+def activations_floor_fn(ins: cv.Inspector):  # noqa: ANN201 - a compiled function
+    """Forward to every conv/pool output, nothing else."""
+    model = keras.Model(ins.graph.input, [ins.layer(name).output for name in ins.layers])
+
+    @tf.function(reduce_retracing=True)
+    def run(x):
+        return model(x, training=False)
+
+    return run
+
+
+def setup(case: str, ins: cv.Inspector, images: np.ndarray) -> tuple[int, dict]:
+    """The chunk the memory budget allows and the three sides of one case, compiled and warm."""
+    if case == "gradcam":
+        per_image = ins.bytes_per_image(gradient=True)
+        floor, run = floor_fn(ins), (lambda ims, **kw: ins.gradcam(ims, **kw))
+    else:
+        per_image = ins.footprint().forward(ins.input_size, set(ins.layers))
+        floor, run = activations_floor_fn(ins), (lambda ims, **kw: ins.activations(ims, **kw))
+    chunk = limits.fit_batch(per_image, N, what="images", lower="batch_size")
+    xs = [tf.concat([ins.batch(ins.prepare(im)) for im in images[i : i + chunk]], axis=0) for i in range(0, N, chunk)]
+    run(images[:2], batch_size=N)  # compile (the function takes any batch size)
+    run(images[0])
+    [g.numpy() for x in xs for g in floor(x)]  # the floor traces once per chunk size
+    return chunk, {"batched": lambda: run(images, batch_size=N),
+                   "singles": lambda: [run(im) for im in images],
+                   "floor": lambda: [g.numpy() for x in xs for g in floor(x)]}
+
+
+def bench(kind: str, cases: list[str], repeats: int) -> list[tuple[str, bool | None]]:
+    """Time the three sides of each case on one model; returns the verdict lines."""
     model, about = load_bench_model(kind, include_top=True, seed=SEED)
     size = int(model.input_shape[1])
     images = np.random.default_rng(SEED).integers(0, 256, (N, size, size, 3), dtype=np.uint8)
     ins = cv.Inspector(model)
-    per_image = ins.bytes_per_image(gradient=True)
-    chunk = limits.fit_batch(per_image, N, what="images", lower="batch_size")
-    print(f"\n{kind}: {about}; {N} images {size}x{size}; budget {limits.mib(limits.budget_bytes())}, "
-          f"chunk {chunk} images")
-    floor = floor_fn(ins)
-    xs = [tf.concat([ins.batch(ins.prepare(im)) for im in images[i : i + chunk]], axis=0) for i in range(0, N, chunk)]
-    ins.gradcam(images[:2], batch_size=N)  # compile (the function takes any batch size)
-    ins.gradcam(images[0])
-    [g.numpy() for x in xs for g in floor(x)]  # the floor traces once per chunk size
-
-    sides = {"batched": lambda: ins.gradcam(images, batch_size=N),
-             "singles": lambda: [ins.gradcam(im) for im in images],
-             "floor": lambda: [g.numpy() for x in xs for g in floor(x)]}
-    samples: dict[str, list[Sample]] = {k: [] for k in sides}
-    for i in range(repeats):
-        for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
-            with timed() as t:
-                sides[name]()
-            samples[name].append(t.sample)
-    for name, s in samples.items():
-        print(f"  {name:8s} median {med_cpu(s):7.2f} CPU-s  {med_wall(s):7.2f} wall-s  "
-              f"(CPU runs: {', '.join(f'{x.cpu:.2f}' for x in s)})")
-    speedup = med_cpu(samples["singles"]) / med_cpu(samples["batched"])
-    over = med_cpu(samples["batched"]) / med_cpu(samples["floor"])
-    speed_wall = med_wall(samples["singles"]) / med_wall(samples["batched"])
-    over_wall = med_wall(samples["batched"]) / med_wall(samples["floor"])
-    print(f"  singles / batched: {speedup:.2f}x CPU ({speed_wall:.2f}x wall);  "
-          f"batched / floor: {over:.2f}x CPU ({over_wall:.2f}x wall)")
-    return [(f"{kind}: batched is {speedup:.2f}x faster than single calls (CPU, >= {SPEEDUP_TARGET}x)",
-             speedup >= SPEEDUP_TARGET),
-            (f"{kind}: batched costs {over:.2f}x the hand-written floor (CPU, <= {FLOOR_TARGET}x)",
-             over <= FLOOR_TARGET)]
+    print(f"\n{kind}: {about}; {N} images {size}x{size}; budget {limits.mib(limits.budget_bytes())}")
+    verdicts: list[tuple[str, bool | None]] = []
+    for case in cases:
+        chunk, sides = setup(case, ins, images)
+        print(f" {case}: chunk {chunk} images")
+        samples: dict[str, list[Sample]] = {k: [] for k in sides}
+        for i in range(repeats):
+            for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
+                with timed() as t:
+                    sides[name]()
+                samples[name].append(t.sample)
+        for name, s in samples.items():
+            print(f"  {name:8s} median {med_cpu(s):7.2f} CPU-s  {med_wall(s):7.2f} wall-s  "
+                  f"(CPU runs: {', '.join(f'{x.cpu:.2f}' for x in s)})")
+        speedup = med_cpu(samples["singles"]) / med_cpu(samples["batched"])
+        over = med_cpu(samples["batched"]) / med_cpu(samples["floor"])
+        speed_wall = med_wall(samples["singles"]) / med_wall(samples["batched"])
+        over_wall = med_wall(samples["batched"]) / med_wall(samples["floor"])
+        print(f"  singles / batched: {speedup:.2f}x CPU ({speed_wall:.2f}x wall);  "
+              f"batched / floor: {over:.2f}x CPU ({over_wall:.2f}x wall)")
+        verdicts += [(f"{kind} {case}: batched is {speedup:.2f}x faster than single calls (CPU, >= {SPEEDUP_TARGET}x)",
+                      speedup >= SPEEDUP_TARGET),
+                     (f"{kind} {case}: batched costs {over:.2f}x the hand-written floor (CPU, <= {FLOOR_TARGET}x)",
+                      over <= FLOOR_TARGET)]
+    return verdicts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each side (default 3)")
     parser.add_argument("--models", default="vgg16,demo", help="comma-separated: vgg16, demo")
+    parser.add_argument("--cases", default="gradcam,activations", help="comma-separated: gradcam, activations")
     args = parser.parse_args()
-    header(f"bench_batch: {N} images, batched Grad-CAM vs single calls vs a batched floor")
+    cases = [c.strip() for c in args.cases.split(",")]
+    unknown = set(cases) - {"gradcam", "activations"}
+    if unknown:
+        raise SystemExit(f"unknown --cases {sorted(unknown)}: use gradcam, activations")
+    header(f"bench_batch: {N} images, batched {' and '.join(cases)} vs single calls vs a batched floor")
     verdicts: list[tuple[str, bool | None]] = []
     for kind in args.models.split(","):
-        verdicts += bench(kind.strip(), args.repeats)
+        verdicts += bench(kind.strip(), cases, args.repeats)
     footer(verdicts)
 
 

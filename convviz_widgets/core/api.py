@@ -44,10 +44,14 @@ def inspector_for(model: Any, preprocess: Preprocess = None, class_names: Any = 
 
 
 def activations(model: Any, image: ImageSource | Sequence[ImageSource], *, preprocess: Preprocess = None,
-                layers: Sequence[str] | None = None, output: str | int | None = None
+                layers: Sequence[str] | None = None, output: str | int | None = None, batch_size: int = 32
                 ) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
-    """Every conv/pool layer's output (H, W, C) for one image, from one forward pass; a list for several."""
-    return inspector_for(model, preprocess, output=output).activations(image, layers)
+    """Every conv/pool layer's output (H, W, C) for one image, from one forward pass; a list for several.
+
+    Several images (a list or an (N, H, W, 3) array) are computed `batch_size` at a time in one
+    compiled pass each (fewer when the memory budget needs it).
+    """
+    return inspector_for(model, preprocess, output=output).activations(image, layers, batch_size=batch_size)
 
 
 def filter_patterns(model: Any, layer: str, filters: int | Sequence[int], *, preprocess: Preprocess = None,

@@ -40,6 +40,7 @@ MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps 
 # Compiled functions kept per Inspector, least recently used dropped first (each holds a graph).
 CAM_CACHE_SIZE = 12  # (layer, method) pairs
 PATTERN_CACHE_SIZE = 4  # filter-pattern steps per (mode, layer, size, filter count), and traced trunks
+ACTIVATION_CACHE_SIZE = 4  # batched forward passes per requested set of layers
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -69,6 +70,8 @@ class Inspector:
         # Every compiled function is a concrete function traced once for a fixed input signature:
         # no retracing, no signature matching per call, and a bounded number of graphs alive.
         self._forward_fn: Any = None  # (compiled all-layers forward pass, its nodes)
+        self._forward_model: keras.Model | None = None  # every conv/pool output and the logits
+        self._activation_fns: LRUCache = LRUCache(ACTIVATION_CACHE_SIZE)  # layer names (None: all) -> batched pass
         self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
         self._cam_fns: LRUCache = LRUCache(CAM_CACHE_SIZE)  # (layer, method) -> compiled CAM
         self._cam_engine = CamEngine(self)
@@ -222,10 +225,9 @@ class Inspector:
         if self._forward_cache is not None and self._forward_cache[0] == key:
             return self._forward_cache[1], self._forward_cache[2]
         if self._forward_fn is None:
-            nodes = visual_layers(self.graph)
-            model = keras.Model(self.graph.input, [n.output for n in nodes] + [self.graph.head.logits])
+            model = self._all_layers_model()
             fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(self._batch_spec(1))
-            self._forward_fn = (fn, nodes)
+            self._forward_fn = (fn, visual_layers(self.graph))
         fn, nodes = self._forward_fn
         outs = fn(self.batch(rgb))
         acts = {n.name: np.asarray(o[0], np.float32) for n, o in zip(nodes, outs[:-1])}
@@ -233,16 +235,25 @@ class Inspector:
         self._forward_cache = (key, acts, logits)
         return acts, logits
 
-    def activations(self, image: ImageSource | Sequence[ImageSource], layers: Sequence[str] | None = None
-                    ) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
+    def _all_layers_model(self) -> keras.Model:
+        """The multi-output model of every conv/pool output and the logits (built once, shared)."""
+        with self._lock:
+            if self._forward_model is None:
+                outputs = [n.output for n in visual_layers(self.graph)] + [self.graph.head.logits]
+                self._forward_model = keras.Model(self.graph.input, outputs)
+            return self._forward_model
+
+    def activations(self, image: ImageSource | Sequence[ImageSource], layers: Sequence[str] | None = None, *,
+                    batch_size: int = 32) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
         """Every conv/pool layer's output (H, W, C) float32 for one image, in model order.
 
-        Several images (a list, or an (N, H, W, 3) array) give a list of such dicts, one per image.
+        Several images (a list, or an (N, H, W, 3) array) give a list of such dicts, one per image,
+        computed `batch_size` images per compiled pass (fewer when the memory budget needs it).
         """
+        batch_size = checks.integer(batch_size, "batch_size", minimum=1)
+        nodes = self._requested_nodes(layers)
         if is_batch(image):
-            return [self.activations(im, layers) for im in image]
-        names = None if layers is None else [checks.layer_name(n, "layers") for n in _as_list(layers)]
-        nodes = None if names is None else [self.layer(n) for n in names]
+            return self._batched_activations(list(image), nodes, batch_size)
         rgb = self.prepare(image)
         keep = {n.name for n in visual_layers(self.graph)}
         check_fits(self.footprint().forward(rgb.shape[:2], keep), what="The activations of this image",
@@ -250,18 +261,86 @@ class Inspector:
         acts, _ = self._forward(rgb)
         if nodes is None:
             return {name: _finite_layer(name, act) for name, act in acts.items()}
-        out: dict[str, np.ndarray] = {}
-        for node in nodes:
-            act = acts[node.name] if node.name in acts else self._single_output(node, rgb)
-            out[node.name] = _finite_layer(node.name, act)
-        return out
+        extra = tuple(n.name for n in nodes if n.name not in acts)
+        if extra:
+            with self._lock:
+                outs = self._activation_fn(extra)(self._input_batch([rgb]))
+            acts = {**acts, **{name: np.asarray(o[0]) for name, o in zip(extra, outs)}}
+        return {node.name: _finite_layer(node.name, acts[node.name]) for node in nodes}
 
-    def _single_output(self, node: Node, image: ImageSource) -> np.ndarray:
-        """Output of a layer that is not conv/pool (e.g. an activation layer), for one image."""
-        if not node.is_spatial:
-            raise ConvVizError(f"Layer {node.name!r} has output shape {node.shape}: not a feature map (H, W, C).")
-        model = keras.Model(self.graph.input, node.output)
-        return np.asarray(model(self.batch(self.prepare(image)), training=False)[0], np.float32)
+    def _requested_nodes(self, layers: Any) -> list[Node] | None:
+        """The checked layers of `layers=` (None: every conv/pool layer); each must be a feature map."""
+        if layers is None:
+            return None
+        nodes = [self.layer(checks.layer_name(n, "layers")) for n in _as_list(layers)]
+        for node in nodes:
+            if not node.is_spatial:
+                raise ConvVizError(f"Layer {node.name!r} has output shape {node.shape}: not a feature map (H, W, C).")
+        return nodes
+
+    def _batched_activations(self, images: list[ImageSource], nodes: list[Node] | None, batch_size: int
+                             ) -> list[dict[str, np.ndarray]]:
+        """Activations of several images: grouped by prepared size, `batch_size` (or what fits) per pass."""
+        rgbs = [self.prepare(im) for im in images]
+        if nodes == []:
+            return [{} for _ in rgbs]
+        names = None if nodes is None else tuple(dict.fromkeys(n.name for n in nodes))
+        keep = {n.name for n in visual_layers(self.graph)} if names is None else set(names)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, rgb in enumerate(rgbs):
+            groups.setdefault(rgb.shape[:2], []).append(i)
+        chunks = []  # every group is sized before any pass runs
+        for hw, idx in groups.items():
+            step = fit_batch(self.footprint().forward(hw, keep), min(batch_size, len(idx)),
+                             what="images of a batched activations request", lower="batch_size or the image size")
+            chunks += [idx[lo : lo + step] for lo in range(0, len(idx), step)]
+        out: list[dict[str, np.ndarray]] = [{} for _ in rgbs]
+        with self._lock:
+            fn = self._activation_fn(names)
+            for idx in chunks:
+                outs = fn(self._input_batch([rgbs[i] for i in idx]))
+                for name, o in zip(self.layers if names is None else names, outs):
+                    values = _finite_chunk(name, np.asarray(o), idx)
+                    for j, i in enumerate(idx):
+                        out[i][name] = values[j]
+        if nodes is None:
+            return out
+        return [{n.name: acts[n.name] for n in nodes} for acts in out]
+
+    def _activation_fn(self, names: tuple[str, ...] | None) -> Any:
+        """Compiled f(batch of any size) -> float32 outputs of `names` (None: every conv/pool layer), cached."""
+        return self._activation_fns.get_or_create(names, lambda: self._build_activation_fn(names))
+
+    def _build_activation_fn(self, names: tuple[str, ...] | None) -> Any:
+        """One multi-output pass: the shared all-layers model, or a model of exactly the named layers."""
+        if names is None:
+            model, count = self._all_layers_model(), len(visual_layers(self.graph))  # the logits are dropped
+        else:
+            model, count = keras.Model(self.graph.input, [self.layer(n).output for n in names]), len(names)
+        in_graph = self._preprocess_in_graph
+
+        def forward(x: tf.Tensor) -> list[tf.Tensor]:
+            if in_graph:
+                x = self._in_graph_input(x)
+            outs = model(x, training=False)
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            return [tf.cast(o, tf.float32) for o in outs[:count]]
+
+        return tf.function(forward).get_concrete_function(self._pixels_spec(in_graph))
+
+    def _pixels_spec(self, in_graph: bool) -> tf.TensorSpec:
+        """Signature of a batch of any size: uint8 RGB pixels (preprocessed inside) or the preprocessed input."""
+        if in_graph:
+            h, w = self.input_size or (None, None)
+            return tf.TensorSpec([None, h, w, 3], tf.uint8)
+        return self._batch_spec(None)
+
+    def _input_batch(self, rgbs: list[np.ndarray], in_graph: bool | None = None) -> tf.Tensor:
+        """Prepared images of one size as a batch: uint8 pixels when preprocessing runs in the graph."""
+        if self._preprocess_in_graph if in_graph is None else in_graph:
+            self._check_channels()
+            return tf.constant(np.stack(rgbs))
+        return tf.concat([self.batch(rgb) for rgb in rgbs], axis=0) if len(rgbs) > 1 else self.batch(rgbs[0])
 
     # ----- predictions -----------------------------------------------------------------------------
     def _require_classes(self) -> None:
@@ -457,6 +536,14 @@ _finite = checks.finite  # the one NaN/inf refusal, shared with the CAM engine
 def _finite_layer(name: str, act: np.ndarray) -> np.ndarray:
     """A layer's activations, refused (naming the layer) when they hold NaN/inf."""
     return _finite(act, f"the activations of layer {name!r}")
+
+
+def _finite_chunk(name: str, values: np.ndarray, index: Sequence[int]) -> np.ndarray:
+    """A chunk's activations of one layer, refused (naming the layer and the image) when they hold NaN/inf."""
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        for j, i in enumerate(index):
+            _finite(values[j], f"the activations of layer {name!r}", f"image {i} of the batch")
+    return values
 
 
 def _check_max_channels(max_channels: Any) -> None:

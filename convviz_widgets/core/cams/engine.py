@@ -116,10 +116,7 @@ class CamEngine:
 
     def _input(self, rgbs: list[np.ndarray], in_graph: bool) -> tf.Tensor:
         """The uint8 pixels (preprocessed inside the compiled function) or the preprocessed float batch."""
-        if in_graph:
-            self.ins._check_channels()
-            return tf.constant(np.stack(rgbs))
-        return tf.concat([self.ins.batch(rgb) for rgb in rgbs], axis=0) if len(rgbs) > 1 else self.ins.batch(rgbs[0])
+        return self.ins._input_batch(rgbs, in_graph)
 
     def function(self, node: Node, method: CamMethod, deep: bool = True) -> Any:
         """The compiled CAM function of a feature map and method, kept in the Inspector's bounded cache.
