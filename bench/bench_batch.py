@@ -7,17 +7,20 @@ gradcam      default Grad-CAM (top class, default layer).
   batched  `Inspector.gradcam(images, batch_size=32)`: one compiled pass per chunk (the chunk is
            what the memory budget allows, printed), preparation, finite checks and the CAM objects included.
   singles  32 calls `Inspector.gradcam(image)`.
-  floor    a tf.function on the already-preprocessed batch, in the same chunks: forward to the
-           feature map and the logits, and the gradient of the top logits w.r.t. the feature map.
-           Nothing else: what any batched Grad-CAM must compute.
+  floor    a tf.function on the already-prepared uint8 batch, in the same chunks: preprocessing,
+           forward to the feature map and the logits, and the gradient of the top logits w.r.t. the
+           feature map. Nothing else: what any batched Grad-CAM must compute.
 activations  every conv/pool layer's output.
   batched  `Inspector.activations(images, batch_size=32)`: one compiled pass per chunk (what the
            memory budget allows, printed), preparation, finite checks and the per-image dicts included.
   singles  32 calls `Inspector.activations(image)` (each a new image: the one-image cache never hits).
-  floor    a tf.function on the already-preprocessed batch, in the same chunks, returning every
-           conv/pool output as numpy arrays. Nothing else.
+  floor    a tf.function on the already-prepared uint8 batch, in the same chunks: preprocessing and
+           every conv/pool output as numpy arrays. Nothing else. Outputs are read with np.asarray, which
+           shares the tensor's memory as the package does; `.numpy()` copies them (on VGG16, 32 images'
+           2 GB of activations, ~3.5 CPU-s more).
 
-Sides alternate; medians of CPU time (steady on a shared machine) and wall time are printed.
+Sides alternate; medians of CPU time (steady on a shared machine) and wall time are printed, per run
+of a side (a sample repeats fast sides until it lasts about MIN_SAMPLE_CPU seconds).
 Targets: singles / batched >= 2x; batched / floor <= 1.2x.
 
 Run:  .venv/bin/python bench/bench_batch.py --repeats 1       (a few minutes on 2 cores; VGG16 dominates)
@@ -28,6 +31,7 @@ Exits 0 whether or not the targets are met.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -47,17 +51,19 @@ N = 32
 SPEEDUP_TARGET = 2.0
 FLOOR_TARGET = 1.2
 SEED = 0
+MIN_SAMPLE_CPU = 1.0  # a sample shorter than this is mostly timer noise and scheduling
 
 
 def floor_fn(ins: cv.Inspector):  # noqa: ANN201 - a compiled function
-    """Forward to the default CAM layer and the logits, gradient of the top logits w.r.t. that layer."""
+    """Pixels -> preprocessing -> the default CAM layer and the logits; gradient of the top logits w.r.t. it."""
     node = ins.layer(ins.default_cam_layer)
     model = keras.Model(ins.graph.input, [node.output, ins.graph.head.logits])
+    preprocess = ins.preprocess_fn
 
     @tf.function(reduce_retracing=True)
-    def run(x):
+    def run(pixels):
         with tf.GradientTape() as tape:
-            feats, logits = model(x, training=False)
+            feats, logits = model(preprocess(tf.cast(pixels, tf.float32)), training=False)
             top = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
         return feats, tape.gradient(top, feats)
 
@@ -65,12 +71,13 @@ def floor_fn(ins: cv.Inspector):  # noqa: ANN201 - a compiled function
 
 
 def activations_floor_fn(ins: cv.Inspector):  # noqa: ANN201 - a compiled function
-    """Forward to every conv/pool output, nothing else."""
+    """Pixels -> preprocessing -> every conv/pool output, nothing else."""
     model = keras.Model(ins.graph.input, [ins.layer(name).output for name in ins.layers])
+    preprocess = ins.preprocess_fn
 
     @tf.function(reduce_retracing=True)
-    def run(x):
-        return model(x, training=False)
+    def run(pixels):
+        return model(preprocess(tf.cast(pixels, tf.float32)), training=False)
 
     return run
 
@@ -84,13 +91,20 @@ def setup(case: str, ins: cv.Inspector, images: np.ndarray) -> tuple[int, dict]:
         per_image = ins.footprint().forward(ins.input_size, set(ins.layers))
         floor, run = activations_floor_fn(ins), (lambda ims, **kw: ins.activations(ims, **kw))
     chunk = limits.fit_batch(per_image, N, what="images", lower="batch_size")
-    xs = [tf.concat([ins.batch(ins.prepare(im)) for im in images[i : i + chunk]], axis=0) for i in range(0, N, chunk)]
+    xs = [tf.constant(np.stack([ins.prepare(im) for im in images[i : i + chunk]])) for i in range(0, N, chunk)]
     run(images[:2], batch_size=N)  # compile (the function takes any batch size)
     run(images[0])
-    [g.numpy() for x in xs for g in floor(x)]  # the floor traces once per chunk size
+    [np.asarray(g) for x in xs for g in floor(x)]  # the floor traces once per chunk size
     return chunk, {"batched": lambda: run(images, batch_size=N),
                    "singles": lambda: [run(im) for im in images],
-                   "floor": lambda: [g.numpy() for x in xs for g in floor(x)]}
+                   "floor": lambda: [np.asarray(g) for x in xs for g in floor(x)]}
+
+
+def loops_for(run, min_cpu: float = MIN_SAMPLE_CPU) -> int:  # noqa: ANN001 - a side
+    """How many runs make one sample last about `min_cpu` CPU seconds (small models take milliseconds)."""
+    with timed() as t:
+        run()
+    return max(1, math.ceil(min_cpu / max(t.sample.cpu, 1e-3)))
 
 
 def bench(kind: str, cases: list[str], repeats: int) -> list[tuple[str, bool | None]]:
@@ -103,16 +117,18 @@ def bench(kind: str, cases: list[str], repeats: int) -> list[tuple[str, bool | N
     verdicts: list[tuple[str, bool | None]] = []
     for case in cases:
         chunk, sides = setup(case, ins, images)
-        print(f" {case}: chunk {chunk} images")
+        inner = loops_for(sides["batched"])
+        print(f" {case}: chunk {chunk} images; each sample runs every side {inner}x (per-run figures below)")
         samples: dict[str, list[Sample]] = {k: [] for k in sides}
         for i in range(repeats):
             for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
                 with timed() as t:
-                    sides[name]()
-                samples[name].append(t.sample)
+                    for _ in range(inner):
+                        sides[name]()
+                samples[name].append(Sample(t.sample.wall / inner, t.sample.cpu / inner))
         for name, s in samples.items():
-            print(f"  {name:8s} median {med_cpu(s):7.2f} CPU-s  {med_wall(s):7.2f} wall-s  "
-                  f"(CPU runs: {', '.join(f'{x.cpu:.2f}' for x in s)})")
+            print(f"  {name:8s} median {med_cpu(s):7.3f} CPU-s  {med_wall(s):7.3f} wall-s  "
+                  f"(CPU runs: {', '.join(f'{x.cpu:.3f}' for x in s)})")
         speedup = med_cpu(samples["singles"]) / med_cpu(samples["batched"])
         over = med_cpu(samples["batched"]) / med_cpu(samples["floor"])
         speed_wall = med_wall(samples["singles"]) / med_wall(samples["batched"])
