@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +64,32 @@ def mobilenet() -> keras.Model:
 def rng_image(h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:
     """A deterministic random uint8 RGB image."""
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+class _Collect(logging.Handler):
+    """Keeps every record the TensorFlow logger emits."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def no_retracing() -> Iterator[None]:
+    """Fail when TensorFlow logs or warns about retracing while the block runs (the user would see it)."""
+    import tensorflow as tf
+
+    handler = _Collect()
+    logger = tf.get_logger()
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        logger.removeHandler(handler)
+    texts = handler.messages + [str(w.message) for w in caught]
+    assert not [t for t in texts if "retracing" in t], texts

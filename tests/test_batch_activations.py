@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import warnings
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import rng_image, small_convnet
+from conftest import no_retracing, rng_image, small_convnet
 
 import convviz_widgets as cv
 from convviz_widgets import demo, limits
@@ -186,28 +183,8 @@ def test_nan_in_one_image_of_a_batch_names_the_layer_and_the_image():
         ins.activations(bad)
 
 
-class _Collect(logging.Handler):
-    """Keeps every record the TensorFlow logger emits."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def test_changing_batch_counts_never_warns_about_retracing(demo_ins, demo_images):
-    handler = _Collect()
-    logger = tf.get_logger()
-    logger.addHandler(handler)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            for n in (1, 2, 3, 5, 7, 4, 6):
-                demo_ins.activations(demo_images[:n], batch_size=4)
-                demo_ins.activations(list(demo_images[:n]), layers=["bn1", "conv2"], batch_size=3)
-    finally:
-        logger.removeHandler(handler)
-    texts = handler.messages + [str(w.message) for w in caught]
-    assert not [t for t in texts if "retracing" in t], texts
+    with no_retracing():
+        for n in (1, 2, 3, 5, 7, 4, 6):
+            demo_ins.activations(demo_images[:n], batch_size=4)
+            demo_ins.activations(list(demo_images[:n]), layers=["bn1", "conv2"], batch_size=3)

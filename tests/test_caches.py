@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import gc
-import logging
 import threading
-import warnings
 import weakref
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import rng_image, small_convnet
+from conftest import no_retracing, rng_image, small_convnet
 
 from convviz_widgets import demo
 from convviz_widgets.core import Inspector, inspector_for
@@ -188,41 +186,21 @@ def test_mixed_gradcam_calls_keep_memory_flat(demo_ins):
 
 
 # ----- no retracing warnings reach the user -------------------------------------------------------
-class _Collect(logging.Handler):
-    """Keeps every record the TensorFlow logger emits."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def test_changing_counts_sizes_and_layers_never_warns_about_retracing(demo_ins):
-    handler = _Collect()
-    logger = tf.get_logger()
-    logger.addHandler(handler)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            img = demo.scene(seed=5).image
-            for i in range(8):
-                demo_ins.filter_patterns(("conv1", "conv2")[i % 2], range(1 + 2 * i), size=24 + 4 * (i % 3), steps=1)
-            for i in range(4):
-                demo_ins.filter_patterns("conv2", range(1 + 2 * i), size=24 + 8 * (i % 2), steps=1, mode="regularized",
-                                         seed=i)
-            for layer in ("conv1", "pool1", "conv2", "bn2", "conv3", "conv5"):
-                for method in ("gradcam", "gradcam++"):
-                    demo_ins.gradcam(img, layer=layer, method=method)
-            for layer in ("conv3", "conv4", "conv5"):
-                demo_ins.gradcam(img, layer=layer, method="scorecam", max_channels=4)
-            demo_ins.activations(img)
-            demo_ins.activations(demo.scene(seed=6).image)
-    finally:
-        logger.removeHandler(handler)
-    texts = handler.messages + [str(w.message) for w in caught]
-    assert not [t for t in texts if "retracing" in t], texts
+    with no_retracing():
+        img = demo.scene(seed=5).image
+        for i in range(8):
+            demo_ins.filter_patterns(("conv1", "conv2")[i % 2], range(1 + 2 * i), size=24 + 4 * (i % 3), steps=1)
+        for i in range(4):
+            demo_ins.filter_patterns("conv2", range(1 + 2 * i), size=24 + 8 * (i % 2), steps=1, mode="regularized",
+                                     seed=i)
+        for layer in ("conv1", "pool1", "conv2", "bn2", "conv3", "conv5"):
+            for method in ("gradcam", "gradcam++"):
+                demo_ins.gradcam(img, layer=layer, method=method)
+        for layer in ("conv3", "conv4", "conv5"):
+            demo_ins.gradcam(img, layer=layer, method="scorecam", max_channels=4)
+        demo_ins.activations(img)
+        demo_ins.activations(demo.scene(seed=6).image)
 
 
 # ----- the compiled CAM paths agree with the plain ones --------------------------------------------
