@@ -188,3 +188,18 @@ def test_changing_batch_counts_never_warns_about_retracing(demo_ins, demo_images
         for n in (1, 2, 3, 5, 7, 4, 6):
             demo_ins.activations(demo_images[:n], batch_size=4)
             demo_ins.activations(list(demo_images[:n]), layers=["bn1", "conv2"], batch_size=3)
+
+
+def test_one_images_activations_are_the_callers_own_and_a_batchs_are_read_only_views(demo_ins, demo_images):
+    """The book's grid loop normalises a channel in place: that works on one image's arrays without touching
+    the forward cache; a batch's arrays are views of the computed batch (no copy), so writing is refused."""
+    before = demo_ins.activations(demo_images[0])["conv1"].copy()
+    channel_image = demo_ins.activations(demo_images[0])["conv1"][:, :, 4]
+    channel_image -= channel_image.mean()  # as in "Visualizing what convnets learn"
+    channel_image /= channel_image.std() + 1e-5
+    np.testing.assert_array_equal(demo_ins.activations(demo_images[0])["conv1"], before)
+    batched = demo_ins.activations(demo_images[:3], batch_size=2)
+    with pytest.raises(ValueError, match="read-only"):
+        batched[1]["conv1"][:, :, 4] -= 1.0
+    mine = batched[1]["conv1"].copy()
+    mine[:, :, 4] -= 1.0  # a copy is the caller's

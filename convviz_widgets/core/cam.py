@@ -33,6 +33,22 @@ class CAM:
         return np.clip(resize_map(self.heatmap, (int(h), int(w))), 0.0, 1.0).astype(np.float32)
 
 
+def contributions(cam: CAM, means: np.ndarray | None) -> np.ndarray | None:
+    """Each channel's share of the map: its weight times its mean activation (they sum to the raw map's mean).
+
+    None for methods without channel weights, or when `means` does not have one value per channel.
+    """
+    if cam.weights is None or means is None or len(means) != len(cam.weights):
+        return None
+    return (np.asarray(cam.weights, np.float64) * np.asarray(means, np.float64)).astype(np.float32)
+
+
+def top_contributors(shares: np.ndarray, n: int) -> list[int]:
+    """The channels of the `n` largest positive contributions, largest first (ties: the lower index)."""
+    order = np.argsort(-shares, kind="stable")
+    return [int(k) for k in order[:n] if shares[k] > 0]
+
+
 def gradcam_pp_weights(feats: np.ndarray, grads: np.ndarray) -> np.ndarray:
     """Grad-CAM++: positive gradients weighted by the closed-form alpha of Chattopadhay et al."""
     g = grads.astype(np.float64)

@@ -245,10 +245,12 @@ class Inspector:
 
     def activations(self, image: ImageSource | Sequence[ImageSource], layers: Sequence[str] | None = None, *,
                     batch_size: int = 32) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
-        """Every conv/pool layer's output (H, W, C) float32 for one image, in model order.
+        """Every conv/pool layer's output (H, W, C) float32 for one image, in model order (the caller's own copy).
 
         Several images (a list, or an (N, H, W, 3) array) give a list of such dicts, one per image,
-        computed `batch_size` images per compiled pass (fewer when the memory budget needs it).
+        computed `batch_size` images per compiled pass (fewer when the memory budget needs it). A batch's
+        arrays are read-only views of what was computed, not copies (32 VGG16 images hold 2 GB): `.copy()`
+        one to change it in place.
         """
         batch_size = checks.integer(batch_size, "batch_size", minimum=1)
         nodes = self._requested_nodes(layers)
@@ -260,13 +262,13 @@ class Inspector:
                    lower="the image size")
         acts, _ = self._forward(rgb)
         if nodes is None:
-            return {name: _finite_layer(name, act) for name, act in acts.items()}
+            return {name: _own(_finite_layer(name, act)) for name, act in acts.items()}
         extra = tuple(n.name for n in nodes if n.name not in acts)
         if extra:
             with self._lock:
                 outs = self._activation_fn(extra)(self._input_batch([rgb]))
             acts = {**acts, **{name: np.asarray(o[0]) for name, o in zip(extra, outs)}}
-        return {node.name: _finite_layer(node.name, acts[node.name]) for node in nodes}
+        return {node.name: _own(_finite_layer(node.name, acts[node.name])) for node in nodes}
 
     def _requested_nodes(self, layers: Any) -> list[Node] | None:
         """The checked layers of `layers=` (None: every conv/pool layer); each must be a feature map."""
@@ -300,7 +302,7 @@ class Inspector:
             for idx in chunks:
                 outs = fn(self._input_batch([rgbs[i] for i in idx]))
                 for name, o in zip(self.layers if names is None else names, outs):
-                    values = _finite_chunk(name, np.asarray(o), idx)
+                    values = _finite_chunk(name, np.asarray(o), idx)  # read-only views: no copy of a big batch
                     for j, i in enumerate(idx):
                         out[i][name] = values[j]
         if nodes is None:
@@ -531,6 +533,11 @@ def _as_list(layers: Any) -> list[Any]:
 
 
 _finite = checks.finite  # the one NaN/inf refusal, shared with the CAM engine
+
+
+def _own(act: np.ndarray) -> np.ndarray:
+    """The caller's own writable copy (the book's loops normalise channels in place; the cache stays intact)."""
+    return np.array(act, np.float32)
 
 
 def _finite_layer(name: str, act: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..core import CAM, Cancelled, Inspector
+from ..core.cam import contributions, top_contributors
 from ..core.cams import get_method, method_names
 from ..metrics import (
     TOLERANCE,
@@ -111,19 +112,6 @@ def sanity_html(sanity: Sanity | None, depth: int, names: list[str], method: str
             f"whose top {depth} layers with weights ({html.escape(layer_span(names))}) are re-initialised. "
             f"Rank correlation (Spearman) with the real heatmap: <b>ρ = {stage.spearman:+.2f}</b> "
             f"(SSIM {stage.ssim:.2f}); {verdict}{blank}")
-
-
-def contributions(cam: CAM, means: np.ndarray | None) -> np.ndarray | None:
-    """Each channel's share of the map: its weight times its mean activation (they sum to the raw map's mean)."""
-    if cam.weights is None or means is None or len(means) != len(cam.weights):
-        return None
-    return (np.asarray(cam.weights, np.float64) * np.asarray(means, np.float64)).astype(np.float32)
-
-
-def top_contributors(shares: np.ndarray, n: int = TOP_CHANNELS) -> list[int]:
-    """The channels of the `n` largest positive contributions, largest first (ties: the lower index)."""
-    order = np.argsort(-shares, kind="stable")
-    return [int(k) for k in order[:n] if shares[k] > 0]
 
 
 def figure(picture: widgets.Image, caption: widgets.HTML) -> widgets.VBox:
@@ -584,7 +572,7 @@ class CamView(ImageView):
         if shares is None:
             self.channels_text.value, self.channel_buttons.children = "", ()
             return
-        top = top_contributors(shares)
+        top = top_contributors(shares, TOP_CHANNELS)
         label = method_label(cam.method)
         self.channels_text.value = (
             f"<b>Channels behind this map</b> at <code>{html.escape(cam.layer)}</code>: {label} weight × mean "

@@ -88,7 +88,7 @@ class CamEngine:
         x = self._input(rgbs, in_graph=ins._preprocess_in_graph and not perturb)
         keys = [pixel_key(rgb) for rgb in rgbs]
         deep = not all(key in self._checked for key in keys)  # every layer checked once per image
-        result = CamPass(*(t.numpy() for t in self.function(node, rule, deep)(x, wanted)))
+        result = CamPass(*(np.asarray(t) for t in self.function(node, rule, deep)(x, wanted)))  # no copy
         for i, ok in enumerate(result.finite):
             if not ok:
                 ins.check_finite(rgbs[i])  # names the first layer that holds NaN/inf
