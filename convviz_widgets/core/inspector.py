@@ -245,12 +245,12 @@ class Inspector:
 
     def activations(self, image: ImageSource | Sequence[ImageSource], layers: Sequence[str] | None = None, *,
                     batch_size: int = 32) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
-        """Every conv/pool layer's output (H, W, C) float32 for one image, in model order (the caller's own copy).
+        """Every conv/pool layer's output (H, W, C) float32 for one image, in model order.
 
         Several images (a list, or an (N, H, W, 3) array) give a list of such dicts, one per image,
-        computed `batch_size` images per compiled pass (fewer when the memory budget needs it). A batch's
-        arrays are read-only views of what was computed, not copies (32 VGG16 images hold 2 GB): `.copy()`
-        one to change it in place.
+        computed `batch_size` images per compiled pass (fewer when the memory budget needs it). The arrays
+        are read-only views of what was computed, not copies (one VGG16 image's layers hold 60 MB, a batch
+        of 32 2 GB; the forward cache shares them): `.copy()` one to change it in place.
         """
         batch_size = checks.integer(batch_size, "batch_size", minimum=1)
         nodes = self._requested_nodes(layers)
@@ -262,13 +262,13 @@ class Inspector:
                    lower="the image size")
         acts, _ = self._forward(rgb)
         if nodes is None:
-            return {name: _own(_finite_layer(name, act)) for name, act in acts.items()}
+            return {name: _finite_layer(name, act) for name, act in acts.items()}
         extra = tuple(n.name for n in nodes if n.name not in acts)
         if extra:
             with self._lock:
                 outs = self._activation_fn(extra)(self._input_batch([rgb]))
             acts = {**acts, **{name: np.asarray(o[0]) for name, o in zip(extra, outs)}}
-        return {node.name: _own(_finite_layer(node.name, acts[node.name])) for node in nodes}
+        return {node.name: _finite_layer(node.name, acts[node.name]) for node in nodes}
 
     def _requested_nodes(self, layers: Any) -> list[Node] | None:
         """The checked layers of `layers=` (None: every conv/pool layer); each must be a feature map."""
@@ -533,11 +533,6 @@ def _as_list(layers: Any) -> list[Any]:
 
 
 _finite = checks.finite  # the one NaN/inf refusal, shared with the CAM engine
-
-
-def _own(act: np.ndarray) -> np.ndarray:
-    """The caller's own writable copy (the book's loops normalise channels in place; the cache stays intact)."""
-    return np.array(act, np.float32)
 
 
 def _finite_layer(name: str, act: np.ndarray) -> np.ndarray:
