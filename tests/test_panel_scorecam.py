@@ -110,3 +110,16 @@ def test_score_cam_shows_progress_and_cancel_stops_it_keeping_the_picture_shown(
     assert view.wait(60) and view.status.value == "" and view.error == ""
     assert "Score-CAM of" in view.score.value and "from the 16 channels" in view.score.value
     assert view.progress.bar_style == "success"
+
+
+def test_every_perturbation_method_gets_the_channel_count_progress_and_cancel(
+        wide_model: keras.Model, monkeypatch: pytest.MonkeyPatch) -> None:
+    view = CamView(wide_model, rng_image(32, 32, seed=3), background=False)
+    calls = recorded_calls(monkeypatch, view)
+    view.method.value = "ablationcam"
+    assert not view.channels.disabled and view.progress_row.layout.display is None
+    assert view.progress.description == "Ablation-CAM" and view.progress.value == view.progress.max
+    assert calls[-1]["max_channels"] == 32 and "from the 32 channels of largest variance" in view.score.value
+    view.method.value = "layercam"  # a gradient method: no channel count, no progress bar
+    assert view.channels.disabled and view.progress_row.layout.display == "none"
+    assert "largest variance" not in view.score.value and view.error == ""

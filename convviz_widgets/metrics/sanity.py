@@ -247,9 +247,7 @@ def default_depth(inspector: Inspector, layer: str) -> int:
 
 def class_map(inspector: Inspector, rgb: np.ndarray, index: int, layer: str, method: str, channels: int | None,
               progress: Callable[[int, int], bool] | None = None) -> CAM:
-    """One map; Score-CAM uses only the `channels` channels of largest variance (0: all) and reports progress."""
-    if method != "scorecam":
-        return inspector.gradcam(rgb, class_index=index, layer=layer, method=method)
+    """One map; a perturbation method uses only the `channels` channels of largest variance (0: all), with progress."""
     return inspector.gradcam(rgb, class_index=index, layer=layer, method=method, max_channels=channels or None,
                              progress=progress)
 

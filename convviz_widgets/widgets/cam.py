@@ -49,14 +49,19 @@ SIMILAR = 0.5  # a rank correlation at least this high after randomisation is a 
 HIT, MISS, NOTE = "#1b7f3b", "#b00020", "#666"
 
 TOP_CHANNELS = 8  # channel buttons under the map: the largest positive contributions
-SCORECAM_CHANNELS = 32  # Score-CAM's default: the 32 channels of largest variance, one batch of masked images
-Key = tuple[int, str, str, int | None]  # class index, layer, method, Score-CAM channels (0 = all; None otherwise)
+SCORECAM_CHANNELS = 32  # perturbation methods' default (Score-CAM's measured one): one batch of masked images
+Key = tuple[int, str, str, int | None]  # class index, layer, method, its channels (0 = all; None: not a perturbation)
 SanityKey = tuple[int, str, str, int | None, int]  # ... and how many top layers are randomised
 
 
 def method_label(name: str) -> str:
     """A registered CAM method's button label."""
     return get_method(name).label
+
+
+def uses_channels(name: str) -> bool:
+    """True for a perturbation method (Score-CAM, Ablation-CAM, the user's own): channel count, progress, Cancel."""
+    return bool(get_method(name).uses_channels)
 
 
 # ----- the randomisation depth control ------------------------------------------------------------------
@@ -160,17 +165,17 @@ class CamView(ImageView):
                                             description="Method", style={"button_width": "auto"},
                                             tooltips=[get_method(m).tooltip for m in names])
         self.channels = widgets.BoundedIntText(
-            channels, min=0, max=1_000_000, description="Channels", disabled=method != "scorecam",
-            tooltip="Score-CAM: use the N channels of largest activation variance (0 = all channels; more is "
-                    "slower: one masked forward pass each)", layout=widgets.Layout(width="170px"))
+            channels, min=0, max=1_000_000, description="Channels", disabled=not uses_channels(method),
+            tooltip="Score-CAM, Ablation-CAM: use the N channels of largest activation variance (0 = all channels; "
+                    "more is slower: one masked forward pass each)", layout=widgets.Layout(width="170px"))
         self.channels.add_class("convviz-scorecam-channels")
         self.method.add_class("convviz-cam-method")
-        self.progress = widgets.IntProgress(0, min=0, max=1, description="Score-CAM")
+        self.progress = widgets.IntProgress(0, min=0, max=1, description=method_label(method))
         self.progress.add_class("convviz-cam-progress")
         self.cancel_button = widgets.Button(description="Cancel", button_style="warning", icon="stop", disabled=True,
-                                            tooltip="Stop the Score-CAM being computed")
+                                            tooltip="Stop the map being computed")
         self.progress_row = widgets.HBox([self.progress, self.cancel_button],
-                                         layout=widgets.Layout(display=None if method == "scorecam" else "none"))
+                                         layout=widgets.Layout(display=None if uses_channels(method) else "none"))
         self.sanity = widgets.ToggleButton(
             sanity, description="Sanity check", icon="random",
             tooltip="Also show the map of a copy of the model whose top layers are re-initialised")
@@ -233,9 +238,9 @@ class CamView(ImageView):
         return bool(self.inspector.has_classes)
 
     # ----- what the controls ask for -------------------------------------------------------------------
-    def scorecam_channels(self, layer: str | None = None) -> int | None:
-        """Score-CAM's channel count for the layer (0 = all), or None for the other methods."""
-        if self.method.value != "scorecam":
+    def channel_count(self, layer: str | None = None) -> int | None:
+        """A perturbation method's channel count for the layer (0 = all), or None for the other methods."""
+        if not uses_channels(self.method.value):
             return None
         total = self.inspector.layer(layer or self.layer.value).channels
         n = int(self.channels.value)
@@ -244,7 +249,7 @@ class CamView(ImageView):
     def wanted(self) -> dict[str, Any]:
         """A snapshot of the request: class choice, layer, method, Score-CAM channels, sanity depth, caches."""
         want = {"choice": self._choice, "layer": self.layer.value, "method": self.method.value,
-                "channels": self.scorecam_channels(), "depth": self.sanity_depth(),
+                "channels": self.channel_count(), "depth": self.sanity_depth(),
                 "predictions": list(self.predictions)}
         key = self.resolve(want)
         want["cam"] = None if key is None else self.cams.get(key)
@@ -260,7 +265,7 @@ class CamView(ImageView):
 
     def key(self) -> Key:
         """What the current controls ask for: (class index, layer, method, Score-CAM channels)."""
-        return int(self.class_index.value), self.layer.value, self.method.value, self.scorecam_channels()
+        return int(self.class_index.value), self.layer.value, self.method.value, self.channel_count()
 
     def sanity_depth(self) -> int | None:
         """How many top layers the sanity check randomises, or None while it is off."""
@@ -275,7 +280,7 @@ class CamView(ImageView):
         """What the status line says while a request is computed."""
         method, layer = want["method"], want["layer"]
         text = f"Computing {method_label(method)}"
-        if method == "scorecam":
+        if uses_channels(method):
             total = self.inspector.layer(layer).channels
             used = want["channels"] or total
             which = "all channels" if used == total else f"the {used} of {total} channels with the largest variance"
@@ -303,10 +308,12 @@ class CamView(ImageView):
         self._draw(self.cams[key])
 
     def before_submit(self, want: dict[str, Any]) -> None:
-        """Busy states: the progress bar for Score-CAM, a placeholder for the sanity check."""
-        self.progress_row.layout.display = None if want["method"] == "scorecam" else "none"
+        """Busy states: the progress bar of a perturbation method, a placeholder for the sanity check."""
+        perturbs = uses_channels(want["method"])
+        self.progress_row.layout.display = None if perturbs else "none"
         self.progress.value, self.progress.bar_style = 0, "info"
-        self.cancel_button.disabled = want["method"] != "scorecam"
+        self.progress.description = method_label(want["method"])
+        self.cancel_button.disabled = not perturbs
         if want["depth"] is not None:
             self._sanity_pending(want["depth"], want["method"])
 
@@ -332,7 +339,7 @@ class CamView(ImageView):
         return predictions, key, cam, sanity, means
 
     def _progress(self, done: int, total: int) -> bool:
-        """Score-CAM's progress (worker thread): move the bar; False stops it once the request is stale or cancelled."""
+        """A perturbation method's progress (worker thread): move the bar; False stops a stale or cancelled request."""
         if not still_wanted():
             return False
         self.progress.max = max(1, int(total))
@@ -458,10 +465,10 @@ class CamView(ImageView):
 
     @guarded
     def _method_changed(self) -> None:
-        """The channel count and the progress bar belong to Score-CAM."""
-        scorecam = self.method.value == "scorecam"
-        self.channels.disabled = not scorecam
-        self.progress_row.layout.display = None if scorecam else "none"
+        """The channel count and the progress bar belong to the perturbation methods."""
+        perturbs = uses_channels(self.method.value)
+        self.channels.disabled = not perturbs
+        self.progress_row.layout.display = None if perturbs else "none"
         self.request()
 
     @guarded
@@ -547,7 +554,7 @@ class CamView(ImageView):
                  if not cam.heatmap.any() else "")
         probability = (f", probability <b>{(cam.probability or 0.0):.1%}</b>" if self.label == "probability"
                        else " (a linear head: scores, not probabilities)")
-        channels = self.scorecam_channels(cam.layer) if cam.method == "scorecam" else None
+        channels = self.channel_count(cam.layer) if uses_channels(cam.method) else None
         used = f" from the {channels} channels of largest variance" if channels else ""
         self.score.value = (
             f"{method_label(cam.method)} of <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}) at "
@@ -629,8 +636,8 @@ class CamView(ImageView):
             return {}
         parts = list(self.arrays(cam))
         name = f"{cam.layer}-class{cam.class_index}-{cam.method}"
-        if self.scorecam_channels(cam.layer):
-            name += f"-top{self.scorecam_channels(cam.layer)}"
+        if self.channel_count(cam.layer):
+            name += f"-top{self.channel_count(cam.layer)}"
         sanity = self.current_sanity()
         if isinstance(sanity, tuple):
             parts.append(heatmap_picture(sanity[0].heatmap, self.cmap.value, parts[1].shape))

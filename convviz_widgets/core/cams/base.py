@@ -29,6 +29,7 @@ class CamMethod:
     tooltip: str = ""
     needs_gradients: bool = True
     batchable: bool = True  # its compiled function takes several images at once
+    uses_channels: bool = False  # takes max_channels and reports progress (one extra pass per channel)
     order: int = 100  # place in the method list (built-ins come first)
 
     def weights(self, feats: tf.Tensor, grads: tf.Tensor | None) -> tf.Tensor:
@@ -59,7 +60,7 @@ class PerturbationMethod(CamMethod):
 
     needs_gradients = False
     batchable = False
-    uses_channels = True  # takes max_channels
+    uses_channels = True
 
     def channel_weights(self, request: CamRequest) -> np.ndarray:
         """Channel weights (C,) for one image, computed outside the compiled CAM function."""
