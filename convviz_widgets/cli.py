@@ -152,13 +152,6 @@ def _error_line(message: str) -> int:
     return 2
 
 
-def demo_step_size() -> float:
-    """The demo model's plain-ascent step (the demo model carries it as `filter_step_size` for the report)."""
-    from . import demo
-
-    return demo.FILTER_STEP_SIZE
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     try:

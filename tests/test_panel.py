@@ -337,9 +337,9 @@ def test_the_plain_step_size_is_part_of_the_cache_key_and_reaches_the_ascent(pan
 
 
 def test_the_demo_model_gets_its_own_plain_step_size(demo_model: keras.Model, model8: keras.Model) -> None:
-    from convviz_widgets.cli import demo_step_size
+    from convviz_widgets.demo import FILTER_STEP_SIZE
 
-    assert FiltersView(demo_model, background=False).step_size.value == demo_step_size() == 3.0
+    assert FiltersView(demo_model, background=False).step_size.value == FILTER_STEP_SIZE == 3.0
     assert FiltersView(model8, background=False).step_size.value == 1.0
     assert FiltersView(model8, step_size=2.5, mode="regularized", background=False).step_size.disabled
 
