@@ -64,6 +64,23 @@ def test_lru_cache_builds_each_value_once_across_threads():
     assert len(built) == 1 and all(r is results[0] for r in results)
 
 
+def test_lru_cache_is_a_mapping_and_a_picture_cache_skips_the_collection(monkeypatch):
+    collections: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(1) or 0)
+    pictures: LRUCache = LRUCache(2, collect=False)
+    pictures["a"], pictures["b"] = 1, 2
+    assert pictures["a"] == 1  # reading makes "a" the most recent, as get() does
+    pictures["c"] = 3
+    assert dict(pictures) == {"a": 1, "c": 3} and pictures != {} and collections == []
+    with pytest.raises(KeyError):
+        pictures["b"]  # noqa: B018
+    del pictures["a"]
+    assert list(pictures) == ["c"]
+    graphs: LRUCache = LRUCache(1)
+    graphs["x"], graphs["y"] = 1, 2
+    assert collections == [1]  # compiled graphs sit in cycles: collected on eviction
+
+
 def test_lru_cache_refuses_a_size_below_one():
     with pytest.raises(ValueError, match="maxsize"):
         LRUCache(0)

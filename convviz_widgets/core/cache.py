@@ -1,8 +1,8 @@
-"""A small thread-safe least-recently-used cache for compiled functions and per-model objects.
+"""A small thread-safe least-recently-used cache for compiled functions, per-model objects and pictures.
 
 Every compiled TensorFlow function keeps its graphs alive as long as something refers to it.
 Caches of them must be bounded: when an entry falls out, the cache drops its reference so
-TensorFlow can free the graph.
+TensorFlow can free the graph. The panel's picture caches use the same bound (without the collection).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, MutableMapping
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -19,13 +19,18 @@ V = TypeVar("V")
 _MISSING = object()
 
 
-class LRUCache(Generic[K, V]):
-    """At most `maxsize` entries; the least recently used one is dropped to make room."""
+class LRUCache(MutableMapping[K, V], Generic[K, V]):
+    """At most `maxsize` entries; the least recently used one is dropped to make room.
 
-    def __init__(self, maxsize: int) -> None:
+    `collect`: run the garbage collector after an eviction (compiled graphs sit in reference cycles);
+    caches of plain arrays pass False.
+    """
+
+    def __init__(self, maxsize: int, *, collect: bool = True) -> None:
         if int(maxsize) < 1:
             raise ValueError(f"maxsize must be >= 1; got {maxsize}.")
         self.maxsize = int(maxsize)
+        self.collect = collect
         self._data: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.RLock()
         self.evictions = 0
@@ -49,7 +54,7 @@ class LRUCache(Generic[K, V]):
                 self._data.popitem(last=False)
                 dropped += 1
             self.evictions += dropped
-        if dropped:
+        if dropped and self.collect:
             # A compiled function's graphs sit in reference cycles: collect now, while the cost is
             # small next to the compilation that caused the eviction, so dropped graphs really go.
             gc.collect()
@@ -64,6 +69,20 @@ class LRUCache(Generic[K, V]):
             value = factory()
             self.put(key, value)
             return value
+
+    def __getitem__(self, key: K) -> V:
+        """The value for `key` (now the most recently used); KeyError when absent."""
+        value = self.get(key, _MISSING)  # type: ignore[arg-type]
+        if value is _MISSING:
+            raise KeyError(key)
+        return value  # type: ignore[return-value]
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self.put(key, value)
+
+    def __delitem__(self, key: K) -> None:
+        with self._lock:
+            del self._data[key]
 
     def clear(self) -> None:
         """Drop every entry."""

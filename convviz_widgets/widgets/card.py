@@ -9,7 +9,6 @@ with progress and Cancel, then cached).
 from __future__ import annotations
 
 import html
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -18,6 +17,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..core import Cancelled, ConvVizError, Inspector, ReceptiveField, TopExamples
+from ..core.cache import LRUCache
 from ..render import enlarge, map_pictures, marked_thumbnail, thumbnail_grid
 from ..render.cards import GAP, MAP_SIDE, THUMB
 from .base import error_text, picture_widget, show_picture
@@ -100,9 +100,9 @@ class ChannelCard(widgets.VBox):
         self.evidence = evidence
         self.layer: str | None = None
         self.channel = 0
-        self.patterns: OrderedDict[tuple[str, int], tuple[np.ndarray, float]] = OrderedDict()
-        self.examples: OrderedDict[str, TopExamples] = OrderedDict()
-        self.example_pictures: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self.patterns: LRUCache[tuple[str, int], tuple[np.ndarray, float]] = LRUCache(PATTERN_CACHE, collect=False)
+        self.examples: LRUCache[str, TopExamples] = LRUCache(LAYER_CACHE, collect=False)
+        self.example_pictures: LRUCache[tuple[str, int], np.ndarray] = LRUCache(PATTERN_CACHE, collect=False)
         self._pattern_running: tuple[str, int] | None = None
         self._examples_running: str | None = None  # the layer whose examples are being found
         self._picture_running: tuple[str, int] | None = None
@@ -188,7 +188,6 @@ class ChannelCard(widgets.VBox):
         """Show the cached pattern of the current channel, or compute it (the Filters tab's default recipe)."""
         key = (self.layer, self.channel)
         if key in self.patterns:
-            self.patterns.move_to_end(key)
             self._draw_pattern(key)
             return
         self.pattern.layout.display = "none"
@@ -211,8 +210,6 @@ class ChannelCard(widgets.VBox):
         """Cache a pattern; draw it if its channel is still shown."""
         self._pattern_running = None
         self.patterns[key] = result
-        while len(self.patterns) > PATTERN_CACHE:
-            self.patterns.popitem(last=False)
         if key == (self.layer, self.channel):
             self._draw_pattern(key)
         else:
@@ -243,7 +240,6 @@ class ChannelCard(widgets.VBox):
             return
         key = (self.layer, self.channel)
         if key in self.example_pictures:
-            self.example_pictures.move_to_end(key)
             self._draw_examples(key)
             return
         self.examples_image.layout.display = "none"
@@ -311,12 +307,7 @@ class ChannelCard(widgets.VBox):
             self.cancel_button.layout.display = "none"
         self._picture_running = None
         self.examples[layer] = top
-        self.examples.move_to_end(layer)
-        while len(self.examples) > LAYER_CACHE:
-            self.examples.popitem(last=False)
         self.example_pictures[(layer, channel)] = picture
-        while len(self.example_pictures) > PATTERN_CACHE:
-            self.example_pictures.popitem(last=False)
         if self.layer is not None:
             self._want_examples()
 

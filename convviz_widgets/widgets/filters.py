@@ -7,13 +7,13 @@ Two recipes: the book's plain gradient ascent in pixel space (with its step size
 from __future__ import annotations
 
 import html
-from collections import OrderedDict
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 
 from ..core import Cancelled, FilterPatterns
+from ..core.cache import LRUCache
 from ..render import enlarge, filter_picture
 from .activations import layer_label
 from .base import View, guarded, picture_widget, show_picture
@@ -67,7 +67,7 @@ class FiltersView(View):
         names = self.inspector.layers
         chosen = self.inspector.layer(layer).name if layer else default_layer(self.inspector.conv_layers, names)
         channels = self.inspector.layer(chosen).channels
-        self.cache: OrderedDict[Key, tuple[FilterPatterns, np.ndarray]] = OrderedDict()
+        self.cache: LRUCache[Key, tuple[FilterPatterns, np.ndarray]] = LRUCache(CACHE_SIZE, collect=False)
         self._running: Key | None = None  # the settings of the render queued or running (the latest request)
         self._cancelling = False
         self._shown: Key | None = None
@@ -204,8 +204,6 @@ class FiltersView(View):
         """Cache the new patterns and show them if the settings still ask for them."""
         picture = filter_picture(patterns)
         self.cache[key] = (patterns, picture)
-        while len(self.cache) > CACHE_SIZE:
-            self.cache.popitem(last=False)
         self._idle("success")
         if key == self.key():
             self._show(key)
@@ -229,7 +227,6 @@ class FiltersView(View):
     def _show(self, key: Key) -> None:
         """Display cached patterns and describe them."""
         patterns, picture = self.cache[key]
-        self.cache.move_to_end(key)
         show_picture(self.grid, enlarge(picture, 256, max(1024, picture.shape[1])))
         self._shown, self._shown_picture = key, picture
         layer, filters, size, steps, mode, step = key
