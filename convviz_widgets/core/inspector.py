@@ -339,7 +339,8 @@ class Inspector:
 
     def _input_batch(self, rgbs: list[np.ndarray], in_graph: bool | None = None) -> tf.Tensor:
         """Prepared images of one size as a batch: uint8 pixels when preprocessing runs in the graph."""
-        if self._preprocess_in_graph if in_graph is None else in_graph:
+        in_graph = self._preprocess_in_graph if in_graph is None else in_graph
+        if in_graph:
             self._check_channels()
             return tf.constant(np.stack(rgbs))
         return tf.concat([self.batch(rgb) for rgb in rgbs], axis=0) if len(rgbs) > 1 else self.batch(rgbs[0])

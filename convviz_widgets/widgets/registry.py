@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import ConvVizError
+from .base import View
 
 V = TypeVar("V", bound=type)
 
@@ -48,8 +49,6 @@ def register_view(key: str, title: str, *, order: float | None = None) -> Callab
         raise ConvVizError(f"A view needs a non-empty title for its tab, not {title!r}.")
 
     def decorate(cls: V) -> V:
-        from .base import View  # the registry is imported by base's neighbours; View is defined there
-
         if not (isinstance(cls, type) and issubclass(cls, View)):
             raise ConvVizError(f"register_view decorates a View subclass, not {cls!r}.")
         with _LOCK:
@@ -88,12 +87,7 @@ def _discover() -> None:
     global _DISCOVERED
     if _DISCOVERED:
         return
-    for info in pkgutil.iter_modules(_package_path()):
+    package: Any = importlib.import_module(__package__)
+    for info in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{__package__}.{info.name}")
     _DISCOVERED = True
-
-
-def _package_path() -> list[str]:
-    """The folder(s) of this package."""
-    package: Any = importlib.import_module(__package__ or "convviz_widgets.widgets")
-    return list(package.__path__)

@@ -85,7 +85,7 @@ class CamEngine:
         rgbs = list(job.images[lo:hi])
         wanted = tf.constant([-1 if c is None else int(c) for c in job.classes[lo:hi]], tf.int32)
         perturb = isinstance(rule, PerturbationMethod)
-        x = self._input(rgbs, in_graph=ins._preprocess_in_graph and not perturb)
+        x = ins._input_batch(rgbs, in_graph=ins._preprocess_in_graph and not perturb)
         keys = [pixel_key(rgb) for rgb in rgbs]
         deep = not all(key in self._checked for key in keys)  # every layer checked once per image
         result = CamPass(*(np.asarray(t) for t in self.function(node, rule, deep)(x, wanted)))  # no copy
@@ -113,10 +113,6 @@ class CamEngine:
             out.append(cam_maths.CAM(heat, k, float(result.scores[i]), node.name, rule.name, ins.class_names[k],
                                      probability, raw, weights))
         return out
-
-    def _input(self, rgbs: list[np.ndarray], in_graph: bool) -> tf.Tensor:
-        """The uint8 pixels (preprocessed inside the compiled function) or the preprocessed float batch."""
-        return self.ins._input_batch(rgbs, in_graph)
 
     def function(self, node: Node, method: CamMethod, deep: bool = True) -> Any:
         """The compiled CAM function of a feature map and method, kept in the Inspector's bounded cache.
