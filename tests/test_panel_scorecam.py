@@ -123,3 +123,10 @@ def test_every_perturbation_method_gets_the_channel_count_progress_and_cancel(
     view.method.value = "layercam"  # a gradient method: no channel count, no progress bar
     assert view.channels.disabled and view.progress_row.layout.display == "none"
     assert "largest variance" not in view.score.value and view.error == ""
+
+
+def test_turning_the_sanity_check_on_keeps_the_bar_of_the_map_already_computed(wide_model: keras.Model) -> None:
+    view = CamView(wide_model, rng_image(32, 32, seed=4), background=False, method="scorecam")
+    assert view.progress.value == view.progress.max == 32
+    view.sanity.value = True  # only the randomised copy's map is computed now
+    assert view.progress.value == view.progress.max == 32 and view.cancel_button.disabled and view.error == ""

@@ -311,8 +311,9 @@ class CamView(ImageView):
         """Busy states: the progress bar of a perturbation method, a placeholder for the sanity check."""
         perturbs = uses_channels(want["method"])
         self.progress_row.layout.display = None if perturbs else "none"
-        self.progress.value, self.progress.bar_style = 0, "info"
-        self.progress.description = method_label(want["method"])
+        if want["cam"] is None or self._pending is not None:  # the map itself is computed, not only its check
+            self.progress.value, self.progress.bar_style = 0, "info"
+            self.progress.description = method_label(want["method"])
         self.cancel_button.disabled = not perturbs
         if want["depth"] is not None:
             self._sanity_pending(want["depth"], want["method"])
