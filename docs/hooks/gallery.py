@@ -52,15 +52,14 @@ def two_shapes(seed: int = 3) -> Any:
 
 
 def draw_activations(g: Gallery, ins: Any, scene: Any) -> None:
-    """The input and three depths of activation grids."""
-    import convviz_widgets as cv
-    from convviz_widgets.render import enlarge
+    """The input and three depths of activation grids, drawn as the panel saves them and the report shows them."""
+    from convviz_widgets.render import activation_picture, enlarge
 
     g.add("activations_input", enlarge(scene.image, 192))
     acts = ins.activations(scene.image)
     for layer in ("conv1", "conv3", "conv5"):
         act = acts[layer]
-        g.add(f"activations_{layer}", cv.activation_grid(act, images_per_row=16))
+        g.add(f"activations_{layer}", activation_picture(act, images_per_row=16, full=True)[0])  # as the report saves
         dead = int((act.reshape(-1, act.shape[-1]).max(axis=0) <= 0).sum())
         g.values[f"act_{layer}_shape"] = "×".join(str(s) for s in act.shape)
         g.values[f"act_{layer}_dead"] = str(dead)
