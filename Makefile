@@ -31,7 +31,7 @@ test: $(VENV)/.installed-test ## run the whole test suite (the course under nbgr
 	$(BIN)/python -m pytest $(NBVAL) notebooks/
 
 lint: $(VENV)/.installed-test ## ruff, and the rooms' import contracts (.importlinter)
-	$(BIN)/ruff check convviz_widgets tests bench notebooks course
+	$(BIN)/ruff check convviz_widgets tests bench notebooks course docs/hooks
 	$(BIN)/lint-imports
 
 lab: $(VENV)/.installed-test ## open the tour in JupyterLab
