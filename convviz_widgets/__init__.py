@@ -33,8 +33,8 @@ from .core import (  # noqa: E402
     load_model,
     predict,
     register_cam_method,
-    top_examples,
 )
+from .scale import Atlas, EvaluationTable, atlas, evaluate, top_examples  # noqa: E402
 from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
 from .widgets import ActivationsView, CamView, ConvVizPanel, FiltersView, ImageView, View, register_view  # noqa: E402
 from .widgets import chooser as _chooser  # noqa: E402
@@ -61,4 +61,5 @@ __all__ = [
     "activations", "filter_grid", "filter_patterns", "gradcam", "limits", "load_image", "load_model", "overlay",
     "predict", "render", "to_png",
     "TopExamples", "top_examples",
+    "Atlas", "EvaluationTable", "atlas", "evaluate",
 ]

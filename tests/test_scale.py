@@ -1,0 +1,208 @@
+"""Whole datasets on the engine: the same results here and on two Dask workers, faults, resuming, the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import convviz_widgets as cv
+from convviz_widgets import demo
+from convviz_widgets.errors import Cancelled, ConvVizError
+from convviz_widgets.metrics import deletion_curve, pointing_game
+from convviz_widgets.scale import dataset_examples
+
+N_SCENES = 64
+LAYER = "conv3"
+
+
+@pytest.fixture(scope="module")
+def scenes() -> list:
+    return [demo.scene(seed=i) for i in range(N_SCENES)]
+
+
+@pytest.fixture(scope="module")
+def images(scenes: list) -> np.ndarray:
+    return np.stack([s.image for s in scenes])
+
+
+@pytest.fixture(scope="module")
+def model():
+    return demo.load_model()
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster of two worker processes, shared by the module's tests."""
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
+            distributed.Client(lc) as c:
+        c.run(lambda: __import__("convviz_widgets.scale"))  # each worker imports the package once, up front
+        yield c
+
+
+def brute_force_top(model, layer: str, images: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle: every image's full feature map, the k best images per channel by value, ties to the lower id."""
+    import keras
+
+    trunk = keras.Model(model.inputs, model.get_layer(layer).output)
+    feats = np.asarray(trunk(images.astype(np.float32) / 255.0, training=False))
+    peak = feats.reshape(len(images), -1, feats.shape[-1]).max(axis=1)  # (N, C)
+    order = np.stack([np.lexsort((np.arange(len(images)), -peak[:, c]))[:k] for c in range(peak.shape[1])])
+    return order, np.take_along_axis(peak.T, order, axis=1)
+
+
+def assert_same_examples(a, b) -> None:
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.positions, b.positions)
+    assert (a.count, a.skipped) == (b.count, b.skipped)
+
+
+def test_top_examples_on_two_workers_equal_the_one_process_result(model, images, client) -> None:
+    here = cv.top_examples(model, LAYER, images, k=5, preprocess="rescale")
+    there = cv.top_examples(model, LAYER, images, k=5, preprocess="rescale", client=client, batch_size=8)
+    assert_same_examples(there, here)
+    order, values = brute_force_top(model, LAYER, images, 5)
+    np.testing.assert_array_equal(there.indices, order)
+    np.testing.assert_allclose(there.values, values, rtol=1e-5, atol=1e-6)
+
+
+def test_atlas_on_workers_equals_the_in_process_atlas_and_links_resolve(model, images, client, tmp_path) -> None:
+    here = cv.atlas(model, images, tmp_path / "here", layers=["conv2", "conv5"], k=3, preprocess="rescale",
+                    pattern_steps=2)
+    there = cv.atlas(model, images, tmp_path / "there", layers=["conv2", "conv5"], k=3, preprocess="rescale",
+                     pattern_steps=2, client=client, batch_size=8)
+    for layer in ("conv2", "conv5"):
+        assert_same_examples(there.examples[layer], here.examples[layer])
+    front = (tmp_path / "there" / "index.html").read_text()
+    assert "conv2/index.html" in front and "conv5/index.html" in front
+    page = (tmp_path / "there" / "conv5" / "channel-0007.html").read_text()
+    import re
+
+    for src in re.findall(r"src='([^']+)'", page):
+        assert (tmp_path / "there" / "conv5" / src).is_file(), src
+    assert len(re.findall(r"_whole\.png", page)) == 3  # k examples, each with its marked image
+
+
+def test_evaluate_on_workers_equals_each_image_computed_by_hand(model, scenes, images, client) -> None:
+    few = images[:12]
+    masks = [s.masks[0] for s in scenes[:12]]
+    table = cv.evaluate(model, few, methods=("gradcam", "eigencam"), masks=masks, client=client, steps=4,
+                        batch_size=5, preprocess="rescale")
+    ins = cv.Inspector(model, preprocess="rescale")
+    for method in ("gradcam", "eigencam"):
+        hits, dels, inss = [], [], []
+        for i, img in enumerate(few):
+            c = int(np.argmax(ins.probabilities(img)))
+            cam = ins.gradcam(img, class_index=c, method=method)
+            hits.append(float(pointing_game(cam, masks[i])))
+            dels.append(deletion_curve(ins, img, cam, c, steps=4, mode="deletion", seed=i).auc)
+            inss.append(deletion_curve(ins, img, cam, c, steps=4, mode="insertion", seed=i).auc)
+        row = table.row(method)
+        assert row["images"] == 12 and row["pointing_n"] == 12
+        assert row["pointing"] == pytest.approx(np.mean(hits))
+        assert row["deletion_auc"] == pytest.approx(np.mean(dels), abs=1e-6)
+        assert row["insertion_auc"] == pytest.approx(np.mean(inss), abs=1e-6)
+        half = 1.959963984540054 * np.std(dels, ddof=1) / np.sqrt(12)
+        assert row["deletion_ci"] == pytest.approx(half, abs=1e-6)
+    assert table.to_csv().splitlines()[0].startswith("method,images,pointing")
+
+
+def test_a_corrupt_image_is_skipped_and_counted_on_workers(model, images, client, tmp_path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(20):
+        Image.fromarray(images[i]).save(folder / f"s{i:03d}.png")
+    (folder / "s007.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a picture")
+    there = cv.top_examples(model, LAYER, folder, k=3, preprocess="rescale", client=client, batch_size=6)
+    assert (there.count, there.skipped) == (19, 1)
+    assert "image 7" in there.skip_reasons[0]
+    assert 7 not in set(there.indices.ravel().tolist())
+    assert_same_examples(there, cv.top_examples(model, LAYER, folder, k=3, preprocess="rescale"))
+
+
+def test_a_resumed_run_does_not_recompute_finished_batches(model, images, tmp_path) -> None:
+    calls = []
+
+    def stop_after_three_batches(done, total):
+        calls.append(done)
+        return len(calls) <= 3  # the start report, then two batches finish; the third stops the run
+
+    with pytest.raises(Cancelled):
+        dataset_examples(model, [LAYER], images, k=4, batch_size=8, preprocess="rescale", out=tmp_path,
+                         progress=stop_after_three_batches)
+    results, stats, _ = dataset_examples(model, [LAYER], images, k=4, batch_size=8, preprocess="rescale",
+                                         out=tmp_path)
+    assert (stats.batches, stats.resumed, stats.computed) == (8, 3, 5)
+    assert_same_examples(results[0], cv.top_examples(model, LAYER, images, k=4, preprocess="rescale"))
+
+
+def test_a_worker_killed_mid_run_still_gives_the_exact_result(model, client) -> None:
+    many = demo.example_images(160)
+    killed = []
+
+    def kill_one_worker(done, total):
+        if done and not killed:
+            pids = client.run(os.getpid)
+            victim = sorted(pids.values())[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    there = cv.top_examples(model, LAYER, many, k=4, preprocess="rescale", client=client, batch_size=4,
+                            progress=kill_one_worker)
+    assert killed and killed[0] not in client.run(os.getpid).values()
+    assert_same_examples(there, cv.top_examples(model, LAYER, many, k=4, preprocess="rescale"))
+
+
+def test_workers_without_dask_is_an_error_naming_the_extra(tmp_path) -> None:
+    code = ("import sys; sys.modules['distributed'] = None; sys.modules['dask'] = None\n"
+            "import numpy as np, convviz_widgets as cv\n"
+            "from convviz_widgets import demo\n"
+            "try:\n"
+            "    cv.top_examples(demo.load_model(), 'conv5', np.zeros((2, 96, 96, 3), np.uint8), workers=2)\n"
+            "except cv.ConvVizError as err:\n"
+            "    print('ERR', err)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert "ERR" in done.stdout and "[dask]" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_engine_refuses_a_generator_and_a_bad_worker_count(model, images) -> None:
+    with pytest.raises(ConvVizError, match="leave client= and workers= unset"):
+        cv.atlas(model, (img for img in images), "unused-out", workers=2)
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    with pytest.raises(ConvVizError, match="workers must be"):
+        cv.top_examples(model, LAYER, images, workers=0)
+
+
+def test_atlas_refuses_a_folder_of_foreign_files(model, images, tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConvVizError, match="did not write"):
+        cv.atlas(model, images[:4], tmp_path, layers=["conv5"], k=1, patterns=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_cli_evaluate_writes_the_table_as_csv_and_html(tmp_path: Path, capsys) -> None:
+    from convviz_widgets.cli import main
+
+    assert main(["evaluate", "--scenes", "6", "--steps", "3", "--cam-methods", "gradcam,eigencam",
+                 "--out", str(tmp_path)]) == 0
+    rows = (tmp_path / "evaluation.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["method", "gradcam", "eigencam"]
+    assert "CAM faithfulness" in (tmp_path / "evaluation.html").read_text()
+
+
+def test_cli_atlas_writes_a_site_that_opens_from_disk(tmp_path: Path) -> None:
+    from convviz_widgets.cli import main
+
+    assert main(["atlas", "--scenes", "12", "--layers", "conv5", "-k", "2", "--steps", "2",
+                 "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "index.html").is_file() and (tmp_path / "conv5" / "channel-0127.html").is_file()
+    assert "http" not in (tmp_path / "conv5" / "index.html").read_text()
