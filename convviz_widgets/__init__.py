@@ -34,8 +34,8 @@ from .core import (  # noqa: E402
     predict,
     register_cam_method,
 )
-from .scale import Atlas, EvaluationTable, atlas, evaluate, top_examples  # noqa: E402
 from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
+from .scale import Atlas, EvaluationTable, atlas, evaluate, top_examples  # noqa: E402
 from .widgets import ActivationsView, CamView, ConvVizPanel, FiltersView, ImageView, View, register_view  # noqa: E402
 from .widgets import chooser as _chooser  # noqa: E402
 

@@ -5,8 +5,8 @@ Dask cluster with `workers=N`, or on any cluster through a `distributed.Client`.
 optional extra (`pip install "convviz_widgets[dask]"`); nothing here imports it until asked to.
 """
 
-from .engine import EXTRA, RunStats, dask_client
 from .atlas import Atlas, atlas, default_layers
+from .engine import EXTRA, RunStats, dask_client
 from .evaluate import EvaluationTable, evaluate
 from .examples import dataset_examples, top_examples
 

@@ -184,7 +184,8 @@ def _write_layer(ins: Any, top: TopExamples, prepared: dict[int, np.ndarray], pa
         cards.append(f"<figure><a href='{page.name}'><img src='{thumb}' alt='best example'>{extra}</a>"
                      f"<figcaption>channel {channel}<br>max {float(top.values[row, 0]):.3g}</figcaption></figure>")
     rf = top.receptive_field
-    field_text = f"receptive field {rf.size[0]:.0f} x {rf.size[1]:.0f} px" if rf.size else "receptive field: whole image"
+    field_text = (f"receptive field {rf.size[0]:.0f} x {rf.size[1]:.0f} px" if rf.size
+                  else "receptive field: whole image")
     index = folder / "index.html"
     index.write_text(_page(f"{top.layer}: {len(top.channels)} channels", [
         f"<p>Each channel's best example (its receptive-field crop) and its filter pattern; {field_text}. "

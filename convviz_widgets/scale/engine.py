@@ -198,7 +198,8 @@ def with_extra(data: Dataset, values: Any, what: str) -> Dataset:
     try:
         n = len(values)
     except TypeError:
-        raise ConvVizError(f"{what} must be a sequence with one entry per image; got {type(values).__name__}.") from None
+        raise ConvVizError(
+            f"{what} must be a sequence with one entry per image; got {type(values).__name__}.") from None
     if n != data.total:
         raise ConvVizError(f"{what} holds {n} entries but the dataset holds {data.total} images: give one per image.")
     batches = tuple(replace(b, extra=values[b.start:b.start + b.size]) for b in data.batches)
