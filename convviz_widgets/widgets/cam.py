@@ -18,6 +18,7 @@ import numpy as np
 from ..core import CAM, Cancelled, Inspector
 from ..core.cam import contributions, top_contributors
 from ..core.cams import get_method, method_names
+from ..core.checks import CHANNELS
 from ..metrics import (
     TOLERANCE,
     Sanity,
@@ -32,6 +33,7 @@ from ..render import enlarge_figure, heatmap_picture, overlay, side_by_side
 from .activations import layer_label
 from .base import (
     ImageView,
+    control_value,
     error_text,
     guarded,
     no_classes_text,
@@ -165,7 +167,8 @@ class CamView(ImageView):
                                             description="Method", style={"button_width": "auto"},
                                             tooltips=[get_method(m).tooltip for m in names])
         self.channels = widgets.BoundedIntText(
-            channels, min=0, max=1_000_000, description="Channels", disabled=not uses_channels(method),
+            CHANNELS.check(channels, "channels"), min=CHANNELS.low, max=CHANNELS.high, description="Channels",
+            disabled=not uses_channels(method),
             tooltip="Score-CAM, Ablation-CAM: use the N channels of largest activation variance (0 = all channels; "
                     "more is slower: one masked forward pass each)", layout=widgets.Layout(width="170px"))
         self.channels.add_class("convviz-scorecam-channels")
@@ -243,7 +246,7 @@ class CamView(ImageView):
         if not uses_channels(self.method.value):
             return None
         total = self.inspector.layer(layer or self.layer.value).channels
-        n = int(self.channels.value)
+        n = int(control_value(self.channels, CHANNELS))
         return 0 if n <= 0 or n >= total else n
 
     def wanted(self) -> dict[str, Any]:
