@@ -31,7 +31,7 @@ def api_calls(model) -> dict[str, tuple]:
     ins = cv.Inspector(model, preprocess="rescale")
     return {
         "steps": (lambda: cv.filter_patterns(model, "conv2", range(2), steps=10_001), "steps", 10_001, 10_000),
-        "filters": (lambda: cv.filter_patterns(model, "conv2", range(2000)), "filters", "2,000", 1024),
+        "filters": (lambda: cv.filter_patterns(model, "conv2", range(5000)), "filters", "5,000", 4096),
         "size": (lambda: cv.filter_patterns(model, "conv2", [0], size=4097), "size", 4097, 4096),
         "step_size": (lambda: cv.filter_patterns(model, "conv2", [0], step_size=1e4), "step_size", 10000.0, 1000),
         "seed": (lambda: cv.filter_patterns(model, "conv2", [0], seed=2**31), "seed", 2**31, 2**31 - 1),
@@ -144,7 +144,7 @@ def test_a_view_built_with_a_number_past_its_bound_is_refused(kwargs) -> None:
         ActivationsView(small_convnet(size=32), **kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [{"steps": 10_001}, {"count": 0}, {"count": 1025}, {"step_size": 5000.0}])
+@pytest.mark.parametrize("kwargs", [{"steps": 10_001}, {"count": 0}, {"count": 4097}, {"step_size": 5000.0}])
 def test_a_filters_view_built_with_a_number_past_its_bound_is_refused(kwargs) -> None:
     with pytest.raises(ConvVizError, match=next(iter(kwargs))):
         FiltersView(small_convnet(size=32), **kwargs)

@@ -59,7 +59,7 @@ class Bound:
 
 # Every number the API or a panel control takes has one of these bounds (listed in the README's Limits).
 STEPS = Bound(0, 10_000, "gradient-ascent steps of filter patterns", panel=500)
-FILTERS = Bound(1, 1024, "filters rendered in one request", panel=64)
+FILTERS = Bound(1, 4096, "filters rendered in one request", panel=64)
 PATTERN_SIZE = Bound(8, 4096, "side of a filter-pattern picture in pixels")
 STEP_SIZE = Bound(0.0, 1000.0, "plain ascent step in pixel levels, above 0", panel=100.0)
 SEED = Bound(0, 2**31 - 1, "random seed")
