@@ -49,6 +49,9 @@ def api_calls(model) -> dict[str, tuple]:
                              "images_per_row", 0, 1),
         "margin": (lambda: cv.activation_grid(np.ones((4, 4, 8), np.float32), margin=65), "margin", 65, 64),
         "cols": (lambda: cv.filter_grid(np.zeros((2, 8, 8, 3), np.uint8), cols=257), "cols", 257, 256),
+        "jitter": (lambda: cv.Regularization(jitter=100), "jitter", 100, 64),
+        "rotation": (lambda: cv.Regularization(rotation=720.0), "rotation", 720.0, 180),
+        "learning_rate": (lambda: cv.Regularization(learning_rate=1e3), "learning_rate", 1000.0, 10),
         "deletion steps": (lambda: deletion_curve(ins, image, np.ones((4, 4), np.float32), 0, steps=1001), "steps",
                            1001, 1000),
     }
@@ -56,7 +59,7 @@ def api_calls(model) -> dict[str, tuple]:
 
 CASES = ["steps", "filters", "size", "step_size", "seed", "max_channels", "gradcam batch_size",
          "activations batch_size", "top", "k", "examples batch_size", "images_per_row", "images_per_row 0", "margin",
-         "cols", "deletion steps"]
+         "cols", "deletion steps", "jitter", "rotation", "learning_rate"]
 
 
 @pytest.mark.parametrize("case", CASES)

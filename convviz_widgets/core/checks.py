@@ -70,11 +70,18 @@ TOP = Bound(1, 1000, "top classes listed")
 EXAMPLES = Bound(1, 1000, "dataset examples kept per channel (k)")
 BATCH_SIZE = Bound(1, 4096, "images per compiled pass")
 CURVE_STEPS = Bound(1, 1000, "steps of a deletion or insertion curve")
+LEARNING_RATE = Bound(0.0, 10.0, "Adam's learning rate in the regularised recipe, above 0")
+JITTER = Bound(0, 64, "random translation of the regularised recipe in pixels")
+SCALE = Bound(0.0, 0.9, "random zoom of the regularised recipe: 1 - scale to 1 + scale")
+ROTATION = Bound(0.0, 180.0, "random rotation of the regularised recipe in degrees")
+DECAY_POWER = Bound(0.0, 4.0, "the regularised recipe's spectrum decay, 1 / frequency ** decay_power")
+INIT_STD = Bound(0.0, 1.0, "spread of the regularised recipe's initial spectrum")
 
 BOUNDS: dict[str, Bound] = {
     "steps": STEPS, "filters": FILTERS, "size": PATTERN_SIZE, "step_size": STEP_SIZE, "seed": SEED,
     "max_channels": CHANNELS, "images_per_row": PER_ROW, "margin": MARGIN, "top": TOP, "k": EXAMPLES,
-    "batch_size": BATCH_SIZE, "deletion steps": CURVE_STEPS,
+    "batch_size": BATCH_SIZE, "deletion steps": CURVE_STEPS, "learning_rate": LEARNING_RATE, "jitter": JITTER,
+    "scale": SCALE, "rotation": ROTATION, "decay_power": DECAY_POWER, "init_std": INIT_STD,
 }
 
 
@@ -91,6 +98,13 @@ def positive_number(value: Any, name: str) -> float:
     if not math.isfinite(x) or x <= 0.0:
         raise ConvVizError(f"{name} must be finite and > 0; got {value!r}.")
     return x
+
+
+def real(value: Any, name: str, bound: Bound) -> float:
+    """A finite real number within its bound, as a float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ConvVizError(f"{name} must be a finite number; got {value!r} ({type(value).__name__}).")
+    return float(bound.check(float(value), name))
 
 
 def step_size(value: Any, name: str = "step_size") -> float:
