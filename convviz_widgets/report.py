@@ -149,6 +149,7 @@ def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: 
     rgb = inspector.prepare(image)
     target = output_folder(out)
     check_foreign(target, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_folder(target)
     try:
         report = _write_views(inspector, rgb, staging, options)
@@ -308,7 +309,6 @@ def output_folder(out: Path | str) -> Path:
     target = path.resolve()
     if target.exists() and not target.is_dir():
         raise ConvVizError(f"{path} exists and is not a folder; choose another folder.")
-    target.parent.mkdir(parents=True, exist_ok=True)
     return target
 
 

@@ -159,7 +159,7 @@ def test_bad_cli_arguments_write_nothing(tmp_path, capsys, args, needle) -> None
     classes = tmp_path / "classes.json"
     classes.write_text('["only", "two"]')  # the demo model has five classes
     args = [str(classes) if a == "CLASSES" else a for a in args]
-    assert cli.main(["report", "--model", "demo", "--out", str(tmp_path / "r"), *args]) == 2
+    assert cli.main(["report", "--model", "demo", "--out", str(tmp_path / "new" / "r"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("convviz: error: ") and "\n" not in err and needle in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.json"]
