@@ -313,12 +313,19 @@ def output_folder(out: Path | str) -> Path:
 
 
 def staging_folder(target: Path) -> Path:
-    """A fresh, empty folder beside `target` (same file system, so the report moves into place by renaming)."""
+    """A fresh, empty folder beside `target` (same file system, so the report moves into place by renaming);
+    inside an existing `target` when its parent cannot be written (`--out .` in a read-only parent)."""
+    home = target.parent
     while True:
-        path = target.parent / f"{STAGING_PREFIX}{secrets.token_hex(6)}"
+        path = home / f"{STAGING_PREFIX}{secrets.token_hex(6)}"
         try:
             path.mkdir(0o777)  # the user's umask applies, as for any folder they make
         except FileExistsError:
+            continue
+        except PermissionError:
+            if home != target.parent or not target.is_dir():
+                raise
+            home = target
             continue
         return path
 
@@ -350,8 +357,9 @@ def manifest_of(folder: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
 
 
-def foreign_entries(folder: Path) -> list[str]:
-    """Names in `folder` the report did not write: not in its manifest, changed since, a link or a folder."""
+def foreign_entries(folder: Path, staging: Path | None = None) -> list[str]:
+    """Names in `folder` the report did not write: not in its manifest, changed since, a link or a folder
+    (the report's own `staging` folder, when it lies inside, is not counted)."""
     if not folder.is_dir():
         return []
     own = manifest_of(folder)
@@ -359,15 +367,17 @@ def foreign_entries(folder: Path) -> list[str]:
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.name == MANIFEST and not entry.is_symlink() and entry.is_file():
             continue
+        if staging is not None and Path(entry.path) == staging:
+            continue
         if entry.name not in own or entry.is_symlink() or not entry.is_file() \
                 or digest(Path(entry.path)) != own[entry.name]:
             foreign.append(entry.name)
     return foreign
 
 
-def check_foreign(folder: Path, overwrite: bool) -> None:
+def check_foreign(folder: Path, overwrite: bool, staging: Path | None = None) -> None:
     """Refuse a folder holding files the report did not write, unless `overwrite`."""
-    foreign = foreign_entries(folder)
+    foreign = foreign_entries(folder, staging)
     if foreign and not overwrite:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise ConvVizError(f"{folder} holds files this report did not write ({shown}); nothing was changed. "
@@ -403,7 +413,7 @@ def commit(staging: Path, target: Path, overwrite: bool) -> None:
         if not os.path.lexists(target):
             os.rename(staging, target)
             return
-        check_foreign(target, overwrite)  # the folder may have changed while the report was computed
+        check_foreign(target, overwrite, staging)  # the folder may have changed while the report was computed
         names = sorted(p.name for p in staging.iterdir())
         blocked = [n for n in names if os.path.isdir(target / n) and not os.path.islink(target / n)]
         if blocked:

@@ -125,6 +125,23 @@ def test_a_report_file_the_user_changed_is_no_longer_the_reports_own(tmp_path, i
     assert (out / "index.html").read_text() == "edited by hand"
 
 
+def test_a_folder_whose_parent_cannot_be_written_gets_its_report_staged_inside(tmp_path, inspector,
+                                                                             monkeypatch) -> None:
+    out = tmp_path / "r"
+    report(inspector, out)
+    real_mkdir = Path.mkdir
+
+    def parent_read_only(self, *args, **kwargs):
+        if self.parent == tmp_path and self.name.startswith(STAGING_PREFIX):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", parent_read_only)
+    report(inspector, out, filter_layers=["conv1"])
+    assert (out / "filters_conv1.png").is_file() and stagings(out) == [] and stagings(tmp_path) == []
+    assert set(json.loads((out / MANIFEST).read_text())["files"]) == {p.name for p in out.iterdir()} - {MANIFEST}
+
+
 def test_out_that_links_to_a_folder_writes_into_that_folder_and_a_dangling_link_is_refused(tmp_path,
                                                                                           inspector) -> None:
     real = tmp_path / "real"
