@@ -49,6 +49,7 @@ def api_calls(model) -> dict[str, tuple]:
                              "images_per_row", 0, 1),
         "margin": (lambda: cv.activation_grid(np.ones((4, 4, 8), np.float32), margin=65), "margin", 65, 64),
         "cols": (lambda: cv.filter_grid(np.zeros((2, 8, 8, 3), np.uint8), cols=257), "cols", 257, 256),
+        "alpha": (lambda: cv.overlay(image, np.ones((4, 4), np.float32), alpha=1.5), "alpha", 1.5, 1),
         "jitter": (lambda: cv.Regularization(jitter=100), "jitter", 100, 64),
         "rotation": (lambda: cv.Regularization(rotation=720.0), "rotation", 720.0, 180),
         "learning_rate": (lambda: cv.Regularization(learning_rate=1e3), "learning_rate", 1000.0, 10),
@@ -59,7 +60,7 @@ def api_calls(model) -> dict[str, tuple]:
 
 CASES = ["steps", "filters", "size", "step_size", "seed", "max_channels", "gradcam batch_size",
          "activations batch_size", "top", "k", "examples batch_size", "images_per_row", "images_per_row 0", "margin",
-         "cols", "deletion steps", "jitter", "rotation", "learning_rate"]
+         "cols", "deletion steps", "alpha", "jitter", "rotation", "learning_rate"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -139,6 +140,10 @@ def test_cam_channels_refuse_values_past_their_bound_in_words() -> None:
     assert "Channels = 20000" in shown_in_words(view) and "16,384" in view.error
     view.channels.value = 4
     assert view.error == ""
+    assert (view.opacity.min, view.opacity.max) == (checks.ALPHA.low, checks.ALPHA.high)
+    view.opacity.max = 5.0
+    view.opacity.value = 2.5
+    assert "Opacity = 2.5" in shown_in_words(view)
 
 
 @pytest.mark.parametrize("kwargs", [{"images_per_row": 0}, {"images_per_row": 257}])

@@ -18,7 +18,7 @@ import numpy as np
 from ..core import CAM, Cancelled, Inspector
 from ..core.cam import contributions, top_contributors
 from ..core.cams import get_method, method_names
-from ..core.checks import CHANNELS
+from ..core.checks import ALPHA, CHANNELS
 from ..metrics import (
     TOLERANCE,
     Sanity,
@@ -187,7 +187,8 @@ class CamView(ImageView):
         self.depth = widgets.Dropdown(
             options=options, value=(depth or default_depth(ins, chosen)) if options else None,
             description="Randomise", disabled=not sanity, layout=widgets.Layout(width="max-content", min_width="300px"))
-        self.opacity = widgets.FloatSlider(opacity, min=0.0, max=1.0, step=0.05, description="Opacity")
+        self.opacity = widgets.FloatSlider(ALPHA.check(opacity, "opacity"), min=ALPHA.low, max=ALPHA.high, step=0.05,
+                                           description="Opacity")
         self.cmap = widgets.Dropdown(options=CMAPS, value=cmap, description="Colormap",
                                      layout=widgets.Layout(width="220px"))
         self.overlay = picture_widget("convviz-overlay")
@@ -542,7 +543,7 @@ class CamView(ImageView):
 
     def arrays(self, cam: CAM) -> tuple[np.ndarray, np.ndarray]:
         """The overlay (enlarged) and the raw heatmap at its own resolution, upscaled to the same size."""
-        alpha, cmap = float(self.opacity.value), self.cmap.value
+        alpha, cmap = float(control_value(self.opacity, ALPHA)), self.cmap.value
         blended = enlarge_figure(overlay(self.display, cam.heatmap, alpha=alpha, cmap=cmap))
         return blended, heatmap_picture(cam.heatmap, self.cmap.value, blended.shape)
 
