@@ -117,17 +117,17 @@ def check_options(inspector: Inspector, *, filter_layers: Sequence[str] | None =
                            "pass the full model (e.g. include_top=True) or one with a classifier head.")
     if isinstance(filter_layers, str):
         filter_layers = [filter_layers]
-    layers = [inspector.layer(name).name for name in filter_layers] if filter_layers else \
+    layers = list(dict.fromkeys(inspector.layer(name).name for name in filter_layers)) if filter_layers else \
         default_filter_layers(inspector)
     if step_size is None:
         step_size = float(getattr(inspector.model, "filter_step_size", PLAIN_STEP))
-    modes = tuple(checks.choice(m, "pattern mode", PATTERN_MODES) for m in pattern_modes)
+    modes = tuple(dict.fromkeys(checks.choice(m, "pattern mode", PATTERN_MODES) for m in pattern_modes))
     size = None if filter_size is None else checks.bounded(filter_size, "filter_size", checks.PATTERN_SIZE)
     return Options(layers, checks.bounded(n_filters, "n_filters", checks.FILTERS), size,
                    checks.bounded(steps, "steps", checks.STEPS), checks.step_size(step_size), modes,
                    checks.bounded(top, "top", checks.TOP), checks.bounded(images_per_row, "images_per_row",
                                                                           checks.PER_ROW),
-                   tuple(get_method(m).name for m in cam_methods) or ("gradcam",))
+                   tuple(dict.fromkeys(get_method(m).name for m in cam_methods)) or ("gradcam",))
 
 
 def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: Sequence[str] | None = None,

@@ -116,6 +116,12 @@ def test_replacing_its_own_report_needs_no_overwrite_and_drops_its_old_files(tmp
     assert stagings(tmp_path) == []
 
 
+def test_a_layer_or_method_named_twice_is_reported_once(tmp_path, inspector) -> None:
+    out = tmp_path / "r"
+    report(inspector, out, filter_layers=["conv2", "conv2"], cam_methods=["gradcam", "GradCAM"])
+    assert (out / "filters_conv2.png").is_file() and (out / "index.html").read_text().count("filters_conv2.png") == 1
+
+
 def test_a_report_file_the_user_changed_is_no_longer_the_reports_own(tmp_path, inspector) -> None:
     out = tmp_path / "r"
     report(inspector, out)
