@@ -1,5 +1,5 @@
 """Every number the API or a panel control takes has an upper bound, defined once (core/checks.py), documented
-in the README, and refused in words: the API names the argument, the value and the bound; the panel shows a
+in docs/limits.md, and refused in words: the API names the argument, the value and the bound; the panel shows a
 message, never an exception's name."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from convviz_widgets import ActivationsView, CamView, ConvVizError, FiltersView
 from convviz_widgets.core import checks
 from convviz_widgets.metrics import deletion_curve
 
-README = Path(__file__).parents[1] / "README.md"
+LIMITS_PAGE = Path(__file__).parents[1] / "docs" / "limits.md"
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +81,16 @@ def test_the_bounds_themselves_are_accepted(model) -> None:
 
 
 def shown(value: float) -> str:
-    """A bound as the README writes it: 10,000 or 0.5."""
+    """A bound as docs/limits.md writes it: 10,000 or 0.5."""
     return f"{value:,}" if isinstance(value, int) else f"{value:,g}"
 
 
-def test_every_bound_is_one_constant_listed_in_the_readme() -> None:
-    text = README.read_text(encoding="utf-8")
+def test_every_bound_is_one_constant_listed_in_the_limits_page() -> None:
+    text = LIMITS_PAGE.read_text(encoding="utf-8")
     rows = [line for line in text.splitlines() if line.startswith("| `")]
     for name, bound in checks.BOUNDS.items():
         row = next((r for r in rows if r.startswith(f"| `{name}`")), None)
-        assert row is not None, f"the README's bounds table has no row for {name}"
+        assert row is not None, f"docs/limits.md's bounds table has no row for {name}"
         assert f"| {shown(bound.low)} | {shown(bound.high)} |" in row, row
     assert len(set(map(id, checks.BOUNDS.values()))) == len(checks.BOUNDS)
 

@@ -57,7 +57,7 @@ class Bound:
         return value
 
 
-# Every number the API or a panel control takes has one of these bounds (listed in the README's Limits).
+# Every number the API or a panel control takes has one of these bounds (listed in docs/limits.md).
 STEPS = Bound(0, 10_000, "gradient-ascent steps of filter patterns", panel=500)
 FILTERS = Bound(1, 4096, "filters rendered in one request", panel=64)
 PATTERN_SIZE = Bound(8, 4096, "side of a filter-pattern picture in pixels")
