@@ -224,6 +224,11 @@ def test_an_interrupted_cli_report_is_one_line_and_creates_no_folder(tmp_path, c
     assert list(tmp_path.iterdir()) == []
 
 
+def default_ctrl_c() -> None:
+    """In the child: Ctrl-C's default action, even when the test runs where SIGINT is ignored (a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_ctrl_c_to_a_running_convviz_report_leaves_its_folder_as_it_was(tmp_path) -> None:
@@ -234,7 +239,8 @@ def test_ctrl_c_to_a_running_convviz_report_leaves_its_folder_as_it_was(tmp_path
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "convviz_widgets.cli", "report", "--model", "demo", "--out",
                              str(out), "--overwrite", "--steps", "10000", "--filters", "64"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=default_ctrl_c)
     deadline = time.monotonic() + 200
     while time.monotonic() < deadline and proc.poll() is None:  # wait until it is writing its pictures
         if any(any(s.glob("act_*.png")) for s in tmp_path.glob(STAGING_PREFIX + "*")):
