@@ -14,7 +14,7 @@ from conftest import rng_image, small_convnet
 import convviz_widgets as cv
 from convviz_widgets import ActivationsView, CamView, ConvVizError, FiltersView
 from convviz_widgets.core import checks
-from convviz_widgets.metrics import deletion_curve
+from convviz_widgets.metrics import baseline_image, deletion_curve
 
 LIMITS_PAGE = Path(__file__).parents[1] / "docs" / "limits.md"
 
@@ -50,6 +50,7 @@ def api_calls(model) -> dict[str, tuple]:
         "margin": (lambda: cv.activation_grid(np.ones((4, 4, 8), np.float32), margin=65), "margin", 65, 64),
         "cols": (lambda: cv.filter_grid(np.zeros((2, 8, 8, 3), np.uint8), cols=257), "cols", 257, 256),
         "alpha": (lambda: cv.overlay(image, np.ones((4, 4), np.float32), alpha=1.5), "alpha", 1.5, 1),
+        "blur_sigma": (lambda: baseline_image(image, blur_sigma=1e6), "blur_sigma", 1000000.0, 1),
         "jitter": (lambda: cv.Regularization(jitter=100), "jitter", 100, 64),
         "rotation": (lambda: cv.Regularization(rotation=720.0), "rotation", 720.0, 180),
         "learning_rate": (lambda: cv.Regularization(learning_rate=1e3), "learning_rate", 1000.0, 10),
@@ -60,7 +61,7 @@ def api_calls(model) -> dict[str, tuple]:
 
 CASES = ["steps", "filters", "size", "step_size", "seed", "max_channels", "gradcam batch_size",
          "activations batch_size", "top", "k", "examples batch_size", "images_per_row", "images_per_row 0", "margin",
-         "cols", "deletion steps", "alpha", "jitter", "rotation", "learning_rate"]
+         "cols", "deletion steps", "alpha", "blur_sigma", "jitter", "rotation", "learning_rate"]
 
 
 @pytest.mark.parametrize("case", CASES)

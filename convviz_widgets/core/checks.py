@@ -71,6 +71,7 @@ EXAMPLES = Bound(1, 1000, "dataset examples kept per channel (k)")
 BATCH_SIZE = Bound(1, 4096, "images per compiled pass")
 CURVE_STEPS = Bound(1, 1000, "steps of a deletion or insertion curve")
 ALPHA = Bound(0.0, 1.0, "opacity of a heatmap over its image")
+BLUR = Bound(0.0, 1.0, "blur sigma of a baseline image as a share of its shorter side")
 LEARNING_RATE = Bound(0.0, 10.0, "Adam's learning rate in the regularised recipe, above 0")
 JITTER = Bound(0, 64, "random translation of the regularised recipe in pixels")
 SCALE = Bound(0.0, 0.9, "random zoom of the regularised recipe: 1 - scale to 1 + scale")
@@ -81,8 +82,9 @@ INIT_STD = Bound(0.0, 1.0, "spread of the regularised recipe's initial spectrum"
 BOUNDS: dict[str, Bound] = {
     "steps": STEPS, "filters": FILTERS, "size": PATTERN_SIZE, "step_size": STEP_SIZE, "seed": SEED,
     "max_channels": CHANNELS, "images_per_row": PER_ROW, "margin": MARGIN, "top": TOP, "k": EXAMPLES,
-    "batch_size": BATCH_SIZE, "deletion steps": CURVE_STEPS, "alpha": ALPHA, "learning_rate": LEARNING_RATE,
-    "jitter": JITTER, "scale": SCALE, "rotation": ROTATION, "decay_power": DECAY_POWER, "init_std": INIT_STD,
+    "batch_size": BATCH_SIZE, "deletion steps": CURVE_STEPS, "alpha": ALPHA, "blur_sigma": BLUR,
+    "learning_rate": LEARNING_RATE, "jitter": JITTER, "scale": SCALE, "rotation": ROTATION,
+    "decay_power": DECAY_POWER, "init_std": INIT_STD,
 }
 
 

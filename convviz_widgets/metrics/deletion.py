@@ -56,7 +56,7 @@ def baseline_image(rgb: np.ndarray, baseline: str | np.ndarray = "blur", blur_si
             raise ConvVizError(f"The baseline image has shape {base.shape}; the prepared image has {x.shape}.")
         return base
     if baseline == "blur":
-        return blurred(x, blur_sigma)
+        return blurred(x, checks.real(blur_sigma, "blur_sigma", checks.BLUR))
     if baseline == "mean":
         return np.broadcast_to(x.mean(axis=(0, 1), keepdims=True), x.shape).astype(np.float32)
     if baseline == "black":
