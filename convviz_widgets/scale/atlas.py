@@ -22,7 +22,7 @@ from ..core.examples import TopExamples
 from ..errors import ConvVizError
 from ..render.cards import marked_thumbnail
 from ..render.layout import fit
-from .engine import Progress, RunStats
+from .engine import Progress, RunStats, claim_folder
 from .examples import dataset_examples
 
 MARKER = ".convviz-atlas"  # the file that says this folder holds an atlas the package wrote
@@ -57,19 +57,6 @@ def default_layers(inspector: Any, earlier: int = 3) -> list[str]:
     return [*before, cam]
 
 
-def _check_out(out: Path) -> Path:
-    """The atlas folder: new, empty, or one the package wrote before (its files are replaced)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConvVizError(f"{out} exists and is not a folder; choose another output folder.")
-    if out.is_dir() and any(p.name not in (MARKER, ".convviz-partials") for p in out.iterdir()) \
-            and not (out / MARKER).is_file():
-        raise ConvVizError(f"{out} holds files this package did not write; choose an empty or new folder.")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by convviz atlas\n", encoding="utf-8")
-    return out
-
-
 def atlas(model: Any, images: Any, out: Any, layers: Sequence[str] | None = None, k: int = 9, client: Any = None,
           workers: int | None = None, progress: Progress | None = None, *, preprocess: Any = None,
           output: Any = None, batch_size: int = 64, scheduler: str | None = None, patterns: bool = True,
@@ -83,7 +70,7 @@ def atlas(model: Any, images: Any, out: Any, layers: Sequence[str] | None = None
     names = list(layers) if layers is not None else default_layers(ins)
     if not names:
         raise ConvVizError("No layers to map: pass layers=[...] with conv or pooling layers.")
-    out = _check_out(Path(out))
+    out = claim_folder(out, MARKER, "convviz atlas")
     results, stats, data = dataset_examples(model, names, images, k=k, batch_size=batch_size,
                                             preprocess=preprocess, output=output, client=client, workers=workers,
                                             scheduler=scheduler, out=out, progress=progress, recursive=recursive,

@@ -294,6 +294,19 @@ def _shard_batches(files: list[str], batch_size: int) -> Dataset:
     return Dataset(tuple(batches), start, h.hexdigest(), "shards")
 
 
+# ----- the output folder --------------------------------------------------------------------------------
+def claim_folder(out: Any, marker: str, what: str) -> Path:
+    """An output folder that is new, empty, or marked as written by this package before (never a foreign one)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConvVizError(f"{out} exists and is not a folder; choose another output folder.")
+    if out.is_dir() and not (out / marker).is_file() and any(p.name != ".convviz-partials" for p in out.iterdir()):
+        raise ConvVizError(f"{out} holds files this package did not write; choose an empty or new folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / marker).write_text(f"written by {what}\n", encoding="utf-8")
+    return out
+
+
 # ----- saved partial results --------------------------------------------------------------------------------
 class Partials:
     """Finished batches' partial results in a folder (one .npz each), named by the job's fingerprint."""
