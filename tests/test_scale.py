@@ -51,8 +51,8 @@ def brute_force_top(model, layer: str, images: np.ndarray, k: int) -> tuple[np.n
     """The oracle: every image's full feature map, the k best images per channel by value, ties to the lower id."""
     import keras
 
-    trunk = keras.Model(model.input, model.get_layer(layer).output)
-    feats = np.asarray(trunk(images.astype(np.float32) / 255.0, training=False))
+    trunk = keras.Model(model.inputs, model.get_layer(layer).output)
+    feats = np.asarray(trunk([images.astype(np.float32) / 255.0], training=False))
     peak = feats.reshape(len(images), -1, feats.shape[-1]).max(axis=1)  # (N, C)
     order = np.stack([np.lexsort((np.arange(len(images)), -peak[:, c]))[:k] for c in range(peak.shape[1])])
     return order, np.take_along_axis(peak.T, order, axis=1)
@@ -124,6 +124,15 @@ def test_a_corrupt_image_is_skipped_and_counted_on_workers(model, images, client
     assert "image 7" in there.skip_reasons[0]
     assert 7 not in set(there.indices.ravel().tolist())
     assert_same_examples(there, cv.top_examples(model, LAYER, folder, k=3, preprocess="rescale"))
+
+
+def test_npy_shards_give_the_same_examples_as_one_array(model, images, tmp_path) -> None:
+    np.save(tmp_path / "a.npy", images[:40])
+    np.save(tmp_path / "b.npy", images[40:])
+    (shards,), stats, _ = dataset_examples(model, [LAYER], [tmp_path / "a.npy", tmp_path / "b.npy"], k=4,
+                                           batch_size=16, preprocess="rescale")
+    assert stats.batches == 3 + 2  # batches never span two shards
+    assert_same_examples(shards, cv.top_examples(model, LAYER, images, k=4, preprocess="rescale"))
 
 
 def test_a_resumed_run_does_not_recompute_finished_batches(model, images, tmp_path) -> None:

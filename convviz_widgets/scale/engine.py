@@ -16,6 +16,7 @@ import os
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -156,6 +157,15 @@ class Batch:
             return int(self.array.shape[0])
         assert self.shard is not None
         return self.shard[2] - self.shard[1]
+
+    def as_array(self) -> np.ndarray | None:
+        """The batch's images as one array (an array or a shard slice, read here), None for image files."""
+        if self.array is not None:
+            return self.array
+        if self.shard is not None:
+            path, lo, hi = self.shard
+            return np.asarray(np.load(path, mmap_mode="r")[lo:hi])
+        return None
 
     def items(self) -> Iterator[tuple[int, Any]]:
         """(stream index, image) pairs; read here, on the worker."""
@@ -417,7 +427,8 @@ def _run_on(client: Any, task: Task, todo: list[Batch], args: tuple, payload: by
     """Submit every batch to the cluster and merge results as they complete; cancel the rest on a stop."""
     distributed = _distributed()
     shipped = client.scatter(payload, broadcast=True) if payload is not None else None
-    futures = {client.submit(task, b, *args, shipped, pure=False, key=f"convviz-{task.__name__}-{b.start}-{id(b)}"): b
+    run_id = uuid.uuid4().hex[:12]  # task keys of different runs never meet, even after a cancelled run
+    futures = {client.submit(task, b, *args, shipped, pure=False, key=f"convviz-{task.__name__}-{run_id}-{b.start}"): b
                for b in todo}
     try:
         for future in distributed.as_completed(list(futures)):

@@ -34,8 +34,7 @@ def examples_task(batch: Batch, spec: ModelSpec, layers: tuple[str, ...], k: int
     for node, chosen in zip(nodes, channels):
         tops[node.name] = ex._TopK(len(chosen), k)
     count = 0
-    reader = _BatchReader(batch)
-    for index, images in batches(reader):
+    for index, images in _stream(batch, batches):
         for node, chosen in zip(nodes, channels):
             peak, where, grid, finite = ex._readout_fn(ins, node)(tf.constant(images))
             cols = np.array(chosen, np.int64)
@@ -54,6 +53,17 @@ def examples_task(batch: Batch, spec: ModelSpec, layers: tuple[str, ...], k: int
         for name in ("keys", "index", "values", "flat", "cols"):
             part[f"{i}.{name}"] = getattr(top, name)
     return part
+
+
+def _stream(batch: Batch, batches: ex._Batches) -> Any:
+    """(stream indices, uint8 images) of a batch; an array already at the model's size skips per-image work."""
+    array = batch.as_array() if batch.paths is None else None
+    if array is not None and batches._ready(array):
+        for lo in range(0, array.shape[0], batches.batch_size):
+            chunk = np.ascontiguousarray(array[lo:lo + batches.batch_size])
+            yield batch.start + lo + np.arange(chunk.shape[0], dtype=np.int64), chunk
+        return
+    yield from batches(_BatchReader(batch))
 
 
 class _BatchReader(ex._Reader):
