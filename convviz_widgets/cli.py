@@ -175,8 +175,8 @@ def _run_dataset(args: argparse.Namespace) -> int:
     """Run `convviz atlas` or `convviz evaluate`; the exit code."""
     import numpy as np
 
-    from .report import ProgressBar
     from .scale import atlas, evaluate
+    from .scale.progress import DatasetProgress
 
     masks = labels = None
     preprocess = args.preprocess
@@ -205,7 +205,7 @@ def _run_dataset(args: argparse.Namespace) -> int:
     common = {"preprocess": preprocess, "workers": args.workers, "scheduler": args.scheduler}
     if args.batch_size:
         common["batch_size"] = args.batch_size
-    bar = ProgressBar("Images", 1)
+    bar = DatasetProgress("Images")
     if args.command == "atlas":
         done = atlas(model, images, args.out, layers=args.layers, k=args.k, progress=bar, pattern_steps=args.steps,
                      **common)

@@ -216,3 +216,16 @@ def test_cli_atlas_writes_a_site_that_opens_from_disk(tmp_path: Path) -> None:
                  "--out", str(tmp_path)]) == 0
     assert (tmp_path / "index.html").is_file() and (tmp_path / "conv5" / "channel-0127.html").is_file()
     assert "http" not in (tmp_path / "conv5" / "index.html").read_text()
+
+
+def test_the_progress_line_shows_images_rate_and_time_left() -> None:
+    import io
+
+    from convviz_widgets.scale.progress import DatasetProgress
+
+    bar = DatasetProgress(stream=io.StringIO())
+    bar.line(100, 1000)  # the start (e.g. 100 images resumed from saved batches)
+    bar._t0 -= 2.0  # two seconds later, 400 more images: 200 img/s, 500 images left
+    text = bar.line(500, 1000)
+    assert text.startswith("Images 500/1,000 [############------------] 200 img/s")
+    assert text.endswith(", 2 s left") or text.endswith(", 3 s left")
