@@ -370,7 +370,11 @@ class Inspector:
         Compiled ReLUs turn NaN into zeros, so an overflow inside the network can leave a finite
         but meaningless output: every conv/pool output is checked, not only the last.
         """
-        acts, logits = self._forward(image)
+        rgb = self.prepare(image)
+        keep = {n.name for n in visual_layers(self.graph)}
+        check_fits(self.footprint().forward(rgb.shape[:2], keep), what="A forward pass of this image",
+                   lower="the image size")  # predict, the panel's header and every finiteness check are budgeted
+        acts, logits = self._forward(rgb)
         for name, act in acts.items():
             _finite_layer(name, act)
         return _finite(logits, "the model's output for this image")
