@@ -1,18 +1,43 @@
-"""Loading Keras models from `.keras` and legacy Keras-2 `.h5` files, with clear errors."""
+"""Loading Keras models from `.keras` and legacy Keras-2 `.h5` files: sized first, built light, with clear errors.
+
+Before Keras reads a file, its size is checked without inflating anything: a `.keras` zip's directory
+(every member's and the total inflated size against `limits.max_model_bytes`; assets are written to
+disk when Keras loads them, so they count too), its configuration's parsing cost and the weights its
+layers declare (parameter counts from each layer's declared input shape) against the memory budget;
+a `.h5` file's datasets from their shapes (h5py reads shapes without data). A `.keras` model is then
+built with its initialisers rewritten to zeros in the configuration (the saved weights replace them:
+Keras's random initialisers would take several times the weights in temporaries) and filled from the
+file a slice at a time, so loading takes little more than the weights themselves.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import json
+import math
 import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import h5py
 import keras
+import numpy as np
 
 from ..errors import ConvVizError
 from ..images import check_regular_file
+from ..limits import check_fits, limits, size_text
 
 _MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+_CONFIG, _METADATA, _WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+CONFIG_FACTOR = 10.0  # parsing a JSON configuration takes about this many times its size in Python objects
+LIGHT_FACTOR = 1.1  # loading light: the weights, plus one slice being copied
+KERAS_FACTOR = 3.0  # Keras's own loader: the weights, their random initialisers' temporaries, the file read in
+FILL_SLICE = 16 * 2**20  # bytes of saved weights copied into a variable at a time
+_RAISE_FILE = ("raise the limit if you trust the file: convviz_widgets.limits.max_model_bytes = <bytes> "
+               "(or the CONVVIZ_MAX_MODEL_BYTES environment variable, e.g. 4G)")
 
 
 def load_model(path_or_model: Any, *, safe_mode: bool = True) -> keras.Model:
@@ -36,9 +61,362 @@ def load_model(path_or_model: Any, *, safe_mode: bool = True) -> keras.Model:
             "opened. Download or save the model again."
         )
     try:
+        if path.suffix.lower() == ".keras":
+            return _load_keras(path, safe_mode)
+        check_h5_file(path)
         return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+    except ConvVizError:
+        raise
     except Exception as err:  # noqa: BLE001 - every failure becomes one clear message
         raise _explain_load_error(path, err) from err
+
+
+# ----- sizing, before anything is inflated or built -----------------------------------------------
+def _too_big(path: Path, what: str, size: float) -> ConvVizError:
+    """The refusal of a file part over `limits.max_model_bytes`: the file, the size, the limit, how to raise it."""
+    return ConvVizError(
+        f"{path.name}: {what} inflates to {size_text(size)}, more than the model-file limit of "
+        f"{size_text(limits.max_model_bytes)}; it is refused before anything is read. If the file is a real model, "
+        f"{_RAISE_FILE}."
+    )
+
+
+def check_keras_file(path: Path, zf: zipfile.ZipFile) -> dict:
+    """Size a `.keras` archive from its directory, its configuration and its weights' declared shapes; the config.
+
+    Refuses (ConvVizError) a member or a total over `limits.max_model_bytes`, a configuration whose parsing
+    would exceed the memory budget, and layers whose declared weights do not fit the budget.
+    """
+    infos = zf.infolist()
+    limit = limits.max_model_bytes
+    for info in infos:
+        if info.file_size > limit:
+            raise _too_big(path, f"its member {info.filename!r} ({size_text(info.compress_size)} stored)",
+                           info.file_size)
+    total = sum(info.file_size for info in infos)
+    if total > limit:
+        assets = sum(i.file_size for i in infos if i.filename not in (_CONFIG, _METADATA, _WEIGHTS))
+        extra = f", of which assets written to disk on loading {size_text(assets)}" if assets else ""
+        raise _too_big(path, f"the archive ({len(infos)} members{extra})", total)
+    try:
+        config_info = zf.getinfo(_CONFIG)
+    except KeyError:
+        raise ConvVizError(
+            f"{path.name} holds no model configuration ({_CONFIG}); save the model with model.save('model.keras')."
+        ) from None
+    check_fits(CONFIG_FACTOR * config_info.file_size,
+               what=f"Reading the configuration of {path.name} ({size_text(config_info.file_size)} of JSON)",
+               lower="the model")
+    config = json.loads(zf.read(_CONFIG))
+    if not isinstance(config, dict):
+        raise ConvVizError(f"{path.name}: its {_CONFIG} is not a model configuration. Save the model again.")
+    declared, unknown = declared_weight_bytes(config)
+    _check_weights_fit(path, declared, unknown, LIGHT_FACTOR if _loads_light(zf) else KERAS_FACTOR)
+    if _WEIGHTS in zf.namelist():
+        with zf.open(_WEIGHTS) as raw, h5py.File(raw, "r") as h5:
+            stored = dataset_bytes(h5)
+        if stored > limit:
+            raise _too_big(path, f"the weights its {_WEIGHTS} declares", stored)
+    return config
+
+
+def check_h5_file(path: Path) -> None:
+    """Size a legacy `.h5` model from its datasets' shapes (no data is read) against the limit and the budget."""
+    with h5py.File(path, "r") as h5:
+        stored = dataset_bytes(h5)
+    if stored > limits.max_model_bytes:
+        raise _too_big(path, "the weights its datasets declare", stored)
+    _check_weights_fit(path, stored, [], KERAS_FACTOR)
+
+
+def dataset_bytes(h5: h5py.Group) -> int:
+    """Bytes every dataset of an HDF5 file declares (shape x item size), read from metadata alone."""
+    sizes: list[int] = []
+
+    def visit(_: str, item: Any) -> None:
+        if isinstance(item, h5py.Dataset):
+            sizes.append(int(np.prod(item.shape, dtype=np.float64)) * item.dtype.itemsize if item.shape else 0)
+
+    h5.visititems(visit)
+    return sum(sizes)
+
+
+def _check_weights_fit(path: Path, weights: float, unknown: list[str], factor: float) -> None:
+    """Refuse a model whose weights (times what loading adds) exceed the memory budget, naming the file."""
+    note = f"; the size of {len(unknown)} layer(s) of unknown kind is not counted" if unknown else ""
+    check_fits(factor * weights, what=f"Loading {path.name} ({size_text(weights)} of weights declared{note})",
+               lower="the model (a smaller one)")
+
+
+# ----- parameters a configuration declares ----------------------------------------------------------
+_NO_WEIGHTS = {
+    "InputLayer", "Flatten", "Reshape", "Permute", "RepeatVector", "Activation", "ReLU", "LeakyReLU", "ELU",
+    "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+    "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity", "Masking", "Rescaling",
+    "Resizing", "CenterCrop", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
+    "Dot", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+    "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "ZeroPadding1D", "ZeroPadding2D",
+    "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomCrop",
+}
+
+
+def _walk_layers(config: Any) -> Iterator[dict]:
+    """Every leaf layer's serialised dict in a model configuration, nested models included."""
+    if not isinstance(config, dict):
+        return
+    inner = config.get("config")
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    if isinstance(layers, list):
+        for layer in layers:
+            yield from _walk_layers(layer)
+    elif "class_name" in config:
+        yield config
+
+
+def _input_shape(layer: dict) -> list | None:
+    """A layer's declared input shape: its build configuration's, else its first inbound tensor's."""
+    build = layer.get("build_config")
+    shape = build.get("input_shape") if isinstance(build, dict) else None
+    if shape is None:
+        with contextlib.suppress(Exception):
+            shape = layer["inbound_nodes"][0]["args"][0]["config"]["shape"]
+    if isinstance(shape, list) and shape and all(isinstance(d, (int, type(None))) for d in shape):
+        return shape
+    return None
+
+
+def _dim(shape: list, axis: int) -> int | None:
+    """One declared dimension (None when unknown or out of range)."""
+    with contextlib.suppress(IndexError, TypeError):
+        d = shape[axis]
+        return int(d) if d is not None else None
+    return None
+
+
+def _param_count(kind: str, cfg: dict, shape: list | None) -> float | None:
+    """Parameters a layer of `kind` declares with input `shape`; 0 for weightless kinds, None when unknown."""
+    if kind in _NO_WEIGHTS:
+        return 0.0
+    if shape is None:
+        return None
+    last = cfg.get("data_format", "channels_last") != "channels_first"
+    channels = _dim(shape, -1 if last else 1)
+    bias = bool(cfg.get("use_bias", True))
+    kernel = float(np.prod(cfg.get("kernel_size") or [1], dtype=np.float64))
+    if kind == "Dense" and channels:
+        return float(channels) * cfg["units"] + (cfg["units"] if bias else 0)
+    if kind in ("Conv1D", "Conv2D", "Conv3D") and channels:
+        return kernel * channels / max(1, int(cfg.get("groups", 1))) * cfg["filters"] + (cfg["filters"] if bias else 0)
+    if kind in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose") and channels:
+        return kernel * channels * cfg["filters"] + (cfg["filters"] if bias else 0)
+    if kind in ("DepthwiseConv1D", "DepthwiseConv2D") and channels:
+        out = channels * int(cfg.get("depth_multiplier", 1))
+        return kernel * out + (out if bias else 0)
+    if kind in ("SeparableConv1D", "SeparableConv2D") and channels:
+        mid = channels * int(cfg.get("depth_multiplier", 1))
+        return kernel * mid + float(mid) * cfg["filters"] + (cfg["filters"] if bias else 0)
+    if kind in ("BatchNormalization", "LayerNormalization", "GroupNormalization") and channels:
+        return float(channels) * (4 if kind == "BatchNormalization" else 2)
+    if kind == "Embedding":
+        return float(cfg["input_dim"]) * cfg["output_dim"]
+    return None
+
+
+def _itemsize(cfg: dict) -> int:
+    """Bytes per variable element of a layer (its dtype policy's variable dtype; float32 when unsaid)."""
+    dtype = cfg.get("dtype")
+    name = dtype.get("config", {}).get("name", "") if isinstance(dtype, dict) else str(dtype or "")
+    if name in ("float16", "bfloat16"):
+        return 2
+    return 8 if name == "float64" else 4
+
+
+def declared_weight_bytes(config: dict) -> tuple[float, list[str]]:
+    """Bytes of the variables a model configuration declares, and the names of layers whose size is unknown.
+
+    Each layer's parameters follow from its kind and its declared input shape (Dense: inputs x units +
+    bias; convolutions: kernel x input channels x filters + bias; normalisations: a few per channel);
+    weightless kinds count 0; a layer of another kind (or without a declared shape) is listed as unknown.
+    """
+    total, unknown = 0.0, []
+    for layer in _walk_layers(config):
+        cfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        try:
+            count = _param_count(str(layer.get("class_name")), cfg, _input_shape(layer))
+        except (KeyError, TypeError, ValueError):
+            count = None
+        if count is None or not math.isfinite(count):
+            unknown.append(str(cfg.get("name", layer.get("class_name"))))
+            continue
+        total += count * _itemsize(cfg)
+    return total, unknown
+
+
+# ----- building light ----------------------------------------------------------------------------
+_ZEROS = {"module": "keras.initializers", "class_name": "Zeros", "config": {}, "registered_name": None}
+_BUILTIN_INITIALIZERS = {
+    "zeros", "ones", "constant", "random_normal", "random_uniform", "truncated_normal", "variance_scaling",
+    "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform",
+    "orthogonal", "identity",
+}
+
+
+def _is_builtin_initializer(value: Any) -> bool:
+    """Whether a serialised value is one of Keras's own initialisers (a name or a keras.initializers dict)."""
+    if isinstance(value, str):
+        return value.lower() in _BUILTIN_INITIALIZERS
+    return (isinstance(value, dict) and str(value.get("module", "")).startswith("keras.initializers")
+            and value.get("registered_name") is None)
+
+
+def zero_initializers(config: Any) -> Any:
+    """A copy of a configuration whose Keras initialisers are all zeros (the saved weights replace them)."""
+    if isinstance(config, list):
+        return [zero_initializers(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    return {k: (dict(_ZEROS) if k.endswith("_initializer") and _is_builtin_initializer(v) else zero_initializers(v))
+            for k, v in config.items()}
+
+
+def _loads_light(zf: zipfile.ZipFile) -> bool:
+    """Whether an archive can be built light: config and HDF5 weights only (assets go through Keras's loader)."""
+    names = set(zf.namelist())
+    return _WEIGHTS in names and names <= {_CONFIG, _METADATA, _WEIGHTS}
+
+
+def _load_keras(path: Path, safe_mode: bool) -> keras.Model:
+    """A `.keras` model, sized first; built with zero initialisers and filled from the file when it has no assets."""
+    with open(path, "rb") as handle, zipfile.ZipFile(handle) as zf:
+        config = check_keras_file(path, zf)
+        light = _loads_light(zf)
+    if not light:
+        return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+    config = {**zero_initializers(config), "compile_config": None}
+    with _object_sharing():
+        model = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
+    with _filled_in_slices(model):
+        model.load_weights(path)
+    return model
+
+
+def _object_sharing() -> contextlib.AbstractContextManager:
+    """Keras's scope that lets layers share objects while a configuration is deserialised (as its loader does)."""
+    try:
+        from keras.src.saving.serialization_lib import ObjectSharingScope
+    except ImportError:  # pragma: no cover - a Keras without it builds without sharing
+        return contextlib.nullcontext()
+    return ObjectSharingScope()
+
+
+@contextlib.contextmanager
+def _filled_in_slices(model: keras.Model) -> Iterator[None]:
+    """While the model (just built, seen by no one else) loads its weights, each variable takes them a slice at a time.
+
+    Keras reads each saved array whole and converts it to a tensor before assigning it: two copies of
+    the largest variable (392 MB for VGG16's first dense layer), which then stay in TensorFlow's
+    memory pool. Here every layer's loader is handed a store whose arrays stay in the file, and every
+    variable copies them in slices of FILL_SLICE bytes straight into its own (zero-initialised)
+    memory. Only this model's own objects are touched, and only until the weights are in.
+    """
+    layers = list(model._flatten_layers(include_self=True, recursive=True))
+    variables = list(model.variables)
+    for layer in layers:
+        own = layer.load_own_variables
+        layer.load_own_variables = lambda store, own=own: own(_LazyStore(store))
+    for variable in variables:
+        variable.assign = lambda value, variable=variable: _assign_in_slices(variable, value)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            with contextlib.suppress(AttributeError):
+                del layer.load_own_variables
+        for variable in variables:
+            with contextlib.suppress(AttributeError):
+                del variable.assign
+
+
+class _LazyStore:
+    """A layer's weight store whose float entries are the HDF5 datasets themselves, read later in slices."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._group = getattr(store, "_h5_entry_group", None)
+
+    def keys(self) -> Any:
+        return self._store.keys()
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._store.keys()
+
+    def __getitem__(self, key: str) -> Any:
+        item = self._group.get(key) if self._group is not None else None
+        if isinstance(item, h5py.Dataset) and "dtype" not in item.attrs and item.dtype.kind == "f":
+            return item
+        return self._store[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class _Capsule:
+    """A tensor offered through the DLPack protocol, so numpy can tell where its memory lies."""
+
+    def __init__(self, tensor: Any) -> None:
+        self.tensor = tensor
+
+    def __dlpack__(self, stream: Any = None, **_: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.experimental.dlpack.to_dlpack(self.tensor)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)  # the CPU
+
+
+def _variable_memory(variable: Any) -> tuple[np.ndarray, list] | None:
+    """A writable numpy view of a CPU variable's own memory (and the reads that keep it alive), or None.
+
+    Two reads of a resource variable share its buffer; when both point at the same address, that
+    address is the variable's memory, and writing there fills it without a copy.
+    """
+    target = getattr(variable, "_value", None)
+    if target is None or "CPU" not in str(getattr(target, "device", "")).upper():
+        return None
+    try:
+        dtype = np.dtype(str(variable.dtype))
+        reads = [target.read_value(), target.read_value()]
+        addresses = {np.from_dlpack(_Capsule(r)).__array_interface__["data"][0] for r in reads}
+    except Exception:  # noqa: BLE001 - any doubt: the plain assign
+        return None
+    if len(addresses) != 1:
+        return None
+    shape = tuple(int(d) for d in variable.shape)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.ctypeslib.as_array((ctypes.c_byte * size).from_address(addresses.pop()))
+    return raw.view(dtype).reshape(shape), reads
+
+
+def _assign_in_slices(variable: Any, value: Any) -> None:
+    """Copy saved weights into a variable's memory a slice of rows at a time (a plain assign when that cannot apply)."""
+    memory = None
+    if isinstance(value, h5py.Dataset) and value.shape and tuple(value.shape) == tuple(variable.shape):
+        memory = _variable_memory(variable)
+    if memory is None:
+        type(variable).assign(variable, value[()] if isinstance(value, h5py.Dataset) else value)
+        return
+    view, reads = memory
+    row_bytes = max(1, int(np.prod(value.shape[1:], dtype=np.int64)) * value.dtype.itemsize)
+    step = max(1, FILL_SLICE // row_bytes)
+    for start in range(0, value.shape[0], step):
+        view[start : start + step] = value[start : start + step]
+    del view, reads
 
 
 def _explain_load_error(path: Path, err: Exception) -> ConvVizError:
