@@ -1,0 +1,186 @@
+"""Model files are sized before Keras reads them, and a `.keras` model is built without its random initialisers."""
+
+from __future__ import annotations
+
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import psutil
+import pytest
+from conftest import MOBILENET_WEIGHTS
+from model_bombs import tiny_flatten_dense, write_assets_bomb, write_config_bomb, write_huge_dense
+
+import convviz_widgets as cv
+from convviz_widgets import limits
+from convviz_widgets.demo import __file__ as demo_init
+
+DEMO_FILE = Path(demo_init).parent / "demo_model.keras"
+MB = 2**20
+
+
+class Watch:
+    """Peak resident memory over the start (sampled every 2 ms) and wall time of a block."""
+
+    def __enter__(self) -> Watch:
+        self.process = psutil.Process()
+        self.start = self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        self.t0 = time.monotonic()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.002)
+
+    def __exit__(self, *_: object) -> None:
+        self.seconds = time.monotonic() - self.t0
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+        self.grew_mb = (self.peak - self.start) / MB
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    tiny_flatten_dense().save(path)
+    return path
+
+
+def refused(path: Path) -> tuple[str, Watch]:
+    """The message of cv.load_model's refusal of `path`, and the memory and time it took."""
+    with Watch() as watch, pytest.raises(cv.ConvVizError) as err:
+        cv.load_model(path)
+    return str(err.value), watch
+
+
+# ----- bombs ----------------------------------------------------------------------------------------
+def test_config_inflating_to_2_gib_is_refused_within_100_mb_and_a_second(tmp_path):
+    bomb = tmp_path / "bomb.keras"
+    write_config_bomb(bomb)
+    assert bomb.stat().st_size < 4 * MB and zipfile.ZipFile(bomb).getinfo("config.json").file_size == 2**31
+    text, watch = refused(bomb)
+    assert "bomb.keras" in text and "config.json" in text and "2.00 GB" in text and "1.00 GB" in text
+    assert "limits.max_model_bytes" in text and "CONVVIZ_MAX_MODEL_BYTES" in text
+    assert watch.grew_mb < 100 and watch.seconds < 1.0, (watch.grew_mb, watch.seconds)
+
+
+def test_config_under_the_file_limit_is_still_refused_by_its_parsing_cost(tmp_path, monkeypatch):
+    bomb = tmp_path / "big_config.keras"
+    write_config_bomb(bomb, mebibytes=200)  # under the 1 GB file limit; parsing it would take about 2 GB
+    monkeypatch.setattr(limits, "memory_budget", 500 * MB)
+    text, watch = refused(bomb)
+    assert "configuration of big_config.keras" in text and "200 MB" in text and "memory budget of 500 MB" in text
+    assert watch.grew_mb < 100 and watch.seconds < 1.0, (watch.grew_mb, watch.seconds)
+
+
+def test_huge_declared_dense_is_refused_before_anything_is_built(tmp_path, tiny_file):
+    bomb = tmp_path / "huge.keras"
+    write_huge_dense(bomb, tiny_file)
+    assert bomb.stat().st_size < 1 * MB
+    text, watch = refused(bomb)
+    weights = (3_000_000 * 10_000 + 10_000 + 3 * 3 * 3 * 3 + 3) * 4  # the Dense and the small conv, float32
+    assert "huge.keras" in text and f"{weights / 2**30:,.1f} GB of weights declared" in text, text
+    assert "memory budget" in text and "limits.memory_budget" in text
+    assert watch.grew_mb < 100 and watch.seconds < 1.0, (watch.grew_mb, watch.seconds)
+
+
+def test_assets_inflating_past_the_limit_are_refused_before_any_reaches_the_disk(tmp_path, tiny_file):
+    bomb = tmp_path / "assets.keras"
+    write_assets_bomb(bomb, tiny_file)
+    text, watch = refused(bomb)
+    assert "assets.keras" in text and "assets/vocabulary.txt" in text and "2.00 GB" in text
+    assert watch.grew_mb < 100 and watch.seconds < 1.0, (watch.grew_mb, watch.seconds)
+
+
+def test_total_of_members_over_the_limit_is_refused_and_names_the_assets(tmp_path, tiny_file, monkeypatch):
+    bomb = tmp_path / "assets.keras"
+    write_assets_bomb(bomb, tiny_file, mebibytes=3)
+    monkeypatch.setattr(limits, "max_model_bytes", 3 * MB + 10_000)  # every member fits, the total does not
+    text, _ = refused(bomb)
+    assert "the archive" in text and "assets written to disk on loading 3.0 MB" in text, text
+    assert "limit of 3.0 MB" in text
+
+
+def test_model_file_limit_is_a_setting_and_names_the_file_size_and_limit(monkeypatch):
+    size = zipfile.ZipFile(DEMO_FILE).getinfo("model.weights.h5").file_size
+    monkeypatch.setattr(limits, "max_model_bytes", 100_000)
+    text, _ = refused(DEMO_FILE)
+    assert "demo_model.keras" in text and "model.weights.h5" in text and "limit of 98 KB" in text
+    assert limits.size_text(size) in text
+    monkeypatch.setattr(limits, "max_model_bytes", 2 * size)
+    assert isinstance(cv.load_model(DEMO_FILE), keras.Model)
+
+
+def test_h5_model_is_sized_from_its_datasets_shapes(tmp_path, monkeypatch):
+    model = tiny_flatten_dense()
+    path = tmp_path / "tiny.h5"
+    model.save(path)
+    weights = sum(int(np.prod(w.shape)) * 4 for w in model.weights)
+    loaded = cv.load_model(path)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(loaded.weights, model.weights))
+    monkeypatch.setattr(limits, "max_model_bytes", weights - 1)
+    text, _ = refused(path)
+    assert "tiny.h5" in text and "datasets" in text and limits.size_text(weights) in text
+    assert "CONVVIZ_MAX_MODEL_BYTES" in text
+
+
+def test_real_mobilenet_h5_is_sized_then_explained_as_weights_only(monkeypatch):
+    if not MOBILENET_WEIGHTS.exists():
+        pytest.skip(f"the ImageNet MobileNet .h5 is not here ({MOBILENET_WEIGHTS})")
+    text, _ = refused(MOBILENET_WEIGHTS)
+    assert "weights only" in text  # within the limits: Keras reads it and finds no model in it
+    monkeypatch.setattr(limits, "max_model_bytes", 1_000_000)
+    text, _ = refused(MOBILENET_WEIGHTS)
+    assert MOBILENET_WEIGHTS.name in text and "datasets" in text and "limit of 977 KB" in text
+
+
+# ----- load light ----------------------------------------------------------------------------------
+def assert_same_model(path: Path, x: np.ndarray) -> keras.Model:
+    """cv.load_model(path) equals keras.saving.load_model(path): every weight and the predictions, exactly."""
+    ours = cv.load_model(path)
+    theirs = keras.saving.load_model(path, compile=False)
+    assert [w.path for w in ours.weights] == [w.path for w in theirs.weights]
+    for a, b in zip(ours.weights, theirs.weights):
+        assert np.array_equal(np.asarray(a), np.asarray(b)), a.path
+    np.testing.assert_array_equal(ours.predict(x, verbose=0), theirs.predict(x, verbose=0))
+    return ours
+
+
+def test_light_load_of_the_demo_model_equals_keras_loader():
+    x = np.random.default_rng(0).uniform(0, 1, (2, 96, 96, 3)).astype("float32")
+    model = assert_same_model(DEMO_FILE, x)
+    assert all("assign" not in vars(v) for v in model.variables)  # nothing of the loading is left on the model
+    assert all("load_own_variables" not in vars(layer) for layer in model._flatten_layers())
+
+
+def test_light_load_of_a_saved_keras_application_equals_keras_loader(tmp_path):
+    keras.utils.set_random_seed(3)
+    app = keras.applications.MobileNet(input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=7)
+    path = tmp_path / "mobilenet.keras"
+    app.save(path)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    model = assert_same_model(path, x)
+    for a, b in zip(model.weights, app.weights):  # and equal to the model that was saved
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_light_load_runs_no_random_initialiser(tmp_path, monkeypatch):
+    """Building from the file never calls a random initialiser (their temporaries are what load light avoids)."""
+    calls = []
+    original = keras.initializers.GlorotUniform.__call__
+    monkeypatch.setattr(keras.initializers.GlorotUniform, "__call__",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    path = tmp_path / "tiny.keras"
+    tiny_flatten_dense().save(path)
+    built = len(calls)
+    assert built > 0  # the oracle: building the model in code does call them
+    cv.load_model(path)
+    assert len(calls) == built
