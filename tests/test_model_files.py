@@ -81,14 +81,19 @@ def test_config_under_the_file_limit_is_still_refused_by_its_parsing_cost(tmp_pa
     assert watch.grew_mb < 100 and watch.seconds < 1.0, (watch.grew_mb, watch.seconds)
 
 
-def test_huge_declared_dense_is_refused_before_anything_is_built(tmp_path, tiny_file):
+def test_huge_declared_dense_is_refused_before_anything_is_built(tmp_path, tiny_file, monkeypatch):
     bomb = tmp_path / "huge.keras"
     write_huge_dense(bomb, tiny_file)
     assert bomb.stat().st_size < 1 * MB
     text, watch = refused(bomb)
     weights = (3_000_000 * 10_000 + 10_000 + 3 * 3 * 3 * 3 + 3) * 4  # the Dense and the small conv, float32
-    assert "huge.keras" in text and f"{weights / 2**30:,.1f} GB of weights declared" in text, text
-    assert "memory budget" in text and "limits.memory_budget" in text
+    assert "huge.keras" in text and f"the weights its layers declare come to {weights / 2**30:,.1f} GB" in text
+    assert "limit of 1.00 GB" in text and "limits.max_model_bytes" in text
+    assert watch.grew_mb < 100 and watch.seconds < 1.0, (watch.grew_mb, watch.seconds)
+    monkeypatch.setattr(limits, "max_model_bytes", 2**50)  # past the file limit, the memory budget still holds
+    monkeypatch.setattr(limits, "memory_budget", 2**34)
+    text, watch = refused(bomb)
+    assert f"{weights / 2**30:,.1f} GB of weights declared" in text and "memory budget of 16.0 GB" in text, text
     assert watch.grew_mb < 100 and watch.seconds < 1.0, (watch.grew_mb, watch.seconds)
 
 

@@ -72,10 +72,10 @@ def load_model(path_or_model: Any, *, safe_mode: bool = True) -> keras.Model:
 
 
 # ----- sizing, before anything is inflated or built -----------------------------------------------
-def _too_big(path: Path, what: str, size: float) -> ConvVizError:
+def _too_big(path: Path, what: str, size: float, verb: str = "inflates to") -> ConvVizError:
     """The refusal of a file part over `limits.max_model_bytes`: the file, the size, the limit, how to raise it."""
     return ConvVizError(
-        f"{path.name}: {what} inflates to {size_text(size)}, more than the model-file limit of "
+        f"{path.name}: {what} {verb} {size_text(size)}, more than the model-file limit of "
         f"{size_text(limits.max_model_bytes)}; it is refused before anything is read. If the file is a real model, "
         f"{_RAISE_FILE}."
     )
@@ -111,12 +111,14 @@ def check_keras_file(path: Path, zf: zipfile.ZipFile) -> dict:
     if not isinstance(config, dict):
         raise ConvVizError(f"{path.name}: its {_CONFIG} is not a model configuration. Save the model again.")
     declared, unknown = declared_weight_bytes(config)
+    if declared > limit:  # a real model's weights are in the file, which is within the limit: these cannot be
+        raise _too_big(path, "the weights its layers declare", declared, "come to")
     _check_weights_fit(path, declared, unknown, LIGHT_FACTOR if _loads_light(zf) else KERAS_FACTOR)
     if _WEIGHTS in zf.namelist():
         with zf.open(_WEIGHTS) as raw, h5py.File(raw, "r") as h5:
             stored = dataset_bytes(h5)
         if stored > limit:
-            raise _too_big(path, f"the weights its {_WEIGHTS} declares", stored)
+            raise _too_big(path, f"the weights its {_WEIGHTS} declares", stored, "come to")
     return config
 
 
@@ -125,7 +127,7 @@ def check_h5_file(path: Path) -> None:
     with h5py.File(path, "r") as h5:
         stored = dataset_bytes(h5)
     if stored > limits.max_model_bytes:
-        raise _too_big(path, "the weights its datasets declare", stored)
+        raise _too_big(path, "the weights its datasets declare", stored, "come to")
     _check_weights_fit(path, stored, [], KERAS_FACTOR)
 
 
