@@ -36,7 +36,7 @@ CONFIG_FACTOR = 10.0  # parsing a JSON configuration takes about this many times
 LIGHT_FACTOR = 1.1  # loading light: the weights, plus one slice being copied
 KERAS_FACTOR = 3.0  # Keras's own loader: the weights, their random initialisers' temporaries, the file read in
 FILL_SLICE = 16 * 2**20  # bytes of saved weights copied into a variable at a time
-_RAISE_FILE = ("raise the limit if you trust the file: convviz_widgets.limits.max_model_bytes = <bytes> "
+_RAISE_FILE = ("If you trust the file, raise the limit: convviz_widgets.limits.max_model_bytes = <bytes> "
                "(or the CONVVIZ_MAX_MODEL_BYTES environment variable, e.g. 4G)")
 
 
@@ -76,8 +76,7 @@ def _too_big(path: Path, what: str, size: float, verb: str = "inflates to") -> C
     """The refusal of a file part over `limits.max_model_bytes`: the file, the size, the limit, how to raise it."""
     return ConvVizError(
         f"{path.name}: {what} {verb} {size_text(size)}, more than the model-file limit of "
-        f"{size_text(limits.max_model_bytes)}; it is refused before anything is read. If the file is a real model, "
-        f"{_RAISE_FILE}."
+        f"{size_text(limits.max_model_bytes)}; it is refused before the model is built. {_RAISE_FILE}."
     )
 
 
