@@ -227,7 +227,8 @@ def _load_vgg_panel(work: Path, light: bool) -> None:
              "outcome": f"{'cv.load_model' if light else 'keras.saving.load_model'}: after loading "
                         f"{loaded:+,.0f} MB (peak while loading {(loaded_peak - meter.baseline) / MB:+,.0f} MB), "
                         f"{time.monotonic() - start:.0f} s to the Grad-CAM map ({'drawn' if drawn else 'MISSING'}); "
-                        f"absolute peak RSS {absolute:,.0f} MB = {absolute / 1024:.2f} GB = {absolute * MB / 1e9:.2f} decimal GB "
+                        f"absolute peak RSS {absolute:,.0f} MB = {absolute / 1024:.2f} GB = "
+                        f"{absolute * MB / 1e9:.2f} decimal GB "
                         f"(target for light loading: 1.3 GB = {LIGHT_TARGET_MB:,} MB)"})
 
 
