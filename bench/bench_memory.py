@@ -7,6 +7,7 @@ Cases (each run in a fresh interpreter, so one case's peak cannot hide in anothe
   c  filter_patterns on the demo model at size=2048: refused or split into chunks (what happened is printed)
   d  a soak: 60 filter_patterns calls with changing filter counts and sizes, target <= +100 MB at the end
   e  1000 panel interactions (class, layer, image) on ConvVizPanel(demo model, background=False)
+  u  VGG16 built in code (keras.applications.VGG16(weights=None)), then a panel with its Grad-CAM tab computed
   v  VGG16 (keras.applications, weights=None, with its classifier) saved to .keras, loaded with Keras's own
      loader, then a panel with its Grad-CAM tab computed: the "before" of loading light
   w  the same with cv.load_model (built with zero initialisers, filled from the file): target <= 1.3 GB
@@ -203,13 +204,17 @@ def case_e(work: Path) -> None:
 
 # ---------------------------------------------------------------- model files: loading light, and bombs
 
-def _load_vgg_panel(work: Path, light: bool) -> None:
-    """Load the saved VGG16 (light or with Keras's loader), open a panel and compute its Grad-CAM tab."""
+def _load_vgg_panel(work: Path, light: bool | None) -> None:
+    """Load the saved VGG16 (light, or with Keras's loader; None: built in code), open a panel, compute Grad-CAM."""
     import convviz_widgets as cv
 
     meter = PeakRSS()
     start = time.monotonic()
-    if light:
+    if light is None:
+        import keras
+
+        model = keras.applications.VGG16(weights=None, include_top=True)
+    elif light:
         model = cv.load_model(work / "vgg16.keras")
     else:
         import keras
@@ -224,12 +229,17 @@ def _load_vgg_panel(work: Path, light: bool) -> None:
     result = meter.stop()
     absolute = result["baseline_mb"] + result["peak_mb"]
     _report({**result, "ok": None if not light else absolute <= LIGHT_TARGET_MB and drawn,
-             "outcome": f"{'cv.load_model' if light else 'keras.saving.load_model'}: after loading "
+             "outcome": f"{ {None: 'built in code', True: 'cv.load_model', False: 'keras.saving.load_model'}[light]}: "
+                        f"after loading "
                         f"{loaded:+,.0f} MB (peak while loading {(loaded_peak - meter.baseline) / MB:+,.0f} MB), "
                         f"{time.monotonic() - start:.0f} s to the Grad-CAM map ({'drawn' if drawn else 'MISSING'}); "
                         f"absolute peak RSS {absolute:,.0f} MB = {absolute / 1024:.2f} GB = "
                         f"{absolute * MB / 1e9:.2f} decimal GB "
                         f"(target for light loading: 1.3 GB = {LIGHT_TARGET_MB:,} MB)"})
+
+
+def case_u(work: Path) -> None:
+    _load_vgg_panel(work, light=None)
 
 
 def case_v(work: Path) -> None:
@@ -290,6 +300,7 @@ CASES = {
     "c": ("filter_patterns, demo model, size=2048 (refused or chunked: peak within the memory budget)", case_c),
     "d": ("soak: 60 filter_patterns calls, changing counts and sizes (target <= +100 MB at the end)", case_d),
     "e": ("1000 panel interactions: class, layer, image (target <= +100 MB at the end)", case_e),
+    "u": ("VGG16 built in code (keras.applications, weights=None), then a panel with Grad-CAM", case_u),
     "v": ("VGG16 .keras with Keras's loader, then a panel with Grad-CAM (before loading light)", case_v),
     "w": ("VGG16 .keras with cv.load_model, then a panel with Grad-CAM (target <= 1.3 GB absolute)", case_w),
     "x": ("model bomb: config.json inflating to 2 GiB, refused (target <= +100 MB)", case_x),
@@ -330,7 +341,7 @@ def run_child(case: str, work: Path, cap: int, timeout: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="abcdevwxyz", help="which cases to run, e.g. 'ab' (default: all)")
+    parser.add_argument("--cases", default="abcdeuvwxyz", help="which cases to run, e.g. 'ab' (default: all)")
     parser.add_argument("--cap", type=float, default=None,
                         help="stop a case above this many GB of RSS (default: 8, or 60%% of the memory available)")
     parser.add_argument("--timeout", type=float, default=900, help="stop a case after this many seconds")
