@@ -56,8 +56,12 @@ def write_assets_bomb(path: Path, small_model: Path, mebibytes: int = 2048) -> N
               + [("assets/vocabulary.txt", _deflated_spaces(mebibytes), zipfile.ZIP_DEFLATED, mebibytes * MIB)])
 
 
-def write_huge_dense(path: Path, small_model: Path, side: int = 1000, units: int = 10_000) -> None:
+def write_huge_dense(path: Path, small_model: Path, side: int = 1000, units: int = 10_000, *,
+                     understate: bool = False) -> None:
     """A `.keras` file whose config declares Flatten -> Dense(units) on a side x side x 3 input.
+
+    With `understate`, only the input layer's shape and the units grow: every layer still declares the
+    small model's input shapes, and only inferring the shapes from the input shows what Keras would build.
 
     `small_model` must be `tiny_flatten_dense()` saved: its shapes (37x41x3, Dense(7)) are replaced
     in the configuration; its small weights stay (Keras would allocate the declared layer before
@@ -72,6 +76,8 @@ def write_huge_dense(path: Path, small_model: Path, side: int = 1000, units: int
             out = {k: grow(v) for k, v in value.items()}
             if out.get("units") == 7:
                 out["units"] = units
+            if understate and "batch_shape" not in out:
+                return {**out, **{k: value[k] for k in ("build_config", "inbound_nodes") if k in value}}
             return out
         if isinstance(value, list):
             if value == [None, 37, 41, 3]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import zipfile
@@ -16,6 +17,7 @@ from model_bombs import tiny_flatten_dense, write_assets_bomb, write_config_bomb
 
 import convviz_widgets as cv
 from convviz_widgets import limits
+from convviz_widgets.core.model_io import declared_weight_bytes
 from convviz_widgets.demo import __file__ as demo_init
 
 DEMO_FILE = Path(demo_init).parent / "demo_model.keras"
@@ -95,6 +97,30 @@ def test_huge_declared_dense_is_refused_before_anything_is_built(tmp_path, tiny_
     text, watch = refused(bomb)
     assert f"{weights / 2**30:,.1f} GB of weights declared" in text and "memory budget of 16.0 GB" in text, text
     assert watch.grew_mb < 100 and watch.seconds < 1.0, (watch.grew_mb, watch.seconds)
+
+
+def test_layer_shapes_understated_by_the_file_are_inferred_from_its_input(tmp_path, tiny_file):
+    bomb = tmp_path / "understated.keras"
+    write_huge_dense(bomb, tiny_file, understate=True)  # every layer declares the small model's input shapes
+    declared = json.loads(zipfile.ZipFile(bomb).read("config.json"))
+    dense = next(layer for layer in declared["config"]["layers"] if layer["class_name"] == "Dense")
+    assert dense["build_config"]["input_shape"] == [None, 37 * 41 * 3] and dense["config"]["units"] == 10_000
+    text, watch = refused(bomb)
+    weights = (3_000_000 * 10_000 + 10_000 + 3 * 3 * 3 * 3 + 3) * 4  # what Keras would build from the input
+    assert f"the weights its layers declare come to {weights / 2**30:,.1f} GB" in text, text
+    assert watch.grew_mb < 100 and watch.seconds < 1.0, (watch.grew_mb, watch.seconds)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: keras.applications.ResNet50(input_shape=(64, 64, 3), weights=None),
+    lambda: keras.applications.EfficientNetB0(input_shape=(64, 64, 3), weights=None),
+    lambda: keras.applications.DenseNet121(input_shape=(64, 64, 3), weights=None),
+], ids=["resnet50", "efficientnetb0", "densenet121"])
+def test_declared_weights_of_keras_applications_equal_their_real_size(build):
+    model = build()
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+    estimate, unknown = declared_weight_bytes(config)
+    assert not unknown and estimate == sum(int(np.prod(w.shape)) * 4 for w in model.weights)
 
 
 def test_assets_inflating_past_the_limit_are_refused_before_any_reaches_the_disk(tmp_path, tiny_file):

@@ -163,17 +163,150 @@ _NO_WEIGHTS = {
 }
 
 
-def _walk_layers(config: Any) -> Iterator[dict]:
-    """Every leaf layer's serialised dict in a model configuration, nested models included."""
+def _is_model(layer: Any) -> bool:
+    """Whether a serialised layer is itself a model (its config lists layers)."""
+    return isinstance(layer, dict) and isinstance(layer.get("config"), dict) and \
+        isinstance(layer["config"].get("layers"), list)
+
+
+def _layers_with_shapes(config: Any) -> Iterator[tuple[dict, list[list]]]:
+    """Every leaf layer of a configuration (nested models included) with its candidate input shapes."""
     if not isinstance(config, dict):
         return
-    inner = config.get("config")
-    layers = inner.get("layers") if isinstance(inner, dict) else None
-    if isinstance(layers, list):
-        for layer in layers:
-            yield from _walk_layers(layer)
-    elif "class_name" in config:
-        yield config
+    if not _is_model(config):
+        if "class_name" in config:
+            yield config, [s for s in [_input_shape(config)] if s]
+        return
+    layers = config["config"]["layers"]
+    inferred = _inferred_inputs(config, layers)
+    for layer in layers:
+        if _is_model(layer):
+            yield from _layers_with_shapes(layer)
+        elif isinstance(layer, dict) and "class_name" in layer:
+            yield layer, [s for s in (_input_shape(layer), inferred.get(id(layer))) if s]
+
+
+def _producers(value: Any) -> list[str]:
+    """Names of the layers whose tensors a serialised call's arguments hold, in order."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            history = value.get("config", {}).get("keras_history") or [None]
+            return [str(history[0])]
+        return [n for v in value.values() for n in _producers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _producers(v)]
+    return []
+
+
+def _inferred_inputs(model: dict, layers: list) -> dict[int, list]:
+    """Each layer's input shape inferred from the model's inputs (by id of its dict), where it can be."""
+    sequential = model.get("class_name") == "Sequential"
+    build = model.get("config", {}).get("build_config") or model.get("build_config") or {}
+    current = build.get("input_shape") if isinstance(build, dict) else None
+    outputs: dict[str, list | None] = {}
+    inputs: dict[int, list] = {}
+    for layer in layers:
+        if not isinstance(layer, dict):
+            continue
+        cfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        kind = str(layer.get("class_name"))
+        if kind == "InputLayer":
+            out = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+        else:
+            nodes = layer.get("inbound_nodes") or []
+            shapes = [current] if sequential else [outputs.get(n) for n in _producers(nodes[:1])]
+            known = bool(shapes) and all(_valid_shape(x) for x in shapes)
+            if known:
+                inputs[id(layer)] = shapes[0]
+            try:
+                out = _output_shape(kind, cfg, shapes) if known and not _is_model(layer) else None
+            except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError):
+                out = None
+        out = out if _valid_shape(out) else None
+        outputs[str(cfg.get("name", layer.get("name")))] = out
+        current = out
+    return inputs
+
+
+def _valid_shape(shape: Any) -> bool:
+    """A shape list of ints and Nones (a batch dimension first)."""
+    return isinstance(shape, list) and len(shape) >= 1 and \
+        all(d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 0) for d in shape)
+
+
+_SAME_SHAPE = {
+    "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
+    "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity",
+    "Masking", "Rescaling", "Normalization", "BatchNormalization", "LayerNormalization", "GroupNormalization",
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "RandomFlip", "RandomRotation", "RandomZoom",
+    "RandomTranslation", "RandomContrast",
+}
+
+
+def _tuple(value: Any, n: int) -> list[int]:
+    """A size or list of sizes as n ints (Keras configs store both)."""
+    return [int(value)] * n if isinstance(value, int) else [int(v) for v in value]
+
+
+def _spatial(shape: list, kind: str, cfg: dict) -> list | None:
+    """Output shape of a channels-last convolution or pooling layer."""
+    if cfg.get("data_format", "channels_last") == "channels_first":
+        return None
+    dims = shape[1:-1]
+    n = len(dims)
+    if kind.endswith("Pooling1D") or kind.endswith("Pooling2D") or kind.endswith("Pooling3D"):
+        kernel = _tuple(cfg.get("pool_size", 2), n)
+        strides, dilation, channels = _tuple(cfg.get("strides") or kernel, n), [1] * n, shape[-1]
+    else:
+        kernel = _tuple(cfg.get("kernel_size", 1), n)
+        strides, dilation = _tuple(cfg.get("strides", 1), n), _tuple(cfg.get("dilation_rate", 1), n)
+        channels = shape[-1] * int(cfg.get("depth_multiplier", 1)) if kind.startswith("Depthwise") else \
+            int(cfg["filters"])
+    same = cfg.get("padding", "valid") == "same"
+    out = []
+    for d, k, st, dl in zip(dims, kernel, strides, dilation):
+        span = (k - 1) * dl + 1
+        out.append(None if d is None else (-(-d // st) if same else max(0, (d - span) // st + 1)))
+    return [shape[0], *out, channels]
+
+
+def _output_shape(kind: str, cfg: dict, shapes: list[list]) -> list | None:
+    """A layer's output shape from its input shapes, for the kinds whose shape follows from their configuration."""
+    x = shapes[0]
+    if kind in _SAME_SHAPE:
+        return list(x)
+    if kind == "Flatten":
+        rest = x[1:]
+        return [x[0], int(np.prod(rest, dtype=np.int64))] if None not in rest else None
+    if kind == "Dense":
+        return [*x[:-1], int(cfg["units"])]
+    if kind == "Embedding":
+        return [*x, int(cfg["output_dim"])]
+    if kind == "Reshape":
+        target = [int(d) for d in cfg["target_shape"]]
+        if -1 in target:
+            known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
+            total = int(np.prod(x[1:], dtype=np.int64)) if None not in x[1:] else None
+            target = [total // known if d == -1 and total is not None else d for d in target]
+        return [x[0], *target] if -1 not in target else None
+    if kind == "Concatenate":
+        axis = int(cfg.get("axis", -1))
+        sizes = [s[axis] for s in shapes]
+        out = list(x)
+        out[axis] = None if None in sizes else sum(sizes)
+        return out
+    if kind.startswith(("GlobalAveragePooling", "GlobalMaxPooling")):
+        if cfg.get("data_format", "channels_last") == "channels_first":
+            return None
+        return [x[0], *([1] * (len(x) - 2)), x[-1]] if cfg.get("keepdims") else [x[0], x[-1]]
+    if kind in ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+                "SeparableConv2D") or kind.startswith(("MaxPooling", "AveragePooling")):
+        return _spatial(x, kind, cfg)
+    if kind == "ZeroPadding2D" and cfg.get("data_format", "channels_last") != "channels_first":
+        pad = cfg.get("padding", 1)
+        pairs = [[pad, pad]] * 2 if isinstance(pad, int) else [_tuple(p, 2) for p in pad]
+        return [x[0], *[None if d is None else d + sum(p) for d, p in zip(x[1:3], pairs)], x[3]]
+    return None
 
 
 def _input_shape(layer: dict) -> list | None:
@@ -222,6 +355,10 @@ def _param_count(kind: str, cfg: dict, shape: list | None) -> float | None:
         return float(channels) * (4 if kind == "BatchNormalization" else 2)
     if kind == "Embedding":
         return float(cfg["input_dim"]) * cfg["output_dim"]
+    if kind == "Normalization":  # mean and variance over the kept axes, and a count
+        axes = cfg.get("axis", -1)
+        sizes = [_dim(shape, int(a)) for a in ([axes] if isinstance(axes, int) else axes or [])]
+        return None if None in sizes else 2.0 * float(np.prod(sizes, dtype=np.float64)) + 1
     return None
 
 
@@ -237,18 +374,24 @@ def _itemsize(cfg: dict) -> int:
 def declared_weight_bytes(config: dict) -> tuple[float, list[str]]:
     """Bytes of the variables a model configuration declares, and the names of layers whose size is unknown.
 
-    Each layer's parameters follow from its kind and its declared input shape (Dense: inputs x units +
-    bias; convolutions: kernel x input channels x filters + bias; normalisations: a few per channel);
-    weightless kinds count 0; a layer of another kind (or without a declared shape) is listed as unknown.
+    Each layer's parameters follow from its kind and its input shape (Dense: inputs x units + bias;
+    convolutions: kernel x input channels x filters + bias; normalisations: a few per channel), taking the
+    larger of the shape the file declares and the shape inferred from the model's inputs through the
+    layers whose output shapes follow from their configuration (so a file cannot understate what Keras
+    will build); weightless kinds count 0; a layer of another kind, or without any shape, is unknown.
     """
     total, unknown = 0.0, []
-    for layer in _walk_layers(config):
+    for layer, shapes in _layers_with_shapes(config):
         cfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
-        try:
-            count = _param_count(str(layer.get("class_name")), cfg, _input_shape(layer))
-        except (KeyError, TypeError, ValueError):
-            count = None
-        if count is None or not math.isfinite(count):
+        counts = []
+        for shape in shapes or [None]:
+            try:
+                counts.append(_param_count(str(layer.get("class_name")), cfg, shape))
+            except (KeyError, TypeError, ValueError):
+                counts.append(None)
+        known = [c for c in counts if c is not None and math.isfinite(c)]
+        count = max(known) if known else None
+        if count is None:
             unknown.append(str(cfg.get("name", layer.get("class_name"))))
             continue
         total += count * _itemsize(cfg)
