@@ -215,3 +215,25 @@ def test_light_load_runs_no_random_initialiser(tmp_path, monkeypatch):
     assert built > 0  # the oracle: building the model in code does call them
     cv.load_model(path)
     assert len(calls) == built
+
+
+def test_light_loading_in_a_thread_leaves_models_built_meanwhile_random():
+    """Loading light changes no global Keras state: a model built in another thread meanwhile is random."""
+    done = threading.Event()
+    loaded = []
+
+    def load_many() -> None:
+        while not done.is_set() and len(loaded) < 20:
+            loaded.append(cv.load_model(DEMO_FILE))
+
+    worker = threading.Thread(target=load_many)
+    worker.start()
+    try:
+        for _ in range(20):
+            layer = keras.layers.Dense(64)
+            layer.build((None, 32))
+            assert np.asarray(layer.kernel).std() > 0.01  # glorot-uniform, not the loader's zeros
+    finally:
+        done.set()
+        worker.join()
+    assert loaded and all(isinstance(m, keras.Model) for m in loaded)
