@@ -8,6 +8,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import psutil
@@ -161,6 +162,18 @@ def test_h5_model_is_sized_from_its_datasets_shapes(tmp_path, monkeypatch):
     text, _ = refused(path)
     assert "tiny.h5" in text and "datasets" in text and limits.size_text(weights) in text
     assert "CONVVIZ_MAX_MODEL_BYTES" in text
+
+
+def test_h5_model_declaring_a_huge_layer_is_refused_before_it_is_built(tmp_path, tiny_file):
+    path = tmp_path / "huge.h5"
+    tiny_flatten_dense().save(path)
+    grown = tmp_path / "grown.keras"
+    write_huge_dense(grown, tiny_file)  # the same growth, applied to the .h5 file's configuration
+    with h5py.File(path, "a") as h5:
+        h5.attrs["model_config"] = zipfile.ZipFile(grown).read("config.json").decode()
+    text, watch = refused(path)
+    assert "huge.h5" in text and "the weights its layers declare come to 111.8 GB" in text, text
+    assert watch.grew_mb < 100 and watch.seconds < 1.0, (watch.grew_mb, watch.seconds)
 
 
 def test_real_mobilenet_h5_is_sized_then_explained_as_weights_only(monkeypatch):

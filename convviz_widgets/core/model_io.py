@@ -122,12 +122,25 @@ def check_keras_file(path: Path, zf: zipfile.ZipFile) -> dict:
 
 
 def check_h5_file(path: Path) -> None:
-    """Size a legacy `.h5` model from its datasets' shapes (no data is read) against the limit and the budget."""
+    """Size a legacy `.h5` model from its datasets' shapes (no data is read) and its configuration's layers.
+
+    Both against `limits.max_model_bytes`, and the larger of the two against the memory budget.
+    """
     with h5py.File(path, "r") as h5:
         stored = dataset_bytes(h5)
+        text = h5.attrs.get("model_config")
     if stored > limits.max_model_bytes:
         raise _too_big(path, "the weights its datasets declare", stored, "come to")
-    _check_weights_fit(path, stored, [], KERAS_FACTOR)
+    declared, unknown = 0.0, []
+    if text is not None:
+        text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+        check_fits(CONFIG_FACTOR * len(text), what=f"Reading the configuration of {path.name} "
+                   f"({size_text(len(text))} of JSON)", lower="the model")
+        with contextlib.suppress(ValueError):
+            declared, unknown = declared_weight_bytes(json.loads(text))
+    if declared > limits.max_model_bytes:
+        raise _too_big(path, "the weights its layers declare", declared, "come to")
+    _check_weights_fit(path, max(stored, declared), unknown, KERAS_FACTOR)
 
 
 def dataset_bytes(h5: h5py.Group) -> int:
