@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import json
 import math
 import os
@@ -114,7 +115,7 @@ def check_keras_file(path: Path, zf: zipfile.ZipFile) -> dict:
         raise _too_big(path, "the weights its layers declare", declared, "come to")
     _check_weights_fit(path, declared, unknown, LIGHT_FACTOR if _loads_light(zf) else KERAS_FACTOR)
     if _WEIGHTS in zf.namelist():
-        with zf.open(_WEIGHTS) as raw, h5py.File(raw, "r") as h5:
+        with _member(zf, _WEIGHTS) as raw, h5py.File(raw, "r") as h5:
             stored = dataset_bytes(h5)
         if stored > limit:
             raise _too_big(path, f"the weights its {_WEIGHTS} declares", stored, "come to")
@@ -454,9 +455,86 @@ def _load_keras(path: Path, safe_mode: bool) -> keras.Model:
     config = {**zero_initializers(config), "compile_config": None}
     with _object_sharing():
         model = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
-    with _filled_in_slices(model):
-        model.load_weights(path)
+    with _filled_in_slices(model), open(path, "rb") as handle, zipfile.ZipFile(handle) as zf:
+        _load_weights(model, path, zf)
     return model
+
+
+def _load_weights(model: keras.Model, path: Path, zf: zipfile.ZipFile) -> None:
+    """Keras's weight loading, reading the stored HDF5 member in place (Keras's way seeks through the zip)."""
+    try:
+        from keras.src.saving import saving_lib
+    except ImportError:  # pragma: no cover - another Keras layout: its own, slower path
+        model.load_weights(path)
+        return
+    with _member(zf, _WEIGHTS) as raw:
+        store = saving_lib.H5IOStore(_WEIGHTS, archive=_OneMember(raw), mode="r")
+        try:
+            failed: set = set()
+            errors: dict = {}
+            saving_lib._load_state(model, weights_store=store, assets_store=None, inner_path="",
+                                   visited_saveables=set(), failed_saveables=failed, error_msgs=errors)
+        finally:
+            store.close()
+    if failed:
+        saving_lib._raise_loading_failure(errors)
+
+
+class _OneMember:
+    """The one archive member Keras's weight store asks for, already opened."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def open(self, name: str, mode: str = "r") -> Any:
+        return self.raw
+
+
+class _Window(io.RawIOBase):
+    """A read-only window of a file: a stored zip member read in place (seeks are plain file seeks)."""
+
+    def __init__(self, handle: Any, start: int, size: int) -> None:
+        super().__init__()
+        self.handle, self.start, self.size, self.pos = handle, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), self.size - self.pos))
+        self.handle.seek(self.start + self.pos)
+        got = self.handle.readinto(memoryview(buffer)[:n]) if n else 0
+        self.pos += got or 0
+        return got or 0
+
+
+@contextlib.contextmanager
+def _member(zf: zipfile.ZipFile, name: str) -> Iterator[Any]:
+    """A zip member as a seekable file: in place when stored uncompressed (as Keras writes), else zipfile's own."""
+    info = zf.getinfo(name)
+    handle = zf.fp
+    if info.compress_type != zipfile.ZIP_STORED or handle is None or info.flag_bits & 0x1:
+        with zf.open(name) as raw:
+            yield raw
+        return
+    handle.seek(info.header_offset)
+    header = handle.read(30)
+    if header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"the local header of {name} is damaged")
+    start = info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+    with _Window(handle, start, info.file_size) as window:
+        yield window
 
 
 def _object_sharing() -> contextlib.AbstractContextManager:
