@@ -205,6 +205,16 @@ def test_light_load_of_the_demo_model_equals_keras_loader():
     assert all("load_own_variables" not in vars(layer) for layer in model._flatten_layers())
 
 
+def test_light_load_of_a_deflated_archive_equals_keras_loader(tmp_path):
+    """A .keras re-zipped with compression (Keras writes it stored) loads through zipfile's own reader."""
+    path = tmp_path / "deflated.keras"
+    with zipfile.ZipFile(DEMO_FILE) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+    assert zipfile.ZipFile(path).getinfo("model.weights.h5").compress_type == zipfile.ZIP_DEFLATED
+    assert_same_model(path, np.random.default_rng(2).uniform(0, 1, (1, 96, 96, 3)).astype("float32"))
+
+
 def test_light_load_of_a_saved_keras_application_equals_keras_loader(tmp_path):
     keras.utils.set_random_seed(3)
     app = keras.applications.MobileNet(input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=7)
