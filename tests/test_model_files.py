@@ -226,6 +226,21 @@ def test_light_load_of_a_saved_keras_application_equals_keras_loader(tmp_path):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_light_load_of_h5_files_equals_keras_loader(tmp_path):
+    keras3 = tmp_path / "tiny.h5"
+    tiny_flatten_dense().save(keras3)
+    assert_same_model(keras3, np.random.default_rng(3).uniform(0, 1, (2, 37, 41, 3)).astype("float32"))
+    k2 = pytest.importorskip("tf_keras", reason="tf-keras (Keras 2) writes a genuine Keras-2 .h5 file")
+    k2.utils.set_random_seed(0)
+    book = k2.Sequential([k2.layers.Conv2D(4, 3, activation="relu", input_shape=(16, 16, 3)),
+                          k2.layers.BatchNormalization(), k2.layers.Flatten(), k2.layers.Dense(3)])
+    keras2 = tmp_path / "book.h5"
+    book.save(keras2)
+    x = np.random.default_rng(4).uniform(0, 1, (2, 16, 16, 3)).astype("float32")
+    assert_same_model(keras2, x)
+    np.testing.assert_allclose(cv.load_model(keras2).predict(x, verbose=0), book.predict(x, verbose=0), atol=1e-6)
+
+
 def test_light_load_runs_no_random_initialiser(tmp_path, monkeypatch):
     """Building from the file never calls a random initialiser (their temporaries are what load light avoids)."""
     calls = []
@@ -237,6 +252,10 @@ def test_light_load_runs_no_random_initialiser(tmp_path, monkeypatch):
     built = len(calls)
     assert built > 0  # the oracle: building the model in code does call them
     cv.load_model(path)
+    assert len(calls) == built
+    tiny_flatten_dense().save(tmp_path / "tiny.h5")
+    built = len(calls)
+    cv.load_model(tmp_path / "tiny.h5")
     assert len(calls) == built
 
 

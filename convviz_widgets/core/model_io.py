@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +66,7 @@ def load_model(path_or_model: Any, *, safe_mode: bool = True) -> keras.Model:
         if path.suffix.lower() == ".keras":
             return _load_keras(path, safe_mode)
         check_h5_file(path)
-        return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+        return _load_h5(path, safe_mode)
     except ConvVizError:
         raise
     except Exception as err:  # noqa: BLE001 - every failure becomes one clear message
@@ -422,11 +423,16 @@ _BUILTIN_INITIALIZERS = {
 
 
 def _is_builtin_initializer(value: Any) -> bool:
-    """Whether a serialised value is one of Keras's own initialisers (a name or a keras.initializers dict)."""
+    """Whether a serialised value is one of Keras's own initialisers (a name, or a dict: Keras 3's or Keras 2's)."""
     if isinstance(value, str):
         return value.lower() in _BUILTIN_INITIALIZERS
-    return (isinstance(value, dict) and str(value.get("module", "")).startswith("keras.initializers")
-            and value.get("registered_name") is None)
+    if not isinstance(value, dict) or value.get("registered_name") is not None:
+        return False
+    module = value.get("module")
+    if module is not None:
+        return str(module).startswith("keras.initializers")
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", str(value.get("class_name", ""))).lower()
+    return name in _BUILTIN_INITIALIZERS  # Keras 2 wrote {"class_name": "GlorotUniform", "config": {...}}
 
 
 def zero_initializers(config: Any) -> Any:
@@ -537,6 +543,28 @@ def _member(zf: zipfile.ZipFile, name: str) -> Iterator[Any]:
         yield window
 
 
+def _load_h5(path: Path, safe_mode: bool) -> keras.Model:
+    """A legacy `.h5` model built with zero initialisers, then given its saved weights (Keras's own steps)."""
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.legacy.saving import json_utils, legacy_h5_format, saving_options, saving_utils
+        from keras.src.saving import object_registration, serialization_lib
+    except ImportError:  # pragma: no cover - another Keras layout: its own loader
+        return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+    with h5py.File(path, "r") as h5:
+        text = h5.attrs.get("model_config")
+        if text is None or "model_weights" not in h5:  # Keras's loader says what is missing
+            return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+        config = zero_initializers(json_utils.decode(text.decode("utf-8") if isinstance(text, bytes) else str(text)))
+        custom = {**object_registration.GLOBAL_CUSTOM_OBJECTS,
+                  **global_state.get_global_attribute("custom_objects_scope_dict", {})}
+        with saving_options.keras_option_scope(use_legacy_config=True), serialization_lib.SafeModeScope(safe_mode):
+            model = saving_utils.model_from_config(config, custom_objects=custom)
+            with _filled_in_slices(model, lazy_stores=False):  # each array read whole, copied in without a tensor
+                legacy_h5_format.load_weights_from_hdf5_group(h5["model_weights"], model)
+    return model
+
+
 def _object_sharing() -> contextlib.AbstractContextManager:
     """Keras's scope that lets layers share objects while a configuration is deserialised (as its loader does)."""
     try:
@@ -547,16 +575,17 @@ def _object_sharing() -> contextlib.AbstractContextManager:
 
 
 @contextlib.contextmanager
-def _filled_in_slices(model: keras.Model) -> Iterator[None]:
+def _filled_in_slices(model: keras.Model, *, lazy_stores: bool = True) -> Iterator[None]:
     """While the model (just built, seen by no one else) loads its weights, each variable takes them a slice at a time.
 
     Keras reads each saved array whole and converts it to a tensor before assigning it: two copies of
     the largest variable (392 MB for VGG16's first dense layer), which then stay in TensorFlow's
     memory pool. Here every layer's loader is handed a store whose arrays stay in the file, and every
     variable copies them in slices of FILL_SLICE bytes straight into its own (zero-initialised)
-    memory. Only this model's own objects are touched, and only until the weights are in.
+    memory. Only this model's own objects are touched, and only until the weights are in. Without
+    `lazy_stores` (the legacy `.h5` loader, which reads each array whole), only the copy is changed.
     """
-    layers = list(model._flatten_layers(include_self=True, recursive=True))
+    layers = list(model._flatten_layers(include_self=True, recursive=True)) if lazy_stores else []
     variables = list(model.variables)
     for layer in layers:
         own = layer.load_own_variables
@@ -639,9 +668,13 @@ def _variable_memory(variable: Any) -> tuple[np.ndarray, list] | None:
 
 
 def _assign_in_slices(variable: Any, value: Any) -> None:
-    """Copy saved weights into a variable's memory a slice of rows at a time (a plain assign when that cannot apply)."""
+    """Copy saved weights into a variable's memory a slice of rows at a time (a plain assign when that cannot apply).
+
+    `value` is an HDF5 dataset (read a slice at a time) or an array already read (copied without a tensor).
+    """
     memory = None
-    if isinstance(value, h5py.Dataset) and value.shape and tuple(value.shape) == tuple(variable.shape):
+    if isinstance(value, (h5py.Dataset, np.ndarray)) and value.shape and tuple(value.shape) == tuple(variable.shape) \
+            and value.dtype.kind == "f":
         memory = _variable_memory(variable)
     if memory is None:
         type(variable).assign(variable, value[()] if isinstance(value, h5py.Dataset) else value)
