@@ -4,9 +4,10 @@ Before Keras reads a file, its size is checked without inflating anything: a `.k
 (every member's and the total inflated size against `limits.max_model_bytes`; assets are written to
 disk when Keras loads them, so they count too), its configuration's parsing cost and the weights its
 layers declare (parameter counts from each layer's declared input shape) against the memory budget;
-a `.h5` file's datasets from their shapes (h5py reads shapes without data). A `.keras` model is then
-built with its initialisers rewritten to zeros in the configuration (the saved weights replace them:
-Keras's random initialisers would take several times the weights in temporaries) and filled from the
+a `.h5` file's datasets from their shapes (h5py reads shapes without data) and its configuration's
+layers. The model is then built with its initialisers rewritten to zeros in a copy of the configuration
+(the saved weights replace them: Keras's random initialisers would take several times the weights in
+temporaries, kept in TensorFlow's memory pool) and its variables are filled in place: from a `.keras`
 file a slice at a time, so loading takes little more than the weights themselves.
 """
 
