@@ -71,19 +71,23 @@ def is_share(value: Any) -> bool:
 
 
 # ----- hidden tests: where an answer and a reference (computed in the hidden cell) differ ---------------------
-def compare(task: str, name: str, answer: Any, reference: Any, atol: float = 1e-6) -> None:
-    """Fail with words when `answer` is not `reference` (dicts key by key, arrays value by value, within atol)."""
+def compare(task: str, name: str, answer: Any, reference: Any, atol: float = 1e-6, hint: str = "") -> None:
+    """Fail with words when `answer` is not `reference` (dicts key by key, arrays value by value, within atol).
+
+    `hint` says what to check when they differ; the reference itself is never shown.
+    """
+    advice = f" {hint}" if hint else " Check each step of the task."
     if isinstance(reference, Mapping):
         if not isinstance(answer, Mapping) or set(answer) != set(reference):
             got = sorted(answer, key=str) if isinstance(answer, Mapping) else type(answer).__name__
             fail(task, f"`{name}` should have the keys {sorted(reference, key=str)}; got {got}.")
         wrong = [k for k in reference if not _close(answer[k], reference[k], atol)]
         if wrong:
-            fail(task, f"{len(wrong)} of the {len(reference)} entries of `{name}` are not right: "
-                       f"{', '.join(repr(k) for k in wrong)}. Check how you computed them against the task's steps.")
+            count = f"{len(wrong)} of the {len(reference)} entries of `{name}` " + ("is" if len(wrong) == 1 else "are")
+            fail(task, f"{count} not right: {', '.join(repr(k) for k in wrong)}.{advice}")
         return
     if not _close(answer, reference, atol):
-        fail(task, f"`{name}` is not the expected value; check each step of the task.")
+        fail(task, f"`{name}` is not the expected value.{advice}")
 
 
 def _close(answer: Any, reference: Any, atol: float) -> bool:

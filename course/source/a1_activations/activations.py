@@ -68,7 +68,8 @@ _outputs = keras.Model(_model.inputs[0], [_model.get_layer(n).output for n in _l
     np.stack([demo.scene(seed=s).image for s in range(32)]) / 255.0)
 _peaks = {n: np.asarray(out).max(axis=(0, 1, 2)) for n, out in zip(_layers, _outputs)}
 _dead = {n: set(np.flatnonzero(p <= 0).tolist()) for n, p in _peaks.items()}
-checks.compare("Dead filters", "dead", {n: dead.get(n, []) for n in _layers}, _dead)
+checks.compare("Dead filters", "dead", {n: dead.get(n, []) for n in _layers}, _dead,
+               hint="A filter is dead when its maximum over all positions of all 32 scenes is 0.")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "sparsity-task", "locked": true, "schema_version": 3, "solution": false}
@@ -103,7 +104,8 @@ _layers = [layer.name for layer in _model.layers if isinstance(layer, keras.laye
 _outputs = keras.Model(_model.inputs[0], [_model.get_layer(n).output for n in _layers]).predict_on_batch(
     np.stack([demo.scene(seed=s).image for s in range(32)]) / 255.0)
 _zeros = {n: float(np.mean(np.asarray(out) <= 0)) for n, out in zip(_layers, _outputs)}
-checks.compare("Sparsity", "sparsity", sparsity, _zeros, atol=1e-4)
+checks.compare("Sparsity", "sparsity", sparsity, _zeros, atol=1e-4,
+               hint="Count every output value (all positions, filters and 32 scenes) that is 0.")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "early-late-task", "locked": true, "schema_version": 3, "solution": false}

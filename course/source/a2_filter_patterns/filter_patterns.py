@@ -143,7 +143,9 @@ _inputs = {"random pixels (2, 24, 32)": _rng.integers(0, 256, (2, 24, 32, 3)),
                                                    (1, 32, 1, 3))}
 checks.compare("High frequencies", "high_frequency_share(pictures)",
                {k: np.asarray(high_frequency_share(v), np.float64) for k, v in _inputs.items()},
-               {k: _reference_share(v) for k, v in _inputs.items()})
+               {k: _reference_share(v) for k, v in _inputs.items()},
+               hint="Subtract each grey picture's own mean before np.fft.fft2, and count as high the frequencies "
+                    "with sqrt(fy**2 + fx**2) > 0.25 (fy, fx from np.fft.fftfreq).")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "modes-task", "locked": true, "schema_version": 3, "solution": false}
@@ -196,7 +198,9 @@ def _reference_share(images):
 
 
 _shares = {"plain": _reference_share(plain.images).mean(), "regularized": _reference_share(regularized.images).mean()}
-checks.compare("Noise", "noise", noise, _shares, 1e-4)
+checks.compare("Noise", "noise", noise, _shares, 1e-4,
+               hint="Each value is the mean of high_frequency_share(...) over that recipe's 8 pictures "
+                    "(a wrong high_frequency_share makes these wrong too).")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "changed-task", "locked": true, "schema_version": 3, "solution": false}

@@ -95,7 +95,9 @@ with tf.GradientTape() as _tape:
     _score = _z[0, _scene.labels[0]] - _z[0, _rival]
 _weights = tf.reduce_mean(_tape.gradient(_score, _feats)[0], axis=(0, 1))
 _raw = np.maximum(tf.reduce_sum(_feats[0] * _weights, axis=-1).numpy(), 0)
-checks.compare("Grad-CAM by hand", "heatmap", heatmap, _raw / _raw.max(), atol=1e-3)
+checks.compare("Grad-CAM by hand", "heatmap", heatmap, _raw / _raw.max(), atol=1e-3,
+               hint="Explain the difference of two logits, logit[CLASS] - logit[RIVAL] (not one class, not "
+                    "the softmax), average its gradient over the positions, then ReLU and divide by the maximum.")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "mistake-task", "locked": true, "schema_version": 3, "solution": false}
@@ -192,7 +194,8 @@ for _i in range(12):
     for _label, _mask in zip(_pair.labels, _pair.masks):
         _hits["gradcam"].append(metrics.pointing_game(_ins.gradcam(_pair.image, class_index=_label).heatmap, _mask))
         _hits["centre"].append(metrics.pointing_game(metrics.centre_prior(_pair.image.shape), _mask))
-checks.compare("Pointing game", "accuracy", accuracy, {k: float(np.mean(v)) for k, v in _hits.items()})
+checks.compare("Pointing game", "accuracy", accuracy, {k: float(np.mean(v)) for k, v in _hits.items()},
+               hint="Play once per shape (24 in all), with the Grad-CAM of that shape's own class.")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "trust-task", "locked": true, "schema_version": 3, "solution": false}

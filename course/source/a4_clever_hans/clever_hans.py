@@ -67,7 +67,9 @@ for _cue, _key in ((True, "cue"), (False, "no cue")):
     for _name, _m in _models.items():
         _predicted = _m.predict_on_batch(np.stack([_s.image for _s in _shots]) / 255.0).argmax(axis=1)
         _accuracy[f"{_name}/{_key}"] = float(np.mean(_predicted == _labels))
-checks.compare("Accuracy", "accuracy", accuracy, _accuracy)
+checks.compare("Accuracy", "accuracy", accuracy, _accuracy,
+               hint="Use all 200 scenes demo.scene(seed=demo.EVAL_SEED + i, cue=...), i = 0 .. 199, and compare "
+                    "each model's top class with scene.labels[0].")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "where-task", "locked": true, "schema_version": 3, "solution": false}
@@ -105,8 +107,9 @@ for _name, _m in _models.items():
     _maps = [cv.gradcam(_m, _s.image, preprocess=demo.PREPROCESS, class_index=_s.labels[0]).heatmap for _s in _scenes]
     _on_cue[_name] = float(np.mean([metrics.pointing_game(_h, _s.cue_mask, 4) for _h, _s in zip(_maps, _scenes)]))
     _on_shape[_name] = float(np.mean([metrics.pointing_game(_h, _s.masks[0], 4) for _h, _s in zip(_maps, _scenes)]))
-checks.compare("On the cue", "on_cue", on_cue, _on_cue)
-checks.compare("On the shape", "on_shape", on_shape, _on_shape)
+_hint = "Use the first 20 cue scenes, the Grad-CAM of the true class and a tolerance of 4 pixels."
+checks.compare("On the cue", "on_cue", on_cue, _on_cue, hint=_hint)
+checks.compare("On the shape", "on_shape", on_shape, _on_shape, hint=_hint)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "look-text", "locked": true, "schema_version": 3, "solution": false}
