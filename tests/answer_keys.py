@@ -6,10 +6,11 @@ calls every public callable of the package modules and functions in the notebook
 ``checks``, ``demo``, ``metrics``, ``show``, ...) with plausible arguments taken from that namespace
 (the models, pictures, layer names and whole numbers the set-up cell made), and collects each result,
 its public attributes, items and elements (two levels deep), and the callables themselves. A candidate
-of the right form (the form of the instructor's answer, computed in a scratch copy of the namespace)
-replaces that one variable, the other answers are the instructor's, and the assignment's own test cell
-(visible and hidden tests) decides. The first candidate that passes becomes the submitted answer; when
-none passes, the first candidate of the right form does. Everything is recorded in ``_KEY_REPORT``.
+of the right form (the form of the instructor's answer, computed in a scratch copy of the namespace
+that also holds the instructor's earlier answers) replaces that one variable, the other answers are
+the instructor's, and the assignment's own test cell (visible and hidden tests) decides. The first
+candidate that passes becomes the submitted answer; when none passes, the first candidate of the right
+form does. Everything is recorded in ``_KEY_REPORT``.
 """
 
 from __future__ import annotations
@@ -178,9 +179,11 @@ def attempt(names: list[str], solution: str, test: str, namespace: dict[str, Any
     outputs = namespace.get("_KEY_OUTPUTS")
     if outputs is None:
         outputs = namespace["_KEY_OUTPUTS"] = call_outputs(namespace)
-    scratch = dict(namespace)
+    solved = namespace.setdefault("_KEY_SOLVED", {})  # the instructor's earlier answers, which later ones use
+    scratch = {**namespace, **solved}
     with contextlib.redirect_stdout(io.StringIO()):
         exec(solution, scratch)  # noqa: S102 - the instructor's answer, only to learn each answer's form
+    solved.update({k: v for k, v in scratch.items() if k not in namespace or namespace[k] is not v})
     report = namespace.setdefault("_KEY_REPORT", {})
     for name in names:
         fitting = [(d, v) for d, v in outputs if same_form(v, scratch[name])]

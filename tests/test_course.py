@@ -329,7 +329,11 @@ def test_release_holds_neither_solutions_nor_hidden_tests(graded, assignment):
 def test_no_answer_key_scores_more_than_the_blank_release(graded, assignment):
     scores = graded_one(graded, assignment)
     report = scores["outputs"]["answer_keys"]
-    assert "'candidates'" in "".join(report.values()), "the answer-key attempt did not run"
+    for path in notebooks(assignment):
+        for answer, _ in answer_cells(nbformat.read(path, as_version=4)):
+            said = report.get(answer.metadata.nbgrader["grade_id"], "")
+            counts = [int(n) for n in re.findall(r"'candidates': (\d+)", said)]
+            assert counts and min(counts) >= 20, f"the answer-key attempt did not run in {answer.metadata.nbgrader}"
     for grade_id, said in report.items():
         for line in said.splitlines():
             if "'candidates'" in line:  # one answer cell: a key is every variable's passing candidate
