@@ -1,11 +1,13 @@
-"""README.md runs as pasted: every ```python block is executed on its own, in a fresh namespace.
+"""README.md and the documentation pages run as pasted.
 
-Blocks fenced with another language (bash, text) or none are not run. Each block starts from an empty
-namespace, as if pasted into a new notebook, in a temporary working folder that holds only the files
-the README tells a reader to get: `cats_and_dogs_small_2.h5` (built here with the layers of the book's
-cats-vs-dogs convnet, since nothing can download the book's file) and `cat.jpg`. The optional
-packages of the extras (scikit-image, nbgrader, JupyterLab, ...) are made unimportable while a block
-runs, so a block that needs more than `pip install .` fails.
+Every ```python block of the README runs on its own, from an empty namespace, as if pasted into a new
+notebook; a documentation page's blocks run in order in one namespace per page that starts empty, as
+a reader goes down the page. Blocks fenced with another language (bash, text) or none are not run.
+They run in a temporary working folder that holds only the files the pages tell a reader to get:
+`cats_and_dogs_small_2.h5` (built here with the layers of the book's cats-vs-dogs convnet, since
+nothing can download the book's file) and `cat.jpg`. The optional packages of the extras
+(scikit-image, nbgrader, JupyterLab, ...) are made unimportable while the blocks run, so a block that
+needs more than `pip install .` fails.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ def blocks(text: str) -> list[tuple[str, str]]:
     return [(m["lang"].strip().lower(), m["body"]) for m in FENCE.finditer(text)]
 
 
-def python_blocks() -> list[str]:
-    """The README's ```python blocks."""
-    return [body for lang, body in blocks((ROOT / "README.md").read_text()) if lang == "python"]
+def python_blocks(path: Path = ROOT / "README.md") -> list[str]:
+    """A Markdown file's ```python blocks (the README's by default)."""
+    return [body for lang, body in blocks(path.read_text()) if lang == "python"]
+
+
+DOC_PAGES = sorted(p for p in (ROOT / "docs").rglob("*.md") if python_blocks(p))
 
 
 def book_model() -> keras.Model:
@@ -80,10 +85,6 @@ def test_fence_parser_keeps_languages_apart():
     assert blocks(text) == [("bash", "make test\n"), ("python", "x = 1\n"), ("", "plain\n")]
 
 
-def test_readme_has_python_blocks():
-    assert len(python_blocks()) >= 2
-
-
 def run_block(code: str, name: str, namespace: dict) -> object:
     """Run a block as a notebook cell would; return the value of its last line if that is an expression."""
     tree = ast.parse(code, name)
@@ -94,22 +95,45 @@ def run_block(code: str, name: str, namespace: dict) -> object:
     return namespace.pop("_readme_shown", None)
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_every_python_block_in_the_readme_runs_as_pasted(readme_folder):
-    for number, code in enumerate(python_blocks(), start=1):
-        namespace = {"__name__": "readme"}
+def run_blocks(path: Path, blocks_: list[str], fresh: bool) -> None:
+    """Run blocks in order, each in a fresh namespace or all in one; fail naming the block."""
+    name = path.relative_to(ROOT).as_posix()
+    namespace: dict = {"__name__": "readme"}
+    for number, code in enumerate(blocks_, start=1):
+        if fresh:
+            namespace = {"__name__": "readme"}
         try:
-            shown = run_block(code, f"README.md python block {number}", namespace)
+            shown = run_block(code, f"{name} python block {number}", namespace)
         except Exception as err:  # say which block broke, with its code
-            pytest.fail(f"README python block {number} raised {type(err).__name__}: {err}\n\n{code}")
+            pytest.fail(f"{name} python block {number} raised {type(err).__name__}: {err}\n\n{code}")
         for value in [shown, *namespace.values()]:
             if type(value).__name__ == "ConvVizPanel":
-                assert value.wait(), f"block {number}: the panel's first view did not finish"
+                assert value.wait(), f"{name} block {number}: the panel's first view did not finish"
+
+
+def test_readme_opens_with_the_notebook_snippet():
+    blocks_ = python_blocks()
+    assert blocks_ and "ConvVizPanel(" in blocks_[0]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_every_python_block_in_the_readme_runs_as_pasted(readme_folder):
+    run_blocks(ROOT / "README.md", python_blocks(), fresh=True)
+
+
+def test_documentation_pages_with_code_are_found():
+    names = {p.relative_to(ROOT / "docs").as_posix() for p in DOC_PAGES}
+    assert {"api.md", "howto/own-cam-method.md", "howto/own-tab.md", "limits.md"} <= names
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("page", DOC_PAGES, ids=lambda p: p.relative_to(ROOT / "docs").as_posix())
+def test_every_python_block_in_a_documentation_page_runs_as_pasted(page, readme_folder):
+    run_blocks(page, python_blocks(page), fresh=False)
 
 
 def test_the_first_api_block_uses_only_what_ships_with_the_package():
-    api = (ROOT / "README.md").read_text().split("## API", 1)[1]
-    first = next(body for lang, body in blocks(api) if lang == "python")
+    first = python_blocks(ROOT / "docs" / "api.md")[0]
     assert "demo.load_model()" in first
     for line in first.splitlines():
         code = line.split("#", 1)[0]
@@ -117,9 +141,9 @@ def test_the_first_api_block_uses_only_what_ships_with_the_package():
 
 
 def test_the_book_block_says_where_its_files_come_from():
-    readme = (ROOT / "README.md").read_text()
-    book = next(body for body in python_blocks() if "cats_and_dogs_small_2.h5" in body)
-    before = readme[:readme.index(book)].rsplit("```", 1)[0][-700:]
+    page = (ROOT / "docs" / "api.md").read_text()
+    book = next(body for body in python_blocks(ROOT / "docs" / "api.md") if "cats_and_dogs_small_2.h5" in body)
+    before = page[:page.index(book)].rsplit("```", 1)[0][-700:]
     assert "cats_and_dogs_small_2.h5" in before and "cat.jpg" in before and "section 5.2" in before
 
 
@@ -136,7 +160,7 @@ def test_cat_photo_names_the_extra_it_needs(monkeypatch):
     monkeypatch.setitem(sys.modules, "skimage", None)
     with pytest.raises(ConvVizError, match=re.escape('pip install ".[notebooks]"')):
         cat_photo()
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "api.md").read_text()
     assert re.search(r"`cat_photo\(\)`[^.]*needs? the notebooks extra,\s+`pip install \"\.\[notebooks\]\"`", readme)
 
 
