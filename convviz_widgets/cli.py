@@ -269,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"convviz: interrupted; run the same command again to continue from {args.out}", file=sys.stderr)
             return INTERRUPTED
     try:
+        from .limits import check_settings
+
+        check_settings()  # a bad CONVVIZ_* variable is one line, before anything is loaded or written
         from .core.cams import get_method
         from .report import build_report, output_folder
 
