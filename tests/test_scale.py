@@ -162,9 +162,16 @@ def test_a_worker_killed_mid_run_still_gives_the_exact_result(model, client) -> 
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
 
+    log = client.cluster.scheduler.transition_log
+    before = {entry[0] for entry in log}  # tasks of earlier tests
     there = cv.top_examples(model, LAYER, many, k=4, preprocess="rescale", client=client, batch_size=4,
                             progress=kill_one_worker)
     assert killed and killed[0] not in client.run(os.getpid).values()
+    started = {}  # how many times each of our tasks was handed to a worker
+    for key, _, finish, *_ in log:
+        if key not in before and str(key).startswith("convviz-examples_task") and finish == "processing":
+            started[key] = started.get(key, 0) + 1
+    assert len(started) == 40 and max(started.values()) >= 2  # the lost worker's batches were run again
     assert_same_examples(there, cv.top_examples(model, LAYER, many, k=4, preprocess="rescale"))
 
 
