@@ -15,7 +15,7 @@ from PIL import Image
 import convviz_widgets as cv
 from convviz_widgets import demo
 from convviz_widgets.errors import Cancelled, ConvVizError
-from convviz_widgets.metrics import deletion_curve, pointing_game
+from convviz_widgets.metrics import default_depth, deletion_curve, pointing_game, sanity_check
 from convviz_widgets.scale import dataset_examples
 
 N_SCENES = 64
@@ -96,18 +96,20 @@ def test_evaluate_on_workers_equals_each_image_computed_by_hand(model, scenes, i
                         batch_size=5, preprocess="rescale")
     ins = cv.Inspector(model, preprocess="rescale")
     for method in ("gradcam", "eigencam"):
-        hits, dels, inss = [], [], []
+        hits, dels, inss, rands = [], [], [], []
         for i, img in enumerate(few):
             c = int(np.argmax(ins.probabilities(img)))
             cam = ins.gradcam(img, class_index=c, method=method)
             hits.append(float(pointing_game(cam, masks[i])))
             dels.append(deletion_curve(ins, img, cam, c, steps=4, mode="deletion", seed=i).auc)
             inss.append(deletion_curve(ins, img, cam, c, steps=4, mode="insertion", seed=i).auc)
+            rands.append(sanity_check(ins, img, cam, default_depth(ins, cam.layer))[1].spearman)
         row = table.row(method)
         assert row["images"] == 8 and row["pointing_n"] == 8
         assert row["pointing"] == pytest.approx(np.mean(hits))
         assert row["deletion_auc"] == pytest.approx(np.mean(dels), abs=1e-6)
         assert row["insertion_auc"] == pytest.approx(np.mean(inss), abs=1e-6)
+        assert row["randomization"] == pytest.approx(np.mean(rands), abs=1e-6)
         half = 1.959963984540054 * np.std(dels, ddof=1) / np.sqrt(8)
         assert row["deletion_ci"] == pytest.approx(half, abs=1e-6)
     assert table.to_csv().splitlines()[0].startswith("method,images,pointing")

@@ -85,7 +85,6 @@ _WORKER_LOCK = threading.Lock()
 def worker_inspector(spec: ModelSpec, payload: bytes | None = None) -> Any:
     """The Inspector of this process for `spec`, loaded once (from the file, or from the shipped bytes)."""
     from ..core.inspector import Inspector
-    from ..core.model_io import load_model
 
     key = (spec.digest, spec.preprocess if isinstance(spec.preprocess, (str, type(None))) else id(spec.preprocess),
            spec.output)
@@ -98,9 +97,24 @@ def worker_inspector(spec: ModelSpec, payload: bytes | None = None) -> Any:
                     part = f"{path}.{os.getpid()}.part"
                     Path(part).write_bytes(payload)
                     os.replace(part, path)
-            model = load_model(path, safe_mode=spec.safe_mode)
+            model = _keras_load(path, spec.safe_mode)
             _WORKER_INSPECTORS[key] = Inspector(model, preprocess=spec.preprocess, output=spec.output)
         return _WORKER_INSPECTORS[key]
+
+
+def _keras_load(path: str | None, safe_mode: bool) -> Any:
+    """Keras's own loader: the layers keep their saved initialisers, which the randomisation check draws from.
+
+    The file was already opened and sized by `load_model` in the client (or written by it from a model).
+    """
+    import keras
+
+    if path is None or not os.path.isfile(path):
+        raise ConvVizError(f"The model file {path} is not on this worker: every worker needs the model file.")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+    except Exception as err:  # noqa: BLE001 - one clear message from the worker
+        raise ConvVizError(f"A worker could not load the model {path}: {type(err).__name__}: {err}") from None
 
 
 def file_digest(path: str | os.PathLike) -> str:
