@@ -22,7 +22,7 @@ from ..core.examples import TopExamples
 from ..errors import ConvVizError
 from ..render.cards import marked_thumbnail
 from ..render.layout import fit
-from .engine import Progress, RunStats, claim_folder
+from .engine import Progress, RunStats, _distributed, claim_folder
 from .examples import dataset_examples
 
 MARKER = ".convviz-atlas"  # the file that says this folder holds an atlas the package wrote
@@ -70,6 +70,8 @@ def atlas(model: Any, images: Any, out: Any, layers: Sequence[str] | None = None
     names = list(layers) if layers is not None else default_layers(ins)
     if not names:
         raise ConvVizError("No layers to map: pass layers=[...] with conv or pooling layers.")
+    if client is not None or workers is not None or scheduler is not None:
+        _distributed()  # a missing extra is said before anything is written
     out = claim_folder(out, MARKER, "convviz atlas")
     results, stats, data = dataset_examples(model, names, images, k=k, batch_size=batch_size,
                                             preprocess=preprocess, output=output, client=client, workers=workers,
