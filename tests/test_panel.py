@@ -137,7 +137,7 @@ def test_uploading_an_image_makes_it_current(panel: ConvVizPanel) -> None:
     assert panel.chooser.source.value == "upload:stripes.png"
     assert ("Upload: stripes.png", "upload:stripes.png") in panel.chooser.source.options
     assert panel.activations.grid.value != before
-    assert panel.chooser.upload.value == ()
+    assert len(panel.chooser.upload.value) == 1  # the button reads "Upload (len(value))": the upload is counted
 
 
 def test_an_error_shows_in_the_panel_and_the_next_action_works(panel: ConvVizPanel) -> None:

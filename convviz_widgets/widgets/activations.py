@@ -8,7 +8,7 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 
-from ..core.facts import layer_facts
+from ..core.facts import channel_note, layer_facts, most_active_channel
 from ..render import GRID_WIDTH, activation_picture, channel_image, enlarge_figure
 from .base import ImageView, guarded, output_problem, picture_widget, show_picture
 from .card import ChannelCard, Evidence
@@ -79,7 +79,8 @@ class ActivationsView(ImageView):
             "excite it most and its class evidence.</small>")], layout=widgets.Layout(align_items="center"))
         self.card_hint.add_class("convviz-card-hint")
         self.card = ChannelCard(self.inspector, self.runner, self.slot, dataset, evidence)
-        self.on(self.layer, self._layer_changed)
+        self._auto_channel = True  # the slider follows the layer's most active channel until one is chosen
+        self.on(self.layer, self._layer_picked)
         self.on(self.per_row, self._grid_changed)
         self.on(self.cmap, self._cmap_changed)
         self.on(self.channel, self._channel_changed)
@@ -166,10 +167,17 @@ class ActivationsView(ImageView):
                 return
             with self.quietly():
                 self.channel.max = act.shape[-1] - 1
+                if self._auto_channel:
+                    self.channel.value = most_active_channel(act)
             self._draw_grid(act)
             self._draw_channel(act)
             self._draw_facts(act)
             self.clear_error()
+
+    def _layer_picked(self) -> None:
+        """Another layer chosen: it opens on its most active channel."""
+        self._auto_channel = True
+        self._layer_changed()
 
     @guarded
     def _grid_changed(self) -> None:
@@ -195,6 +203,7 @@ class ActivationsView(ImageView):
         """Another channel to enlarge (choosing one opens its card)."""
         with self._lock:
             self.card.opened = True
+            self._auto_channel = False
             act = self.activation()
             if act is not None:
                 self._draw_channel(act)
@@ -219,6 +228,7 @@ class ActivationsView(ImageView):
                 self.channel.value = int(channel)
                 self.layer.value = name
             self.card.opened = True
+            self._auto_channel = False
             self._layer_changed()  # draws everything once, for the new channel
 
     def _draw_channel(self, act: np.ndarray) -> None:
@@ -226,9 +236,10 @@ class ActivationsView(ImageView):
         k = min(self.channel.value, act.shape[-1] - 1)
         show_picture(self.channel_picture, self.channel_array())
         ch = act[..., k]
+        note = channel_note(act, k)
         self.channel_caption.value = (
-            f"<small>Channel {k}: min {ch.min():.3g}, max {ch.max():.3g}, mean {ch.mean():.3g}, "
-            f"{np.mean(ch == 0.0):.0%} zeros.</small>"
+            f"<small>Channel {k}{f' ({note})' if note else ''}: min {ch.min():.3g}, max {ch.max():.3g}, "
+            f"mean {ch.mean():.3g}, {np.mean(ch == 0.0):.0%} zeros.</small>"
         )
         self.card_hint.layout.display = "none" if self.card.opened else None
         if self.display is not None:
