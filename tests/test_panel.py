@@ -238,7 +238,7 @@ def test_big_layers_are_shrunk_for_display_but_saved_in_full(tmp_path) -> None:
     view.save_button.click()
     full = decode((tmp_path / "convviz-activations-conv1.png").read_bytes())
     assert full.shape[1] == 8 * 225 - 1  # 8 channels of 224 px, 1 px apart
-    assert (tmp_path / "convviz-activations-conv1-channel0.png").is_file()
+    assert (tmp_path / f"convviz-activations-conv1-channel{view.channel.value}.png").is_file()
     assert "convviz-activations-conv1.png" in view.saved.value
 
 

@@ -80,7 +80,7 @@ class ActivationsView(ImageView):
         self.card_hint.add_class("convviz-card-hint")
         self.card = ChannelCard(self.inspector, self.runner, self.slot, dataset, evidence)
         self._auto_channel = True  # the slider follows the layer's most active channel until one is chosen
-        self.on(self.layer, self._layer_picked)
+        self.on(self.layer, self._layer_changed)
         self.on(self.per_row, self._grid_changed)
         self.on(self.cmap, self._cmap_changed)
         self.on(self.channel, self._channel_changed)
@@ -173,11 +173,6 @@ class ActivationsView(ImageView):
             self._draw_channel(act)
             self._draw_facts(act)
             self.clear_error()
-
-    def _layer_picked(self) -> None:
-        """Another layer chosen: it opens on its most active channel."""
-        self._auto_channel = True
-        self._layer_changed()
 
     @guarded
     def _grid_changed(self) -> None:
