@@ -146,7 +146,7 @@ def test_silent_relu_units_climb_until_they_fire():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input((16, 16, 3)),
-        keras.layers.Conv2D(2, 3, activation="relu", name="c", bias_initializer=keras.initializers.Constant(-1.5)),
+        keras.layers.Conv2D(2, 3, activation="relu", name="c", bias_initializer=keras.initializers.Constant(-5.0)),
         keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2),
     ])
     ins = Inspector(model, preprocess="rescale")
@@ -192,7 +192,7 @@ def test_the_demo_first_layer_patterns_climb_in_both_recipes():
     ins = Inspector(model, preprocess="rescale")
     filters = list(range(16))
     step, measure = ins._patterns._plain_fns("conv1", 96, 16)
-    x0 = fp_mod.start_images(16, 96, 3, 0)
+    x0 = fp_mod.start_images(16, 96, 3, 0, demo.FILTER_STEP_SIZE)
     x, _, _ = fp_mod.ascend(step, measure, x0, filters, 40, demo.FILTER_STEP_SIZE, None)
     plain = _first_layer_gain(model, "conv1", x0, x, filters)
     assert np.median(plain) > 0.01  # was 0.0: the + 1e-5 swamped conv1's 2e-7 gradients
@@ -202,3 +202,12 @@ def test_the_demo_first_layer_patterns_climb_in_both_recipes():
     regularized = _first_layer_gain(model, "conv1", grey, pictures, filters)
     assert np.median(regularized) > 0.0
     assert (plain > 0).sum() >= 12 and (regularized > 0).sum() >= 10  # silent filters fire too
+
+
+def test_the_start_is_the_books_for_a_step_of_one_and_its_noise_scales_with_the_step():
+    book = fp_mod.start_images(2, 32, 3, seed=4)
+    assert 128.0 <= book.min() and book.max() < 148.0 and book.std() > 5.0  # grey + U(0, 20), as in the book
+    rng = np.random.default_rng(4)
+    expected = rng.random((2, 32, 32, 3), dtype=np.float32) * np.float32(60.0) + np.float32(128.0)
+    np.testing.assert_allclose(fp_mod.start_images(2, 32, 3, seed=4, step_size=3.0), expected, rtol=1e-6)
+    assert fp_mod.start_images(2, 32, 3, seed=4, step_size=30.0).max() <= 255.0  # a picture, whatever the step

@@ -236,10 +236,22 @@ def pad_batch(a: np.ndarray, size: int) -> np.ndarray:
     return a if extra <= 0 else np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
 
 
-def start_images(n: int, size: int, channels: int, seed: int) -> np.ndarray:
-    """The book's start: grey (128) plus uniform noise of amplitude 20, per filter."""
+NOISE_PER_STEP = 20.0  # the book's start noise (20 levels) for its step of 1 level
+NOISE_MAX = 127.0  # and never more than keeps the start inside the pixel range (128 + 127 = 255)
+
+
+def start_images(n: int, size: int, channels: int, seed: int, step_size: float = 1.0) -> np.ndarray:
+    """The book's start, per filter: grey (128) plus uniform noise of 20 levels per level of step.
+
+    With the book's step of 1 this is its start exactly. A model given a larger step because one level
+    is small to it (the demo sees x/255) gets its noise scaled alike: with 20 levels of noise and 3-level
+    steps, a first layer's ReLU units all stay on one side of zero, the ascent only shifts the mean colour
+    and an edge detector never shows its edge. The noise never leaves the pixel range.
+    """
     rng = np.random.default_rng(seed)
-    return (rng.random((n, size, size, channels), dtype=np.float32) * 20.0 + 128.0).astype(np.float32)
+    amplitude = np.float32(min(NOISE_PER_STEP * step_size, NOISE_MAX))
+    noise = rng.random((n, size, size, channels), dtype=np.float32) * amplitude
+    return (noise + 128.0).astype(np.float32)
 
 
 def ascend(step: Callable, measure: Callable, x0: np.ndarray, filters: Sequence[int], steps: int,
