@@ -66,13 +66,13 @@ def readme_namespace(tmp_path, monkeypatch) -> Iterator[dict]:
 
     registry.view_entries()  # the built-in tabs are registered before the README's own
     methods, views = dict(cams.METHODS), dict(registry._VIEWS)
-    settings = (limits.max_pixels, limits.memory_budget)
+    settings = (limits.max_pixels, limits.memory_budget, limits.max_model_bytes)
     yield {"__name__": "readme", "model": demo.load_model(), "image": scene.image, "array": scene.image}
     cams.METHODS.clear()  # a method or tab the README registers, and the limits it sets, do not outlive the test
     cams.METHODS.update(methods)
     registry._VIEWS.clear()
     registry._VIEWS.update(views)
-    limits.max_pixels, limits.memory_budget = settings
+    limits.max_pixels, limits.memory_budget, limits.max_model_bytes = settings
 
 
 def test_fence_parser_keeps_languages_apart():
