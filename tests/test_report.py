@@ -56,3 +56,17 @@ def test_map_with_evidence_is_the_ordinary_overlay() -> None:
     cam = _cam(heat, heat)
     assert no_evidence_note(cam) is None
     assert np.array_equal(cam_picture(photo, cam), render.overlay(photo, cam.heatmap))
+
+
+def test_progress_labels_are_whole_and_bars_line_up() -> None:
+    import io
+
+    from convviz_widgets.report import LABEL_WIDTH, ProgressBar
+
+    for label in ("gradcam", "filters conv1 plain", "filters mobilenet_1.00_224/conv_pw_13_relu regularized"):
+        stream = io.StringIO()
+        ProgressBar(label, 4, stream=stream)(4, 4)
+        line = stream.getvalue()
+        assert line.startswith(label)  # never cut ("filters conv1 pla")
+        bar_at = line.index(" [")
+        assert bar_at == max(LABEL_WIDTH, len(label))  # short labels padded so their bars line up

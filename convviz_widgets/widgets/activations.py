@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..core.checks import PER_ROW
-from ..core.facts import layer_facts
+from ..core.facts import channel_note, layer_facts, most_active_channel
 from ..render import GRID_WIDTH, activation_picture, channel_image, enlarge_figure
 from .base import ImageView, control_value, guarded, output_problem, picture_widget, show_picture
 from .card import ChannelCard, Evidence
@@ -81,6 +81,7 @@ class ActivationsView(ImageView):
             "excite it most and its class evidence.</small>")], layout=widgets.Layout(align_items="center"))
         self.card_hint.add_class("convviz-card-hint")
         self.card = ChannelCard(self.inspector, self.runner, self.slot, dataset, evidence)
+        self._auto_channel = True  # the slider follows the layer's most active channel until one is chosen
         self.on(self.layer, self._layer_changed)
         self.on(self.per_row, self._grid_changed)
         self.on(self.cmap, self._cmap_changed)
@@ -168,6 +169,8 @@ class ActivationsView(ImageView):
                 return
             with self.quietly():
                 self.channel.max = act.shape[-1] - 1
+                if self._auto_channel:
+                    self.channel.value = most_active_channel(act)
             self._draw_grid(act)
             self._draw_channel(act)
             self._draw_facts(act)
@@ -197,6 +200,7 @@ class ActivationsView(ImageView):
         """Another channel to enlarge (choosing one opens its card)."""
         with self._lock:
             self.card.opened = True
+            self._auto_channel = False
             act = self.activation()
             if act is not None:
                 self._draw_channel(act)
@@ -221,6 +225,7 @@ class ActivationsView(ImageView):
                 self.channel.value = int(channel)
                 self.layer.value = name
             self.card.opened = True
+            self._auto_channel = False
             self._layer_changed()  # draws everything once, for the new channel
 
     def _draw_channel(self, act: np.ndarray) -> None:
@@ -228,9 +233,10 @@ class ActivationsView(ImageView):
         k = min(self.channel.value, act.shape[-1] - 1)
         show_picture(self.channel_picture, self.channel_array())
         ch = act[..., k]
+        note = channel_note(act, k)
         self.channel_caption.value = (
-            f"<small>Channel {k}: min {ch.min():.3g}, max {ch.max():.3g}, mean {ch.mean():.3g}, "
-            f"{np.mean(ch == 0.0):.0%} zeros.</small>"
+            f"<small>Channel {k}{f' ({note})' if note else ''}: min {ch.min():.3g}, max {ch.max():.3g}, "
+            f"mean {ch.mean():.3g}, {np.mean(ch == 0.0):.0%} zeros.</small>"
         )
         self.card_hint.layout.display = "none" if self.card.opened else None
         if self.display is not None:

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..core import Cancelled, ConvVizError, Inspector, ReceptiveField, TopExamples
 from ..core.cache import LRUCache
-from ..render import enlarge, map_pictures, marked_thumbnail, thumbnail_grid
+from ..core.facts import channel_note
+from ..render import enlarge, map_pictures, marked_thumbnail, shown_patterns, thumbnail_grid
 from ..render.cards import GAP, MAP_SIDE, THUMB
 from .base import error_text, picture_widget, show_picture
 from .runner import Runner, still_wanted
@@ -159,7 +160,9 @@ class ChannelCard(widgets.VBox):
         self.layer, self.channel = layer, int(channel)
         self.message.value = ""
         kind = type(self.inspector.layer(layer).layer).__name__
-        self.title.value = (f"<b>Channel {channel}</b> of <code>{html.escape(layer)}</code> ({kind}): its map on "
+        note = channel_note(act, int(channel))
+        self.title.value = (f"<b>Channel {channel}</b> of <code>{html.escape(layer)}</code> ({kind})"
+                            f"{f' — <b>{note}</b>' if note else ''}: its map on "
                             "this image, the picture that excites it, the dataset images that excite it most, "
                             "and its class evidence.")
         blended, raw = map_pictures(act, int(channel), display, cmap, MAP_SIDE)
@@ -225,10 +228,11 @@ class ChannelCard(widgets.VBox):
     def _draw_pattern(self, key: tuple[str, int]) -> None:
         """Show a cached pattern with how it was made."""
         image, final = self.patterns[key]
-        show_picture(self.pattern, enlarge(image, PATTERN_SIDE, 2 * PATTERN_SIDE))
+        show_picture(self.pattern, enlarge(shown_patterns(image[None], [final])[0], PATTERN_SIDE, 2 * PATTERN_SIDE))
         size, steps, step = pattern_recipe(self.inspector)
+        result = f"mean activation {final:.3g}" if final > 0 else "it never fired: dead, no pattern to show"
         self.pattern_caption.value = (SMALL + f"Filter pattern ({size} px, {steps} steps of the book's "
-                                      f"ascent, step {step:g}, seed 0): mean activation {final:.3g}</div>")
+                                      f"ascent, step {step:g}, seed 0): {result}</div>")
 
     # ----- the dataset examples -------------------------------------------------------------------------
     def _want_examples(self) -> None:

@@ -87,8 +87,10 @@ if not abs(_reached - _want) <= 0.02 * abs(_want):
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "compare-text", "locked": true, "schema_version": 3, "solution": false}
-# `cv.filter_patterns` runs the same recipe for many filters at once (one batch). Your picture and its
-# picture for the same filter, side by side (both scaled for display the same way):
+# `cv.filter_patterns` runs this recipe for many filters at once (one batch), with two changes: it scales
+# each gradient to RMS 1 without the `+ 1e-5` (here the gradient's RMS is a few millionths, so the book's
+# `+ 1e-5` shrinks every step), and its start's noise grows with the step. So it climbs further. Your
+# picture and its picture for the same filter, side by side (both scaled for display the same way):
 
 # %% nbgrader={"grade": false, "grade_id": "compare", "locked": true, "schema_version": 3, "solution": false}
 reference = cv.filter_patterns(model, LAYER, [FILTER], preprocess=demo.PREPROCESS, size=SIZE, steps=STEPS,
