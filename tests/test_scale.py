@@ -193,9 +193,10 @@ def test_only_the_engine_imports_dask_and_only_when_asked() -> None:
     assert "\nimport distributed" not in source and "\nfrom distributed" not in source  # inside functions only
 
 
-def test_the_engine_refuses_a_generator_and_a_bad_worker_count(model, images) -> None:
-    with pytest.raises(ConvVizError, match="leave client= and workers= unset"):
-        cv.atlas(model, (img for img in images), "unused-out", workers=2)
+def test_the_engine_refuses_a_generator_and_a_bad_worker_count(model, images, tmp_path) -> None:
+    with pytest.raises(ConvVizError, match="top_examples in one process"):
+        cv.atlas(model, (img for img in images), tmp_path / "atlas")
+    assert not (tmp_path / "atlas").exists()  # refused before anything is written
     pytest.importorskip("distributed", reason="the dask extra is not installed")
     with pytest.raises(ConvVizError, match="workers must be"):
         cv.top_examples(model, LAYER, images, workers=0)

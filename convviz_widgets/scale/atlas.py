@@ -22,7 +22,7 @@ from ..core.examples import TopExamples
 from ..errors import ConvVizError
 from ..render.cards import marked_thumbnail
 from ..render.layout import fit
-from .engine import Progress, RunStats, _distributed, claim_folder
+from .engine import Progress, RunStats, _distributed, claim_folder, dataset
 from .examples import dataset_examples
 
 MARKER = ".convviz-atlas"  # the file that says this folder holds an atlas the package wrote
@@ -71,12 +71,13 @@ def atlas(model: Any, images: Any, out: Any, layers: Sequence[str] | None = None
     if not names:
         raise ConvVizError("No layers to map: pass layers=[...] with conv or pooling layers.")
     if client is not None or workers is not None or scheduler is not None:
-        _distributed()  # a missing extra is said before anything is written
+        _distributed()  # a missing extra, or images the engine cannot read, are said before anything is written
+    data = dataset(images, batch_size, recursive)
     out = claim_folder(out, MARKER, "convviz atlas")
     results, stats, data = dataset_examples(model, names, images, k=k, batch_size=batch_size,
                                             preprocess=preprocess, output=output, client=client, workers=workers,
                                             scheduler=scheduler, out=out, progress=progress, recursive=recursive,
-                                            inspector=ins)
+                                            inspector=ins, data=data)
     wanted = {int(i) for r in results for i in r.indices.ravel()}
     prepared = {i: ins.prepare(item) for i, item in data.read(sorted(wanted)).items()}
     result = Atlas(out, {r.layer: r for r in results}, stats)

@@ -279,8 +279,8 @@ def dataset(images: Any, batch_size: int = 64, recursive: bool = False) -> Datas
         return _path_batches([os.path.abspath(os.fspath(i)) for i in images], batch_size)
     raise ConvVizError(
         f"The dataset engine reads a folder of images, a list of image paths, an (N, H, W, 3) array or a list of "
-        f".npy shards (each (n, H, W, 3)); got {type(images).__name__}. Other streams (generators, tf.data) run in "
-        "this process only: leave client= and workers= unset.")
+        f".npy shards (each (n, H, W, 3)); got {type(images).__name__}. Other streams (generators, tf.data) only "
+        "go to top_examples in one process (client= and workers= unset).")
 
 
 def _path_batches(paths: list[str], batch_size: int) -> Dataset:

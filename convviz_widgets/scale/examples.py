@@ -120,7 +120,7 @@ def dataset_examples(model: Any, layers: Sequence[str], images: Any, *, k: int =
                      channels: Sequence[Any] | None = None, batch_size: int = 64, preprocess: Any = None,
                      output: Any = None, client: Any = None, workers: int | None = None,
                      scheduler: str | None = None, out: Any = None, progress: Progress | None = None,
-                     recursive: bool = False, inspector: Any = None
+                     recursive: bool = False, inspector: Any = None, data: engine.Dataset | None = None
                      ) -> tuple[list[ex.TopExamples], RunStats, engine.Dataset]:
     """Top examples of several layers in one pass over a dataset (here, or on Dask workers)."""
     ins = inspector if inspector is not None else inspector_for(model, preprocess, output=output)
@@ -130,7 +130,7 @@ def dataset_examples(model: Any, layers: Sequence[str], images: Any, *, k: int =
     chosen = [ex._check_channels(None if channels is None else channels[i], n) for i, n in enumerate(nodes)]
     if progress is not None and not callable(progress):
         raise ConvVizError(f"progress must be a function progress(done, total) or None; got {type(progress).__name__}.")
-    data = engine.dataset(images, batch_size, recursive)
+    data = data if data is not None else engine.dataset(images, batch_size, recursive)
     keep = max(1, min(k, data.total))
     names = tuple(n.name for n in nodes)
     args_sig = (names, keep, tuple(chosen), batch_size)
