@@ -87,6 +87,12 @@ def test_atlas_on_workers_equals_the_in_process_atlas_and_links_resolve(model, i
     for src in re.findall(r"src='([^']+)'", page):
         assert (tmp_path / "there" / "conv2" / src).is_file(), src
     assert len(re.findall(r"_whole\.png", page)) == 3  # k examples, each with its marked image
+    import json
+
+    saved = json.loads((tmp_path / "there" / "conv2" / "examples.json").read_text())
+    top = here.examples["conv2"]
+    assert [e["image"] for e in saved["channels"]["7"]] == top.indices[7].tolist()
+    assert [(e["row"], e["col"]) for e in saved["channels"]["7"]] == [tuple(p) for p in top.positions[7].tolist()]
 
 
 def test_evaluate_on_workers_equals_each_image_computed_by_hand(model, scenes, images, client) -> None:
@@ -151,6 +157,21 @@ def test_a_resumed_run_does_not_recompute_finished_batches(model, images, tmp_pa
                                          out=tmp_path)
     assert (stats.batches, stats.resumed, stats.computed) == (8, 3, 5)
     assert_same_examples(results[0], cv.top_examples(model, LAYER, images, k=4, preprocess="rescale"))
+
+
+def test_a_resumed_evaluation_gives_the_same_table(model, images, tmp_path) -> None:
+    def stop_after_one_batch(done, total):
+        return done < 3
+
+    with pytest.raises(Cancelled):
+        cv.evaluate(model, images[:6], steps=3, batch_size=3, out=tmp_path, progress=stop_after_one_batch,
+                    randomization=False)
+    resumed = cv.evaluate(model, images[:6], steps=3, batch_size=3, out=tmp_path, randomization=False)
+    fresh = cv.evaluate(model, images[:6], steps=3, batch_size=3, randomization=False)
+    assert (resumed.stats.resumed, resumed.stats.computed) == (1, 1)
+    for metric, values in fresh.per_image["gradcam"].items():
+        np.testing.assert_array_equal(resumed.per_image["gradcam"][metric], values)  # NaN (no mask) equals NaN
+    assert resumed.to_csv() == fresh.to_csv()
 
 
 def test_a_worker_killed_mid_run_still_gives_the_exact_result(model, client) -> None:

@@ -3,7 +3,8 @@
 Written as a static site that opens from the disk, no server: `index.html` lists the layers,
 `<layer>/index.html` shows one card per channel (its best crop and its pattern), and
 `<layer>/channel-NNNN.html` shows the channel's k examples (crop, marked image, value, image
-number), its filter pattern and, at the CAM layer, the classes it feeds most.
+number), its filter pattern and, at the CAM layer, the classes it feeds most; `<layer>/examples.json`
+holds the same examples as data.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ def _write_layer(ins: Any, top: TopExamples, prepared: dict[int, np.ndarray], pa
         extra = f"<img src='img/c{channel:04d}_pattern.png' alt='pattern'>" if pats is not None else ""
         cards.append(f"<figure><a href='{page.name}'><img src='{thumb}' alt='best example'>{extra}</a>"
                      f"<figcaption>channel {channel}<br>max {float(top.values[row, 0]):.3g}</figcaption></figure>")
+    _write_examples_json(top, folder / "examples.json")
     rf = top.receptive_field
     field_text = (f"receptive field {rf.size[0]:.0f} x {rf.size[1]:.0f} px" if rf.size
                   else "receptive field: whole image")
@@ -181,6 +183,17 @@ def _write_layer(ins: Any, top: TopExamples, prepared: dict[int, np.ndarray], pa
         f"<p>Each channel's best example (its receptive-field crop) and its filter pattern; {field_text}. "
         f"{top.count} images seen, {top.skipped} skipped.</p>", *cards], up="../index.html"), encoding="utf-8")
     return [index, *pages]
+
+
+def _write_examples_json(top: TopExamples, path: Path) -> None:
+    """The layer's examples as data (for other tools and the panel): per channel, image, value and position."""
+    import json
+
+    channels = {str(c): [{"image": int(top.indices[row, j]), "value": float(top.values[row, j]),
+                          "row": int(top.positions[row, j, 0]), "col": int(top.positions[row, j, 1])}
+                         for j in range(top.k)] for row, c in enumerate(top.channels)}
+    path.write_text(json.dumps({"layer": top.layer, "k": top.k, "count": top.count, "skipped": top.skipped,
+                                "channels": channels}), encoding="utf-8")
 
 
 def _write_index(ins: Any, result: Atlas, total: int) -> None:
