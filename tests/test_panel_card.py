@@ -82,7 +82,7 @@ def test_choosing_a_channel_shows_map_pattern_marked_examples_and_evidence(model
     shown(card.pattern)
 
     expected = cv.filter_patterns(model, "conv2", [5], size=32, steps=40, step_size=1.0, seed=0, mode="plain")
-    assert np.array_equal(card.patterns[("conv2", 5)][0], expected.images[0])  # the Filters tab's defaults
+    assert np.array_equal(card.patterns[("conv2", 5)].image, expected.images[0])  # the Filters tab's defaults
 
     top = cv.top_examples(model, "conv2", dataset, k=9)
     found = card.examples["conv2"]

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 
+import convviz_widgets as cv
 from convviz_widgets import demo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,17 +58,10 @@ def readme_namespace(tmp_path, monkeypatch) -> Iterator[dict]:
     Image.fromarray(scene.image).save(tmp_path / "cat.jpg", quality=95)
     monkeypatch.chdir(tmp_path)
     from convviz_widgets import limits
-    from convviz_widgets.core import cams
-    from convviz_widgets.widgets import registry
 
-    registry.view_entries()  # the built-in tabs are registered before the README's own
-    methods, views = dict(cams.METHODS), dict(registry._VIEWS)
     settings = (limits.max_pixels, limits.memory_budget)
-    yield {"__name__": "readme", "model": demo.load_model(), "image": scene.image, "array": scene.image}
-    cams.METHODS.clear()  # a method or tab the README registers, and the limits it sets, do not outlive the test
-    cams.METHODS.update(methods)
-    registry._VIEWS.clear()
-    registry._VIEWS.update(views)
+    with cv.scoped_registries():  # a method or tab the README registers does not outlive the test
+        yield {"__name__": "readme", "model": demo.load_model(), "image": scene.image, "array": scene.image}
     limits.max_pixels, limits.memory_budget = settings
 
 
