@@ -124,7 +124,8 @@ def test_without_a_dataset_the_card_says_how_to_give_one(model):
 
 
 def test_the_demo_model_brings_its_scenes_as_the_dataset():
-    demo = pytest.importorskip("convviz_widgets.demo", reason="the demo package holds the demo model")
+    from convviz_widgets import demo
+
     panel = ConvVizPanel(demo.load_model(), background=False)
     panel.activations.layer.value = "conv5"
     panel.activations.channel.value = 3

@@ -15,7 +15,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import rng_image, small_convnet
+from conftest import rng_image, small_convnet, wait_until
 
 from convviz_widgets import Cancelled, Inspector
 from convviz_widgets.widgets import ConvVizPanel, FiltersView, Runner
@@ -130,10 +130,7 @@ def test_wait_from_a_job_is_refused_instead_of_hanging() -> None:
 # ----- filter patterns: Render, Cancel, Render --------------------------------------------------------------
 def progressed(view: FiltersView, steps: int) -> None:
     """Wait until a background render has done `steps` steps."""
-    deadline = time.monotonic() + 60
-    while view.progress.value < steps and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert view.progress.value >= steps
+    wait_until(lambda: view.progress.value >= steps, what=f"{steps} ascent steps")
 
 
 def test_render_right_after_cancel_draws_the_new_settings(model8: keras.Model) -> None:

@@ -159,7 +159,8 @@ def test_a_model_carries_its_own_plain_step_and_sample_scenes() -> None:
 
 
 def test_other_models_are_offered_the_demo_scenes_by_default() -> None:
-    demo = pytest.importorskip("convviz_widgets.demo", reason="the demo is not installed")
+    from convviz_widgets import demo
+
     chooser = ImageChooser(small_convnet(size=32, seed=3), background=False)
     assert [label for label, _ in chooser.source.options] == [f"Sample: {label}" for label, _ in
                                                                demo.SAMPLES.options()]
