@@ -111,13 +111,12 @@ class ActivationsView(ImageView):
                    evidence=services.evidence)
 
     # ----- model work -------------------------------------------------------------------------------
-    def cached(self, wanted: Any) -> bool:
-        """Every layer of the current image is kept: layer, colormap and channel changes need no model work."""
-        return bool(self._acts)
-
-    def show(self, wanted: Any) -> None:
-        """Redraw from the kept activations."""
+    def show(self, wanted: None) -> bool:
+        """Redraw from the kept activations: every layer of the image is kept, so controls need no model work."""
+        if not self._acts:
+            return False
         self._layer_changed()
+        return True
 
     def compute(self, rgb: np.ndarray, wanted: None, fresh: bool) -> LayerOutputs:
         """One forward pass gives every layer's output (cached by the Inspector), and whether it is finite."""

@@ -12,7 +12,7 @@ from ..core import CAM, Inspector
 from ..core.cam import top_contributors
 from ..core.cams import get_method, method_names
 from ..metrics import Sanity, cascade_layers, default_depth
-from ..render import enlarge_figure, heatmap_picture, overlay
+from ..render import enlarge_figure, heatmap_picture, overlay, side_by_side
 from .base import picture_widget, show_picture
 from .image_view import ImageEvent
 from .text import channels_html, layer_label, method_label, pointing_html, sanity_html, score_html, value_text
@@ -202,6 +202,17 @@ class CamFigures:
         """The class score line and the pointing game."""
         self.score.value = score_html(cam, label, channels)
         self.pointing.value = pointing_html(scene, cam, class_names)
+
+    @staticmethod
+    def saved(cam: CAM, display: np.ndarray, opacity: float, cmap: str, channels: int | None,
+              sanity: Any, depth: int | None) -> dict[str, np.ndarray]:
+        """Overlay and heatmap (and the randomised model's heatmap, when checked) side by side, named for saving."""
+        parts = list(cam_arrays(cam, display, opacity, cmap))
+        name = f"{cam.layer}-class{cam.class_index}-{cam.method}" + (f"-top{channels}" if channels else "")
+        if isinstance(sanity, tuple):
+            parts.append(heatmap_picture(sanity[0].heatmap, cmap, parts[1].shape))
+            name += f"-sanity-top{depth}"
+        return {name: side_by_side(*parts)}
 
     def draw_channels(self, cam: CAM, shares: np.ndarray | None, means: np.ndarray | None) -> None:
         """Buttons for the channels that contribute most to the map; a click opens the channel's card."""

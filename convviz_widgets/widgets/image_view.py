@@ -50,9 +50,9 @@ class Outcome:
 class ImageView(View):
     """A view that explains one image: whatever its controls ask for is computed in its job slot.
 
-    Subclasses say what the controls ask for (`wanted`: a typed request), whether the current image's caches
-    hold it (`cached`, then `show` draws it at once), how to compute it (`compute`, in the worker thread) and
-    how to show its result (`apply`, under the runner's lock). A request replaces the previous one of this view,
+    Subclasses say what the controls ask for (`wanted`: a typed request), how to draw it from the current
+    image's caches (`show`, False when they do not hold it), how to compute it (`compute`, in the worker
+    thread) and how to show its result (`apply`, under the runner's lock). A request replaces the previous one of this view,
     so what is shown always belongs to the last request.
     """
 
@@ -123,12 +123,9 @@ class ImageView(View):
         """What the controls ask for now, as the view's request type (read in the caller's thread)."""
         return None
 
-    def cached(self, wanted: Any) -> bool:
-        """True when the current image's caches already hold what `wanted` asks for."""
+    def show(self, wanted: Any) -> bool:
+        """Draw what `wanted` asks for from the current image's caches (under the lock); False when not there."""
         return True
-
-    def show(self, wanted: Any) -> None:
-        """Draw what `wanted` asks for from the caches (runs under the lock)."""
 
     def compute(self, rgb: np.ndarray, wanted: Any, fresh: bool) -> Any:
         """The model work (worker thread); `fresh` for a new image, whose caches are empty."""
@@ -160,9 +157,8 @@ class ImageView(View):
             pending, rgb, wanted = self._pending, self.rgb, self.wanted()
             if pending is None and rgb is None:
                 return
-            if pending is None and self.cached(wanted):
+            if pending is None and self.show(wanted):
                 self.job.drop("success")
-                self.show(wanted)
                 self.status.value = ""
                 self.clear_error()
                 return
