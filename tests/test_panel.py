@@ -196,7 +196,10 @@ def test_activation_controls_change_the_pictures_and_facts(panel: ConvVizPanel) 
     assert view.layer.options[0] == ("conv1  (32×32×8)", "conv1")
     view.layer.value = "conv3"
     act = view.activation()
-    assert act.shape == (8, 8, 20)
+    conv3 = keras.Model(panel.inspector.model.inputs, panel.inspector.model.get_layer("conv3").output)
+    rgb = panel.chooser.rgb.astype(np.float32)[None]
+    assert panel.inspector.preprocess_name == "rescale"
+    np.testing.assert_allclose(act, conv3(rgb / 255.0).numpy()[0], rtol=1e-5, atol=1e-6)  # the "rescale" preset
     assert view.channel.max == 19 and view.channel_index.max == 19
     dead = int(np.sum(act.max(axis=(0, 1)) <= 0))
     assert f"dead channels: <b>{dead} of 20</b>" in view.facts.value

@@ -274,10 +274,6 @@ class CamView(ImageView):
         depth = self.sanity_depth()
         return None if depth is None else self.maps.sanity.get((self.key(), depth))
 
-    def current_contributions(self) -> np.ndarray | None:
-        """Weight × mean activation of every channel of the map shown now (None before it is computed)."""
-        return self.maps.contributions(self.key())
-
     @guarded
     def _redraw(self) -> None:
         """Opacity or colormap changed: redraw from the kept maps."""

@@ -156,10 +156,6 @@ class ImageChooser(View):
         else:
             self.choose(key)
 
-    def sample(self, key: str) -> np.ndarray:
-        """A sample scene's pixels at the model's input size (or the samples' own size)."""
-        return self.sample_scene(key).image
-
     def sample_scene(self, key: str) -> Any:
         """A sample Scene (pixels, labels, object masks) at the model's input size (or the samples' own size)."""
         fixed = self.inspector.input_size

@@ -52,8 +52,8 @@ class ImageView(View):
 
     Subclasses say what the controls ask for (`wanted`: a typed request), how to draw it from the current
     image's caches (`show`, False when they do not hold it), how to compute it (`compute`, in the worker
-    thread) and how to show its result (`apply`, under the runner's lock). A request replaces the previous one of this view,
-    so what is shown always belongs to the last request.
+    thread) and how to show its result (`apply`, under the runner's lock). A request replaces the previous
+    one of this view, so what is shown always belongs to the last request.
     """
 
     busy_text = "Computing…"

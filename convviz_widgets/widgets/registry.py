@@ -2,9 +2,11 @@
 
 ``@register_view("mine", "My view")`` above a ``View`` subclass makes every ``ConvVizPanel`` built
 afterwards show it as a tab (after the built-in ones unless `order` says otherwise). The panel builds
-each view with ``View.for_panel(panel)``, hands every ``ImageView`` the header's image, and calls
-``connect(panel)`` on each once all exist, for views that work together. Every module of this package
-is imported before a panel is built, so a built-in view registers itself just by being here.
+each view with ``View.for_panel(panel)`` (where it takes what it shares with other tabs from
+``panel.services``), hands every ``ImageView`` the header's image, and calls ``connect(panel)`` on each once
+all exist. ``convviz report`` adds the section of each registered view that writes one (``report_section``).
+Every module of this package is imported before a panel is built, so a built-in view registers itself just by
+being here. ``registered_view`` and ``scoped_registries`` register for one ``with`` block only (tests, demos).
 """
 
 from __future__ import annotations
