@@ -62,9 +62,10 @@ def test_a_job_slot_moves_its_bar_offers_cancel_and_is_idle_before_the_callback(
     assert runner.wait(30)
     assert isinstance(seen[-1], Cancelled) and not slot.running and cancel.disabled and bar.bar_style == "warning"
 
-    slot.submit("second", lambda: (slot.running, cancel.disabled), seen.append, seen.append, cancellable=False)
+    slot.submit("second", lambda: cancel.disabled, lambda off: seen.append((off, slot.running, cancel.disabled)),
+                seen.append, cancellable=False)
     assert runner.wait(30)
-    assert seen[-1] == (False, True), "the slot was idle (Cancel off) when the result was handed over"
+    assert seen[-1] == (True, False, True), "no Cancel for it, and the slot was idle when the result came"
     assert bar.bar_style == "success" and not slot.cancel()
 
 

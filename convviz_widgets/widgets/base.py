@@ -160,7 +160,7 @@ class View(widgets.VBox):
         """Remove the last error message (a standing problem of the current image stays)."""
         if self.standing is not None:
             self.show_error(self.standing)
-        elif self.message.value:
+        else:
             self.message.value, self.error = "", ""
 
     @contextmanager

@@ -158,7 +158,7 @@ class CamFigures:
 
     def __init__(self, open_channel: Callable[[str, int], None]) -> None:
         self.open_channel = open_channel
-        self.cam: CAM | None = None  # the map drawn last
+        self.cam: CAM | None = None  # the map on screen (None while none is)
         self.overlay = picture_widget("convviz-overlay")
         self.heatmap = picture_widget("convviz-heatmap")
         self.sanity_heatmap = picture_widget("convviz-sanity-heatmap")
@@ -185,7 +185,7 @@ class CamFigures:
     @property
     def shown(self) -> bool:
         """True while a map is on screen."""
-        return self.overlay.layout.display is None
+        return self.cam is not None
 
     def draw(self, cam: CAM, display: np.ndarray, opacity: float, cmap: str) -> tuple[np.ndarray, np.ndarray]:
         """Show the overlay and the heatmap (returned too, for saving)."""
@@ -258,6 +258,7 @@ class CamFigures:
 
     def clear(self) -> None:
         """Hide the pictures and texts (their request failed)."""
+        self.cam = None
         for picture in (self.overlay, self.heatmap):
             picture.layout.display = "none"
         self.sanity_figure.layout.display = "none"
