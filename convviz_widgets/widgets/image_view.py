@@ -47,16 +47,66 @@ class Outcome:
     error: BaseException | None = None
 
 
-class ImageView(View):
-    """A view that explains one image: whatever its controls ask for is computed in its job slot.
+def explain(view: ImageView, pending: Pending | None, rgb: np.ndarray | None, wanted: Any) -> Outcome:
+    """Worker thread: load a new image (errors here refuse it), then compute (errors here belong to it)."""
+    image = None if pending is None else pending.load(view.inspector)
+    try:
+        return Outcome(image, view.compute(image.rgb if image else rgb, wanted, image is not None))
+    except Cancelled:
+        raise
+    except Exception as err:  # noqa: BLE001 - shown in the view, for the new image
+        if image is None:
+            raise
+        return Outcome(image, error=err)
 
-    Subclasses say what the controls ask for (`wanted`: a typed request), how to draw it from the current
-    image's caches (`show`, False when they do not hold it), how to compute it (`compute`, in the worker
-    thread) and how to show its result (`apply`, under the runner's lock). A request replaces the previous
-    one of this view, so what is shown always belongs to the last request.
-    """
+
+class ImageHooks:
+    """What an image view says (override what it needs): its request, how to draw it from the current image's
+    caches, how to compute it (worker thread), how to show the result (under the runner's lock), and the rest."""
 
     busy_text = "Computing…"
+
+    @property
+    def enabled(self) -> bool:
+        """False when this view cannot explain anything for this model (it then shows why instead)."""
+        return True
+
+    def wanted(self) -> Any:
+        """What the controls ask for now, as the view's request type (read in the caller's thread)."""
+        return None
+
+    def show(self, wanted: Any) -> bool:
+        """Draw what `wanted` asks for from the current image's caches (under the lock); False when not there."""
+        return True
+
+    def compute(self, rgb: np.ndarray, wanted: Any, fresh: bool) -> Any:
+        """The model work (worker thread); `fresh` for a new image, whose caches are empty."""
+        return None
+
+    def apply(self, result: Any, wanted: Any, fresh: bool) -> None:
+        """Show a result and keep it in the caches (runs under the lock)."""
+
+    def clear_pictures(self) -> None:
+        """Hide the pictures (their image or request failed)."""
+
+    def busy(self, wanted: Any) -> str:
+        """Set busy states (progress bars, placeholders) for `wanted`; returns what the status line says."""
+        return self.busy_text
+
+    def image_event(self, event: ImageEvent) -> None:
+        """Hook: a new image is loading in the header, is set here, or was refused (the previous one stays)."""
+
+    def stopped(self, err: BaseException) -> None:
+        """Hook: the request failed or was cancelled (the status line or the message says so already)."""
+
+
+class ImageView(ImageHooks, View):
+    """A view that explains one image: whatever its controls ask for is computed in its job slot.
+
+    Subclasses fill in `ImageHooks`: at least `compute` and `apply`. A request replaces the previous one of
+    this view, so what is shown always belongs to the last request. The header's image comes through
+    `set_image`, `expect_image` and `image_refused` (the panel calls them); a hidden view waits until shown.
+    """
 
     def __init__(self, model: Any, image: Any = None, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
@@ -73,11 +123,6 @@ class ImageView(View):
         if self._initial_image is not None:
             self.set_image(self._initial_image)
         self._initial_image = None
-
-    @property
-    def enabled(self) -> bool:
-        """False when this view cannot explain anything for this model (it then shows why instead)."""
-        return True
 
     # ----- the image ------------------------------------------------------------------------------
     def set_image(self, image: Any, display: np.ndarray | None = None, scene: Any = None) -> None:
@@ -108,38 +153,12 @@ class ImageView(View):
                 self.image_event("kept")
                 self.request()
 
-    def image_event(self, event: ImageEvent) -> None:
-        """Hook: a new image is loading in the header, is set here, or was refused (the previous one stays)."""
-
     def set_active(self, active: bool) -> None:
         """Start deferred work when the view becomes visible."""
         with self._lock:
             self._active = active
             if active and self._dirty:
                 self.request()
-
-    # ----- requests (the hooks) ---------------------------------------------------------------------
-    def wanted(self) -> Any:
-        """What the controls ask for now, as the view's request type (read in the caller's thread)."""
-        return None
-
-    def show(self, wanted: Any) -> bool:
-        """Draw what `wanted` asks for from the current image's caches (under the lock); False when not there."""
-        return True
-
-    def compute(self, rgb: np.ndarray, wanted: Any, fresh: bool) -> Any:
-        """The model work (worker thread); `fresh` for a new image, whose caches are empty."""
-        return None
-
-    def apply(self, result: Any, wanted: Any, fresh: bool) -> None:
-        """Show a result and keep it in the caches (runs under the lock)."""
-
-    def clear_pictures(self) -> None:
-        """Hide the pictures (their image or request failed)."""
-
-    def busy(self, wanted: Any) -> str:
-        """Set busy states (progress bars, placeholders) for `wanted`; returns what the status line says."""
-        return self.busy_text
 
     # ----- the request's life -----------------------------------------------------------------------------
     @guarded
@@ -163,21 +182,9 @@ class ImageView(View):
                 self.clear_error()
                 return
             self.status.value = self.busy(wanted)
-            self.job.submit(wanted, lambda: self._work(pending, rgb, wanted),
+            self.job.submit(wanted, lambda: explain(self, pending, rgb, wanted),
                             lambda outcome: self._done(pending, wanted, outcome),
                             lambda err: self._failed(pending, err))
-
-    def _work(self, pending: Pending | None, rgb: np.ndarray | None, wanted: Any) -> Outcome:
-        """Worker thread: load a new image (errors here refuse it), then compute (errors here belong to it)."""
-        image = None if pending is None else pending.load(self.inspector)
-        try:
-            return Outcome(image, self.compute(image.rgb if image else rgb, wanted, image is not None))
-        except Cancelled:
-            raise
-        except Exception as err:  # noqa: BLE001 - shown in the view, for the new image
-            if image is None:
-                raise
-            return Outcome(image, error=err)
 
     def _done(self, pending: Pending | None, wanted: Any, outcome: Outcome) -> None:
         """The last request's result (the runner drops stale ones): show it, or the new image's error."""
@@ -206,6 +213,3 @@ class ImageView(View):
             self.clear_pictures()
         self.show_error(err)
         return self.stopped(err)
-
-    def stopped(self, err: BaseException) -> None:
-        """Hook: the request failed or was cancelled (the status line or the message says so already)."""
