@@ -55,7 +55,8 @@ class CamView(ImageView):
         self._depth_auto = depth is None  # the depth follows the layer until the user picks one
         chosen = ins.layer(layer).name if layer else ins.default_cam_layer
         self.controls = c = CamControls(ins, chosen, method, opacity, cmap, sanity, depth, channels)
-        self.figures = f = CamFigures(open_channel or (lambda layer, channel: None))
+        self._open_channel = open_channel  # the panel's: a channel button opens that channel's card
+        self.figures = f = CamFigures(self._channel_clicked)
         (self.classes, self.class_index, self.class_name, self.layer, self.method, self.channels, self.progress,
          self.cancel_button, self.progress_row, self.sanity, self.depth, self.opacity, self.cmap) = (
             c.classes, c.class_index, c.class_name, c.layer, c.method, c.channels, c.progress, c.cancel_button,
@@ -231,6 +232,12 @@ class CamView(ImageView):
     def _index_typed(self, value: int) -> None:
         """Any class index."""
         self.choose(int(value))
+
+    @guarded
+    def _channel_clicked(self, layer: str, channel: int) -> None:
+        """A channel button under the map: the panel opens the channel's card."""
+        if self._open_channel is not None:
+            self._open_channel(layer, channel)
 
     @guarded
     def _layer_changed(self) -> None:
