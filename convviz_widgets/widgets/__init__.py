@@ -11,7 +11,7 @@ from .base import ReportSection, View
 from .cam import CamView
 from .chooser import ImageChooser
 from .filters import FiltersView
-from .image_view import ImageView
+from .image_view import ImageHooks, ImageView
 from .panel import ConvVizPanel
 from .registry import (
     ViewEntry,
@@ -24,6 +24,6 @@ from .registry import (
 from .runner import JobSlot, Runner
 from .services import ClassEvidence, PanelServices
 
-__all__ = ["ActivationsView", "CamView", "ClassEvidence", "ConvVizPanel", "FiltersView", "ImageChooser", "ImageView",
-           "JobSlot", "PanelServices", "ReportSection", "Runner", "View", "ViewEntry", "register_view",
+__all__ = ["ActivationsView", "CamView", "ClassEvidence", "ConvVizPanel", "FiltersView", "ImageChooser", "ImageHooks",
+           "ImageView", "JobSlot", "PanelServices", "ReportSection", "Runner", "View", "ViewEntry", "register_view",
            "registered_view", "scoped_registries", "unregister_view", "view_entries"]
