@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ._version import __version__
 from .errors import ConvVizError
 
 MAX_STEPS = 10_000  # a report, not a training run: more steps would only take hours
@@ -102,6 +103,7 @@ def out_folder(text: str) -> Path:
 def _parser() -> argparse.ArgumentParser:
     """Command-line options."""
     p = _Parser(prog="convviz", description="See what a convnet has learned.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("report", help="write activation grids, filter patterns and Grad-CAM overlays as HTML")
     r.add_argument("--model", default="demo", type=model_source,

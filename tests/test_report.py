@@ -58,17 +58,17 @@ def test_map_with_evidence_is_the_ordinary_overlay() -> None:
     assert np.array_equal(cam_picture(photo, cam), render.overlay(photo, cam.heatmap))
 
 
-def _readme_tab_code() -> str:
-    """The README's own tab example (class TopThree), up to the lines that build a panel."""
+def _documented_tab_code() -> str:
+    """The documented own-tab example (class TopThree), up to the lines that build a panel."""
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "howto" / "own-tab.md").read_text(encoding="utf-8")
     block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "class TopThree" in b)
     return block.split("\npanel = ")[0]
 
 
-def test_the_readmes_own_tab_writes_its_section_into_the_report(tmp_path) -> None:
+def test_the_documented_own_tab_writes_its_section_into_the_report(tmp_path) -> None:
     import keras
 
     import convviz_widgets as cv
@@ -82,7 +82,7 @@ def test_the_readmes_own_tab_writes_its_section_into_the_report(tmp_path) -> Non
     image = np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     inspector = cv.Inspector(model, preprocess="rescale", class_names=names)
     with cv.scoped_registries():
-        exec(compile(_readme_tab_code(), "README TopThree", "exec"), {"__name__": "readme"})
+        exec(compile(_documented_tab_code(), "own-tab.md TopThree", "exec"), {"__name__": "readme"})
         report = build_report(inspector, image, tmp_path, filter_layers=["c1"], n_filters=1, steps=1,
                               pattern_modes=("plain",), log=lambda _: None)
     assert "top3" not in [e.key for e in cv.widgets.view_entries()], "the tab is gone after the block"
