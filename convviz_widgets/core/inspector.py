@@ -252,7 +252,7 @@ class Inspector:
         are read-only views of what was computed, not copies (one VGG16 image's layers hold 60 MB, a batch
         of 32 2 GB; the forward cache shares them): `.copy()` one to change it in place.
         """
-        batch_size = checks.integer(batch_size, "batch_size", minimum=1)
+        batch_size = checks.bounded(batch_size, "batch_size", checks.BATCH_SIZE)
         nodes = self._requested_nodes(layers)
         if is_batch(image):
             return self._batched_activations(list(image), nodes, batch_size)
@@ -377,7 +377,7 @@ class Inspector:
 
     def predict(self, image: ImageSource, top: int = 5) -> list[tuple[int, str, float]]:
         """The top classes as (index, name, value), highest first; the value is a `score_label`."""
-        top = checks.integer(top, "top", minimum=1)
+        top = checks.bounded(top, "top", checks.TOP)
         probs = self.probabilities(image)
         order = np.argsort(-probs, kind="stable")[:top]
         return [(int(i), self.class_names[i], float(probs[i])) for i in order]
@@ -400,8 +400,8 @@ class Inspector:
         """
         self._require_classes()
         rule = cams.get_method(method)
-        batch_size = checks.integer(batch_size, "batch_size", minimum=1)
-        _check_max_channels(max_channels)
+        batch_size = checks.bounded(batch_size, "batch_size", checks.BATCH_SIZE)
+        max_channels = checks.max_channels(max_channels)
         node = self._cam_node(layer)
         many = is_batch(image)
         images = list(image) if many else [image]
@@ -543,15 +543,6 @@ def _finite_chunk(name: str, values: np.ndarray, index: Sequence[int]) -> np.nda
         for j, i in enumerate(index):
             _finite(values[j], f"the activations of layer {name!r}", f"image {i} of the batch")
     return values
-
-
-def _check_max_channels(max_channels: Any) -> None:
-    """max_channels is a whole number (<= 0 means all channels) or None."""
-    if max_channels is not None and (isinstance(max_channels, bool)
-                                     or not isinstance(max_channels, (int, np.integer))):
-        raise ConvVizError(
-            f"max_channels must be a whole number of channels (or None for all); got {max_channels!r}."
-        )
 
 
 def _capped_size(hw: tuple[int, int], cap: int) -> tuple[int, int]:

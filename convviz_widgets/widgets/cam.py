@@ -292,7 +292,7 @@ class CamView(ImageView):
     def _draw(self, cam: CAM) -> None:
         """Show the overlay, the heatmap, the class score, the pointing game, the sanity check and the channels."""
         f, depth, means = self.figures, self.sanity_depth(), self.maps.means.get(cam.layer)
-        _, raw = f.draw(cam, self.display, float(self.opacity.value), self.cmap.value)
+        _, raw = f.draw(cam, self.display, self.controls.alpha(), self.cmap.value)
         channels = self.channel_count(cam.layer) if uses_channels(cam.method) else None
         f.describe(cam, self.label, channels, self.scene, self.inspector.class_names)
         names = cascade_layers(self.inspector.model, depth) if depth is not None else []
@@ -306,5 +306,5 @@ class CamView(ImageView):
         cam = self.current_cam()
         if cam is None or self.display is None:
             return {}
-        return self.figures.saved(cam, self.display, float(self.opacity.value), self.cmap.value,
+        return self.figures.saved(cam, self.display, self.controls.alpha(), self.cmap.value,
                                   self.channel_count(cam.layer), self.current_sanity(), self.sanity_depth())

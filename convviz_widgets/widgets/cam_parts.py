@@ -11,9 +11,10 @@ import numpy as np
 from ..core import CAM, Inspector
 from ..core.cam import top_contributors
 from ..core.cams import get_method, method_names
+from ..core.checks import ALPHA, CHANNELS
 from ..metrics import Sanity, cascade_layers, default_depth
 from ..render import enlarge_figure, heatmap_picture, overlay, side_by_side
-from .base import picture_widget, show_picture
+from .base import control_value, picture_widget, show_picture
 from .image_view import ImageEvent
 from .text import channels_html, layer_label, method_label, pointing_html, sanity_html, score_html, value_text
 
@@ -93,7 +94,8 @@ class CamControls:
                                             tooltips=[get_method(m).tooltip for m in names])
         self.method.add_class("convviz-cam-method")
         self.channels = widgets.BoundedIntText(
-            channels, min=0, max=1_000_000, description="Channels", disabled=not uses_channels(method),
+            CHANNELS.check(channels, "channels"), min=CHANNELS.low, max=CHANNELS.high, description="Channels",
+            disabled=not uses_channels(method),
             tooltip="Score-CAM, Ablation-CAM: use the N channels of largest activation variance (0 = all channels; "
                     "more is slower: one masked forward pass each)", layout=widgets.Layout(width="170px"))
         self.channels.add_class("convviz-scorecam-channels")
@@ -111,7 +113,8 @@ class CamControls:
         self.depth = widgets.Dropdown(
             options=options, value=(depth or default_depth(ins, layer)) if options else None,
             description="Randomise", disabled=not sanity, layout=widgets.Layout(width="max-content", min_width="300px"))
-        self.opacity = widgets.FloatSlider(opacity, min=0.0, max=1.0, step=0.05, description="Opacity")
+        self.opacity = widgets.FloatSlider(ALPHA.check(opacity, "opacity"), min=ALPHA.low, max=ALPHA.high, step=0.05,
+                                           description="Opacity")
         self.cmap = widgets.Dropdown(options=CMAPS, value=cmap, description="Colormap",
                                      layout=widgets.Layout(width="220px"))
 
@@ -126,8 +129,12 @@ class CamControls:
         if not uses_channels(self.method.value):
             return None
         total = self.inspector.layer(layer).channels
-        n = int(self.channels.value)
+        n = int(control_value(self.channels, CHANNELS))
         return 0 if n <= 0 or n >= total else n
+
+    def alpha(self) -> float:
+        """The overlay's opacity, within its bound (a ConvVizError in words otherwise)."""
+        return float(control_value(self.opacity, ALPHA))
 
     def sanity_depth(self) -> int | None:
         """How many top layers the sanity check randomises, or None while it is off."""
