@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a usage error already printed as one line
         return done.code if isinstance(done.code, int) else 2
     try:
+        from .limits import check_settings
+
+        check_settings()  # a bad CONVVIZ_* variable is one line, before anything is loaded or written
         from .core.cams import get_method
         from .report import build_report, output_folder
 

@@ -76,10 +76,18 @@ class ProgressBar:
         bar = "#" * fill + "-" * (self.width - fill)
         secs = time.perf_counter() - self._t0
         lead = "\r" if live else ""
-        self.stream.write(f"{lead}{self.label:<28} [{bar}] {pct:3d}% {secs:5.1f}s")
+        self.stream.write(f"{lead}{bar_label(self.label)} [{bar}] {pct:3d}% {secs:5.1f}s")
         if done >= total:
             self.stream.write("\n")
         self.stream.flush()
+
+
+LABEL_WIDTH = 28  # progress labels are padded to this width so the bars line up; a longer one is never cut
+
+
+def bar_label(label: str, width: int = LABEL_WIDTH) -> str:
+    """A progress bar's label, padded to `width` so bars line up, whole when longer (never cut)."""
+    return label.ljust(width)
 
 
 def default_filter_layers(inspector: Inspector, limit: int = 4) -> list[str]:
@@ -214,7 +222,7 @@ def _filter_section(inspector: Inspector, layers: Sequence[str], out: Path, n_fi
         node = inspector.layer(name)
         k = min(n_filters, node.channels)
         for mode in modes:
-            bar = ProgressBar(f"filters {node.name} {mode[:3]}"[:28], steps)
+            bar = ProgressBar(f"filters {node.name} {mode}", steps)
             fp = inspector.filter_patterns(node.name, range(k), size=size, steps=steps, step_size=step_size,
                                            mode=mode, progress=bar)
             grid = render.filter_picture(fp)  # the Filters tab's labelled tiles
@@ -223,7 +231,7 @@ def _filter_section(inspector: Inspector, layers: Sequence[str], out: Path, n_fi
             gain = float(np.median(fp.final_activation - fp.start_activation))
             how = f"book's ascent, step {step_size:g}" if mode == "plain" else "regularised (Fourier, jitter, Adam)"
             items.append((fname, f"{node.name} — filters 0..{k - 1}, {size}px, {steps} steps, {how}; "
-                                 f"median gain {gain:+.2f}"))
+                                 f"median gain {gain:+.3g}"))
     return ("Filter patterns", "Inputs that maximise each filter's mean activation (gradient ascent).", items)
 
 

@@ -135,7 +135,7 @@ def test_uploading_an_image_makes_it_current(panel: ConvVizPanel) -> None:
     assert panel.chooser.source.value == "upload:stripes.png"
     assert ("Upload: stripes.png", "upload:stripes.png") in panel.chooser.source.options
     assert panel.activations.grid.value != before
-    assert panel.chooser.upload.value == ()
+    assert len(panel.chooser.upload.value) == 1  # the button reads "Upload (len(value))": the upload is counted
 
 
 def test_an_error_shows_in_the_panel_and_the_next_action_works(panel: ConvVizPanel) -> None:
@@ -239,7 +239,7 @@ def test_big_layers_are_shrunk_for_display_but_saved_in_full(tmp_path) -> None:
     tag = view.image_tag()
     full = decode((tmp_path / f"convviz-activations-conv1-{tag}.png").read_bytes())
     assert full.shape[1] == 8 * 225 - 1  # 8 channels of 224 px, 1 px apart
-    assert (tmp_path / f"convviz-activations-conv1-channel0-{tag}.png").is_file()
+    assert (tmp_path / f"convviz-activations-conv1-channel{view.channel.value}-{tag}.png").is_file()
     assert f"convviz-activations-conv1-{tag}.png" in view.saved.value
 
 

@@ -58,6 +58,20 @@ def test_map_with_evidence_is_the_ordinary_overlay() -> None:
     assert np.array_equal(cam_picture(photo, cam), render.overlay(photo, cam.heatmap))
 
 
+def test_progress_labels_are_whole_and_bars_line_up() -> None:
+    import io
+
+    from convviz_widgets.report import LABEL_WIDTH, ProgressBar
+
+    for label in ("gradcam", "filters conv1 plain", "filters mobilenet_1.00_224/conv_pw_13_relu regularized"):
+        stream = io.StringIO()
+        ProgressBar(label, 4, stream=stream)(4, 4)
+        line = stream.getvalue()
+        assert line.startswith(label)  # never cut ("filters conv1 pla")
+        bar_at = line.index(" [")
+        assert bar_at == max(LABEL_WIDTH, len(label))  # short labels padded so their bars line up
+
+
 def _documented_tab_code() -> str:
     """The documented own-tab example (class TopThree), up to the lines that build a panel."""
     import re

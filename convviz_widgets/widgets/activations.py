@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..core.checks import PER_ROW
-from ..core.facts import layer_facts
+from ..core.facts import channel_note, layer_facts, most_active_channel
 from ..render import GRID_WIDTH, activation_picture, channel_image, enlarge_figure
 from .base import control_value, guarded, output_problem, picture_widget, show_picture
 from .card import ChannelCard
@@ -89,6 +89,7 @@ class ActivationsView(ImageView):
                                 None if evidence is None else lambda layer, k: evidence.text(self.rgb, layer, k))
         if evidence is not None:
             evidence.subscribe(self.card.refresh_evidence)
+        self._auto_channel = True  # the slider follows the layer's most active channel until one is chosen
         self.on(self.layer, self._layer_changed)
         self.on(self.per_row, self._grid_changed)
         self.on(self.cmap, self._cmap_changed)
@@ -177,6 +178,8 @@ class ActivationsView(ImageView):
                 return
             with self.quietly():
                 self.channel.max = act.shape[-1] - 1
+                if self._auto_channel:
+                    self.channel.value = most_active_channel(act)
             self._draw_grid(act)
             self._draw_channel(act)
             self._draw_facts(act)
@@ -206,6 +209,7 @@ class ActivationsView(ImageView):
         """Another channel to enlarge (choosing one opens its card)."""
         with self._lock:
             self.card.opened = True
+            self._auto_channel = False
             act = self.activation()
             if act is not None:
                 self._draw_channel(act)
@@ -228,13 +232,14 @@ class ActivationsView(ImageView):
                 self.channel.value = int(channel)
                 self.layer.value = name
             self.card.opened = True
+            self._auto_channel = False
             self._layer_changed()  # draws everything once, for the new channel
 
     def _draw_channel(self, act: np.ndarray) -> None:
         """Render the enlarged channel, its statistics and its card."""
         k = min(self.channel.value, act.shape[-1] - 1)
         show_picture(self.channel_picture, self.channel_array())
-        self.channel_caption.value = channel_caption(k, act[..., k])
+        self.channel_caption.value = channel_caption(k, act[..., k], channel_note(act, k))
         self.card_hint.layout.display = "none" if self.card.opened else None
         if self.display is not None:
             self.card.show_channel(self.layer.value, k, act, self.display, self.cmap.value)

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..core import ConvVizError, Inspector, ReceptiveField, TopExamples
 from ..core.cache import LRUCache
-from ..render import enlarge, map_pictures, marked_thumbnail, thumbnail_grid
+from ..core.facts import channel_note
+from ..render import enlarge, map_pictures, marked_thumbnail, shown_patterns, thumbnail_grid
 from ..render.cards import GAP, MAP_SIDE, THUMB
 from .base import picture_widget, show_picture
 from .recipe import pattern_recipe
@@ -172,7 +173,8 @@ class ChannelCard(widgets.VBox):
             return
         self.layout.display = None
         self.layer, self.channel = layer, int(channel)
-        self.title.value = card_title(self.channel, layer, type(self.inspector.layer(layer).layer).__name__)
+        self.title.value = card_title(self.channel, layer, type(self.inspector.layer(layer).layer).__name__,
+                                      channel_note(act, self.channel))
         blended, raw = map_pictures(act, self.channel, display, cmap, MAP_SIDE)
         show_picture(self.overlay, blended)
         show_picture(self.map, raw)
@@ -226,7 +228,8 @@ class ChannelCard(widgets.VBox):
     def _draw_pattern(self, key: tuple[str, int]) -> None:
         """Show a cached pattern with how it was made."""
         pattern = self.patterns[key]
-        show_picture(self.pattern, enlarge(pattern.image, PATTERN_SIDE, 2 * PATTERN_SIDE))
+        picture = shown_patterns(pattern.image[None], [pattern.final])[0]  # a dead channel's is shown as such
+        show_picture(self.pattern, enlarge(picture, PATTERN_SIDE, 2 * PATTERN_SIDE))
         self.pattern_caption.value = pattern_caption(*pattern_recipe(self.inspector), pattern.final)
 
     # ----- the dataset examples -------------------------------------------------------------------------

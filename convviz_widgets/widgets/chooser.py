@@ -12,7 +12,7 @@ import numpy as np
 
 from ..core import describe_device
 from ..images import load_image
-from ..render import enlarge
+from ..render import at_side
 from .base import (
     View,
     display_image,
@@ -140,10 +140,8 @@ class ImageChooser(View):
         """Read an uploaded file and make it the current image."""
         if not self.upload.value:
             return
-        item = self.upload.value[0]
+        item = self.upload.value[-1]  # kept: the button counts the files in its value ("Upload (1)")
         content, name = bytes(item["content"]), str(item["name"])
-        with self.quietly():
-            self.upload.value = ()  # the same file may be uploaded again later
         self._add_source(f"upload:{name}", f"Upload: {name}", content)
 
     @guarded
@@ -195,7 +193,7 @@ class ImageChooser(View):
         self._shown = (key, chosen.source)
         rgb, shown, predictions = chosen.rgb, chosen.display, chosen.predictions
         self.rgb, self.display, self.predictions, self.scene = rgb, shown, predictions, chosen.scene
-        show_picture(self.picture, enlarge(shown, 192, 320))
+        show_picture(self.picture, at_side(shown))  # one size for every image: the top-5 keeps its room
         if predictions:
             self.table.value = predictions_html(predictions, score_label(self.inspector))
         else:

@@ -100,10 +100,10 @@ def grid_caption(shape: tuple[int, int, int], per_row: int, factor: int) -> str:
     return f"<small>All {c} channels of {h}×{w}, {per_row} per row{note}.</small>"
 
 
-def channel_caption(k: int, ch: np.ndarray) -> str:
-    """One channel's statistics under its picture."""
-    return (f"<small>Channel {k}: min {ch.min():.3g}, max {ch.max():.3g}, mean {ch.mean():.3g}, "
-            f"{np.mean(ch == 0.0):.0%} zeros.</small>")
+def channel_caption(k: int, ch: np.ndarray, note: str = "") -> str:
+    """One channel's statistics under its picture (`note`: e.g. that it is dead for this image)."""
+    return (f"<small>Channel {k}{f' ({note})' if note else ''}: min {ch.min():.3g}, max {ch.max():.3g}, "
+            f"mean {ch.mean():.3g}, {np.mean(ch == 0.0):.0%} zeros.</small>")
 
 
 # ----- the Filters tab --------------------------------------------------------------------------------------
@@ -123,9 +123,10 @@ def patterns_caption(layer: str, filters: tuple[int, ...], size: int, steps: int
 
 
 # ----- the channel card -------------------------------------------------------------------------------------
-def card_title(channel: int, layer: str, kind: str) -> str:
-    """The card's heading."""
-    return (f"<b>Channel {channel}</b> of <code>{html.escape(layer)}</code> ({kind}): its map on "
+def card_title(channel: int, layer: str, kind: str, note: str = "") -> str:
+    """The card's heading (`note`: e.g. that the channel is dead for this image)."""
+    return (f"<b>Channel {channel}</b> of <code>{html.escape(layer)}</code> ({kind})"
+            f"{f' — <b>{note}</b>' if note else ''}: its map on "
             "this image, the picture that excites it, the dataset images that excite it most, "
             "and its class evidence.")
 
@@ -136,9 +137,9 @@ def raw_map_caption(ch: np.ndarray) -> str:
 
 
 def pattern_caption(size: int, steps: int, step: float, final: float) -> str:
-    """How the card's filter pattern was made, and the activation it reached."""
-    return small(f"Filter pattern ({size} px, {steps} steps of the book's ascent, step {step:g}, seed 0): "
-                 f"mean activation {final:.3g}")
+    """How the card's filter pattern was made, and the activation it reached (or that it never fired)."""
+    result = f"mean activation {final:.3g}" if final > 0 else "it never fired: dead, no pattern to show"
+    return small(f"Filter pattern ({size} px, {steps} steps of the book's ascent, step {step:g}, seed 0): {result}")
 
 
 def examples_caption(top: TopExamples, channel: int) -> str:
