@@ -291,8 +291,6 @@ HONEST_CUE_PEAKS = 0.1  # measured 0.0 here
 
 @pytest.fixture(scope="module")
 def shortcut():
-    if not demo.SHORTCUT_PATH.is_file():
-        pytest.skip(f"the shortcut model file {demo.SHORTCUT_PATH.name} is not built yet")
     return demo.load_model("shortcut")
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 import pytest
 
+import convviz_widgets as cv
 from convviz_widgets import demo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,19 +65,12 @@ def readme_folder(tmp_path, monkeypatch) -> Iterator[Path]:
     Image.fromarray(demo.scene(label=0, seed=1, size=150).image).save(tmp_path / "cat.jpg", quality=95)
     monkeypatch.chdir(tmp_path)
     from convviz_widgets import limits
-    from convviz_widgets.core import cams
-    from convviz_widgets.widgets import registry
 
-    registry.view_entries()  # the built-in tabs are registered before the README's own
-    methods, views = dict(cams.METHODS), dict(registry._VIEWS)
     settings = (limits.max_pixels, limits.memory_budget, limits.max_model_bytes)
     for name in EXTRAS_ONLY:
         monkeypatch.setitem(sys.modules, name, None)  # `import name` raises ImportError while the blocks run
-    yield tmp_path
-    cams.METHODS.clear()  # a method or tab the README registers, and the limits it sets, do not outlive the test
-    cams.METHODS.update(methods)
-    registry._VIEWS.clear()
-    registry._VIEWS.update(views)
+    with cv.scoped_registries():  # a method or tab the README registers does not outlive the test
+        yield tmp_path
     limits.max_pixels, limits.memory_budget, limits.max_model_bytes = settings
 
 

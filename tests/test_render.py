@@ -46,10 +46,15 @@ def test_dead_channels_become_flat_tiles_without_nan_or_warning():
         assert tile.min() == tile.max() == 128
 
 
-def test_activation_grid_with_nan_input_stays_finite():
+def test_activation_grid_with_nan_input_draws_it_as_zero():
     act = _act(c=2)
     act[0, 0, 0] = np.nan
-    assert activation_grid(act).dtype == np.uint8
+    grid = activation_grid(act, images_per_row=2, cmap="gray", margin=0)
+    assert grid.dtype == np.uint8
+    for k in (0, 1):  # the book's scaling of each channel, the NaN counted as 0
+        ch = np.where(np.isnan(act[..., k]), 0.0, act[..., k])
+        expected = np.clip((ch - ch.mean()) / ch.std() * 64 + 128, 0, 255)
+        np.testing.assert_allclose(grid[:, k * 5 : (k + 1) * 5, 0].astype(float), expected, atol=1.01)
 
 
 def test_activation_grid_margin_separates_tiles_with_background():

@@ -183,18 +183,3 @@ def run(step: Callable, measure: Callable, filters: Sequence[int], size: int, st
     final_pixels, final = measure(params, f)
     images = np.asarray(final_pixels)[:n].round().clip(0, 255).astype(np.uint8)
     return images, start, np.asarray(final)[:n]
-
-
-def transformed_activation(objective: Callable, images: np.ndarray, filters: Sequence[int], samples: int = 8,
-                           seed: int = 0, reg: Regularization | None = None) -> np.ndarray:
-    """Mean activation each picture keeps under random jitter/scale/rotation (robustness measure).
-
-    `objective(pixels, filters) -> (n,)` activations, e.g. `Inspector.pattern_objective(layer, size)`.
-    """
-    reg = reg or Regularization()
-    x = tf.constant(images.astype(np.float32))
-    f = tf.constant(list(filters), tf.int32)
-    n, size = x.shape[0], int(x.shape[1])
-    acts = [objective(transform(x, random_transforms(n, size, reg, tf.constant([seed, k]))), f)
-            for k in range(samples)]
-    return np.mean([np.asarray(a) for a in acts], axis=0)
