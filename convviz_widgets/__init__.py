@@ -34,9 +34,9 @@ from .core import (  # noqa: E402
     predict,
     register_cam_method,
     registered_cam_method,
-    top_examples,
 )
 from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
+from .scale import Atlas, EvaluationTable, atlas, evaluate, top_examples  # noqa: E402
 from .widgets import (  # noqa: E402
     ActivationsView,
     CamView,
@@ -75,4 +75,5 @@ __all__ = [
     "activations", "filter_grid", "filter_patterns", "gradcam", "limits", "load_image", "load_model", "overlay",
     "predict", "render", "to_png",
     "TopExamples", "top_examples",
+    "Atlas", "EvaluationTable", "atlas", "evaluate",
 ]
