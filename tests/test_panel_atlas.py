@@ -115,3 +115,16 @@ def test_a_missing_empty_or_malformed_atlas_folder_is_refused(model, folder, tmp
     (tmp_path / LAYER / "examples.json").write_text(json.dumps({"layer": LAYER, "channels": []}), encoding="utf-8")
     with pytest.raises(ConvVizError, match="not what `convviz atlas` writes"):
         ConvVizPanel(model, background=False, atlas=tmp_path)
+
+
+def test_an_atlas_missing_a_channels_pictures_says_so_on_the_card(model, images, folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "atlas"
+    shutil.copytree(folder, copy)
+    (copy / LAYER / "img" / "c0003_1_whole.png").unlink()
+    panel = ConvVizPanel(model, images[0], background=False, atlas=copy)
+    card = open_card(panel, LAYER, 3)
+    assert card.examples_image.layout.display == "none"
+    caption = card.examples_caption.value
+    assert "Examples from the atlas:" in caption and "c0003_1_whole.png" in caption
