@@ -45,7 +45,7 @@ class ConvVizPanel(widgets.VBox):
             dataset = getattr(self.inspector.model, "example_images", None)
         if atlas is not None:  # a missing, malformed or other model's atlas is refused before any tab is built
             atlas = AtlasFolder(atlas, self.inspector.model)
-        self.services = PanelServices(dataset, atlas, open_channel=self.open_channel)  # what the tabs share
+        self.services = PanelServices(dataset, open_channel=self.open_channel, atlas=atlas)  # what the tabs share
         self.chooser = ImageChooser(self.inspector, runner=self.runner, save_dir=save_dir)
         entries = view_entries()
         self._tabs = {entry.key: entry.view.for_panel(self) for entry in entries}

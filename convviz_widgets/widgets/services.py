@@ -55,6 +55,6 @@ class PanelServices:
     """What a panel offers every tab: its dataset, the class evidence and opening a channel's card."""
 
     dataset: Any = None
-    atlas: Any = None  # an AtlasFolder the channel cards read their examples from first
     evidence: ClassEvidence = field(default_factory=ClassEvidence)
     open_channel: Callable[[str, int], None] = _nowhere
+    atlas: Any = None  # an AtlasFolder the channel cards read their examples from first
