@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= convviz-report
 
-.PHONY: demo test lint bench train clean lab notebooks
+.PHONY: demo test lint bench train clean lab notebooks docs docs-serve dist
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 # Notebooks are kept as jupytext scripts paired with .ipynb files (see notebooks/README.md).
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.py))
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,browser,notebooks]"
+	$(BIN)/python -m pip install --quiet -e ".[test,browser,notebooks,release,docs]"
 	@touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed ## render the three views of the demo model into convviz-report/
@@ -31,7 +31,7 @@ test: $(VENV)/.installed-test ## run the whole test suite (the course under nbgr
 	$(BIN)/python -m pytest $(NBVAL) notebooks/
 
 lint: $(VENV)/.installed-test ## ruff, and the rooms' import contracts (.importlinter)
-	$(BIN)/ruff check convviz_widgets tests bench notebooks course
+	$(BIN)/ruff check convviz_widgets tests bench notebooks course docs/hooks
 	$(BIN)/lint-imports
 
 lab: $(VENV)/.installed-test ## open the tour in JupyterLab
@@ -41,6 +41,16 @@ notebooks: $(VENV)/.installed-test ## sync notebooks and scripts, re-execute the
 	$(BIN)/jupytext --sync $(NOTEBOOKS) $(COURSE)
 	TF_CPP_MIN_LOG_LEVEL=3 PYTHONPATH=$(CURDIR) $(BIN)/python -m convviz_widgets.notebook $(NOTEBOOKS:.py=.ipynb)
 
+docs: $(VENV)/.installed-test ## build the documentation site into site/ (offline; any warning stops the build)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+docs-serve: $(VENV)/.installed-test ## serve the documentation site at http://127.0.0.1:8000, rebuilt as you edit
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve --strict --dev-addr 127.0.0.1:8000
+
+dist: $(VENV)/.installed-test ## build the sdist and the wheel into dist/ and check their metadata
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
+
 bench: $(VENV)/.installed-test ## speed benchmarks (ratios measured side by side)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
@@ -48,4 +58,4 @@ train: $(VENV)/.installed ## regenerate both demo models, honest and shortcut (a
 	$(BIN)/python -m convviz_widgets.demo.train --model both
 
 clean:
-	rm -rf $(OUT) .pytest_cache build *.egg-info
+	rm -rf $(OUT) .pytest_cache build dist site *.egg-info

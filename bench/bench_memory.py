@@ -10,6 +10,14 @@ Cases (each run in a fresh interpreter, so one case's peak cannot hide in anothe
   s  a soak: 5,000 random panel actions over every tab (--actions N), after 300 of warm-up that fill the
      bounded caches; RSS and the kernel's live widgets after warm-up and every 500 actions, target flat
      (<= +50 MB at the end over the RSS after warm-up)
+  u  VGG16 built in code (keras.applications.VGG16(weights=None)), then a panel with its Grad-CAM tab computed
+  v  VGG16 (keras.applications, weights=None, with its classifier) saved to .keras, loaded with Keras's own
+     loader, then a panel with its Grad-CAM tab computed: the "before" of loading light
+  w  the same with cv.load_model (built with zero initialisers, filled from the file): target <= 1.3 GB
+     (1,331 MB) absolute peak RSS, the figure that matters on a 2 GB Binder (TensorFlow alone takes ~610 MB)
+  x  a .keras whose config.json inflates to 2 GiB (2 MB on disk): refused, target <= +100 MB
+  y  a .keras declaring Flatten -> Dense(10000) on 3 million inputs (112 GB of weights): refused, <= +100 MB
+  z  a small real .keras with an asset that inflates to 2 GiB on disk: refused, <= +100 MB
 
 Memory is the resident set size (RSS) over the case's baseline, the RSS once its inputs are ready:
 the peak is the larger of a 5 ms sampler's maximum and the process's own high-water mark (when the
@@ -45,6 +53,7 @@ TARGET_MB = 100
 SOAK_TARGET_MB = 50  # the soak's growth after warm-up
 SOAK_WARMUP = 300  # actions before the soak's baseline: every bounded cache has been filled and evicted
 SOAK_MARK = 500  # the soak reports every this many actions
+LIGHT_TARGET_MB = 1331  # 1.3 GB in the binary units of every size this package prints (1 GB = 1024 MB)
 
 
 # ---------------------------------------------------------------- inputs, made in the parent (no TensorFlow)
@@ -290,6 +299,96 @@ def case_s(work: Path, actions: int = 5000) -> None:
     result = meter.stop()
     _report({**result, "outcome": f"{actions} random actions after {SOAK_WARMUP} of warm-up ({per:.0f} ms each); "
              + "; ".join(marks), "ok": result["end_mb"] <= SOAK_TARGET_MB})
+# ---------------------------------------------------------------- model files: loading light, and bombs
+
+def _load_vgg_panel(work: Path, light: bool | None) -> None:
+    """Load the saved VGG16 (light, or with Keras's loader; None: built in code), open a panel, compute Grad-CAM."""
+    import convviz_widgets as cv
+
+    meter = PeakRSS()
+    start = time.monotonic()
+    if light is None:
+        import keras
+
+        model = keras.applications.VGG16(weights=None, include_top=True)
+    elif light:
+        model = cv.load_model(work / "vgg16.keras")
+    else:
+        import keras
+
+        model = keras.saving.load_model(work / "vgg16.keras", compile=False)
+    loaded = meter.now_mb()
+    loaded_peak = max(meter.peak, meter.process.memory_info().rss)
+    panel = cv.ConvVizPanel(model, background=False)
+    panel.select("Grad-CAM")
+    panel.wait()
+    drawn = getattr(panel.cam.current_cam(), "heatmap", None) is not None
+    result = meter.stop()
+    absolute = result["baseline_mb"] + result["peak_mb"]
+    _report({**result, "ok": None if not light else absolute <= LIGHT_TARGET_MB and drawn,
+             "outcome": f"{ {None: 'built in code', True: 'cv.load_model', False: 'keras.saving.load_model'}[light]}: "
+                        f"after loading "
+                        f"{loaded:+,.0f} MB (peak while loading {(loaded_peak - meter.baseline) / MB:+,.0f} MB), "
+                        f"{time.monotonic() - start:.0f} s to the Grad-CAM map ({'drawn' if drawn else 'MISSING'}); "
+                        f"absolute peak RSS {absolute:,.0f} MB = {absolute / 1024:.2f} GB = "
+                        f"{absolute * MB / 1e9:.2f} decimal GB "
+                        f"(target for light loading: 1.3 GB = {LIGHT_TARGET_MB:,} MB)"})
+
+
+def case_u(work: Path) -> None:
+    _load_vgg_panel(work, light=None)
+
+
+def case_v(work: Path) -> None:
+    _load_vgg_panel(work, light=False)
+
+
+def case_w(work: Path) -> None:
+    _load_vgg_panel(work, light=True)
+
+
+def _refuse_model(path: Path) -> None:
+    """cv.load_model on a hostile file: refused within +100 MB (and how long it took)."""
+    import convviz_widgets as cv
+
+    meter = PeakRSS()
+    start = time.monotonic()
+    try:
+        cv.load_model(path)
+        outcome = "loaded (not refused)"
+    except cv.ConvVizError as err:
+        outcome = f"refused in {time.monotonic() - start:.2f} s: {err}"
+    result = meter.stop()
+    _report({**result, "outcome": outcome, "ok": outcome.startswith("refused") and result["peak_mb"] <= TARGET_MB})
+
+
+def case_x(work: Path) -> None:
+    _refuse_model(work / "config_bomb.keras")
+
+
+def case_y(work: Path) -> None:
+    _refuse_model(work / "huge_dense.keras")
+
+
+def case_z(work: Path) -> None:
+    _refuse_model(work / "assets_bomb.keras")
+
+
+def prepare_models(work: Path, cases: str) -> None:
+    """The model files the model cases read, written in a child (the parent imports no TensorFlow)."""
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+    import model_bombs
+
+    if "x" in cases:
+        model_bombs.write_config_bomb(work / "config_bomb.keras")
+    if set(cases) & set("yz"):
+        model_bombs.tiny_flatten_dense().save(work / "tiny.keras")
+        model_bombs.write_huge_dense(work / "huge_dense.keras", work / "tiny.keras")
+        model_bombs.write_assets_bomb(work / "assets_bomb.keras", work / "tiny.keras")
+    if set(cases) & set("vw"):
+        import keras
+
+        keras.applications.VGG16(weights=None, include_top=True).save(work / "vgg16.keras")
 
 
 CASES = {
@@ -299,6 +398,12 @@ CASES = {
     "d": ("soak: 60 filter_patterns calls, changing counts and sizes (target <= +100 MB at the end)", case_d),
     "e": ("1000 panel interactions: class, layer, image (target <= +100 MB at the end)", case_e),
     "s": ("soak: random panel actions over every tab (target <= +50 MB after warm-up)", case_s),
+    "u": ("VGG16 built in code (keras.applications, weights=None), then a panel with Grad-CAM", case_u),
+    "v": ("VGG16 .keras with Keras's loader, then a panel with Grad-CAM (before loading light)", case_v),
+    "w": ("VGG16 .keras with cv.load_model, then a panel with Grad-CAM (target <= 1.3 GB absolute)", case_w),
+    "x": ("model bomb: config.json inflating to 2 GiB, refused (target <= +100 MB)", case_x),
+    "y": ("model bomb: Dense(10000) declared on 3 million inputs, refused (target <= +100 MB)", case_y),
+    "z": ("model bomb: an asset inflating to 2 GiB, refused (target <= +100 MB)", case_z),
 }
 
 
@@ -336,8 +441,8 @@ def run_child(case: str, work: Path, cap: int, timeout: float, actions: int = 50
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="abcde",
-                        help="which cases to run, e.g. 'ab' (default: abcde; the soak, s, takes about half an hour)")
+    parser.add_argument("--cases", default="abcdeuvwxyz",
+                        help="which cases to run, e.g. 'ab' (default: all but the soak, s, which takes 20-40 min)")
     parser.add_argument("--cap", type=float, default=None,
                         help="stop a case above this many GB of RSS (default: 8, or 60%% of the memory available)")
     parser.add_argument("--timeout", type=float, default=900,
@@ -346,6 +451,9 @@ def main() -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child == "prepare":
+        prepare_models(Path(args.work), args.cases)
+        return 0
     if args.child:
         sys.path.insert(0, str(ROOT))
         if args.child == "s":
@@ -364,6 +472,9 @@ def main() -> int:
             write_png_bomb(work / "bomb.png")
         if "b" in args.cases:
             write_big_jpeg(work / "big.jpg")
+        if set(args.cases) & set("vwxyz"):
+            subprocess.run([sys.executable, __file__, "--child", "prepare", "--cases", args.cases, "--work", str(work)],
+                           cwd=ROOT, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         for case in args.cases:
             title = CASES[case][0]
             started = time.monotonic()

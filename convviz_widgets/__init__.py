@@ -7,6 +7,7 @@ One public API: the functions and classes below; `render` turns arrays into pict
 from __future__ import annotations
 
 from . import _quiet
+from ._version import __version__
 
 _quiet.start_tensorflow()  # before anything imports TensorFlow: its C++ start-up lines stay hidden
 
@@ -50,9 +51,9 @@ def _demo_samples() -> object | None:
 
 _chooser.set_default_samples(_demo_samples)
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "ActivationsView", "CamView", "ConvVizPanel", "FiltersView", "ImageView", "View", "register_view",
     "CAM", "CamMethod", "CamRequest", "PerturbationMethod", "cam_methods", "register_cam_method",
     "describe_device",

@@ -8,9 +8,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ._version import __version__
+from .core.checks import FILTERS, STEPS, Bound
 from .errors import ConvVizError
 
-MAX_STEPS = 10_000  # a report, not a training run: more steps would only take hours
+MAX_STEPS = STEPS.high  # a report, not a training run: more steps would only take hours
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,12 +34,22 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _bounded(text: str, bound: Bound) -> int:
+    """A whole number >= 1 within `bound`'s upper end."""
+    value = positive_int(text)
+    if value > bound.high:
+        raise argparse.ArgumentTypeError(f"at most {bound.high:,} ({bound.what}), got {value:,}")
+    return value
+
+
 def step_count(text: str) -> int:
     """An argparse type: gradient-ascent steps, 1..MAX_STEPS."""
-    value = positive_int(text)
-    if value > MAX_STEPS:
-        raise argparse.ArgumentTypeError(f"at most {MAX_STEPS} steps, got {value}")
-    return value
+    return _bounded(text, STEPS)
+
+
+def filter_count(text: str) -> int:
+    """An argparse type: filters per layer, 1..FILTERS.high."""
+    return _bounded(text, FILTERS)
 
 
 def positive_float(text: str) -> float:
@@ -102,6 +115,7 @@ def out_folder(text: str) -> Path:
 def _parser() -> argparse.ArgumentParser:
     """Command-line options."""
     p = _Parser(prog="convviz", description="See what a convnet has learned.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("report", help="write activation grids, filter patterns and Grad-CAM overlays as HTML")
     r.add_argument("--model", default="demo", type=model_source,
@@ -112,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--classes", default=None, type=class_names_source, help="class names: a JSON file, or 'imagenet'")
     r.add_argument("--out", default="convviz-report", type=out_folder, help="output folder (default: convviz-report)")
     r.add_argument("--filter-layers", nargs="*", default=None, help="layers for filter patterns (default: up to 4)")
-    r.add_argument("--filters", type=positive_int, default=16, help="filters per layer (default 16)")
+    r.add_argument("--filters", type=filter_count, default=16, help="filters per layer (default 16)")
     r.add_argument("--steps", type=step_count, default=40, help="gradient-ascent steps (default 40)")
     r.add_argument("--step-size", type=positive_float, default=None,
                    help="plain ascent step in pixel levels (default 1, the book's; 3 for the demo model)")
@@ -124,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated CAM methods, one report section each (default: gradcam; e.g. "
                         "gradcam,hirescam,eigencam; any registered method)")
     r.add_argument("--unsafe", action="store_true", help="allow Lambda layers when loading (trusted files only)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="write into an --out folder that holds files the report did not write (same names are "
+                        "replaced, other files kept)")
     return p
 
 
@@ -159,20 +176,29 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a usage error already printed as one line
         return done.code if isinstance(done.code, int) else 2
     try:
+        from .limits import check_settings
+
+        check_settings()  # a bad CONVVIZ_* variable is one line, before anything is loaded or written
         from .core.cams import get_method
-        from .report import build_report
+        from .report import build_report, output_folder
 
         methods = [get_method(m.strip()).name for m in args.cam_methods.split(",") if m.strip()] or ["gradcam"]
         inspector, image = _load(args)
-        out = args.out
+        out = output_folder(args.out)
         modes = ("plain", "regularized") if args.patterns == "both" else (args.patterns,)
         build_report(inspector, image, out, filter_layers=args.filter_layers, n_filters=args.filters,
-                     steps=args.steps, step_size=args.step_size, pattern_modes=modes, cam_methods=methods)
+                     steps=args.steps, step_size=args.step_size, pattern_modes=modes, cam_methods=methods,
+                     overwrite=args.overwrite)
     except ConvVizError as err:
         return _error_line(str(err))
     except OSError as err:  # e.g. the disk filled up or the folder vanished while writing
         return _error_line(f"could not write the report: {err}")
-    print(f"Report written to {(out / 'index.html').resolve()}")
+    except KeyboardInterrupt:
+        if getattr(sys.stderr, "isatty", lambda: False)():
+            sys.stderr.write("\n")  # end a progress bar's line
+        print(f"convviz: interrupted; {args.out} was left as it was", file=sys.stderr)
+        return INTERRUPTED
+    print(f"Report written to {out / 'index.html'}")
     return 0
 
 

@@ -290,6 +290,46 @@ def pixel_key(rgb: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(rgb).tobytes(), digest_size=16).hexdigest() + str(rgb.shape)
 
 
+def short_digest(rgb: np.ndarray) -> str:
+    """Eight hex digits naming an image's pixels, for file names (two images' files never share a name)."""
+    return hashlib.blake2b(np.ascontiguousarray(rgb).tobytes() + str(rgb.shape).encode(), digest_size=4).hexdigest()
+
+
+# ----- writing: never over another file, never through a link ------------------------------------------------
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+MAX_NAME_TRIES = 1000  # name.png, name-2.png, ... name-1000.png
+
+
+def write_exclusive(path: Path, data: bytes) -> None:
+    """Create `path` and write `data`; FileExistsError if anything (a file, a folder, a link) is there already.
+
+    O_EXCL never opens an existing name, so a symlink (even one pointing nowhere) is never written through;
+    a write that fails half-way removes the part it wrote.
+    """
+    fd = os.open(path, _NEW_FILE, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+
+
+def write_new_file(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
+    """Write `data` under a name nothing in `folder` has yet: stem+suffix, else stem-2+suffix, stem-3+suffix, ..."""
+    folder = Path(folder)
+    for n in range(1, MAX_NAME_TRIES + 1):
+        path = folder / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
+        try:
+            write_exclusive(path, data)
+        except FileExistsError:
+            continue
+        return path
+    raise ConvVizError(f"{folder} already holds {stem}{suffix} and {MAX_NAME_TRIES - 1} numbered copies of it; "
+                       "save into another folder or tidy this one.")
+
+
 def resize_map(values: np.ndarray, shape: tuple[int, ...], nearest: bool = False) -> np.ndarray:
     """A float map (h, w) or maps (h, w, c) resized to (H, W) = shape[:2]: bilinear, or nearest to show its cells.
 

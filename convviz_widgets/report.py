@@ -1,11 +1,27 @@
-"""A static HTML report of the three views: activation grids, filter patterns, Grad-CAM overlays."""
+"""A static HTML report of the three views: activation grids, filter patterns, Grad-CAM overlays.
+
+Written safely: every argument is checked before anything is written; the pictures go into a fresh
+hidden folder beside the output folder and are moved into place at the end, so an error or Ctrl-C
+leaves the output folder as it was. The report lists what it wrote (names and SHA-256 digests) in
+a hidden manifest; a folder holding anything else is refused unless `overwrite=True`, and nothing
+is ever written through a symbolic link.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import html
+import json
+import os
+import secrets
+import shutil
+import signal
+import stat
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,12 +29,18 @@ from typing import Any
 import numpy as np
 
 from . import render
+from .core import checks
 from .core.cam import CAM
 from .core.cams import get_method
 from .core.facts import layer_facts
 from .core.inspector import Inspector
+from .core.patterns import PATTERN_MODES
+from .errors import ConvVizError
+from .images import write_exclusive
 
 PLAIN_STEP = 1.0  # the book's plain-ascent step, for models that bring none (`model.filter_step_size`)
+MANIFEST = ".convviz-report.json"  # the report's own list of what it wrote: file name -> SHA-256
+STAGING_PREFIX = ".convviz-report-"  # the fresh folder beside OUT that the report is written into
 
 
 @dataclass
@@ -70,20 +92,77 @@ def _file_name(layer: str, prefix: str) -> str:
     return f"{prefix}_{render.slug(layer)}.png"
 
 
+@dataclass(frozen=True)
+class Options:
+    """A report's checked settings."""
+
+    filter_layers: list[str]
+    n_filters: int
+    filter_size: int | None
+    steps: int
+    step_size: float
+    pattern_modes: tuple[str, ...]
+    top: int
+    images_per_row: int
+    cam_methods: tuple[str, ...]
+
+
+def check_options(inspector: Inspector, *, filter_layers: Sequence[str] | None = None, n_filters: int = 16,
+                  filter_size: int | None = None, steps: int = 40, step_size: float | None = None,
+                  pattern_modes: Sequence[str] = ("plain", "regularized"), top: int = 3, images_per_row: int = 16,
+                  cam_methods: Sequence[str] = ("gradcam",)) -> Options:
+    """Every report argument checked (layers, methods, bounds), before anything is computed or written."""
+    if not inspector.has_classes:
+        raise ConvVizError("This model has no class output, so a report (which explains classes) cannot be made; "
+                           "pass the full model (e.g. include_top=True) or one with a classifier head.")
+    if isinstance(filter_layers, str):
+        filter_layers = [filter_layers]
+    layers = list(dict.fromkeys(inspector.layer(name).name for name in filter_layers)) if filter_layers else \
+        default_filter_layers(inspector)
+    if step_size is None:
+        step_size = float(getattr(inspector.model, "filter_step_size", PLAIN_STEP))
+    modes = tuple(dict.fromkeys(checks.choice(m, "pattern mode", PATTERN_MODES) for m in pattern_modes))
+    size = None if filter_size is None else checks.bounded(filter_size, "filter_size", checks.PATTERN_SIZE)
+    return Options(layers, checks.bounded(n_filters, "n_filters", checks.FILTERS), size,
+                   checks.bounded(steps, "steps", checks.STEPS), checks.step_size(step_size), modes,
+                   checks.bounded(top, "top", checks.TOP), checks.bounded(images_per_row, "images_per_row",
+                                                                          checks.PER_ROW),
+                   tuple(dict.fromkeys(get_method(m).name for m in cam_methods)) or ("gradcam",))
+
+
 def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: Sequence[str] | None = None,
                  n_filters: int = 16, filter_size: int | None = None, steps: int = 40,
                  step_size: float | None = None,
                  pattern_modes: Sequence[str] = ("plain", "regularized"), top: int = 3,
                  images_per_row: int = 16, log: Callable[[str], None] = print,
-                 cam_methods: Sequence[str] = ("gradcam",)) -> Report:
-    """Compute the three views for one image and write their PNGs into `out`.
+                 cam_methods: Sequence[str] = ("gradcam",), overwrite: bool = False) -> Report:
+    """Compute the three views for one image and write them into `out` (index.html and PNGs).
 
     `step_size` None: the model's own plain-ascent step (`model.filter_step_size`, e.g. the demo's), else 1.
+    Every argument is checked first; the files are written into a fresh folder beside `out` and moved into
+    place at the end (an error or KeyboardInterrupt leaves `out` as it was). A folder holding files this
+    report did not write (see MANIFEST) is refused unless `overwrite`; links in it are never followed.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    if step_size is None:
-        step_size = float(getattr(inspector.model, "filter_step_size", PLAIN_STEP))
+    options = check_options(inspector, filter_layers=filter_layers, n_filters=n_filters, filter_size=filter_size,
+                            steps=steps, step_size=step_size, pattern_modes=pattern_modes, top=top,
+                            images_per_row=images_per_row, cam_methods=cam_methods)
     rgb = inspector.prepare(image)
+    target = output_folder(out)
+    check_foreign(target, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_folder(target)
+    try:
+        report = _write_views(inspector, rgb, staging, options)
+        write_manifest(staging)
+        commit(staging, target, overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _write_views(inspector: Inspector, rgb: np.ndarray, out: Path, options: Options) -> Report:
+    """The three views of one prepared image, as PNGs in `out` and the page that shows them."""
+    top, step_size = options.top, options.step_size
     report = Report(title=f"What {inspector.model.name} sees")
     _save(out / "input.png", render.enlarge_figure(rgb))
     preds = inspector.predict(rgb, top=max(5, top))
@@ -93,11 +172,10 @@ def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: 
         ("Top-5", ", ".join(f"{name} {_value(inspector, p)}" for _, name, p in preds[:5])),
     ]
     report.sections.append(("Input", "The image as the model sees it.", [("input.png", "input")]))
-    report.sections.append(_activation_section(inspector, rgb, out, images_per_row))
-    layers = list(filter_layers) if filter_layers else default_filter_layers(inspector)
-    report.sections.append(_filter_section(inspector, layers, out, n_filters, filter_size, steps, step_size,
-                                           pattern_modes))
-    for method in cam_methods:
+    report.sections.append(_activation_section(inspector, rgb, out, options.images_per_row))
+    report.sections.append(_filter_section(inspector, options.filter_layers, out, options.n_filters,
+                                           options.filter_size, options.steps, step_size, options.pattern_modes))
+    for method in options.cam_methods:
         report.sections.append(_cam_section(inspector, rgb, out, preds[:top], method))
     write_html(report, out / "index.html")
     return report
@@ -194,8 +272,8 @@ def cam_picture(shown: np.ndarray, cam: CAM) -> np.ndarray:
 
 
 def _save(path: Path, array: np.ndarray) -> None:
-    """Write a picture as PNG."""
-    path.write_bytes(render.to_png(array, compress_level=6))
+    """Write a picture as a new PNG file (never over another file, never through a link)."""
+    write_exclusive(path, render.to_png(array, compress_level=6))
 
 
 def write_html(report: Report, path: Path) -> None:
@@ -216,4 +294,136 @@ def write_html(report: Report, path: Path) -> None:
         parts += [f"<figure><img src='{esc(f)}' alt='{esc(c)}'><figcaption>{esc(c)}</figcaption></figure>"
                   for f, c in items]
     parts.append("</body></html>")
-    path.write_text("\n".join(parts), encoding="utf-8")
+    write_exclusive(path, "\n".join(parts).encode("utf-8"))
+
+
+# ----- the output folder: the report's own files only, moved into place at the end ------------------------------
+def output_folder(out: Path | str) -> Path:
+    """The real folder the report goes to: a link to a folder is followed once, here (the user named it).
+
+    Refused: a path that exists and is not a folder, and a link that points nowhere.
+    """
+    path = Path(out).expanduser()
+    if path.is_symlink() and not path.exists():
+        raise ConvVizError(f"{path} is a symbolic link to nothing ({os.readlink(path)}); choose another folder.")
+    target = path.resolve()
+    if target.exists() and not target.is_dir():
+        raise ConvVizError(f"{path} exists and is not a folder; choose another folder.")
+    return target
+
+
+def staging_folder(target: Path) -> Path:
+    """A fresh, empty folder beside `target` (same file system, so the report moves into place by renaming);
+    inside an existing `target` when its parent cannot be written (`--out .` in a read-only parent)."""
+    home = target.parent
+    while True:
+        path = home / f"{STAGING_PREFIX}{secrets.token_hex(6)}"
+        try:
+            path.mkdir(0o777)  # the user's umask applies, as for any folder they make
+        except FileExistsError:
+            continue
+        except PermissionError:
+            if home != target.parent or not target.is_dir():
+                raise
+            home = target
+            continue
+        return path
+
+
+def digest(path: Path) -> str | None:
+    """SHA-256 of a regular file (links and other kinds are never opened: None)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        sha = hashlib.sha256()
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def manifest_of(folder: Path) -> dict[str, str]:
+    """The report's own files in `folder` by its manifest (name -> SHA-256); {} without a readable one."""
+    path = folder / MANIFEST
+    if path.is_symlink() or not path.is_file():
+        return {}
+    try:
+        files = json.loads(path.read_text(encoding="utf-8")).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+
+def foreign_entries(folder: Path, staging: Path | None = None) -> list[str]:
+    """Names in `folder` the report did not write: not in its manifest, changed since, a link or a folder
+    (the report's own `staging` folder, when it lies inside, is not counted)."""
+    if not folder.is_dir():
+        return []
+    own = manifest_of(folder)
+    foreign = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name == MANIFEST and not entry.is_symlink() and entry.is_file():
+            continue
+        if staging is not None and Path(entry.path) == staging:
+            continue
+        if entry.name not in own or entry.is_symlink() or not entry.is_file() \
+                or digest(Path(entry.path)) != own[entry.name]:
+            foreign.append(entry.name)
+    return foreign
+
+
+def check_foreign(folder: Path, overwrite: bool, staging: Path | None = None) -> None:
+    """Refuse a folder holding files the report did not write, unless `overwrite`."""
+    foreign = foreign_entries(folder, staging)
+    if foreign and not overwrite:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ConvVizError(f"{folder} holds files this report did not write ({shown}); nothing was changed. "
+                           "Choose a new or empty folder, or pass --overwrite (overwrite=True) to replace "
+                           "the report's own file names in it (other files are kept).")
+
+
+def write_manifest(folder: Path) -> None:
+    """List every file of the finished report in `folder` with its SHA-256."""
+    files = {p.name: digest(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST}
+    text = json.dumps({"written_by": "convviz report", "files": files}, indent=1, sort_keys=True)
+    write_exclusive(folder / MANIFEST, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Let a few renames finish: a Ctrl-C meanwhile is noted, not raised (the report then stands complete)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def commit(staging: Path, target: Path, overwrite: bool) -> None:
+    """Move the finished report from `staging` into `target`: the whole folder when `target` is new, else file by
+    file with `os.replace` (which replaces a link itself, never what it points to), the manifest last; the old
+    report's files that the new one does not have are removed."""
+    with _ctrl_c_deferred():
+        if not os.path.lexists(target):
+            os.rename(staging, target)
+            return
+        check_foreign(target, overwrite, staging)  # the folder may have changed while the report was computed
+        names = sorted(p.name for p in staging.iterdir())
+        blocked = [n for n in names if os.path.isdir(target / n) and not os.path.islink(target / n)]
+        if blocked:
+            raise ConvVizError(f"{target / blocked[0]} is a folder where the report writes a file; nothing was "
+                               "changed. Move it away or choose another output folder.")
+        old = manifest_of(target)
+        for name in (n for n in names if n != MANIFEST):
+            os.replace(staging / name, target / name)
+        for name in old:
+            stale = target / name
+            if name not in names and not stale.is_symlink() and stale.is_file() and digest(stale) == old[name]:
+                stale.unlink()
+        os.replace(staging / MANIFEST, target / MANIFEST)

@@ -137,3 +137,10 @@ def test_image_that_cannot_be_decoded_is_one_error_line(tmp_path, capsys):
     broken.write_bytes(broken.read_bytes()[:60])
     assert cli.main(["report", "--model", "demo", "--image", str(broken), "--out", str(tmp_path / "r")]) == 2
     assert "broken.png" in _one_error_line(capsys.readouterr().err)
+
+
+def test_version_option_prints_the_package_version_and_exits_0(capsys):
+    from convviz_widgets._version import __version__
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"convviz {__version__}"

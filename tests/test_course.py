@@ -98,12 +98,12 @@ def points(assignment: str) -> tuple[float, float]:
     return auto, manual
 
 
-def test_readme_states_each_assignments_points():
-    readme = (ROOT / "README.md").read_text()
+def test_teaching_page_states_each_assignments_points():
+    readme = (ROOT / "docs" / "howto" / "teaching.md").read_text()
     for assignment in ASSIGNMENTS:
         auto, manual = points(assignment)
         row = re.search(rf"^\| `{assignment}` \|.*\| (\d+) \((\d+) \+ (\d+)\) \|$", readme, re.M)
-        assert row, f"README's course table has no row for {assignment}"
+        assert row, f"docs/howto/teaching.md's course table has no row for {assignment}"
         assert tuple(float(v) for v in row.groups()) == (auto + manual, auto, manual), f"{assignment}: points"
 
 

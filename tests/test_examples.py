@@ -164,7 +164,7 @@ def test_progress_reports_and_cancels(model, scenes):
     ({"images": np.zeros((0, 96, 96, 3), np.uint8)}, "no images"),
     ({"images": 42}, "Cannot stream images"),
     ({"progress": "yes"}, "progress must be"),
-    ({"images": iter([]), "k": 10**12}, "Keeping k=1000000000000 examples"),
+    ({"images": iter([]), "k": 10**12}, "k = 1000000000000 is above its upper bound 1,000"),
 ])
 def test_bad_arguments_are_refused_before_work(model, scenes, kwargs, message):
     args = {"layer": "conv2", "images": scenes[:3], **kwargs}

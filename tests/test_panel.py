@@ -236,10 +236,11 @@ def test_big_layers_are_shrunk_for_display_but_saved_in_full(tmp_path) -> None:
     assert shown.shape[1] <= 1280
     assert "1/2 resolution" in view.grid_caption.value
     view.save_button.click()
-    full = decode((tmp_path / "convviz-activations-conv1.png").read_bytes())
+    tag = view.image_tag()
+    full = decode((tmp_path / f"convviz-activations-conv1-{tag}.png").read_bytes())
     assert full.shape[1] == 8 * 225 - 1  # 8 channels of 224 px, 1 px apart
-    assert (tmp_path / "convviz-activations-conv1-channel0.png").is_file()
-    assert "convviz-activations-conv1.png" in view.saved.value
+    assert (tmp_path / f"convviz-activations-conv1-channel0-{tag}.png").is_file()
+    assert f"convviz-activations-conv1-{tag}.png" in view.saved.value
 
 
 # ----- Filters --------------------------------------------------------------------------------------------
@@ -382,7 +383,8 @@ def test_gradcam_controls(panel: ConvVizPanel, monkeypatch) -> None:
     left, right = decode(view.overlay.value), decode(view.heatmap.value)
     assert left.shape == right.shape and left.shape[0] >= 256
     view.save_button.click()
-    saved = decode((panel.cam.save_dir / f"convviz-gradcam-conv3-class{index}-gradcam.png").read_bytes())
+    name = f"convviz-gradcam-conv3-class{index}-gradcam-{panel.cam.image_tag()}.png"
+    saved = decode((panel.cam.save_dir / name).read_bytes())
     assert saved.shape[1] == 2 * left.shape[1] + 8
 
 
@@ -449,7 +451,7 @@ def test_sanity_check_shows_a_randomised_heatmap_and_correlation_and_keeps_the_m
     view.layer.value = "conv2"  # the user picked a depth: it stays
     assert view.depth.value == 4 and len(fresh_copies) == 2
     view.save_button.click()
-    saved = decode(next(tmp_path.glob("convviz-gradcam-conv2-*-sanity-top4.png")).read_bytes())
+    saved = decode(next(tmp_path.glob("convviz-gradcam-conv2-*-sanity-top4-*.png")).read_bytes())
     assert saved.shape[1] == 3 * random_png.shape[1] + 16
     for a, b in zip(before, weights_of(model8), strict=True):
         np.testing.assert_array_equal(a, b)

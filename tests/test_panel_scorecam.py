@@ -53,7 +53,8 @@ def test_score_cam_uses_the_32_most_varied_channels_by_default_and_the_user_can_
     assert "from the 32 channels of largest variance" in view.score.value and view.error == ""
     top32 = view.current_cam().heatmap
     view.save_button.click()
-    assert (tmp_path / f"convviz-gradcam-conv2-class{view.class_index.value}-scorecam-top32.png").is_file()
+    name = f"convviz-gradcam-conv2-class{view.class_index.value}-scorecam-top32-{view.image_tag()}.png"
+    assert (tmp_path / name).is_file()
 
     view.channels.value = 0  # all channels
     assert calls[-1]["max_channels"] is None and len(calls) == 2

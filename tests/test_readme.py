@@ -1,4 +1,5 @@
-"""README.md runs: every ```python block is executed, in order, in one namespace.
+"""README.md and the documentation pages run: every ```python block is executed, in order, in one namespace
+per file.
 
 Blocks fenced with another language (bash, text) or none are not run. The namespace starts with
 `model` (the demo model) and `image` (a demo scene), `array` (a picture), and the working directory
@@ -28,9 +29,12 @@ def blocks(text: str) -> list[tuple[str, str]]:
     return [(m["lang"].strip().lower(), m["body"]) for m in FENCE.finditer(text)]
 
 
-def python_blocks() -> list[str]:
-    """The README's ```python blocks."""
-    return [body for lang, body in blocks((ROOT / "README.md").read_text()) if lang == "python"]
+def python_blocks(path: Path = ROOT / "README.md") -> list[str]:
+    """A Markdown file's ```python blocks (the README's by default)."""
+    return [body for lang, body in blocks(path.read_text()) if lang == "python"]
+
+
+DOC_PAGES = sorted(p for p in (ROOT / "docs").rglob("*.md") if python_blocks(p))
 
 
 def book_model() -> keras.Model:
@@ -62,13 +66,13 @@ def readme_namespace(tmp_path, monkeypatch) -> Iterator[dict]:
 
     registry.view_entries()  # the built-in tabs are registered before the README's own
     methods, views = dict(cams.METHODS), dict(registry._VIEWS)
-    settings = (limits.max_pixels, limits.memory_budget)
+    settings = (limits.max_pixels, limits.memory_budget, limits.max_model_bytes)
     yield {"__name__": "readme", "model": demo.load_model(), "image": scene.image, "array": scene.image}
     cams.METHODS.clear()  # a method or tab the README registers, and the limits it sets, do not outlive the test
     cams.METHODS.update(methods)
     registry._VIEWS.clear()
     registry._VIEWS.update(views)
-    limits.max_pixels, limits.memory_budget = settings
+    limits.max_pixels, limits.memory_budget, limits.max_model_bytes = settings
 
 
 def test_fence_parser_keeps_languages_apart():
@@ -76,8 +80,9 @@ def test_fence_parser_keeps_languages_apart():
     assert blocks(text) == [("bash", "make test\n"), ("python", "x = 1\n"), ("", "plain\n")]
 
 
-def test_readme_has_python_blocks():
-    assert len(python_blocks()) >= 2
+def test_readme_opens_with_the_notebook_snippet():
+    blocks_ = python_blocks()
+    assert blocks_ and "ConvVizPanel(" in blocks_[0]
 
 
 def run_block(code: str, name: str, namespace: dict) -> object:
@@ -90,15 +95,32 @@ def run_block(code: str, name: str, namespace: dict) -> object:
     return namespace.pop("_readme_shown", None)
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_every_python_block_in_the_readme_runs(readme_namespace):
+def run_blocks(path: Path, namespace: dict) -> None:
+    """Run a file's python blocks in order in one namespace, as in one notebook; fail naming the block."""
     shown = []
-    for number, code in enumerate(python_blocks(), start=1):
+    name = path.relative_to(ROOT).as_posix()
+    for number, code in enumerate(python_blocks(path), start=1):
         try:
-            shown.append(run_block(code, f"README.md python block {number}", readme_namespace))
+            shown.append(run_block(code, f"{name} python block {number}", namespace))
         except Exception as err:  # say which block broke, with its code
-            pytest.fail(f"README python block {number} raised {type(err).__name__}: {err}\n\n{code}")
-    for value in [*shown, *readme_namespace.values()]:
+            pytest.fail(f"{name} python block {number} raised {type(err).__name__}: {err}\n\n{code}")
+    for value in [*shown, *namespace.values()]:
         if type(value).__name__ == "ConvVizPanel":
             assert value.wait(), "the panel's first view did not finish"  # before the next test starts
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_every_python_block_in_the_readme_runs(readme_namespace):
+    run_blocks(ROOT / "README.md", readme_namespace)
     assert np.asarray(readme_namespace["image"]).ndim == 3
+
+
+def test_documentation_pages_with_code_are_found():
+    names = {p.relative_to(ROOT / "docs").as_posix() for p in DOC_PAGES}
+    assert {"api.md", "howto/own-cam-method.md", "howto/own-tab.md", "limits.md"} <= names
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("page", DOC_PAGES, ids=lambda p: p.relative_to(ROOT / "docs").as_posix())
+def test_every_python_block_in_a_documentation_page_runs(page, readme_namespace):
+    run_blocks(page, readme_namespace)

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from .. import limits
 from ..errors import Cancelled, ConvVizError
+from . import checks
 from .graph import CONV_TYPES, POOL_TYPES, FlatGraph, Node
 from .inspector import MAX_FREE_SIDE, Inspector
 
@@ -589,9 +590,9 @@ def examples_for(inspector: Inspector, layer: str, images: Any, *, k: int = 9, c
                  batch_size: int = 64, progress: Progress | None = None, recursive: bool = False) -> TopExamples:
     """top_examples on a bound Inspector: every argument checked, then one streaming pass."""
     node = _check_layer(inspector, layer)
-    k = _check_int("k", k)
+    k = checks.EXAMPLES.check(_check_int("k", k), "k")
     chosen = _check_channels(channels, node)
-    batch_size = _check_int("batch_size", batch_size)
+    batch_size = checks.BATCH_SIZE.check(_check_int("batch_size", batch_size), "batch_size")
     if progress is not None and not callable(progress):
         raise ConvVizError(f"progress must be a function progress(done, total) or None; got {type(progress).__name__}.")
     if inspector.channels not in (1, 3):

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import Cancelled, ConvVizError
+from . import checks
 from .filters import pad_batch
 
 # Square root of ImageNet's RGB colour covariance (a measured fact), columns scaled to unit max norm.
@@ -35,6 +36,15 @@ class Regularization:
     rotation: float = 10.0  # random rotation in [-rotation, +rotation] degrees
     decay_power: float = 1.0  # spectrum scaled by 1 / frequency ** decay_power
     init_std: float = 0.01  # spread of the initial spectrum
+
+    def __post_init__(self) -> None:
+        """Every setting within its bound (core/checks.py), before any picture is made."""
+        checks.LEARNING_RATE.check(checks.positive_number(self.learning_rate, "learning_rate"), "learning_rate")
+        checks.bounded(self.jitter, "jitter", checks.JITTER)
+        checks.real(self.scale, "scale", checks.SCALE)
+        checks.real(self.rotation, "rotation", checks.ROTATION)
+        checks.real(self.decay_power, "decay_power", checks.DECAY_POWER)
+        checks.INIT_STD.check(checks.positive_number(self.init_std, "init_std"), "init_std")
 
 
 def _spectrum_scale(size: int, decay_power: float) -> np.ndarray:

@@ -268,7 +268,7 @@ class Inspector:
         are read-only views of what was computed, not copies (one VGG16 image's layers hold 60 MB, a batch
         of 32 2 GB; the forward cache shares them): `.copy()` one to change it in place.
         """
-        batch_size = checks.integer(batch_size, "batch_size", minimum=1)
+        batch_size = checks.bounded(batch_size, "batch_size", checks.BATCH_SIZE)
         nodes = self._requested_nodes(layers)
         if is_batch(image):
             return self._batched_activations(list(image), nodes, batch_size)
@@ -386,7 +386,11 @@ class Inspector:
         Compiled ReLUs turn NaN into zeros, so an overflow inside the network can leave a finite
         but meaningless output: every conv/pool output is checked, not only the last.
         """
-        acts, logits = self._forward(image)
+        rgb = self.prepare(image)
+        keep = {n.name for n in visual_layers(self.graph)}
+        check_fits(self.footprint().forward(rgb.shape[:2], keep), what="A forward pass of this image",
+                   lower="the image size")  # predict, the panel's header and every finiteness check are budgeted
+        acts, logits = self._forward(rgb)
         for name, act in acts.items():
             _finite_layer(name, act)
         return _finite(logits, "the model's output for this image")
@@ -397,7 +401,7 @@ class Inspector:
 
     def predict(self, image: ImageSource, top: int = 5) -> list[tuple[int, str, float]]:
         """The top classes as (index, name, value), highest first; the value is a `score_label`."""
-        top = checks.integer(top, "top", minimum=1)
+        top = checks.bounded(top, "top", checks.TOP)
         probs = self.probabilities(image)
         order = np.argsort(-probs, kind="stable")[:top]
         return [(int(i), self.class_names[i], float(probs[i])) for i in order]
@@ -420,8 +424,8 @@ class Inspector:
         """
         self._require_classes()
         rule = cams.get_method(method)
-        batch_size = checks.integer(batch_size, "batch_size", minimum=1)
-        _check_max_channels(max_channels)
+        batch_size = checks.bounded(batch_size, "batch_size", checks.BATCH_SIZE)
+        max_channels = checks.max_channels(max_channels)
         node = self._cam_node(layer)
         many = is_batch(image)
         images = list(image) if many else [image]
@@ -530,11 +534,28 @@ class Inspector:
 def _check_weights(model: keras.Model) -> None:
     """Refuse NaN/inf weights up front: compiled ReLUs turn NaN into silent zeros, so outputs would lie."""
     for variable in model.weights:
-        if "float" in str(variable.dtype) and not bool(keras.ops.all(keras.ops.isfinite(variable))):
+        if "float" in str(variable.dtype) and not _all_finite(variable):
             raise ConvVizError(
                 f"The model's weight {variable.path!r} holds NaN/inf values, so the model's output for any "
                 "image is NaN/inf or meaningless. Reload the weights from before training diverged."
             )
+
+
+CHECK_SLICE = 16 * 2**20  # bytes of a weight checked at a time
+
+
+def _all_finite(variable: Any) -> bool:
+    """Whether a weight holds no NaN/inf, checked a slice of rows at a time.
+
+    A whole-tensor check makes a boolean copy of the weight (98 MB for VGG16's first dense layer) that
+    then stays in TensorFlow's memory pool; slices of the variable are read without copying the rest.
+    """
+    shape = tuple(int(d) for d in variable.shape)
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(str(variable.dtype)).itemsize if shape else 0
+    if not shape or shape[0] * row_bytes <= CHECK_SLICE:
+        return bool(keras.ops.all(keras.ops.isfinite(variable)))
+    step = max(1, CHECK_SLICE // max(1, row_bytes))
+    return all(bool(keras.ops.all(keras.ops.isfinite(variable[i : i + step]))) for i in range(0, shape[0], step))
 
 
 def is_batch(images: Any) -> bool:
@@ -563,15 +584,6 @@ def _finite_chunk(name: str, values: np.ndarray, index: Sequence[int]) -> np.nda
         for j, i in enumerate(index):
             _finite(values[j], f"the activations of layer {name!r}", f"image {i} of the batch")
     return values
-
-
-def _check_max_channels(max_channels: Any) -> None:
-    """max_channels is a whole number (<= 0 means all channels) or None."""
-    if max_channels is not None and (isinstance(max_channels, bool)
-                                     or not isinstance(max_channels, (int, np.integer))):
-        raise ConvVizError(
-            f"max_channels must be a whole number of channels (or None for all); got {max_channels!r}."
-        )
 
 
 def _capped_size(hw: tuple[int, int], cap: int) -> tuple[int, int]:

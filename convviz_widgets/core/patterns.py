@@ -21,7 +21,7 @@ from . import filters as fp
 from .graph import FlatGraph, Node
 
 PATTERN_MODES = ("plain", "regularized")
-MAX_PATTERN_SIZE = 4096  # filter-pattern side; the memory budget usually refuses far smaller ones first
+MAX_PATTERN_SIZE = checks.PATTERN_SIZE.high  # filter-pattern side; the memory budget usually refuses far smaller first
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,9 @@ class PatternEngine:
         idx = fp.check_filters(filters, node)
         mode = checks.choice(mode, "mode", PATTERN_MODES)
         size = checks.integer(size, "size", minimum=16 if mode == "regularized" else 8, maximum=MAX_PATTERN_SIZE)
-        steps = checks.integer(steps, "steps", minimum=0)
-        step_size = checks.positive_number(step_size, "step_size")
-        seed = checks.integer(seed, "seed", minimum=0)
+        steps = checks.bounded(steps, "steps", checks.STEPS)
+        step_size = checks.step_size(step_size)
+        seed = checks.bounded(seed, "seed", checks.SEED)
         if regularization is not None and not isinstance(regularization, fv.Regularization):
             raise ConvVizError("regularization must be a convviz_widgets.Regularization(...) or None.")
         if progress is not None and not callable(progress):

@@ -14,7 +14,7 @@ from ..limits import fit_batch
 
 def check_batch_size(batch_size: int) -> int:
     """Batch sizes must be positive integers."""
-    return checks.integer(batch_size, "batch_size", minimum=1)
+    return checks.bounded(batch_size, "batch_size", checks.BATCH_SIZE)
 
 
 def fitting_batch(inspector: Inspector, batch_size: int, hw: tuple[int, int]) -> int:

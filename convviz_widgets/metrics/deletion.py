@@ -56,7 +56,7 @@ def baseline_image(rgb: np.ndarray, baseline: str | np.ndarray = "blur", blur_si
             raise ConvVizError(f"The baseline image has shape {base.shape}; the prepared image has {x.shape}.")
         return base
     if baseline == "blur":
-        return blurred(x, blur_sigma)
+        return blurred(x, checks.real(blur_sigma, "blur_sigma", checks.BLUR))
     if baseline == "mean":
         return np.broadcast_to(x.mean(axis=(0, 1), keepdims=True), x.shape).astype(np.float32)
     if baseline == "black":
@@ -81,7 +81,7 @@ def pixel_order(heatmap: HeatmapLike | None, shape: tuple[int, ...], order: str 
 
 def step_fractions(steps: int) -> np.ndarray:
     """steps + 1 evenly spaced fractions from 0 to 1."""
-    return np.linspace(0.0, 1.0, checks.integer(steps, "steps", minimum=1) + 1)
+    return np.linspace(0.0, 1.0, checks.bounded(steps, "steps", checks.CURVE_STEPS) + 1)
 
 
 def curve_images(rgb: np.ndarray, base: np.ndarray, order: np.ndarray, fractions: np.ndarray, mode: str
@@ -117,7 +117,7 @@ def deletion_curve(inspector: Inspector, image: ImageSource, heatmap: HeatmapLik
     instead of probabilities (`inspector.score_label`).
     """
     class_index = inspector.check_class(class_index)
-    seed = checks.integer(seed, "seed", minimum=0)
+    seed = checks.bounded(seed, "seed", checks.SEED)
     rgb = inspector.prepare(image)
     inspector.check_finite(rgb)
     batch_size = fitting_batch(inspector, batch_size, rgb.shape[:2])

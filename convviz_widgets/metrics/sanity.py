@@ -195,7 +195,7 @@ def randomization_checks(inspector: Inspector, images: Sequence[ImageSource],
     if len(classes) != len(images):
         raise ConvVizError(f"{len(images)} images but {len(classes)} class indices.")
     classes = [None if c is None else inspector.check_class(c) for c in classes]
-    seed = checks.integer(seed, "seed", minimum=0)
+    seed = checks.bounded(seed, "seed", checks.SEED)
     check_copy_fits(inspector)
     originals = [inspector.gradcam(img, class_index=c, layer=cam_layer, method=method)
                  for img, c in zip(images, classes)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core import checks
 from ..errors import ConvVizError
 from . import colormaps
 from .layout import GRID_PIXELS, GRID_TARGET, GRID_WIDTH, block_mean, enlarge, shrink_factor
@@ -59,8 +60,8 @@ def activation_grid(act: np.ndarray, images_per_row: int = 16, cmap: str | None 
         a = a[0]
     if a.ndim != 3:
         raise ConvVizError(f"An activation must be (H, W, C); got shape {a.shape}.")
-    if images_per_row < 1 or margin < 0:
-        raise ConvVizError(f"Need images_per_row >= 1 and margin >= 0; got {images_per_row}, {margin}.")
+    images_per_row = checks.bounded(images_per_row, "images_per_row", checks.PER_ROW)
+    margin = checks.bounded(margin, "margin", checks.MARGIN)
     table = np.ascontiguousarray(colormaps.lut(cmap or DEFAULT_CMAP))[None]
     gray = normalize_channels(a)
     h, w, n = gray.shape
@@ -101,7 +102,8 @@ def filter_grid(images: np.ndarray, cols: int = 8, margin: int = 5) -> np.ndarra
         raise ConvVizError(f"filter_grid takes (n, h, w, 3) pictures; got shape {imgs.shape}.")
     if imgs.dtype != np.uint8:
         imgs = colormaps.to_uint8(imgs)
-    return tile(imgs, cols, margin, fill=0)
+    cols = checks.bounded(cols, "cols", checks.PER_ROW)
+    return tile(imgs, cols, checks.bounded(margin, "margin", checks.MARGIN), fill=0)
 
 
 def activation_picture(act: np.ndarray, images_per_row: int = 16, cmap: str | None = None, width: int | None = None,
@@ -117,7 +119,7 @@ def activation_picture(act: np.ndarray, images_per_row: int = 16, cmap: str | No
     if a.ndim != 3:
         raise ConvVizError(f"An activation must be (H, W, C); got shape {a.shape}.")
     width = width or GRID_WIDTH
-    per_row = min(images_per_row, a.shape[-1])
+    per_row = min(checks.bounded(images_per_row, "images_per_row", checks.PER_ROW), a.shape[-1])
     f = 1 if full else shrink_factor(a.shape, per_row, width, GRID_PIXELS)
     grid = activation_grid(block_mean(a, f), per_row, cmap)
     return enlarge(grid, target=min(GRID_TARGET, width), limit=max(width, grid.shape[1])), f

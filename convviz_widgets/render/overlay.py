@@ -7,6 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
+from ..core import checks
 from ..errors import ConvVizError
 from ..images import load_image, resize_map
 from . import colormaps
@@ -33,8 +34,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, cmap: st
 
     alpha is the heatmap's opacity (0 = photo only, 1 = heatmap only).
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ConvVizError(f"alpha must be between 0 and 1; got {alpha}.")
+    alpha = checks.real(alpha, "alpha", checks.ALPHA)
     rgb = load_image(image)
     colour = heatmap_image(heatmap, cmap, size=rgb.shape[:2])
     out = rgb.astype(np.float32) * (1.0 - alpha)

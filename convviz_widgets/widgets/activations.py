@@ -8,9 +8,10 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 
+from ..core.checks import PER_ROW
 from ..core.facts import layer_facts
 from ..render import GRID_WIDTH, activation_picture, channel_image, enlarge_figure
-from .base import ImageView, guarded, output_problem, picture_widget, show_picture
+from .base import ImageView, control_value, guarded, output_problem, picture_widget, show_picture
 from .card import ChannelCard, Evidence
 from .registry import register_view
 
@@ -55,7 +56,8 @@ class ActivationsView(ImageView):
         self.layer = widgets.Dropdown(
             options=[(layer_label(self.inspector.layer(n).shape, n), n) for n in names], value=first,
             description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
-        self.per_row = widgets.IntSlider(images_per_row, min=1, max=64, description="Per row", continuous_update=False)
+        self.per_row = widgets.IntSlider(PER_ROW.check(images_per_row, "images_per_row"), min=PER_ROW.low,
+                                         max=PER_ROW.panel_high, description="Per row", continuous_update=False)
         self.cmap = widgets.Dropdown(options=CMAPS, value=cmap, description="Colormap",
                                      layout=widgets.Layout(width="220px"))
         self.channel = widgets.IntSlider(0, min=0, max=channels - 1, description="Channel")
@@ -140,7 +142,7 @@ class ActivationsView(ImageView):
         act = self.activation()
         if act is None:
             return None
-        return activation_picture(act, self.per_row.value, self.cmap.value, self.grid_width, full)[0]
+        return activation_picture(act, control_value(self.per_row, PER_ROW), self.cmap.value, self.grid_width, full)[0]
 
     def channel_array(self) -> np.ndarray | None:
         """The selected channel, enlarged, as uint8 RGB."""
@@ -203,7 +205,7 @@ class ActivationsView(ImageView):
     def _draw_grid(self, act: np.ndarray) -> None:
         """Render the grid picture and its caption."""
         h, w, c = act.shape
-        per_row = min(self.per_row.value, c)
+        per_row = min(control_value(self.per_row, PER_ROW), c)
         picture, f = activation_picture(act, per_row, self.cmap.value, self.grid_width)
         show_picture(self.grid, picture)
         note = f"; tiles shown at 1/{f} resolution (saved files are full size)" if f > 1 else ""

@@ -17,7 +17,8 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..core import Cancelled, ConvVizError, Inspector, inspector_for
-from ..images import load_image
+from ..core.checks import Bound
+from ..images import load_image, short_digest, write_new_file
 from ..render import DISPLAY_MAX_SIDE, shrink, slug, to_png
 from .runner import Runner
 
@@ -94,6 +95,12 @@ def show_picture(image: widgets.Image, array: np.ndarray) -> bytes:
     image.value = png
     image.layout.display = None
     return png
+
+
+def control_value(control: widgets.Widget, bound: Bound) -> Any:
+    """A numeric control's value within its API bound, else a ConvVizError naming the control (a visitor may
+    push a value past the control's own min/max)."""
+    return bound.check(control.value, str(getattr(control, "description", "") or "this control"))
 
 
 def error_text(err: BaseException) -> str:
@@ -211,34 +218,49 @@ class View(widgets.VBox):
         """This view's current pictures, by file-name part."""
         return {}
 
+    def image_tag(self) -> str | None:
+        """A short digest of the image explained (`self.rgb`), for file names; None for a view without one."""
+        rgb = getattr(self, "rgb", None)
+        return short_digest(rgb) if isinstance(rgb, np.ndarray) else None
+
     def save(self, directory: str | Path | None = None) -> list[Path]:
-        """Write the current pictures as PNG files (next to the notebook by default)."""
+        """Write the current pictures as new PNG files (next to the notebook by default); returns their paths.
+
+        Never overwrites: each name holds the view, the picture and the image (`image_tag`), and a name
+        already taken (by a file, a folder or a link) gets -2, -3, ...; files are created exclusively, so
+        a link is never written through.
+        """
+        return [path for path, _ in self._write_pictures(directory)]
+
+    def _write_pictures(self, directory: str | Path | None = None) -> list[tuple[Path, bytes]]:
+        """Write each current picture to a new file; (path, PNG bytes) for each."""
         pictures = self.pictures()
         if not pictures:
             raise ConvVizError("Nothing to save yet: wait for a picture to appear first.")
         folder = Path(directory or self.save_dir or Path.cwd())
         folder.mkdir(parents=True, exist_ok=True)
-        paths = []
+        tag = self.image_tag()
+        written = []
         for name, array in pictures.items():
-            path = folder / f"convviz-{self.kind}-{slug(name)}.png"
-            path.write_bytes(to_png(array))
-            paths.append(path)
-        return paths
+            stem = f"convviz-{self.kind}-{slug(name)}" + (f"-{tag}" if tag else "")
+            png = to_png(array)
+            written.append((write_new_file(folder, stem, ".png", png), png))
+        return written
 
     @guarded
     def _save_clicked(self) -> None:
-        """Save, then show the file names with download links for small files."""
-        paths = self.save()
+        """Save, then say where: the folder, and the file names with download links for small files."""
+        written = self._write_pictures()
         links = []
-        for path in paths:
-            data = path.read_bytes()
+        for path, data in written:
             name = html.escape(path.name)
             if len(data) <= DOWNLOAD_LINK_MAX_BYTES:
                 href = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
                 links.append(f'<a download="{name}" href="{href}" title="download">{name}</a>')
             else:
                 links.append(f"<code>{name}</code>")
-        self.saved.value = "Saved " + ", ".join(links)
+        folder = html.escape(str(written[0][0].parent.resolve()))
+        self.saved.value = f"Saved in <code>{folder}</code>: " + ", ".join(links)
         self.clear_error()
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from ..core import CAM, Cancelled, Inspector
 from ..core.cam import contributions, top_contributors
 from ..core.cams import get_method, method_names
+from ..core.checks import ALPHA, CHANNELS
 from ..metrics import (
     TOLERANCE,
     Sanity,
@@ -32,6 +33,7 @@ from ..render import enlarge_figure, heatmap_picture, overlay, side_by_side
 from .activations import layer_label
 from .base import (
     ImageView,
+    control_value,
     error_text,
     guarded,
     no_classes_text,
@@ -165,7 +167,8 @@ class CamView(ImageView):
                                             description="Method", style={"button_width": "auto"},
                                             tooltips=[get_method(m).tooltip for m in names])
         self.channels = widgets.BoundedIntText(
-            channels, min=0, max=1_000_000, description="Channels", disabled=not uses_channels(method),
+            CHANNELS.check(channels, "channels"), min=CHANNELS.low, max=CHANNELS.high, description="Channels",
+            disabled=not uses_channels(method),
             tooltip="Score-CAM, Ablation-CAM: use the N channels of largest activation variance (0 = all channels; "
                     "more is slower: one masked forward pass each)", layout=widgets.Layout(width="170px"))
         self.channels.add_class("convviz-scorecam-channels")
@@ -184,7 +187,8 @@ class CamView(ImageView):
         self.depth = widgets.Dropdown(
             options=options, value=(depth or default_depth(ins, chosen)) if options else None,
             description="Randomise", disabled=not sanity, layout=widgets.Layout(width="max-content", min_width="300px"))
-        self.opacity = widgets.FloatSlider(opacity, min=0.0, max=1.0, step=0.05, description="Opacity")
+        self.opacity = widgets.FloatSlider(ALPHA.check(opacity, "opacity"), min=ALPHA.low, max=ALPHA.high, step=0.05,
+                                           description="Opacity")
         self.cmap = widgets.Dropdown(options=CMAPS, value=cmap, description="Colormap",
                                      layout=widgets.Layout(width="220px"))
         self.overlay = picture_widget("convviz-overlay")
@@ -245,7 +249,7 @@ class CamView(ImageView):
         if not uses_channels(self.method.value):
             return None
         total = self.inspector.layer(layer or self.layer.value).channels
-        n = int(self.channels.value)
+        n = int(control_value(self.channels, CHANNELS))
         return 0 if n <= 0 or n >= total else n
 
     def wanted(self) -> dict[str, Any]:
@@ -541,7 +545,7 @@ class CamView(ImageView):
 
     def arrays(self, cam: CAM) -> tuple[np.ndarray, np.ndarray]:
         """The overlay (enlarged) and the raw heatmap at its own resolution, upscaled to the same size."""
-        alpha, cmap = float(self.opacity.value), self.cmap.value
+        alpha, cmap = float(control_value(self.opacity, ALPHA)), self.cmap.value
         blended = enlarge_figure(overlay(self.display, cam.heatmap, alpha=alpha, cmap=cmap))
         return blended, heatmap_picture(cam.heatmap, self.cmap.value, blended.shape)
 

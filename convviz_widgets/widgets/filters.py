@@ -14,9 +14,11 @@ import numpy as np
 
 from ..core import Cancelled, FilterPatterns
 from ..core.cache import LRUCache
+from ..core.checks import FILTERS, STEP_SIZE, STEPS
+from ..core.checks import step_size as checked_step_size
 from ..render import enlarge, filter_picture
 from .activations import layer_label
-from .base import View, guarded, picture_widget, show_picture
+from .base import View, control_value, guarded, picture_widget, show_picture
 from .registry import register_view
 from .runner import still_wanted
 
@@ -77,10 +79,12 @@ class FiltersView(View):
             description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
         self.first = widgets.BoundedIntText(first, min=0, max=channels - 1, description="First filter",
                                             layout=widgets.Layout(width="180px"))
-        self.count = widgets.IntSlider(count, min=1, max=64, description="Count", continuous_update=False)
+        self.count = widgets.IntSlider(FILTERS.check(count, "count"), min=FILTERS.low, max=FILTERS.panel_high,
+                                       description="Count", continuous_update=False)
         self.size = widgets.Dropdown(options=SIZES, value=size or self._default_size(), description="Size (px)",
                                      layout=widgets.Layout(width="180px"))
-        self.steps = widgets.IntSlider(steps, min=0, max=500, description="Steps", continuous_update=False)
+        self.steps = widgets.IntSlider(STEPS.check(steps, "steps"), min=STEPS.low, max=STEPS.panel_high,
+                                       description="Steps", continuous_update=False)
         self.mode = widgets.ToggleButtons(
             options=MODES, value=mode, description="Recipe", style={"button_width": "auto"},
             tooltips=["the book's gradient ascent in pixel space",
@@ -88,7 +92,8 @@ class FiltersView(View):
         self.mode.add_class("convviz-mode")
         self.default_step = default_step_size(self.inspector)
         self.step_size = widgets.BoundedFloatText(
-            step_size or self.default_step, min=0.01, max=100.0, step=0.5, description="Step size",
+            STEP_SIZE.check(step_size or self.default_step, "step_size"), min=0.01, max=STEP_SIZE.panel_high, step=0.5,
+            description="Step size",
             disabled=mode != "plain", tooltip="plain ascent: pixel levels per step (the gradient is L2-normalised)",
             layout=widgets.Layout(width="180px"))
         self.render_button = widgets.Button(description="Render", button_style="primary", icon="play")
@@ -122,10 +127,10 @@ class FiltersView(View):
         """The cache key of the current settings: layer, filter indices, size, steps, recipe (and plain step)."""
         channels = self.inspector.layer(self.layer.value).channels
         first = min(self.first.value, channels - 1)
-        filters = tuple(range(first, min(first + self.count.value, channels)))
+        filters = tuple(range(first, min(first + control_value(self.count, FILTERS), channels)))
         mode = self.mode.value
-        step = float(self.step_size.value) if mode == "plain" else None
-        return self.layer.value, filters, int(self.size.value), int(self.steps.value), mode, step
+        step = checked_step_size(self.step_size.value, "Step size") if mode == "plain" else None
+        return self.layer.value, filters, int(self.size.value), int(control_value(self.steps, STEPS)), mode, step
 
     @guarded
     def _layer_changed(self) -> None:
