@@ -23,6 +23,9 @@ demo = pytest.importorskip("convviz_widgets.demo", reason="the thread cases run 
 if not demo.MODEL_PATH.is_file():
     pytest.skip(f"the demo model file {demo.MODEL_PATH.name} is not built", allow_module_level=True)
 
+# Keras warns when a model is called with a tensor where its input structure is a list, or the other way round
+pytestmark = pytest.mark.filterwarnings("ignore:The structure of `inputs`:UserWarning")
+
 HEAD = "predictions"  # the demo model's softmax Dense head
 ATOL = 1e-4  # float32 sums in a different order (batched or not) agree this closely
 
