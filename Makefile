@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= convviz-report
 
-.PHONY: demo test lint bench train clean lab notebooks docs docs-serve dist
+.PHONY: demo test lint bench train clean lab course notebooks docs docs-serve dist
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 # Notebooks are kept as jupytext scripts paired with .ipynb files (see notebooks/README.md).
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.py))
@@ -19,8 +19,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	@touch $@
 
+$(VENV)/.installed-notebooks: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[notebooks]"
+	@touch $(VENV)/.installed $@
+
+$(VENV)/.installed-course: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[notebooks,course]"
+	@touch $(VENV)/.installed $(VENV)/.installed-notebooks $@
+
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,browser,notebooks,release,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[test,browser,notebooks,release,docs,dask]"
 	@touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed ## render the three views of the demo model into convviz-report/
@@ -34,8 +42,17 @@ lint: $(VENV)/.installed-test ## ruff, and the rooms' import contracts (.importl
 	$(BIN)/ruff check convviz_widgets tests bench notebooks course docs/hooks
 	$(BIN)/lint-imports
 
-lab: $(VENV)/.installed-test ## open the tour in JupyterLab
-	$(BIN)/jupyter lab notebooks/00_tour.ipynb
+# `make lab` reads Jupyter's configuration from lab-config/, which turns nbgrader's menus and server
+# extensions off (they are switched on wherever nbgrader is installed, e.g. by `make test`); your
+# JupyterLab settings and workspaces stay where they are. `make course` opens the course with them on.
+LAB_SETTINGS := JUPYTERLAB_SETTINGS_DIR="$${JUPYTERLAB_SETTINGS_DIR:-$$HOME/.jupyter/lab/user-settings}" \
+	JUPYTERLAB_WORKSPACES_DIR="$${JUPYTERLAB_WORKSPACES_DIR:-$$HOME/.jupyter/lab/workspaces}"
+
+lab: $(VENV)/.installed-notebooks ## open the tour in JupyterLab (no nbgrader menus)
+	JUPYTER_CONFIG_DIR=$(CURDIR)/lab-config $(LAB_SETTINGS) $(BIN)/jupyter lab notebooks/00_tour.ipynb
+
+course: $(VENV)/.installed-course ## open the course in JupyterLab with nbgrader (Formgrader, Validate, Assignments)
+	cd course && $(abspath $(BIN))/jupyter lab
 
 notebooks: $(VENV)/.installed-test ## sync notebooks and scripts, re-execute the notebooks (after the model or API changes)
 	$(BIN)/jupytext --sync $(NOTEBOOKS) $(COURSE)

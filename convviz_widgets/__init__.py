@@ -33,10 +33,22 @@ from .core import (  # noqa: E402
     load_model,
     predict,
     register_cam_method,
-    top_examples,
+    registered_cam_method,
 )
 from .render import activation_grid, filter_grid, overlay, to_png  # noqa: E402
-from .widgets import ActivationsView, CamView, ConvVizPanel, FiltersView, ImageView, View, register_view  # noqa: E402
+from .scale import Atlas, EvaluationTable, atlas, evaluate, top_examples  # noqa: E402
+from .widgets import (  # noqa: E402
+    ActivationsView,
+    CamView,
+    ConvVizPanel,
+    FiltersView,
+    ImageView,
+    ReportSection,
+    View,
+    register_view,
+    registered_view,
+    scoped_registries,
+)
 from .widgets import chooser as _chooser  # noqa: E402
 
 
@@ -54,11 +66,14 @@ _chooser.set_default_samples(_demo_samples)
 
 __all__ = [
     "__version__",
-    "ActivationsView", "CamView", "ConvVizPanel", "FiltersView", "ImageView", "View", "register_view",
+    "ActivationsView", "CamView", "ConvVizPanel", "FiltersView", "ImageView", "ReportSection", "View",
+    "register_view", "registered_view", "scoped_registries",
     "CAM", "CamMethod", "CamRequest", "PerturbationMethod", "cam_methods", "register_cam_method",
+    "registered_cam_method",
     "describe_device",
     "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activation_grid",
     "activations", "filter_grid", "filter_patterns", "gradcam", "limits", "load_image", "load_model", "overlay",
     "predict", "render", "to_png",
     "TopExamples", "top_examples",
+    "Atlas", "EvaluationTable", "atlas", "evaluate",
 ]

@@ -141,7 +141,90 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true",
                    help="write into an --out folder that holds files the report did not write (same names are "
                         "replaced, other files kept)")
+    _dataset_commands(sub)
     return p
+
+
+def _dataset_commands(sub: argparse._SubParsersAction) -> None:
+    """`convviz atlas` and `convviz evaluate`: whole datasets, here or on Dask workers."""
+    a = sub.add_parser("atlas", help="write a channel atlas (top dataset examples of every channel) as a static site")
+    e = sub.add_parser("evaluate", help="pointing game, deletion and insertion AUC of CAM methods over a dataset")
+    for q in (a, e):
+        q.add_argument("--model", default="demo", type=model_source,
+                       help="a .keras/.h5 model file, or 'demo' (the embedded model)")
+        q.add_argument("--images", default=None,
+                       help="a folder of images, or .npy shards (comma-separated); default for the demo: demo scenes")
+        q.add_argument("--scenes", type=positive_int, default=256, help="demo scenes when --images is not given")
+        q.add_argument("--preprocess", default=None, help="rescale | caffe | tf | torch | none")
+        q.add_argument("--batch-size", type=positive_int, default=None, help="images per task")
+        q.add_argument("--workers", type=positive_int, default=None, help="run on a local Dask cluster of N processes")
+        q.add_argument("--scheduler", default=None, help="run on an existing Dask cluster (e.g. tcp://host:8786)")
+        q.add_argument("--unsafe", action="store_true", help="allow Lambda layers when loading (trusted files only)")
+    a.add_argument("--out", default="convviz-atlas", type=out_folder, help="output folder (default: convviz-atlas)")
+    a.add_argument("--layers", nargs="*", default=None, help="layers (default: the CAM layer and three earlier)")
+    a.add_argument("-k", type=positive_int, default=9, help="examples per channel (default 9)")
+    a.add_argument("--steps", type=step_count, default=40, help="filter-pattern ascent steps (default 40)")
+    e.add_argument("--out", default="convviz-evaluation", type=out_folder,
+                   help="output folder for evaluation.csv and evaluation.html (default: convviz-evaluation)")
+    e.add_argument("--cam-methods", default="gradcam", help="comma-separated CAM methods (default: gradcam)")
+    e.add_argument("--masks", default=None, help="an .npy file of object masks (N, H, W), one per image")
+    e.add_argument("--steps", type=positive_int, default=16, help="deletion/insertion steps per curve (default 16)")
+
+
+def _run_dataset(args: argparse.Namespace) -> int:
+    """Run `convviz atlas` or `convviz evaluate`; the exit code."""
+    import numpy as np
+
+    from .scale import atlas, evaluate
+    from .scale.progress import DatasetProgress
+
+    masks = labels = None
+    preprocess = args.preprocess
+    if args.model == "demo":
+        from . import demo
+
+        model, preprocess = demo.load_model(), preprocess or demo.PREPROCESS
+    else:
+        from .core.model_io import load_model
+
+        model = load_model(args.model, safe_mode=not args.unsafe)
+    if args.images is None:
+        if args.model != "demo":
+            raise ConvVizError("--images is required with your own model (a folder, or .npy shards).")
+        from . import demo
+
+        scenes = [demo.scene(seed=i) for i in range(args.scenes)]
+        images: object = np.stack([s.image for s in scenes])
+        masks, labels = [s.masks[0] for s in scenes], [s.labels[0] for s in scenes]
+    elif args.images.lower().endswith(".npy"):
+        images = [p for p in args.images.split(",") if p]
+    else:
+        images = args.images
+    if getattr(args, "masks", None):
+        masks = list(np.load(args.masks))
+    common = {"preprocess": preprocess, "workers": args.workers, "scheduler": args.scheduler}
+    if args.batch_size:
+        common["batch_size"] = args.batch_size
+    bar = DatasetProgress("Images")
+    if args.command == "atlas":
+        done = atlas(model, images, args.out, layers=args.layers, k=args.k, progress=bar, pattern_steps=args.steps,
+                     **common)
+        print(f"Atlas written to {done.index.resolve()} ({done.stats.computed} batches computed, "
+              f"{done.stats.resumed} resumed)")
+        return 0
+    from .scale.engine import claim_folder
+
+    claim_folder(args.out, ".convviz-evaluation", "convviz evaluate")
+    methods = [m.strip() for m in args.cam_methods.split(",") if m.strip()] or ["gradcam"]
+    table = evaluate(model, images, methods=methods, masks=masks, labels=labels, steps=args.steps, out=args.out,
+                     progress=bar, **common)
+    table.to_csv(args.out / "evaluation.csv")
+    (args.out / "evaluation.html").write_text(table.to_html(), encoding="utf-8")
+    from .metrics import format_table
+
+    print(format_table(list(table.columns), [[r[c] for c in table.columns] for r in table.rows]))
+    print(f"Table written to {(args.out / 'evaluation.html').resolve()}")
+    return 0
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202 - returns (Inspector, image)
@@ -175,6 +258,16 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already printed as one line
         return done.code if isinstance(done.code, int) else 2
+    if args.command in ("atlas", "evaluate"):
+        try:
+            return _run_dataset(args)
+        except ConvVizError as err:
+            return _error_line(str(err))
+        except OSError as err:
+            return _error_line(f"could not write the {args.command} output: {err}")
+        except KeyboardInterrupt:
+            print(f"convviz: interrupted; run the same command again to continue from {args.out}", file=sys.stderr)
+            return INTERRUPTED
     try:
         from .limits import check_settings
 

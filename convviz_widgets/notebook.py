@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ConvVizError
+
 SHARED_MOBILENET = "mobilenet_2_5_128_tf.h5"  # ImageNet MobileNet v1, width 0.25, 128 px (Keras' file name)
 
 
@@ -59,10 +61,21 @@ def choose_real_model(shared: str | Path = "../../shared/data") -> tuple[Any, st
         return None, "Offline and no ImageNet weights here: the real-model cells below fall back or skip."
 
 
-def cat_photo() -> np.ndarray:
-    """A photo of a cat (uint8 RGB, 300x451) that ships with scikit-image."""
-    from skimage import data
+NOTEBOOKS_EXTRA = 'pip install ".[notebooks]"'  # the extra that brings scikit-image, nbclient and JupyterLab
 
+
+def needs_notebooks_extra(what: str, err: ImportError) -> ConvVizError:
+    """The error for an optional piece used without the notebooks extra."""
+    return ConvVizError(f"{what} needs the notebooks extra ({err.name or err} is missing): {NOTEBOOKS_EXTRA} "
+                        "from a checkout of convviz_widgets.")
+
+
+def cat_photo() -> np.ndarray:
+    """A photo of a cat (uint8 RGB, 300x451) that ships with scikit-image (the notebooks extra)."""
+    try:
+        from skimage import data
+    except ImportError as err:
+        raise needs_notebooks_extra("cat_photo() (scikit-image's photo of a cat)", err) from err
     return data.chelsea()
 
 
@@ -94,8 +107,11 @@ def tidy(nb: Any) -> list[str]:
 
 def execute(path: str | Path, timeout: int = 600) -> list[str]:
     """Run a notebook in a fresh kernel of this environment (in its folder), store tidy outputs; return problems."""
-    import nbformat
-    from nbclient import NotebookClient
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+    except ImportError as err:
+        raise needs_notebooks_extra("Re-executing notebooks", err) from err
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)

@@ -1,4 +1,5 @@
-"""A static HTML report of the three views: activation grids, filter patterns, Grad-CAM overlays.
+"""A static HTML report of the panel's views: activation grids, filter patterns, Grad-CAM overlays, and a section
+for every registered view that writes one (`View.report_section`), so a user's own tab reaches reports too.
 
 Written safely: every argument is checked before anything is written; the pictures go into a fresh
 hidden folder beside the output folder and are moved into place at the end, so an error or Ctrl-C
@@ -37,6 +38,8 @@ from .core.inspector import Inspector
 from .core.patterns import PATTERN_MODES
 from .errors import ConvVizError
 from .images import write_exclusive
+from .widgets import ImageView, View, view_entries
+from .widgets.text import error_text
 
 PLAIN_STEP = 1.0  # the book's plain-ascent step, for models that bring none (`model.filter_step_size`)
 MANIFEST = ".convviz-report.json"  # the report's own list of what it wrote: file name -> SHA-256
@@ -50,6 +53,7 @@ class Report:
     title: str
     facts: list[tuple[str, str]] = field(default_factory=list)
     sections: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
+    html: dict[str, str] = field(default_factory=dict)  # a section's own HTML (a view's), by its title
 
 
 class ProgressBar:
@@ -72,10 +76,18 @@ class ProgressBar:
         bar = "#" * fill + "-" * (self.width - fill)
         secs = time.perf_counter() - self._t0
         lead = "\r" if live else ""
-        self.stream.write(f"{lead}{self.label:<28} [{bar}] {pct:3d}% {secs:5.1f}s")
+        self.stream.write(f"{lead}{bar_label(self.label)} [{bar}] {pct:3d}% {secs:5.1f}s")
         if done >= total:
             self.stream.write("\n")
         self.stream.flush()
+
+
+LABEL_WIDTH = 28  # progress labels are padded to this width so the bars line up; a longer one is never cut
+
+
+def bar_label(label: str, width: int = LABEL_WIDTH) -> str:
+    """A progress bar's label, padded to `width` so bars line up, whole when longer (never cut)."""
+    return label.ljust(width)
 
 
 def default_filter_layers(inspector: Inspector, limit: int = 4) -> list[str]:
@@ -177,6 +189,9 @@ def _write_views(inspector: Inspector, rgb: np.ndarray, out: Path, options: Opti
                                            options.filter_size, options.steps, step_size, options.pattern_modes))
     for method in options.cam_methods:
         report.sections.append(_cam_section(inspector, rgb, out, preds[:top], method))
+    for entry in view_entries():
+        if entry.view.report_section is not View.report_section:  # the tab writes a section of its own
+            _view_section(report, entry.key, entry.title, entry.view, inspector, rgb, out)
     write_html(report, out / "index.html")
     return report
 
@@ -207,7 +222,7 @@ def _filter_section(inspector: Inspector, layers: Sequence[str], out: Path, n_fi
         node = inspector.layer(name)
         k = min(n_filters, node.channels)
         for mode in modes:
-            bar = ProgressBar(f"filters {node.name} {mode[:3]}"[:28], steps)
+            bar = ProgressBar(f"filters {node.name} {mode}", steps)
             fp = inspector.filter_patterns(node.name, range(k), size=size, steps=steps, step_size=step_size,
                                            mode=mode, progress=bar)
             grid = render.filter_picture(fp)  # the Filters tab's labelled tiles
@@ -216,7 +231,7 @@ def _filter_section(inspector: Inspector, layers: Sequence[str], out: Path, n_fi
             gain = float(np.median(fp.final_activation - fp.start_activation))
             how = f"book's ascent, step {step_size:g}" if mode == "plain" else "regularised (Fourier, jitter, Adam)"
             items.append((fname, f"{node.name} — filters 0..{k - 1}, {size}px, {steps} steps, {how}; "
-                                 f"median gain {gain:+.2f}"))
+                                 f"median gain {gain:+.3g}"))
     return ("Filter patterns", "Inputs that maximise each filter's mean activation (gradient ascent).", items)
 
 
@@ -235,6 +250,30 @@ def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
         items.append((fname, cam_caption(rank, name, prob, cam, probability=inspector.score_label == "probability")))
         bar(rank, len(preds))
     return (rule.label, "Where the evidence for each class lies (red = most).", items)
+
+
+def _view_section(report: Report, key: str, title: str, view_class: type, inspector: Inspector, rgb: np.ndarray,
+                  out: Path) -> None:
+    """A registered view's own section: the view is built alone, explains the image inline, then writes it."""
+    try:
+        view = view_class(inspector, background=False)
+        if isinstance(view, ImageView):
+            view.set_image(rgb)
+        if view.error:
+            raise RuntimeError(view.error)
+        section = view.report_section()
+    except Exception as err:  # noqa: BLE001 - one view's failure leaves the rest of the report
+        report.sections.append((title, f"This view could not run: {error_text(err)}", []))
+        return
+    if section is None:
+        return
+    items = []
+    for name, picture in section.pictures.items():
+        fname = _file_name(f"{key}-{name}", "view")
+        _save(out / fname, picture)
+        items.append((fname, name))
+    report.sections.append((section.title, "", items))
+    report.html[section.title] = section.html
 
 
 def _value(inspector: Inspector, value: float) -> str:
@@ -290,7 +329,7 @@ def write_html(report: Report, path: Path) -> None:
         f"</style></head><body><h1>{esc(report.title)}</h1><table>{facts}</table>",
     ]
     for heading, blurb, items in report.sections:
-        parts.append(f"<h2>{esc(heading)}</h2><p>{esc(blurb)}</p>")
+        parts.append(f"<h2>{esc(heading)}</h2><p>{esc(blurb)}</p>{report.html.get(heading, '')}")
         parts += [f"<figure><img src='{esc(f)}' alt='{esc(c)}'><figcaption>{esc(c)}</figcaption></figure>"
                   for f, c in items]
     parts.append("</body></html>")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,6 +60,15 @@ def mobilenet() -> keras.Model:
     if not MOBILENET_WEIGHTS.exists():
         pytest.skip(f"the ImageNet MobileNet weights are not here ({MOBILENET_WEIGHTS}); they live in ../shared/data")
     return keras.applications.MobileNet(alpha=0.25, input_shape=(128, 128, 3), weights=str(MOBILENET_WEIGHTS))
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str = "the condition") -> None:
+    """Poll `condition()` until it is true (background work reaching a point); fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout:g} s")
+        time.sleep(0.005)
 
 
 def rng_image(h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:

@@ -130,17 +130,15 @@ class AbsGrad(cv.CamMethod):
 
 
 @pytest.fixture()
-def user_registry():
-    """The registry as it was before the test: a user's method registered here does not outlive it."""
-    saved = dict(cams.METHODS)
-    yield
-    cams.METHODS.clear()
-    cams.METHODS.update(saved)
+def absgrad():
+    """|Grad|-CAM registered for one test (the public scoped API): it does not outlive the test."""
+    with cv.registered_cam_method(AbsGrad) as method:
+        yield method
+    assert "absgrad" not in cv.cam_methods()
 
 
 def test_a_user_method_works_in_gradcam_the_report_and_the_panel(linear_model, plain, tmp_path, tiny_model,
-                                                                   user_registry):
-    cv.register_cam_method(AbsGrad)
+                                                                   absgrad):
     image, a, g, _, _ = plain
     close(package_raw(linear_model, image, "absgrad"), (a * np.abs(g).mean(axis=(0, 1))).sum(-1))
 

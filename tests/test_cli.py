@@ -11,7 +11,6 @@ from conftest import small_convnet
 from PIL import Image
 
 from convviz_widgets import cli
-from convviz_widgets.demo import MODEL_PATH
 
 
 def _pngs(folder):
@@ -37,7 +36,6 @@ def test_report_on_a_saved_model_and_image_file(tmp_path, capsys):
     assert "Grad-CAM" in page and "Filter patterns" in page and "Intermediate activations" in page
 
 
-@pytest.mark.skipif(not MODEL_PATH.exists(), reason="the demo model file is not built yet")
 def test_report_on_the_demo_model_is_the_make_demo_command(tmp_path):
     out = tmp_path / "convviz-report"
     assert cli.main(["report", "--model", "demo", "--out", str(out), "--steps", "5"]) == 0
@@ -130,7 +128,6 @@ def test_model_and_image_that_are_not_files_are_refused_at_once(tmp_path, capsys
         assert f"argument {option}" in _one_error_line(capsys.readouterr().err)
 
 
-@pytest.mark.skipif(not MODEL_PATH.exists(), reason="the demo model file is not built yet")
 def test_image_that_cannot_be_decoded_is_one_error_line(tmp_path, capsys):
     broken = tmp_path / "broken.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(broken)

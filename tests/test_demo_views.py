@@ -7,8 +7,6 @@ import pytest
 
 from convviz_widgets import Inspector, demo
 
-pytestmark = pytest.mark.skipif(not demo.MODEL_PATH.exists(), reason="the demo model file is not built yet")
-
 
 @pytest.fixture(scope="module")
 def ins():

@@ -74,7 +74,7 @@ def test_one_batch_equals_the_books_loop_for_the_same_start():
             with tf.GradientTape() as tape:
                 loss = tf.reduce_mean(sub(x / 255.0)[..., f])
             g = tape.gradient(loss, x)
-            x.assign_add(g / (tf.sqrt(tf.reduce_mean(tf.square(g))) + 1e-5))
+            x.assign_add(g / tf.sqrt(tf.reduce_mean(tf.square(g))))  # the book's step, without its + 1e-5
         book_final = float(tf.reduce_mean(sub(x / 255.0)[..., f]))
         assert fp.final_activation[k] == pytest.approx(book_final, rel=1e-3, abs=1e-4)
 
@@ -146,7 +146,7 @@ def test_silent_relu_units_climb_until_they_fire():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input((16, 16, 3)),
-        keras.layers.Conv2D(2, 3, activation="relu", name="c", bias_initializer=keras.initializers.Constant(-1.5)),
+        keras.layers.Conv2D(2, 3, activation="relu", name="c", bias_initializer=keras.initializers.Constant(-5.0)),
         keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2),
     ])
     ins = Inspector(model, preprocess="rescale")
@@ -158,3 +158,56 @@ def test_silent_relu_units_climb_until_they_fire():
 def test_filter_counts_can_change_between_calls(ins):
     for n in (1, 4, 2, 7):
         assert ins.filter_patterns("conv3", range(n), size=32, steps=2).images.shape[0] == n
+
+
+def test_the_step_is_step_size_pixels_rms_however_small_the_gradient():
+    rng = np.random.default_rng(0)
+    for scale in (1e-9, 1e-7, 1e-3, 1e3):
+        g = (rng.normal(size=(2, 8, 8, 3)) * scale).astype(np.float32)
+        step = np.asarray(fp_mod.unit_rms(tf.constant(g)))
+        rms = np.sqrt((step.astype(np.float64) ** 2).mean(axis=(1, 2, 3)))
+        np.testing.assert_allclose(rms, 1.0, rtol=1e-4)  # the book's "/ (rms + 1e-5)" gives 0.01 at scale 1e-7
+        np.testing.assert_allclose(step, g / np.sqrt((g.astype(np.float64) ** 2).mean(axis=(1, 2, 3), keepdims=True)),
+                                   rtol=1e-4, atol=1e-6)
+    assert not np.asarray(fp_mod.unit_rms(tf.zeros((1, 4, 4, 3)))).any()  # no gradient: no step, no NaN
+
+
+def _first_layer_gain(model: keras.Model, layer: str, start: np.ndarray, final: np.ndarray,
+                      filters: list[int]) -> np.ndarray:
+    """Each filter's mean activation on its final picture minus on its start picture, computed with Keras here."""
+    conv = model.get_layer(layer)
+
+    def mean_act(x: np.ndarray) -> np.ndarray:
+        out = np.asarray(conv(tf.constant(x.astype(np.float32) / 255.0)))  # the demo's rescale, then conv + ReLU
+        return np.array([out[i, ..., f].mean() for i, f in enumerate(filters)])
+
+    return mean_act(final) - mean_act(start)
+
+
+def test_the_demo_first_layer_patterns_climb_in_both_recipes():
+    from convviz_widgets import demo
+    from convviz_widgets.core import feature_viz as fv
+
+    model = demo.load_model()
+    ins = Inspector(model, preprocess="rescale")
+    filters = list(range(16))
+    step, measure = ins._patterns._plain_fns("conv1", 96, 16)
+    x0 = fp_mod.start_images(16, 96, 3, 0, demo.FILTER_STEP_SIZE)
+    x, _, _ = fp_mod.ascend(step, measure, x0, filters, 40, demo.FILTER_STEP_SIZE, None)
+    plain = _first_layer_gain(model, "conv1", x0, x, filters)
+    assert np.median(plain) > 0.01  # was 0.0: the + 1e-5 swamped conv1's 2e-7 gradients
+    reg = fv.Regularization()
+    pictures = ins.filter_patterns("conv1", filters, size=96, steps=40, mode="regularized").images
+    grey = np.asarray(fv.make_pixels(96, reg)(tf.constant(fv.init_params(16, 96, reg, 0))))
+    regularized = _first_layer_gain(model, "conv1", grey, pictures, filters)
+    assert np.median(regularized) > 0.0
+    assert (plain > 0).sum() >= 12 and (regularized > 0).sum() >= 10  # silent filters fire too
+
+
+def test_the_start_is_the_books_for_a_step_of_one_and_its_noise_scales_with_the_step():
+    book = fp_mod.start_images(2, 32, 3, seed=4)
+    assert 128.0 <= book.min() and book.max() < 148.0 and book.std() > 5.0  # grey + U(0, 20), as in the book
+    rng = np.random.default_rng(4)
+    expected = rng.random((2, 32, 32, 3), dtype=np.float32) * np.float32(60.0) + np.float32(128.0)
+    np.testing.assert_allclose(fp_mod.start_images(2, 32, 3, seed=4, step_size=3.0), expected, rtol=1e-6)
+    assert fp_mod.start_images(2, 32, 3, seed=4, step_size=30.0).max() <= 255.0  # a picture, whatever the step

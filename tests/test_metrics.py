@@ -287,8 +287,6 @@ def test_a_blank_heatmap_counts_as_rank_correlation_zero():
 def test_demo_gradcam_points_at_each_of_two_objects_at_least_95_percent():
     from convviz_widgets import demo
 
-    if not demo.MODEL_PATH.is_file():
-        pytest.skip(f"the demo model is not built yet ({demo.MODEL_PATH}); `make train` creates it")
     ins = Inspector(demo.load_model(), preprocess=demo.PREPROCESS, class_names=list(demo.CLASS_NAMES))
     targets = mx.scene_targets(demo.scene(objects=2, seed=i) for i in range(30))
     cams = mx.compute_cams(ins, targets, "gradcam")

@@ -279,3 +279,19 @@ def test_light_loading_in_a_thread_leaves_models_built_meanwhile_random():
         done.set()
         worker.join()
     assert loaded and all(isinstance(m, keras.Model) for m in loaded)
+
+
+def test_light_load_names_the_files_initialisers_so_the_randomisation_check_draws_random_weights(tmp_path):
+    """Built with zeros, the model still names the file's initialisers: a randomised copy is random, not blank."""
+    from convviz_widgets.metrics import sanity
+
+    ours, theirs = cv.load_model(DEMO_FILE), keras.saving.load_model(DEMO_FILE, compile=False)
+    for a, b in zip(ours._flatten_layers(), theirs._flatten_layers()):
+        assert a.get_config() == b.get_config(), a.name
+    copy = sanity.randomized_copy(cv.Inspector(ours), depth=2, seed=0)
+    name, layer = sanity.weighted_layers(copy.model)[-1]
+    kernel = np.asarray(layer.weights[0])
+    assert kernel.std() > 0 and not np.array_equal(kernel, np.asarray(ours.get_layer(name.split("/")[-1]).weights[0]))
+    keras3 = tmp_path / "tiny.h5"
+    tiny_flatten_dense().save(keras3)
+    assert cv.load_model(keras3).layers[-1].kernel_initializer.__class__ is not keras.initializers.Zeros

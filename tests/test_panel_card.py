@@ -82,11 +82,14 @@ def test_choosing_a_channel_shows_map_pattern_marked_examples_and_evidence(model
     shown(card.pattern)
 
     expected = cv.filter_patterns(model, "conv2", [5], size=32, steps=40, step_size=1.0, seed=0, mode="plain")
-    assert np.array_equal(card.patterns[("conv2", 5)][0], expected.images[0])  # the Filters tab's defaults
+    assert np.array_equal(card.patterns[("conv2", 5)].image, expected.images[0])  # the Filters tab's defaults
 
-    top = cv.top_examples(model, "conv2", dataset, k=9)
+    conv2 = keras.Model(model.inputs, model.get_layer("conv2").output)  # the oracle: each image's channel maxima
+    maxima = conv2(dataset.astype(np.float32) / 255.0).numpy().max(axis=(1, 2))  # (20 images, channels)
     found = card.examples["conv2"]
-    assert np.array_equal(found.indices, top.indices) and np.allclose(found.values, top.values)
+    k5 = found.channels.index(5)
+    np.testing.assert_allclose(found.values[k5], np.sort(maxima[:, 5])[::-1][:9], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(maxima[found.indices[k5], 5], found.values[k5], rtol=1e-5, atol=1e-6)
     examples = shown(card.examples_image)
     assert (examples == MARK).all(axis=-1).sum() >= 9 * 4, "every example has its maximum marked"
     assert "9 of 20" in card.examples_caption.value
@@ -124,13 +127,41 @@ def test_without_a_dataset_the_card_says_how_to_give_one(model):
 
 
 def test_the_demo_model_brings_its_scenes_as_the_dataset():
-    demo = pytest.importorskip("convviz_widgets.demo", reason="the demo package holds the demo model")
+    from convviz_widgets import demo
+
     panel = ConvVizPanel(demo.load_model(), background=False)
     panel.activations.layer.value = "conv5"
     panel.activations.channel.value = 3
     card = panel.activations.card
     shown(card.examples_image)
     assert f"9 of {demo.EXAMPLE_SCENES} dataset images" in card.examples_caption.value
+
+
+def test_the_tab_and_its_card_open_on_the_most_active_channel_and_dead_channels_say_so():
+    from convviz_widgets import demo
+
+    model = demo.load_model()
+    panel = ConvVizPanel(model, background=False)
+    view, card = panel.activations, panel.activations.card
+    x = tf.constant(panel.chooser.rgb[None].astype(np.float32) / 255.0)  # the demo's rescale
+    conv1 = model.get_layer("conv1")(x)
+    means = np.asarray(conv1)[0].mean(axis=(0, 1))
+    best = int(np.argmax(means))
+    assert means[0] == 0.0 and best != 0  # channel 0, where the tab used to open, is dead for this image
+    assert view.layer.value == "conv1" and view.channel.value == best
+    assert "most active" in view.channel_caption.value
+    view.layer.value = "conv2"  # until a channel is chosen, each layer opens on its own most active one
+    pooled = model.get_layer("pool1")(model.get_layer("bn1")(conv1, training=False))
+    conv2 = np.asarray(model.get_layer("conv2")(pooled))[0]
+    assert view.channel.value == int(np.argmax(conv2.mean(axis=(0, 1))))
+    view.layer.value = "conv1"
+    view.card_open.click()
+    assert f"Channel {best}</b>" in card.title.value and "most active" in card.title.value
+    shown(card.overlay), shown(card.pattern)
+    view.channel.value = 0  # still reachable, and labelled
+    assert "dead" in card.title.value and "dead" in view.channel_caption.value
+    view.layer.value = "pool1"  # a chosen channel is kept (pool1's channel 0 is conv1's, batch-normalised and pooled)
+    assert view.channel.value == 0 and "Channel 0</b> of <code>pool1" in card.title.value
 
 
 def test_a_one_shot_iterator_is_refused_with_what_to_pass(model, dataset):
@@ -189,8 +220,8 @@ def test_cam_channel_buttons_are_the_top_positive_contributions_and_open_the_car
 def test_the_card_asks_for_the_grad_cam_tab_until_its_map_exists(model):
     panel = ConvVizPanel(model, rng_image(32, 32, seed=1), background=False)
     panel.activations.layer.value = "conv3"
-    panel.activations.card_open.click()  # channel 0, as it stands
-    assert "Channel 0" in panel.activations.card.title.value
+    panel.activations.card_open.click()  # the channel as it stands
+    assert f"Channel {panel.activations.channel.value}</b>" in panel.activations.card.title.value
     assert "open the Grad-CAM tab" in panel.activations.card.evidence_text.value
     panel.select("Grad-CAM")  # the map is drawn: the card's line follows
     assert "contribution" in panel.activations.card.evidence_text.value

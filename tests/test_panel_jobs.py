@@ -12,13 +12,15 @@ import re
 import threading
 import time
 
+import ipywidgets as widgets
 import keras
 import numpy as np
 import pytest
-from conftest import rng_image, small_convnet
+from conftest import rng_image, small_convnet, wait_until
 
+import convviz_widgets as cv
 from convviz_widgets import Cancelled, Inspector
-from convviz_widgets.widgets import ConvVizPanel, FiltersView, Runner
+from convviz_widgets.widgets import ConvVizPanel, FiltersView, JobSlot, Runner
 from convviz_widgets.widgets.runner import still_wanted
 
 CHANGES = 2000
@@ -36,6 +38,50 @@ def recorder(*widgets_: object) -> list[str]:
     for widget in widgets_:
         widget.observe(lambda change: seen.append(change["new"]), names="value")
     return seen
+
+
+# ----- the job slot every view and the card use ------------------------------------------------------------
+def test_a_job_slot_moves_its_bar_offers_cancel_and_is_idle_before_the_callback() -> None:
+    runner = Runner(background=True)
+    bar, cancel = widgets.IntProgress(7, max=9), widgets.Button(disabled=True)
+    slot = JobSlot(runner, "test", bar, cancel)
+    gate, seen = threading.Event(), []
+
+    def work() -> int:
+        for step in range(1, 1000):
+            if not slot.report(step, 1000):
+                raise Cancelled(f"stopped after {step - 1}")
+            gate.wait(0.002)
+        return 1
+
+    slot.submit("first", work, seen.append, seen.append)
+    assert slot.running and slot.key == "first" and not cancel.disabled and bar.bar_style == "info"
+    wait_until(lambda: bar.value >= 3, what="three reported steps")
+    assert bar.max == 1000
+    assert slot.cancel() and slot.cancelling
+    assert runner.wait(30)
+    assert isinstance(seen[-1], Cancelled) and not slot.running and cancel.disabled and bar.bar_style == "warning"
+
+    slot.submit("second", lambda: cancel.disabled, lambda off: seen.append((off, slot.running, cancel.disabled)),
+                seen.append, cancellable=False)
+    assert runner.wait(30)
+    assert seen[-1] == (True, False, True), "no Cancel for it, and the slot was idle when the result came"
+    assert bar.bar_style == "success" and not slot.cancel()
+
+
+def test_the_card_works_without_the_grad_cam_tab_its_evidence_comes_from_the_panel() -> None:
+    model = small_convnet(size=32, classes=3, seed=2)
+    with cv.scoped_registries():
+        cv.widgets.unregister_view("cam")
+        panel = ConvVizPanel(model, rng_image(32, 32, seed=4), background=False)
+        assert panel.titles == ("Activations", "Filters") and not panel.services.evidence.available
+        panel.open_channel("conv2", 1)
+        card = panel.activations.card
+        assert card.layout.display is None and card.evidence_text.value == "" and panel.activations.error == ""
+    with_cam = ConvVizPanel(model, rng_image(32, 32, seed=4), background=False)
+    with_cam.open_channel("conv2", 1)
+    assert with_cam.services.evidence.available
+    assert "Class evidence" in with_cam.activations.card.evidence_text.value
 
 
 # ----- the runner ----------------------------------------------------------------------------------------
@@ -130,10 +176,7 @@ def test_wait_from_a_job_is_refused_instead_of_hanging() -> None:
 # ----- filter patterns: Render, Cancel, Render --------------------------------------------------------------
 def progressed(view: FiltersView, steps: int) -> None:
     """Wait until a background render has done `steps` steps."""
-    deadline = time.monotonic() + 60
-    while view.progress.value < steps and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert view.progress.value >= steps
+    wait_until(lambda: view.progress.value >= steps, what=f"{steps} ascent steps")
 
 
 def test_render_right_after_cancel_draws_the_new_settings(model8: keras.Model) -> None:

@@ -7,7 +7,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import rng_image
+from conftest import rng_image, wait_until
 
 from convviz_widgets import Cancelled
 from convviz_widgets.widgets import CamView
@@ -96,9 +96,7 @@ def test_score_cam_shows_progress_and_cancel_stops_it_keeping_the_picture_shown(
     view.progress.observe(lambda change: steps.append(change["new"]), names="value")
     overlay, score = view.overlay.value, view.score.value
     view.method.value = "scorecam"
-    deadline = time.monotonic() + 60
-    while view.progress.value < 3 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(lambda: view.progress.value >= 3, what="three masked passes")
     assert not view.cancel_button.disabled and view.progress.max == 1000
     view.cancel_button.click()
     assert view.wait(60)

@@ -19,9 +19,8 @@ def model():
 
 @pytest.fixture
 def toy_view():
-    """A user's tab, written as a user would: the brightest pixel of the image the model sees."""
+    """A user's tab, written as a user would: the brightest pixel of the image the model sees (for one test)."""
 
-    @cv.register_view("brightest", "Brightest")
     class Brightest(cv.ImageView):
         kind = "brightest"
 
@@ -37,8 +36,9 @@ def toy_view():
         def apply(self, result, wanted, fresh):
             self.answer.value = f"brightest: {result}"
 
-    yield Brightest
-    unregister_view("brightest")
+    with cv.registered_view("brightest", "Brightest", Brightest):
+        yield Brightest
+    assert "brightest" not in [entry.key for entry in view_entries()]
 
 
 def test_the_built_in_tabs_come_from_the_registry_in_order(model):
@@ -74,20 +74,18 @@ def test_an_unregistered_view_leaves_new_panels(model, toy_view):
     assert "Brightest" not in panel.titles
     with pytest.raises(AttributeError):
         panel.brightest  # noqa: B018
-    cv.register_view("brightest", "Brightest")(toy_view)  # the fixture unregisters it again
 
 
 def test_order_places_a_tab_between_the_built_in_ones(model):
-    @cv.register_view("between", "Between", order=15)
     class Between(View):
         kind = "between"
 
-    try:
+    with cv.registered_view("between", "Between", Between, order=15):
         panel = ConvVizPanel(model, rng_image(32, 32, seed=6), background=False)
         assert panel.titles == ("Activations", "Between", "Filters", "Grad-CAM")
         assert panel.between not in panel.image_views  # a plain View is not sent images
-    finally:
-        unregister_view("between")
+    assert ConvVizPanel(model, rng_image(32, 32, seed=6), background=False).titles == (
+        "Activations", "Filters", "Grad-CAM")
 
 
 def test_register_view_refuses_what_cannot_be_a_tab():

@@ -46,10 +46,15 @@ def test_dead_channels_become_flat_tiles_without_nan_or_warning():
         assert tile.min() == tile.max() == 128
 
 
-def test_activation_grid_with_nan_input_stays_finite():
+def test_activation_grid_with_nan_input_draws_it_as_zero():
     act = _act(c=2)
     act[0, 0, 0] = np.nan
-    assert activation_grid(act).dtype == np.uint8
+    grid = activation_grid(act, images_per_row=2, cmap="gray", margin=0)
+    assert grid.dtype == np.uint8
+    for k in (0, 1):  # the book's scaling of each channel, the NaN counted as 0
+        ch = np.where(np.isnan(act[..., k]), 0.0, act[..., k])
+        expected = np.clip((ch - ch.mean()) / ch.std() * 64 + 128, 0, 255)
+        np.testing.assert_allclose(grid[:, k * 5 : (k + 1) * 5, 0].astype(float), expected, atol=1.01)
 
 
 def test_activation_grid_margin_separates_tiles_with_background():
@@ -106,3 +111,39 @@ def test_channel_image_rejects_out_of_range_channel():
 def test_unknown_colormap_is_a_clear_error():
     with pytest.raises(ConvVizError, match="colormap"):
         activation_grid(_act(), cmap="no-such-map")
+
+
+@pytest.mark.parametrize("h, w", [(1200, 1600), (300, 400), (96, 96), (150, 150), (40, 300), (2000, 500)])
+def test_the_header_shows_any_image_at_one_size_keeping_its_aspect(h, w):
+    shown = render.at_side(np.zeros((h, w, 3), np.uint8), 192)
+    assert max(shown.shape[:2]) == 192
+    short = round(min(h, w) * 192 / max(h, w))
+    assert abs(min(shown.shape[:2]) - short) <= 1 and (shown.shape[0] >= shown.shape[1]) == (h >= w)
+
+
+def test_a_small_header_image_is_enlarged_with_whole_pixels():
+    img = np.random.default_rng(3).integers(0, 256, (96, 96, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(render.at_side(img, 192), np.repeat(np.repeat(img, 2, axis=0), 2, axis=1))
+
+
+def test_a_large_header_image_is_averaged_not_sampled():
+    img = np.zeros((1200, 1600, 3), np.uint8)
+    img[::2] = 255  # fine stripes: an average is grey, a nearest sample would be black or white
+    shown = render.at_side(img, 192)
+    assert shown.shape == (144, 192, 3) and 100 < shown.mean() < 155
+
+
+def test_a_filter_that_never_fired_is_a_flat_tile_labelled_dead():
+    from types import SimpleNamespace
+
+    from convviz_widgets.render.filters import tile_label
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 24, 24, 3)).astype(np.uint8)
+    final = np.array([0.7, 0.0, -0.1], np.float32)
+    shown = render.shown_patterns(images, final)
+    np.testing.assert_array_equal(shown[0], images[0])  # a live filter keeps its pattern
+    assert shown[1].std() == 0 and shown[2].std() == 0  # no noise dressed up as a pattern
+    assert (tile_label(4, 0.0), tile_label(4, 0.512)) == ("#4  dead", "#4  0.512")
+    grid = render.filter_picture(SimpleNamespace(images=images, filters=(0, 4, 9), final_activation=final))
+    assert grid.shape[0] > 96 and grid.dtype == np.uint8

@@ -262,7 +262,8 @@ def test_save_png_never_overwrites_a_file_nor_writes_through_a_link(tmp_path) ->
     folder = tmp_path / "s"
     folder.mkdir()
     grid = folder / f"convviz-activations-conv1-{tag}.png"
-    channel = folder / f"convviz-activations-conv1-channel0-{tag}.png"
+    k = view.channel.value  # the layer's most active channel, where the tab opens
+    channel = folder / f"convviz-activations-conv1-channel{k}-{tag}.png"
     grid.write_bytes(b"the user's own file")
     outside = tmp_path / "outside.png"
     outside.write_bytes(b"outside the folder")
@@ -272,7 +273,7 @@ def test_save_png_never_overwrites_a_file_nor_writes_through_a_link(tmp_path) ->
     assert grid.read_bytes() == b"the user's own file" and outside.read_bytes() == b"outside the folder"
     assert channel.is_symlink()
     new = [folder / f"convviz-activations-conv1-{tag}-2.png",
-           folder / f"convviz-activations-conv1-channel0-{tag}-2.png"]
+           folder / f"convviz-activations-conv1-channel{k}-{tag}-2.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in new)
     assert f"Saved in <code>{folder.resolve()}</code>" in view.saved.value
     assert all(p.name in view.saved.value for p in new)

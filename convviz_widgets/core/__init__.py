@@ -5,7 +5,7 @@ from ..images import load_image
 from . import device  # noqa: F401 - batch budgets follow the GPU's memory when one computes
 from .api import activations, filter_patterns, gradcam, inspector_for, predict
 from .cam import CAM
-from .cams import CamMethod, CamRequest, PerturbationMethod, register_cam_method
+from .cams import CamMethod, CamRequest, PerturbationMethod, register_cam_method, registered_cam_method
 from .cams import method_names as cam_methods
 from .device import describe_device
 from .examples import ReceptiveField, TopExamples, receptive_field, top_examples
@@ -17,7 +17,7 @@ from .preprocess import PRESETS
 
 __all__ = [
     "CAM", "CamMethod", "CamRequest", "PerturbationMethod", "cam_methods", "register_cam_method",
-    "describe_device",
+    "registered_cam_method", "describe_device",
     "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activations",
     "filter_patterns", "gradcam", "inspector_for", "load_image", "load_model", "predict",
     "ReceptiveField", "TopExamples", "receptive_field", "top_examples",

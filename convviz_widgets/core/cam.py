@@ -49,16 +49,6 @@ def top_contributors(shares: np.ndarray, n: int) -> list[int]:
     return [int(k) for k in order[:n] if shares[k] > 0]
 
 
-def gradcam_pp_weights(feats: np.ndarray, grads: np.ndarray) -> np.ndarray:
-    """Grad-CAM++: positive gradients weighted by the closed-form alpha of Chattopadhay et al."""
-    g = grads.astype(np.float64)
-    g2, g3 = g * g, g * g * g
-    total = feats.astype(np.float64).sum(axis=(0, 1), keepdims=True)
-    denom = 2.0 * g2 + total * g3
-    alpha = np.divide(g2, denom, out=np.zeros_like(g2), where=np.abs(denom) > 1e-12)
-    return (alpha * np.maximum(g, 0.0)).sum(axis=(0, 1)).astype(np.float32)
-
-
 def top_variance_channels(feats: np.ndarray, max_channels: int | None) -> np.ndarray:
     """Channel indices (ascending) of the `max_channels` maps with the largest spatial variance.
 

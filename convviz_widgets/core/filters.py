@@ -160,12 +160,29 @@ def _gain_and_activation(z: tf.Tensor, activation: Callable, axes: list[int]) ->
     """(what the ascent climbs, the mean activation) of pre-activation maps z.
 
     The ascent climbs the mean activation, as the book does. A ReLU unit that is silent at every
-    pixel has no gradient there, so it climbs its pre-activation instead until it fires.
+    pixel has no gradient there, so it climbs its largest pre-activation instead (the place closest
+    to firing) until it fires. Climbing the mean pre-activation would not do: for a unit whose
+    weights sum below zero (a dark or edge detector) it darkens the whole picture, which never
+    fires it inside the pixel range.
     """
     act = tf.reduce_mean(activation(z), axis=axes)
     if getattr(activation, "__name__", "") not in ("relu", "relu6"):
         return act, act
-    return tf.where(act > 0.0, act, tf.reduce_mean(z, axis=axes)), act
+    return tf.where(act > 0.0, act, tf.reduce_max(z, axis=axes)), act
+
+
+def unit_rms(grads: tf.Tensor) -> tf.Tensor:
+    """Each image's gradient scaled to RMS 1, whatever its magnitude; an all-zero gradient stays zero.
+
+    The book divides by RMS + 1e-5, which assumes gradients far above 1e-5. A mean over every
+    position of an early layer, behind an x/255 preprocessing, gives per-pixel gradients near 1e-7:
+    the 1e-5 then swamps them and a step of 3 pixel levels moves 0.07. Scaling by the largest
+    magnitude first keeps the squares away from float32 underflow.
+    """
+    peak = tf.reduce_max(tf.abs(grads), axis=[1, 2, 3], keepdims=True)
+    scaled = tf.math.divide_no_nan(grads, peak)
+    rms = tf.sqrt(tf.reduce_mean(tf.square(scaled), axis=[1, 2, 3], keepdims=True))
+    return tf.math.divide_no_nan(scaled, rms)
 
 
 def make_step(objective: Callable, count: int, size: int, channels: int) -> tuple[Callable, Callable]:
@@ -183,9 +200,7 @@ def make_step(objective: Callable, count: int, size: int, channels: int) -> tupl
             tape.watch(x)
             gain, act = objective(x, filters)
             loss = tf.reduce_sum(gain)
-        grads = tape.gradient(loss, x)
-        norm = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=[1, 2, 3], keepdims=True)) + 1e-5
-        return x + step_size * grads / norm, act
+        return x + step_size * unit_rms(tape.gradient(loss, x)), act
 
     def measure(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
         return objective(x, filters)[1]
@@ -221,10 +236,22 @@ def pad_batch(a: np.ndarray, size: int) -> np.ndarray:
     return a if extra <= 0 else np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
 
 
-def start_images(n: int, size: int, channels: int, seed: int) -> np.ndarray:
-    """The book's start: grey (128) plus uniform noise of amplitude 20, per filter."""
+NOISE_PER_STEP = 20.0  # the book's start noise (20 levels) for its step of 1 level
+NOISE_MAX = 127.0  # and never more than keeps the start inside the pixel range (128 + 127 = 255)
+
+
+def start_images(n: int, size: int, channels: int, seed: int, step_size: float = 1.0) -> np.ndarray:
+    """The book's start, per filter: grey (128) plus uniform noise of 20 levels per level of step.
+
+    With the book's step of 1 this is its start exactly. A model given a larger step because one level
+    is small to it (the demo sees x/255) gets its noise scaled alike: with 20 levels of noise and 3-level
+    steps, a first layer's ReLU units all stay on one side of zero, the ascent only shifts the mean colour
+    and an edge detector never shows its edge. The noise never leaves the pixel range.
+    """
     rng = np.random.default_rng(seed)
-    return (rng.random((n, size, size, channels), dtype=np.float32) * 20.0 + 128.0).astype(np.float32)
+    amplitude = np.float32(min(NOISE_PER_STEP * step_size, NOISE_MAX))
+    noise = rng.random((n, size, size, channels), dtype=np.float32) * amplitude
+    return (noise + 128.0).astype(np.float32)
 
 
 def ascend(step: Callable, measure: Callable, x0: np.ndarray, filters: Sequence[int], steps: int,

@@ -395,10 +395,6 @@ class Inspector:
             _finite_layer(name, act)
         return _finite(logits, "the model's output for this image")
 
-    def scores(self, image: ImageSource) -> np.ndarray:
-        """The same values as `probabilities`, under the name that fits every head."""
-        return self.probabilities(image)
-
     def predict(self, image: ImageSource, top: int = 5) -> list[tuple[int, str, float]]:
         """The top classes as (index, name, value), highest first; the value is a `score_label`."""
         top = checks.bounded(top, "top", checks.TOP)

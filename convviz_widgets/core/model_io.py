@@ -446,6 +446,28 @@ def zero_initializers(config: Any) -> Any:
             for k, v in config.items()}
 
 
+def restore_initializers(model: Any, config: Any) -> None:
+    """Give each layer back the initialisers its file declares, once the saved weights are in.
+
+    The model was built with zeros to skip the random draws; its layers must still name the
+    initialisers of the file, since re-initialising (the randomisation check), `get_config` and
+    saving read them.
+    """
+    layers = {layer.name: layer for layer in getattr(model, "layers", [])}
+    entries = (config.get("config") or {}).get("layers") if isinstance(config, dict) else None
+    for entry in entries or []:
+        declared = entry.get("config") if isinstance(entry, dict) else None
+        layer = layers.get(declared.get("name")) if isinstance(declared, dict) else None
+        if layer is None:
+            continue
+        for key, value in declared.items():
+            if key.endswith("_initializer") and _is_builtin_initializer(value) and hasattr(layer, key):
+                with contextlib.suppress(ValueError, TypeError):
+                    setattr(layer, key, keras.initializers.get(value))
+        if isinstance(declared.get("layers"), list):
+            restore_initializers(layer, entry)
+
+
 def _loads_light(zf: zipfile.ZipFile) -> bool:
     """Whether an archive can be built light: config and HDF5 weights only (assets go through Keras's loader)."""
     names = set(zf.namelist())
@@ -459,11 +481,12 @@ def _load_keras(path: Path, safe_mode: bool) -> keras.Model:
         light = _loads_light(zf)
     if not light:
         return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
-    config = {**zero_initializers(config), "compile_config": None}
     with _object_sharing():
-        model = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
+        model = keras.saving.deserialize_keras_object({**zero_initializers(config), "compile_config": None},
+                                                      safe_mode=safe_mode)
     with _filled_in_slices(model), open(path, "rb") as handle, zipfile.ZipFile(handle) as zf:
         _load_weights(model, path, zf)
+    restore_initializers(model, config)
     return model
 
 
@@ -556,13 +579,15 @@ def _load_h5(path: Path, safe_mode: bool) -> keras.Model:
         text = h5.attrs.get("model_config")
         if text is None or "model_weights" not in h5:  # Keras's loader says what is missing
             return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
-        config = zero_initializers(json_utils.decode(text.decode("utf-8") if isinstance(text, bytes) else str(text)))
+        declared = json_utils.decode(text.decode("utf-8") if isinstance(text, bytes) else str(text))
+        config = zero_initializers(declared)
         custom = {**object_registration.GLOBAL_CUSTOM_OBJECTS,
                   **global_state.get_global_attribute("custom_objects_scope_dict", {})}
         with saving_options.keras_option_scope(use_legacy_config=True), serialization_lib.SafeModeScope(safe_mode):
             model = saving_utils.model_from_config(config, custom_objects=custom)
             with _filled_in_slices(model, lazy_stores=False):  # each array read whole, copied in without a tensor
                 legacy_h5_format.load_weights_from_hdf5_group(h5["model_weights"], model)
+            restore_initializers(model, declared)
     return model
 
 

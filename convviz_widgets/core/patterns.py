@@ -69,7 +69,7 @@ class PatternEngine:
                                              _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
                      for lo in range(0, len(idx), chunk)]
         else:
-            x0 = fp.start_images(len(idx), size, self.ins.channels, seed)  # one draw, sliced per chunk
+            x0 = fp.start_images(len(idx), size, self.ins.channels, seed, step_size)  # one draw, sliced per chunk
             parts = [self._ascend_chunk(node.name, x0[lo : lo + chunk], idx[lo : lo + chunk], steps, step_size,
                                         _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
                      for lo in range(0, len(idx), chunk)]

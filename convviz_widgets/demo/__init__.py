@@ -116,22 +116,3 @@ EXAMPLE_SCENES = 256  # scenes the panel searches for a channel's top examples
 def example_images(n: int = EXAMPLE_SCENES, size: int = IMAGE_SIZE) -> np.ndarray:
     """``n`` demo scenes (seeds 0..n-1) as one uint8 (n, size, size, 3) array: a small dataset for examples."""
     return np.stack([scene(seed=i, size=size).image for i in range(n)])
-
-
-def evaluate(
-    model: keras.Model | None = None,
-    n: int = 1000,
-    seed: int = EVAL_SEED,
-    batch_size: int = 250,
-    cue: bool = False,
-) -> float:
-    """Top-1 accuracy on ``n`` fresh single-shape scenes (seeds ``seed..seed+n-1``), with or without the cue."""
-    model = load_model() if model is None else model
-    size = int(model.input_shape[1])
-    correct = 0
-    for start in range(0, n, batch_size):
-        shots = [scene(seed=seed + i, size=size, cue=cue) for i in range(start, min(n, start + batch_size))]
-        x = np.stack([s.image for s in shots]).astype(np.float32) / 255.0
-        predicted = np.argmax(model.predict_on_batch(x), axis=1)
-        correct += int(np.sum(predicted == np.array([s.labels[0] for s in shots])))
-    return correct / n

@@ -33,13 +33,33 @@ from pathlib import Path
 
 import numpy as np
 
-from . import EVAL_SEED, MODEL_NAME, MODEL_PATHS, carry_facts, evaluate
+from . import EVAL_SEED, MODEL_NAME, MODEL_PATHS, carry_facts, load_model
 from .scenes import CLASS_NAMES, IMAGE_SIZE, make_batch, scene
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402  (after quieting TensorFlow's start-up log)
 import tensorflow as tf  # noqa: E402
+
+
+def evaluate(
+    model: keras.Model | None = None,
+    n: int = 1000,
+    seed: int = EVAL_SEED,
+    batch_size: int = 250,
+    cue: bool = False,
+) -> float:
+    """The training report's measure: top-1 accuracy on ``n`` fresh scenes (seeds ``seed..seed+n-1``), cue or not."""
+    model = load_model() if model is None else model
+    size = int(model.input_shape[1])
+    correct = 0
+    for start in range(0, n, batch_size):
+        shots = [scene(seed=seed + i, size=size, cue=cue) for i in range(start, min(n, start + batch_size))]
+        x = np.stack([s.image for s in shots]).astype(np.float32) / 255.0
+        predicted = np.argmax(model.predict_on_batch(x), axis=1)
+        correct += int(np.sum(predicted == np.array([s.labels[0] for s in shots])))
+    return correct / n
+
 
 WIDTHS = (16, 32, 64, 128, 128)  # filters of conv1..conv5
 POOLED = 3  # conv1..conv3 are followed by a 2x2 max-pool; conv4 and conv5 keep the grid

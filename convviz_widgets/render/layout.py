@@ -17,6 +17,7 @@ from .overlay import upscale
 FIGURE_SIDE = 256  # small pictures (a model input, an overlay, one channel) are enlarged to about this size
 FIGURE_LIMIT = 512  # and never beyond this
 DISPLAY_MAX_SIDE = 512  # uploads are shown (and overlaid) at most this large
+HEADER_SIDE = 192  # the panel's header shows every image with its longer side this long
 GRID_WIDTH = 1280  # a grid much wider than a notebook column is shrunk by the browser anyway
 GRID_PIXELS = 1_500_000  # and a taller one costs PNG time without showing more
 GRID_TARGET = 640  # small grids are enlarged to about this width
@@ -51,6 +52,15 @@ def fit(image: np.ndarray, side: int) -> np.ndarray:
 def shrink(image: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
     """The picture as it is, or shrunk (area-averaged, aspect kept) so its longer side is `max_side`."""
     return image if max(image.shape[:2]) <= max_side else fit(image, max_side)
+
+
+def at_side(image: np.ndarray, side: int = HEADER_SIDE) -> np.ndarray:
+    """The picture with its longer side exactly `side`, aspect kept: one display size for any image.
+
+    A small picture is first enlarged by a whole factor (crisp pixels), then area-averaged down to `side`.
+    """
+    big = enlarge(image, side, max(side, 1024))
+    return big if max(big.shape[:2]) == side else fit(big, side)
 
 
 def side_by_side(*pictures: np.ndarray, gap: int = 8) -> np.ndarray:

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import html
+from dataclasses import dataclass, field
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 
 from ..core.checks import PER_ROW
-from ..core.facts import layer_facts
+from ..core.facts import channel_note, layer_facts, most_active_channel
 from ..render import GRID_WIDTH, activation_picture, channel_image, enlarge_figure
-from .base import ImageView, control_value, guarded, output_problem, picture_widget, show_picture
-from .card import ChannelCard, Evidence
+from .base import control_value, guarded, output_problem, picture_widget, show_picture
+from .card import ChannelCard
+from .image_view import ImageView
 from .registry import register_view
+from .services import ClassEvidence
+from .text import channel_caption, facts_html, grid_caption, layer_label
 
 CMAPS = ("viridis", "magma", "inferno", "plasma", "cividis", "gray", "jet")
-
-
-def layer_label(shape: tuple, name: str) -> str:
-    """Dropdown text: the layer name and its output size."""
-    dims = "×".join("?" if d is None else str(d) for d in shape[1:])
-    return f"{name}  ({dims})"
 
 
 def extra_layers(inspector: Any) -> list[str]:
@@ -35,6 +32,14 @@ def extra_layers(inspector: Any) -> list[str]:
     return [] if cam in inspector.layers else [cam]
 
 
+@dataclass(frozen=True)
+class LayerOutputs:
+    """The Activations tab's result: every layer's output for the image, and a problem they show (NaN/inf)."""
+
+    acts: dict[str, np.ndarray] = field(default_factory=dict)
+    problem: Exception | None = None
+
+
 @register_view("activations", "Activations", order=10)
 class ActivationsView(ImageView):
     """Feature maps of one image: a layer's channels in a grid, one channel large, and its statistics."""
@@ -44,7 +49,7 @@ class ActivationsView(ImageView):
 
     def __init__(self, model: Any, image: Any = None, *, layer: str | None = None, images_per_row: int = 16,
                  cmap: str = "viridis", grid_width: int = GRID_WIDTH, dataset: Any = None,
-                 evidence: Evidence | None = None, **kwargs: Any) -> None:
+                 evidence: ClassEvidence | None = None, **kwargs: Any) -> None:
         super().__init__(model, image, **kwargs)
         self.grid_width = grid_width
         self._acts: dict[str, np.ndarray] = {}
@@ -80,7 +85,11 @@ class ActivationsView(ImageView):
             "<small>or choose a channel: its map over the image, its filter pattern, the dataset images that "
             "excite it most and its class evidence.</small>")], layout=widgets.Layout(align_items="center"))
         self.card_hint.add_class("convviz-card-hint")
-        self.card = ChannelCard(self.inspector, self.runner, self.slot, dataset, evidence)
+        self.card = ChannelCard(self.inspector, self.runner, self.slot, dataset,
+                                None if evidence is None else lambda layer, k: evidence.text(self.rgb, layer, k))
+        if evidence is not None:
+            evidence.subscribe(self.card.refresh_evidence)
+        self._auto_channel = True  # the slider follows the layer's most active channel until one is chosen
         self.on(self.layer, self._layer_changed)
         self.on(self.per_row, self._grid_changed)
         self.on(self.cmap, self._cmap_changed)
@@ -99,28 +108,29 @@ class ActivationsView(ImageView):
 
     @classmethod
     def for_panel(cls, panel: Any) -> ActivationsView:
-        """As a tab: the panel's dataset (or the model's own examples) feeds the channel cards."""
-        return cls(panel.inspector, runner=panel.runner, save_dir=panel.save_dir, dataset=panel.dataset)
+        """As a tab: the panel's dataset feeds the channel cards, and its class evidence their last line."""
+        services = panel.services
+        return cls(panel.inspector, runner=panel.runner, save_dir=panel.save_dir, dataset=services.dataset,
+                   evidence=services.evidence)
 
     # ----- model work -------------------------------------------------------------------------------
-    def cached(self, wanted: Any) -> bool:
-        """Every layer of the current image is kept: layer, colormap and channel changes need no model work."""
-        return bool(self._acts)
-
-    def show(self, wanted: Any) -> None:
-        """Redraw from the kept activations."""
+    def show(self, wanted: None) -> bool:
+        """Redraw from the kept activations: every layer of the image is kept, so controls need no model work."""
+        if not self._acts:
+            return False
         self._layer_changed()
+        return True
 
-    def compute(self, rgb: np.ndarray, wanted: Any, fresh: bool) -> tuple[dict[str, np.ndarray], Exception | None]:
+    def compute(self, rgb: np.ndarray, wanted: None, fresh: bool) -> LayerOutputs:
         """One forward pass gives every layer's output (cached by the Inspector), and whether it is finite."""
         acts = self.inspector.activations(rgb)
         if self.extra_layers:
             acts = {**acts, **self.inspector.activations(rgb, layers=self.extra_layers)}
-        return acts, output_problem(self.inspector, rgb, acts)
+        return LayerOutputs(acts, output_problem(self.inspector, rgb, acts))
 
-    def apply(self, result: tuple[dict[str, np.ndarray], Exception | None], wanted: Any, fresh: bool) -> None:
+    def apply(self, result: LayerOutputs, wanted: None, fresh: bool) -> None:
         """Keep the activations of the new image and redraw from them (a NaN/inf output stays in view as an error)."""
-        self._acts, self.standing = result
+        self._acts, self.standing = result.acts, result.problem
         self._facts = {}
         self._layer_changed()
 
@@ -168,6 +178,8 @@ class ActivationsView(ImageView):
                 return
             with self.quietly():
                 self.channel.max = act.shape[-1] - 1
+                if self._auto_channel:
+                    self.channel.value = most_active_channel(act)
             self._draw_grid(act)
             self._draw_channel(act)
             self._draw_facts(act)
@@ -197,6 +209,7 @@ class ActivationsView(ImageView):
         """Another channel to enlarge (choosing one opens its card)."""
         with self._lock:
             self.card.opened = True
+            self._auto_channel = False
             act = self.activation()
             if act is not None:
                 self._draw_channel(act)
@@ -204,12 +217,10 @@ class ActivationsView(ImageView):
 
     def _draw_grid(self, act: np.ndarray) -> None:
         """Render the grid picture and its caption."""
-        h, w, c = act.shape
-        per_row = min(control_value(self.per_row, PER_ROW), c)
+        per_row = min(control_value(self.per_row, PER_ROW), act.shape[-1])
         picture, f = activation_picture(act, per_row, self.cmap.value, self.grid_width)
         show_picture(self.grid, picture)
-        note = f"; tiles shown at 1/{f} resolution (saved files are full size)" if f > 1 else ""
-        self.grid_caption.value = f"<small>All {c} channels of {h}×{w}, {per_row} per row{note}.</small>"
+        self.grid_caption.value = grid_caption(act.shape, per_row, f)
 
     def open_channel(self, layer: str, channel: int) -> None:
         """Show a layer's channel and its card (the Grad-CAM tab's channel buttons call this)."""
@@ -221,17 +232,14 @@ class ActivationsView(ImageView):
                 self.channel.value = int(channel)
                 self.layer.value = name
             self.card.opened = True
+            self._auto_channel = False
             self._layer_changed()  # draws everything once, for the new channel
 
     def _draw_channel(self, act: np.ndarray) -> None:
         """Render the enlarged channel, its statistics and its card."""
         k = min(self.channel.value, act.shape[-1] - 1)
         show_picture(self.channel_picture, self.channel_array())
-        ch = act[..., k]
-        self.channel_caption.value = (
-            f"<small>Channel {k}: min {ch.min():.3g}, max {ch.max():.3g}, mean {ch.mean():.3g}, "
-            f"{np.mean(ch == 0.0):.0%} zeros.</small>"
-        )
+        self.channel_caption.value = channel_caption(k, act[..., k], channel_note(act, k))
         self.card_hint.layout.display = "none" if self.card.opened else None
         if self.display is not None:
             self.card.show_channel(self.layer.value, k, act, self.display, self.cmap.value)
@@ -241,11 +249,5 @@ class ActivationsView(ImageView):
         name = self.layer.value
         if name not in self._facts:
             self._facts[name] = layer_facts(act)
-        facts = self._facts[name]
         kind = type(self.inspector.layer(name).layer).__name__
-        h, w, c = act.shape
-        self.facts.value = (
-            f"<b>{html.escape(name)}</b> ({kind}) · output <b>{h} × {w} × {c}</b> · "
-            f"dead channels: <b>{facts['dead']} of {c}</b> ({facts['dead'] / c:.1%}, never positive for this image) · "
-            f"sparsity: <b>{facts['sparsity']:.1%}</b> of activations are zero"
-        )
+        self.facts.value = facts_html(name, kind, act.shape, self._facts[name])

@@ -1,4 +1,4 @@
-"""What every view shares: the Inspector, a Runner, pictures, messages, saving and the current image."""
+"""What every view shares: the Inspector, a job slot, pictures, messages, saving and its part of a report."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import base64
 import functools
 import html
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,7 +20,8 @@ from ..core import Cancelled, ConvVizError, Inspector, inspector_for
 from ..core.checks import Bound
 from ..images import load_image, short_digest, write_new_file
 from ..render import DISPLAY_MAX_SIDE, shrink, slug, to_png
-from .runner import Runner
+from .runner import JobSlot, Runner
+from .text import error_html, error_text
 
 log = logging.getLogger("convviz_widgets")
 
@@ -49,11 +50,6 @@ def score_label(inspector: Any) -> str:
     return str(getattr(inspector, "score_label", "probability"))
 
 
-def no_classes_text(inspector: Any) -> str:
-    """One line: the model has no class output, and how to give it one."""
-    shape = tuple(inspector.graph.head.logits.shape)
-    return (f"This model has no class output (it ends in a feature map {shape}), so there is no class to "
-            "explain: add a classifier head, or pass the full model (e.g. include_top=True).")
 
 
 NOT_FINITE = ("The model's output is not finite (NaN or inf) for this image, so its {what} mean nothing. "
@@ -103,13 +99,6 @@ def control_value(control: widgets.Widget, bound: Bound) -> Any:
     return bound.check(control.value, str(getattr(control, "description", "") or "this control"))
 
 
-def error_text(err: BaseException) -> str:
-    """A readable one-paragraph message for an error raised in a callback."""
-    if isinstance(err, (ConvVizError, Cancelled)):
-        return str(err)
-    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-
-
 def guarded(method: F) -> F:
     """Decorate a widget callback so an error shows in the view instead of escaping."""
 
@@ -124,6 +113,15 @@ def guarded(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@dataclass
+class ReportSection:
+    """A view's part of `convviz report`: a title, HTML (trusted: the view wrote it) and pictures by name."""
+
+    title: str
+    html: str = ""
+    pictures: dict[str, np.ndarray] = field(default_factory=dict)
+
+
 # ----- the base view ------------------------------------------------------------------------------------
 class View(widgets.VBox):
     """A tab of the panel, also usable alone: controls, pictures, a status line, errors and saving."""
@@ -136,6 +134,7 @@ class View(widgets.VBox):
         self.inspector = as_inspector(model, preprocess, class_names, output)
         self.runner = runner if runner is not None else Runner(background)
         self.slot = f"{self.kind}-{id(self):x}"  # this view's job slot: a new request replaces the last one
+        self.job = JobSlot(self.runner, self.slot)
         self.save_dir = save_dir
         self.status = widgets.Label()
         self.status.add_class("convviz-status")
@@ -147,6 +146,7 @@ class View(widgets.VBox):
         self.saved.add_class("convviz-saved")
         self.save_button.on_click(lambda _: self._save_clicked())
         self.standing: BaseException | None = None  # a problem of the current image, shown until the image changes
+        self.error = ""  # the error text shown now ('' when none)
         self._lock = self.runner.lock  # results are handed over under the same lock
         self._quiet = threading.local()  # per thread: a job setting controls must not mute the user
         self.add_class("convviz-view")
@@ -157,23 +157,16 @@ class View(widgets.VBox):
         """Show an error as a readable message in the view (and log unexpected ones)."""
         if not isinstance(err, (ConvVizError, Cancelled)):
             log.warning("convviz_widgets: %s", error_text(err), exc_info=err)
-        self.message.value = (
-            '<div class="convviz-error" style="color:#b00020;border-left:3px solid #b00020;padding:2px 8px">'
-            f"<b>Error:</b> {html.escape(error_text(err))}</div>"
-        )
+        self.error = error_text(err)
+        self.message.value = error_html(self.error)
         self.status.value = ""
 
     def clear_error(self) -> None:
         """Remove the last error message (a standing problem of the current image stays)."""
         if self.standing is not None:
             self.show_error(self.standing)
-        elif self.message.value:
-            self.message.value = ""
-
-    @property
-    def error(self) -> str:
-        """The error text currently shown ('' when none)."""
-        return re.sub(r"<[^>]+>", "", html.unescape(self.message.value)).replace("Error: ", "", 1)
+        else:
+            self.message.value, self.error = "", ""
 
     @contextmanager
     def quietly(self) -> Iterator[None]:
@@ -207,11 +200,24 @@ class View(widgets.VBox):
     # ----- as a tab of the panel -----------------------------------------------------------------------
     @classmethod
     def for_panel(cls, panel: Any) -> View:
-        """Build this view as a tab of `panel`: its Inspector, job runner and save folder are shared."""
+        """Build this view as a tab of `panel`: its Inspector, job runner and save folder are shared.
+
+        A view that needs what the panel offers (``panel.services``: the dataset, the class evidence, opening
+        a channel's card) overrides this and takes it from there.
+        """
         return cls(panel.inspector, runner=panel.runner, save_dir=panel.save_dir)
 
     def connect(self, panel: Any) -> None:
-        """Hook: wire this tab to the panel's other tabs (``panel.tab(key)``) once all of them exist."""
+        """Hook: called once every tab of the panel exists (``panel.tab(key)`` finds the others)."""
+
+    def report_section(self) -> ReportSection | None:
+        """Hook: this view's part of `convviz report`, once it has explained the report's image (None: no part).
+
+        `convviz report` builds every registered view that overrides this alone, runs it inline on the report's
+        image and adds the section it returns (e.g. ``ReportSection("Top 3", html=..., pictures=self.pictures())``).
+        The built-in tabs have their own sections in the report already.
+        """
+        return None
 
     # ----- saving ------------------------------------------------------------------------------------
     def pictures(self) -> dict[str, np.ndarray]:
@@ -262,194 +268,3 @@ class View(widgets.VBox):
         folder = html.escape(str(written[0][0].parent.resolve()))
         self.saved.value = f"Saved in <code>{folder}</code>: " + ", ".join(links)
         self.clear_error()
-
-
-class ImageView(View):
-    """A view that explains one image: whatever its controls ask for is computed in its job slot.
-
-    Subclasses say what the controls ask for (`wanted`), whether the current image's caches hold it
-    (`cached`, then `show` draws it at once), how to compute it (`compute`, in the worker thread) and
-    how to show a result (`apply`, under the runner's lock). Every request replaces the previous one
-    of this view, so what is shown always belongs to the last request.
-    """
-
-    busy_text = "Computing…"
-
-    def __init__(self, model: Any, image: Any = None, **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
-        self.rgb: np.ndarray | None = None  # the image as the model sees it
-        self.display: np.ndarray | None = None  # the image as a person sees it
-        self.scene: Any = None  # the demo Scene behind the image (labels, object masks), if it is one
-        self._pending: tuple[Any, np.ndarray | None, Any] | None = None  # an image asked for, not shown yet
-        self._awaiting = False  # the panel's header is loading a new image for this view
-        self._active = True
-        self._dirty = False
-        self._initial_image = image
-
-    def _start_initial(self) -> None:
-        """Subclasses call this at the end of __init__, once their controls exist."""
-        if self._initial_image is not None:
-            self.set_image(self._initial_image)
-        self._initial_image = None
-
-    @property
-    def enabled(self) -> bool:
-        """False when this view cannot explain anything for this model (it then shows why instead)."""
-        return True
-
-    # ----- the image ------------------------------------------------------------------------------
-    def set_image(self, image: Any, display: np.ndarray | None = None, scene: Any = None) -> None:
-        """Explain a new image (path, array, PIL image, bytes or a demo Scene); hidden views wait until shown.
-
-        `scene`: the demo Scene the image was drawn from (its labels and object masks), if any.
-        """
-        if scene is None and is_scene(image):
-            image, scene = image.image, image
-        with self._lock:
-            self._pending = (image, display, scene)
-            self._image_arrives()
-            self._awaiting = False
-            self.request()
-
-    def expect_image(self) -> None:
-        """The panel's header started loading a new image: requests made meanwhile are for that image."""
-        with self._lock:
-            if not self._awaiting:
-                self._image_coming()
-            self._awaiting = True
-            self.runner.drop(self.slot)  # work on the old image is not wanted any more
-            if self._active and self.enabled:
-                self.status.value = "Waiting for the new image…"
-
-    def image_refused(self) -> None:
-        """The header refused the new image: carry on with the previous one."""
-        with self._lock:
-            if self._awaiting:
-                self._awaiting = False
-                self._image_kept()
-                self.request()
-
-    def _image_coming(self) -> None:
-        """Hook: a new image is on its way (the panel's header loads it)."""
-
-    def _image_arrives(self) -> None:
-        """Hook: a new image is set (before its work is requested)."""
-
-    def _image_kept(self) -> None:
-        """Hook: the image that was on its way was refused; the previous one stays."""
-
-    def set_active(self, active: bool) -> None:
-        """Start deferred work when the view becomes visible."""
-        with self._lock:
-            self._active = active
-            if active and self._dirty:
-                self.request()
-
-    # ----- requests ---------------------------------------------------------------------------------
-    def wanted(self) -> Any:
-        """What the controls ask for now (read in the caller's thread); subclasses override."""
-        return None
-
-    def cached(self, wanted: Any) -> bool:
-        """True when the current image's caches already hold what `wanted` asks for."""
-        return True
-
-    def show(self, wanted: Any) -> None:
-        """Draw what `wanted` asks for from the caches (runs under the lock)."""
-
-    def compute(self, rgb: np.ndarray, wanted: Any, fresh: bool) -> Any:
-        """The model work (worker thread); `fresh` for a new image, whose caches are empty."""
-        return None
-
-    def apply(self, result: Any, wanted: Any, fresh: bool) -> None:
-        """Show a result and keep it in the caches (runs under the lock)."""
-
-    def clear_pictures(self) -> None:
-        """Hide the pictures (their image or request failed); subclasses override."""
-
-    def busy(self, wanted: Any) -> str:
-        """What the status line says while `wanted` is computed."""
-        return self.busy_text
-
-    @guarded
-    def request(self) -> None:
-        """Make the view show what its controls ask for: from the caches at once, or computed in its job slot."""
-        with self._lock:
-            if not self.enabled:
-                return
-            if not self._active:
-                self._dirty = True
-                return
-            self._dirty = False
-            if self._awaiting:
-                self.status.value = "Waiting for the new image…"
-                return
-            pending, rgb, wanted = self._pending, self.rgb, self.wanted()
-            if pending is None:
-                if rgb is None:
-                    return
-                if self.cached(wanted):
-                    self.runner.drop(self.slot)
-                    self.show(wanted)
-                    self.status.value = ""
-                    self.clear_error()
-                    return
-            self.status.value = self.busy(wanted)
-            self.before_submit(wanted)
-            self.runner.submit(lambda: self._work(pending, rgb, wanted),
-                               lambda result: self._done(pending, wanted, *result),
-                               lambda err: self._failed(pending, err), slot=self.slot)
-
-    def before_submit(self, wanted: Any) -> None:
-        """Hook: set busy states (progress bars, placeholders) before the work is queued."""
-
-    def _work(self, pending: tuple[Any, np.ndarray | None, Any] | None, rgb: np.ndarray | None,
-              wanted: Any) -> tuple[tuple[np.ndarray, np.ndarray, Any] | None, Any, BaseException | None]:
-        """Worker thread: load a new image (errors here refuse it), then compute (errors here belong to it)."""
-        image = None
-        if pending is not None:
-            source, display, scene = pending
-            full = load_image(source)
-            shown = display if display is not None else display_image(full)
-            rgb = self.inspector.prepare(full)
-            image = (rgb, shown, scene)
-        try:
-            return image, self.compute(rgb, wanted, image is not None), None
-        except Cancelled:
-            raise
-        except Exception as err:  # noqa: BLE001 - shown in the view, for the new image
-            if image is None:
-                raise
-            return image, None, err
-
-    def _done(self, pending: Any, wanted: Any, image: tuple[np.ndarray, np.ndarray, Any] | None, result: Any,
-              error: BaseException | None) -> None:
-        """The last request's result (the runner drops stale ones): show it, or the new image's error."""
-        if image is not None:
-            self.rgb, self.display, self.scene = image
-            self.standing = None
-            if self._pending is pending:
-                self._pending = None
-        if error is not None:
-            self.clear_pictures()
-            self.standing = error
-            self.show_error(error)
-            return
-        self.apply(result, wanted, image is not None)
-        self.status.value = ""
-        self.clear_error()
-
-    def _failed(self, pending: Any, err: BaseException) -> None:
-        """The last request failed: a refused image leaves the previous one; other errors hide stale pictures."""
-        if pending is not None and self._pending is pending and not isinstance(err, Cancelled):
-            self._pending = None  # refused: the previous image (and its pictures) stay
-        elif not isinstance(err, Cancelled):
-            self.clear_pictures()
-        self.stopped(err)
-
-    def stopped(self, err: BaseException) -> None:
-        """Report an error, or that the work was cancelled."""
-        if isinstance(err, Cancelled):
-            self.status.value = str(err)
-        else:
-            self.show_error(err)

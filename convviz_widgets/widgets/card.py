@@ -10,38 +10,46 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 
-from ..core import Cancelled, ConvVizError, Inspector, ReceptiveField, TopExamples
+from ..core import ConvVizError, Inspector, ReceptiveField, TopExamples
 from ..core.cache import LRUCache
-from ..render import enlarge, map_pictures, marked_thumbnail, thumbnail_grid
+from ..core.facts import channel_note
+from ..render import enlarge, map_pictures, marked_thumbnail, shown_patterns, thumbnail_grid
 from ..render.cards import GAP, MAP_SIDE, THUMB
-from .base import error_text, picture_widget, show_picture
-from .runner import Runner, still_wanted
+from .base import picture_widget, show_picture
+from .recipe import pattern_recipe
+from .runner import JobSlot, Runner, still_wanted
+from .text import HOW_TO, card_title, error_text, examples_caption, pattern_caption, raw_map_caption, small
 
 K = 9  # examples per channel
 COLUMNS = 3
 PATTERN_SIDE = 128
-SMALL = "<div style='line-height:1.35;font-size:smaller'>"  # captions: small type, lines close together
 EXAMPLES_SIDE = COLUMNS * THUMB + (COLUMNS - 1) * GAP
 PATTERN_CACHE = 64
 LAYER_CACHE = 8
-HOW_TO = ("No dataset examples: give the panel images to search, e.g. "
-          "<code>ConvVizPanel(model, image, dataset=images_or_folder)</code> (an array of images, a list of "
-          "images or paths, a folder of image files or a tf.data.Dataset).")
 
-Evidence = Callable[[str, int], str]  # (layer, channel) -> HTML about the channel's class evidence
+Evidence = Callable[[str, int], "str | None"]  # (layer, channel) -> HTML about the channel's class evidence
 
 
-def pattern_recipe(inspector: Inspector) -> tuple[int, int, float]:
-    """The Filters tab's default plain recipe: (size, steps, step size)."""
-    from .filters import DEFAULT_STEPS, default_size, default_step_size  # the Filters tab imports this room too
+@dataclass(frozen=True)
+class Pattern:
+    """The card's filter pattern of one channel: the picture and the mean activation it reached."""
 
-    return default_size(inspector), DEFAULT_STEPS, default_step_size(inspector)
+    image: np.ndarray
+    final: float
+
+
+@dataclass(frozen=True)
+class Examples:
+    """The card's examples job result: the layer's top examples (every channel) and one channel's picture."""
+
+    top: TopExamples
+    picture: np.ndarray
 
 
 def resolve_dataset(dataset: Any) -> Any:
@@ -93,19 +101,15 @@ class ChannelCard(widgets.VBox):
                  evidence: Evidence | None = None) -> None:
         super().__init__()
         self.inspector, self.runner = inspector, runner
-        self.pattern_slot, self.examples_slot = f"{slot}-pattern", f"{slot}-examples"
         self._dataset_given = dataset
         self._dataset: Any = None
         self._dataset_ready = False
         self.evidence = evidence
         self.layer: str | None = None
         self.channel = 0
-        self.patterns: LRUCache[tuple[str, int], tuple[np.ndarray, float]] = LRUCache(PATTERN_CACHE, collect=False)
+        self.patterns: LRUCache[tuple[str, int], Pattern] = LRUCache(PATTERN_CACHE, collect=False)
         self.examples: LRUCache[str, TopExamples] = LRUCache(LAYER_CACHE, collect=False)
         self.example_pictures: LRUCache[tuple[str, int], np.ndarray] = LRUCache(PATTERN_CACHE, collect=False)
-        self._pattern_running: tuple[str, int] | None = None
-        self._examples_running: str | None = None  # the layer whose examples are being found
-        self._picture_running: tuple[str, int] | None = None
         self.title = widgets.HTML()
         self.title.add_class("convviz-card-title")
         self.overlay = picture_widget("convviz-card-overlay")
@@ -129,8 +133,9 @@ class ChannelCard(widgets.VBox):
         self.find_button.on_click(lambda _: self._find_clicked())
         self.evidence_text = widgets.HTML()
         self.evidence_text.add_class("convviz-card-evidence")
-        self.message = widgets.HTML()
-        self.message.add_class("convviz-card-message")
+        self.pattern_job = JobSlot(runner, f"{slot}-pattern")  # key: (layer, channel)
+        # key: ("find", layer) while searching the dataset, ("draw", layer, channel) while drawing one channel's
+        self.examples_job = JobSlot(runner, f"{slot}-examples", self.progress, self.cancel_button)
         self.children = [
             self.title,
             widgets.HBox([figure(self.overlay, self.overlay_caption, MAP_SIDE + 8),
@@ -139,7 +144,7 @@ class ChannelCard(widgets.VBox):
                           figure(self.examples_image, self.examples_caption, EXAMPLES_SIDE)],
                          layout=widgets.Layout(align_items="flex-start", flex_flow="row wrap")),
             widgets.HBox([self.progress, self.cancel_button, self.find_button]),
-            self.evidence_text, self.message,
+            self.evidence_text,
         ]
         self.layout = widgets.Layout(border="1px solid #ddd", padding="4px 8px", margin="8px 0 0 0", display="none")
         self.add_class("convviz-card")
@@ -150,6 +155,17 @@ class ChannelCard(widgets.VBox):
         """True when images to search were given (to the panel, or by the model, like the demo's scenes)."""
         return self._dataset_given is not None
 
+    @property
+    def searching(self) -> str | None:
+        """The layer whose dataset examples are being searched, or None."""
+        key = self.examples_job.key
+        return key[1] if isinstance(key, tuple) and key[0] == "find" else None
+
+    @property
+    def running(self) -> bool:
+        """True while a pattern, a search or an examples picture is queued or running."""
+        return self.pattern_job.running or self.examples_job.running
+
     # ----- drawing ------------------------------------------------------------------------------------
     def show_channel(self, layer: str, channel: int, act: np.ndarray, display: np.ndarray, cmap: str) -> None:
         """Draw the card of a channel (under the view's lock): maps now, pattern and examples from caches or jobs."""
@@ -157,31 +173,21 @@ class ChannelCard(widgets.VBox):
             return
         self.layout.display = None
         self.layer, self.channel = layer, int(channel)
-        self.message.value = ""
-        kind = type(self.inspector.layer(layer).layer).__name__
-        self.title.value = (f"<b>Channel {channel}</b> of <code>{html.escape(layer)}</code> ({kind}): its map on "
-                            "this image, the picture that excites it, the dataset images that excite it most, "
-                            "and its class evidence.")
-        blended, raw = map_pictures(act, int(channel), display, cmap, MAP_SIDE)
+        self.title.value = card_title(self.channel, layer, type(self.inspector.layer(layer).layer).__name__,
+                                      channel_note(act, self.channel))
+        blended, raw = map_pictures(act, self.channel, display, cmap, MAP_SIDE)
         show_picture(self.overlay, blended)
         show_picture(self.map, raw)
-        ch = act[..., int(channel)]
-        self.overlay_caption.value = SMALL + "Map over the image (scaled by its maximum)</div>"
-        self.map_caption.value = (SMALL + f"Raw map {ch.shape[0]}×{ch.shape[1]}: max {float(ch.max()):.3g}, "
-                                  f"mean {float(ch.mean()):.3g}</div>")
+        self.overlay_caption.value = small("Map over the image (scaled by its maximum)")
+        self.map_caption.value = raw_map_caption(act[..., self.channel])
         self.refresh_evidence()
         self._want_pattern()
         self._want_examples()
 
     def refresh_evidence(self) -> None:
-        """Redraw the class-evidence line (the Grad-CAM tab calls this when its map changes)."""
+        """Redraw the class-evidence line (the panel's class evidence says when its map changes)."""
         if self.layer is not None and self.evidence is not None:
-            self.evidence_text.value = self.evidence(self.layer, self.channel)
-
-    def _fail(self, err: BaseException) -> None:
-        """Show a card job's error in the card."""
-        self.message.value = (f'<div class="convviz-error" style="color:#b00020">'
-                              f"<b>Error:</b> {html.escape(error_text(err))}</div>")
+            self.evidence_text.value = self.evidence(self.layer, self.channel) or ""
 
     # ----- the filter pattern --------------------------------------------------------------------------
     def _want_pattern(self) -> None:
@@ -191,24 +197,22 @@ class ChannelCard(widgets.VBox):
             self._draw_pattern(key)
             return
         self.pattern.layout.display = "none"
-        self.pattern_caption.value = SMALL + "Filter pattern: computing…</div>"
-        if self._pattern_running == key:
+        self.pattern_caption.value = small("Filter pattern: computing…")
+        if self.pattern_job.key == key:
             return
-        self._pattern_running = key
         layer, channel = key
         size, steps, step = pattern_recipe(self.inspector)
 
-        def work() -> tuple[np.ndarray, float]:
+        def work() -> Pattern:
             patterns = self.inspector.filter_patterns(layer, [channel], size=size, steps=steps, seed=0,
                                                       progress=still_wanted, mode="plain", step_size=step)
-            return patterns.images[0], float(patterns.final_activation[0])
+            return Pattern(patterns.images[0], float(patterns.final_activation[0]))
 
-        self.runner.submit(work, lambda result: self._pattern_done(key, result),
-                           lambda err: self._pattern_failed(key, err), slot=self.pattern_slot)
+        self.pattern_job.submit(key, work, lambda result: self._pattern_done(key, result),
+                                lambda err: self._pattern_failed(key, err))
 
-    def _pattern_done(self, key: tuple[str, int], result: tuple[np.ndarray, float]) -> None:
+    def _pattern_done(self, key: tuple[str, int], result: Pattern) -> None:
         """Cache a pattern; draw it if its channel is still shown."""
-        self._pattern_running = None
         self.patterns[key] = result
         if key == (self.layer, self.channel):
             self._draw_pattern(key)
@@ -217,18 +221,16 @@ class ChannelCard(widgets.VBox):
 
     def _pattern_failed(self, key: tuple[str, int], err: BaseException) -> None:
         """The pattern could not be made: say why in its caption."""
-        self._pattern_running = None
         if key == (self.layer, self.channel):
             self.pattern.layout.display = "none"
-            self.pattern_caption.value = SMALL + f"Filter pattern: {html.escape(error_text(err))}</div>"
+            self.pattern_caption.value = small(f"Filter pattern: {html.escape(error_text(err))}")
 
     def _draw_pattern(self, key: tuple[str, int]) -> None:
         """Show a cached pattern with how it was made."""
-        image, final = self.patterns[key]
-        show_picture(self.pattern, enlarge(image, PATTERN_SIDE, 2 * PATTERN_SIDE))
-        size, steps, step = pattern_recipe(self.inspector)
-        self.pattern_caption.value = (SMALL + f"Filter pattern ({size} px, {steps} steps of the book's "
-                                      f"ascent, step {step:g}, seed 0): mean activation {final:.3g}</div>")
+        pattern = self.patterns[key]
+        picture = shown_patterns(pattern.image[None], [pattern.final])[0]  # a dead channel's is shown as such
+        show_picture(self.pattern, enlarge(picture, PATTERN_SIDE, 2 * PATTERN_SIDE))
+        self.pattern_caption.value = pattern_caption(*pattern_recipe(self.inspector), pattern.final)
 
     # ----- the dataset examples -------------------------------------------------------------------------
     def _want_examples(self) -> None:
@@ -236,51 +238,45 @@ class ChannelCard(widgets.VBox):
         self.find_button.layout.display = "none"
         if not self.has_dataset:
             self.examples_image.layout.display = "none"
-            self.examples_caption.value = SMALL + f"{HOW_TO}</div>"
+            self.examples_caption.value = small(HOW_TO)
             return
         key = (self.layer, self.channel)
         if key in self.example_pictures:
             self._draw_examples(key)
             return
         self.examples_image.layout.display = "none"
-        if self._examples_running == self.layer:
-            self.examples_caption.value = SMALL + "Searching the dataset for this layer's examples…</div>"
+        if self.searching == self.layer:
+            self.examples_caption.value = small("Searching the dataset for this layer's examples…")
             return
-        if self.layer in self.examples:
-            self._submit_examples(find=False)
-        else:
-            self._submit_examples(find=True)
+        self._submit_examples(find=self.layer not in self.examples)
 
     def _find_clicked(self) -> None:
         """Search again after a cancel."""
         with self.runner.lock:
-            if self.layer is not None and self._examples_running is None:
+            if self.layer is not None and self.searching is None:
                 self._submit_examples(find=self.layer not in self.examples)
 
     def _submit_examples(self, find: bool) -> None:
         """Queue the search of the layer (all channels at once) and the current channel's picture."""
         layer, channel = self.layer, self.channel
-        if find:
-            self._examples_running = layer
-            self.progress.value, self.progress.max, self.progress.bar_style = 0, 1, "info"
-            self.progress.layout.display = None
-            self.cancel_button.layout.display = None
-            self.cancel_button.disabled = False
-            self.examples_caption.value = SMALL + "Searching the dataset for this layer's examples…</div>"
-        else:
-            self._picture_running = (layer, channel)
-            self.examples_caption.value = SMALL + "Drawing the examples…</div>"
         top = self.examples.get(layer)
+        if find:
+            self.progress.max = 1
+            self.progress.layout.display = self.cancel_button.layout.display = None
+            self.examples_caption.value = small("Searching the dataset for this layer's examples…")
+        else:
+            self.examples_caption.value = small("Drawing the examples…")
 
-        def work() -> tuple[TopExamples, np.ndarray]:
+        def work() -> Examples:
             source = self._source()
             found = top
             if found is None:
-                found = self.inspector.top_examples(layer, source, k=K, progress=self._progress)
-            return found, examples_picture(found, found.channels.index(channel), source)
+                found = self.inspector.top_examples(layer, source, k=K, progress=self.examples_job.report)
+            return Examples(found, examples_picture(found, found.channels.index(channel), source))
 
-        self.runner.submit(work, lambda result: self._examples_done(layer, channel, *result),
-                           lambda err: self._examples_failed(layer, err), slot=self.examples_slot)
+        key = ("find", layer) if find else ("draw", layer, channel)
+        self.examples_job.submit(key, work, lambda result: self._examples_done(layer, channel, result, find),
+                                 lambda err: self._examples_failed(layer, err), cancellable=find)
 
     def _source(self) -> Any:
         """The dataset, made once (worker thread): the model's factory is called the first time."""
@@ -289,61 +285,32 @@ class ChannelCard(widgets.VBox):
             self._dataset_ready = True
         return self._dataset
 
-    def _progress(self, done: int, total: int | None) -> bool:
-        """top_examples' progress (worker thread): move the bar; False stops it when cancelled or replaced."""
-        if not still_wanted():
-            return False
-        self.progress.max = max(1, int(total or done))
-        self.progress.value = int(done)
-        return True
-
-    def _examples_done(self, layer: str, channel: int, top: TopExamples, picture: np.ndarray) -> None:
+    def _examples_done(self, layer: str, channel: int, result: Examples, searched: bool) -> None:
         """Cache the layer's examples and the channel's picture; draw, or go on to the channel shown now."""
-        if self._examples_running == layer:
-            self._examples_running = None
-            self.progress.bar_style = "success"
+        if searched:
             self.progress.value = self.progress.max
             self.progress.layout.display = "none"  # the caption says how many images were searched
             self.cancel_button.layout.display = "none"
-        self._picture_running = None
-        self.examples[layer] = top
-        self.example_pictures[(layer, channel)] = picture
+        self.examples[layer] = result.top
+        self.example_pictures[(layer, channel)] = result.picture
         if self.layer is not None:
             self._want_examples()
 
     def _examples_failed(self, layer: str, err: BaseException) -> None:
         """Cancelled or failed: say so; 'Find examples' searches again."""
-        self._picture_running = None
-        if self._examples_running == layer:
-            self._examples_running = None
         self.cancel_button.layout.display = "none"
-        self.progress.bar_style = "warning" if isinstance(err, Cancelled) else "danger"
         if layer == self.layer:
             self.examples_image.layout.display = "none"
-            self.examples_caption.value = SMALL + f"Examples: {html.escape(error_text(err))}</div>"
+            self.examples_caption.value = small(f"Examples: {html.escape(error_text(err))}")
             self.find_button.layout.display = None
 
     def cancel(self) -> None:
         """Stop searching the dataset (what was found so far is dropped; 'Find examples' starts again)."""
         with self.runner.lock:
-            if self._examples_running is not None:
-                self.runner.cancel(self.examples_slot)
-
-    @property
-    def running(self) -> bool:
-        """True while a pattern, a search or an examples picture is queued or running."""
-        return any(x is not None for x in (self._pattern_running, self._examples_running, self._picture_running))
+            if self.searching is not None:
+                self.examples_job.cancel()
 
     def _draw_examples(self, key: tuple[str, int]) -> None:
         """Show a channel's examples and what the marks mean."""
         show_picture(self.examples_image, enlarge(self.example_pictures[key], EXAMPLES_SIDE, EXAMPLES_SIDE))
-        top = self.examples[key[0]]
-        values = top.values[top.channels.index(key[1])]
-        field_ = top.receptive_field
-        size = "" if field_.size is None else f" ({field_.size[0]:g}×{field_.size[1]:g} px)"
-        skipped = f", {top.skipped} unreadable skipped" if top.skipped else ""
-        never = (" <b>It is never positive in these images.</b>" if float(values.max(initial=0.0)) <= 0 else "")
-        self.examples_caption.value = (
-            SMALL + f"The {len(values)} of {top.count} dataset images{skipped} that excite it most (maxima "
-            f"{float(values[0]):.3g} … {float(values[-1]):.3g}). Box: the receptive field{size} of each maximum; "
-            f"+: its cell.{never}</div>")
+        self.examples_caption.value = examples_caption(self.examples[key[0]], key[1])

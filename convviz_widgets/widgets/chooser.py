@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as widgets
@@ -11,7 +12,7 @@ import numpy as np
 
 from ..core import describe_device
 from ..images import load_image
-from ..render import enlarge
+from ..render import at_side
 from .base import (
     View,
     display_image,
@@ -22,6 +23,7 @@ from .base import (
     score_label,
     show_picture,
 )
+from .text import NO_PREDICTIONS, predictions_html
 
 GIVEN = "given"
 TOP = 5
@@ -44,24 +46,17 @@ def sample_source(model: Any) -> SampleSource | None:
     return _DEFAULT_SAMPLES[0]() if _DEFAULT_SAMPLES else None
 
 
-def predictions_html(predictions: list[tuple[int, str, float]], label: str = "probability") -> str:
-    """The top classes as a small table: probabilities with bars, or a linear head's scores as numbers."""
-    def value(p: float) -> str:
-        if label != "probability":
-            return f"<td style='text-align:right'>{p:.4g}</td>"
-        return (f"<td style='text-align:right'>{p:.1%}</td><td><div style='background:#4c72b0;height:10px;"
-                f"width:{max(1, round(120 * p))}px'></div></td>")
+@dataclass(frozen=True)
+class Chosen:
+    """The header's result: the source, the image as the model and a person see it, its top classes, a problem
+    of its class output (None when fine) and its demo scene (None for other images)."""
 
-    rows = "".join(
-        f"<tr><td>{rank}.</td><td><b>{html.escape(name)}</b></td><td style='color:#666'>#{index}</td>{value(p)}</tr>"
-        for rank, (index, name, p) in enumerate(predictions, start=1)
-    )
-    return (f"<div class='convviz-predictions'><b>Top {len(predictions)} predictions</b> ({html.escape(label)})"
-            f"<table>{rows}</table></div>")
-
-
-NO_PREDICTIONS = ("<div class='convviz-predictions'><i>No predictions: this model has no class output "
-                  "(it ends in a feature map).</i></div>")
+    source: Any
+    rgb: np.ndarray
+    display: np.ndarray
+    predictions: list[tuple[int, str, float]]
+    problem: Exception | None
+    scene: Any
 
 
 class ImageChooser(View):
@@ -145,10 +140,8 @@ class ImageChooser(View):
         """Read an uploaded file and make it the current image."""
         if not self.upload.value:
             return
-        item = self.upload.value[0]
+        item = self.upload.value[-1]  # kept: the button counts the files in its value ("Upload (1)")
         content, name = bytes(item["content"]), str(item["name"])
-        with self.quietly():
-            self.upload.value = ()  # the same file may be uploaded again later
         self._add_source(f"upload:{name}", f"Upload: {name}", content)
 
     @guarded
@@ -160,10 +153,6 @@ class ImageChooser(View):
             self.load(key)
         else:
             self.choose(key)
-
-    def sample(self, key: str) -> np.ndarray:
-        """A sample scene's pixels at the model's input size (or the samples' own size)."""
-        return self.sample_scene(key).image
 
     def sample_scene(self, key: str) -> Any:
         """A sample Scene (pixels, labels, object masks) at the model's input size (or the samples' own size)."""
@@ -178,11 +167,10 @@ class ImageChooser(View):
             self.status.value = "Running the model on the new image…"
             for listener in self.coming:
                 listener()
-            self.runner.submit(lambda: self._work(key), lambda result: self._loaded(key, *result),
-                               lambda err: self._failed(key, err), slot=self.slot)
+            self.job.submit(key, lambda: self._work(key), lambda chosen: self._loaded(key, chosen),
+                            lambda err: self._failed(key, err))
 
-    def _work(self, key: str) -> tuple[Any, np.ndarray, np.ndarray, list[tuple[int, str, float]], Exception | None,
-                                       Any]:
+    def _work(self, key: str) -> Chosen:
         """Worker thread: decode the source (errors here refuse it), then the top classes and their problems."""
         source = self.sample_scene(key) if key.startswith("sample:") else self._sources[key]
         scene = source if is_scene(source) else None  # a demo Scene brings its labels and masks
@@ -198,20 +186,20 @@ class ImageChooser(View):
                 problem = err
         if problem is not None:
             predictions = []
-        return source, rgb, display_image(full), predictions, problem, scene
+        return Chosen(source, rgb, display_image(full), predictions, problem, scene)
 
-    def _loaded(self, key: str, source: Any, rgb: np.ndarray, shown: np.ndarray,
-                predictions: list[tuple[int, str, float]], problem: Exception | None, scene: Any = None) -> None:
+    def _loaded(self, key: str, chosen: Chosen) -> None:
         """Show the image and predictions, then hand the image to the tabs (even when predicting failed)."""
-        self._shown = (key, source)
-        self.rgb, self.display, self.predictions, self.scene = rgb, shown, predictions, scene
-        show_picture(self.picture, enlarge(shown, 192, 320))
+        self._shown = (key, chosen.source)
+        rgb, shown, predictions = chosen.rgb, chosen.display, chosen.predictions
+        self.rgb, self.display, self.predictions, self.scene = rgb, shown, predictions, chosen.scene
+        show_picture(self.picture, at_side(shown))  # one size for every image: the top-5 keeps its room
         if predictions:
             self.table.value = predictions_html(predictions, score_label(self.inspector))
         else:
             self.table.value = "" if self.inspector.has_classes else NO_PREDICTIONS
         self.status.value = ""
-        self.standing = problem
+        self.standing = chosen.problem
         self.clear_error()
         for listener in self.listeners:
             listener(rgb, shown)

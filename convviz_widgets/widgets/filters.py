@@ -6,7 +6,7 @@ Two recipes: the book's plain gradient ascent in pixel space (with its step size
 
 from __future__ import annotations
 
-import html
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as widgets
@@ -17,38 +17,34 @@ from ..core.cache import LRUCache
 from ..core.checks import FILTERS, STEP_SIZE, STEPS
 from ..core.checks import step_size as checked_step_size
 from ..render import enlarge, filter_picture
-from .activations import layer_label
 from .base import View, control_value, guarded, picture_widget, show_picture
+from .recipe import DEFAULT_STEPS, SIZES, default_size, default_step_size
 from .registry import register_view
-from .runner import still_wanted
+from .runner import JobSlot
+from .text import layer_label, patterns_caption, recipe_text
 
-SIZES = (32, 48, 64, 96, 128, 160, 224)
-PLAIN_STEP = 1.0  # the book's plain-ascent step: one pixel level
 CACHE_SIZE = 32
-DEFAULT_STEPS = 40
 MODES = (("Plain (book)", "plain"), ("Regularised", "regularized"))
 
-Key = tuple[str, tuple[int, ...], int, int, str, float | None]  # layer, filters, size, steps, mode, plain step
+
+@dataclass(frozen=True)
+class PatternRequest:
+    """What the Filters tab's settings ask for (its cache key): layer, filters, size, steps, recipe, plain step."""
+
+    layer: str
+    filters: tuple[int, ...]
+    size: int
+    steps: int
+    mode: str
+    step: float | None  # the plain recipe's step; None for the regularised one
 
 
-def default_step_size(inspector: Any) -> float:
-    """The plain ascent's step: the model's own `filter_step_size` (the demo's: it sees x/255), else the book's."""
-    return float(getattr(inspector.model, "filter_step_size", PLAIN_STEP))
+@dataclass(frozen=True)
+class RenderedPatterns:
+    """The Filters tab's result: the patterns and their labelled grid."""
 
-
-def recipe_text(mode: str, step: float | None) -> str:
-    """How the patterns were made, for the caption."""
-    if mode == "plain":
-        return f"the book's plain ascent, step {step:g}"
-    return "regularised (Fourier image, decorrelated colour, jitter/scale/rotation, Adam)"
-
-
-def default_size(inspector: Any) -> int:
-    """The pattern size: the model's own input size when it is one of SIZES and at most 64, else 64."""
-    fixed = inspector.input_size
-    if fixed and fixed[0] == fixed[1] and fixed[0] in SIZES and fixed[0] <= 64:
-        return fixed[0]
-    return 64
+    patterns: FilterPatterns
+    picture: np.ndarray
 
 
 def default_layer(conv_layers: list[str], layers: list[str]) -> str:
@@ -69,10 +65,8 @@ class FiltersView(View):
         names = self.inspector.layers
         chosen = self.inspector.layer(layer).name if layer else default_layer(self.inspector.conv_layers, names)
         channels = self.inspector.layer(chosen).channels
-        self.cache: LRUCache[Key, tuple[FilterPatterns, np.ndarray]] = LRUCache(CACHE_SIZE, collect=False)
-        self._running: Key | None = None  # the settings of the render queued or running (the latest request)
-        self._cancelling = False
-        self._shown: Key | None = None
+        self.cache: LRUCache[PatternRequest, RenderedPatterns] = LRUCache(CACHE_SIZE, collect=False)
+        self._shown: PatternRequest | None = None  # the settings of the grid shown now
         self._shown_picture: np.ndarray | None = None
         self.layer = widgets.Dropdown(
             options=[(layer_label(self.inspector.layer(n).shape, n), n) for n in names], value=chosen,
@@ -81,7 +75,7 @@ class FiltersView(View):
                                             layout=widgets.Layout(width="180px"))
         self.count = widgets.IntSlider(FILTERS.check(count, "count"), min=FILTERS.low, max=FILTERS.panel_high,
                                        description="Count", continuous_update=False)
-        self.size = widgets.Dropdown(options=SIZES, value=size or self._default_size(), description="Size (px)",
+        self.size = widgets.Dropdown(options=SIZES, value=size or default_size(self.inspector), description="Size (px)",
                                      layout=widgets.Layout(width="180px"))
         self.steps = widgets.IntSlider(STEPS.check(steps, "steps"), min=STEPS.low, max=STEPS.panel_high,
                                        description="Steps", continuous_update=False)
@@ -101,6 +95,7 @@ class FiltersView(View):
         self.progress = widgets.IntProgress(0, min=0, max=max(1, steps), description="Progress")
         self.progress.add_class("convviz-progress")
         self.grid = picture_widget("convviz-filter-grid")
+        self.job = JobSlot(self.runner, self.slot, self.progress, self.cancel_button)
         self.caption = widgets.HTML()
         self.render_button.on_click(lambda _: self.render())
         self.cancel_button.on_click(lambda _: self.cancel())
@@ -118,19 +113,16 @@ class FiltersView(View):
             widgets.HBox([self.save_button, self.saved]),
         ]
 
-    def _default_size(self) -> int:
-        """The model's own input size when it is one of SIZES and at most 64, else 64."""
-        return default_size(self.inspector)
-
     # ----- settings -----------------------------------------------------------------------------------
-    def key(self) -> Key:
-        """The cache key of the current settings: layer, filter indices, size, steps, recipe (and plain step)."""
+    def key(self) -> PatternRequest:
+        """What the current settings ask for (the cache key)."""
         channels = self.inspector.layer(self.layer.value).channels
         first = min(self.first.value, channels - 1)
         filters = tuple(range(first, min(first + control_value(self.count, FILTERS), channels)))
         mode = self.mode.value
         step = checked_step_size(self.step_size.value, "Step size") if mode == "plain" else None
-        return self.layer.value, filters, int(self.size.value), int(control_value(self.steps, STEPS)), mode, step
+        steps = int(control_value(self.steps, STEPS))
+        return PatternRequest(self.layer.value, filters, int(self.size.value), steps, mode, step)
 
     @guarded
     def _layer_changed(self) -> None:
@@ -151,7 +143,7 @@ class FiltersView(View):
         key = self.key()
         if key in self.cache:
             self._show(key)
-        elif self._running is None:
+        elif not self.job.running:
             self.status.value = "Press Render for these settings." if self._shown else ""
 
     # ----- rendering ------------------------------------------------------------------------------------
@@ -165,94 +157,72 @@ class FiltersView(View):
         with self._lock:
             key = self.key()
             if key in self.cache:
-                self.runner.drop(self.slot)
-                self._idle("success")
+                self.job.drop("success")
                 self._show(key)
                 return
-            if self._running == key and not self._cancelling:
+            if self.job.key == key and not self.job.cancelling:
                 self.status.value = "Already rendering these settings…"
                 return
-            layer, filters, size, steps, mode, step = key
-            self._running, self._cancelling = key, False
             self.clear_error()
-            self.cancel_button.disabled = False
-            self.progress.bar_style = "info"
-            self.progress.max, self.progress.value = max(1, steps), 0
-            self.status.value = f"Rendering {len(filters)} filters of {layer}, {recipe_text(mode, step)}…"
+            self.status.value = (f"Rendering {len(key.filters)} filters of {key.layer}, "
+                                 f"{recipe_text(key.mode, key.step)}…")
 
-            def work() -> FilterPatterns:
-                return self.inspector.filter_patterns(layer, filters, size=size, steps=steps, seed=0,
-                                                      progress=self._progress, mode=mode, step_size=step or 1.0)
+            def work() -> RenderedPatterns:
+                patterns = self.inspector.filter_patterns(key.layer, key.filters, size=key.size, steps=key.steps,
+                                                          seed=0, progress=self.job.report, mode=key.mode,
+                                                          step_size=key.step or 1.0)
+                return RenderedPatterns(patterns, filter_picture(patterns))
 
-            self.runner.submit(work, lambda patterns: self._finished(key, patterns), self._stopped, slot=self.slot)
+            self.progress.max = max(1, key.steps)
+            self.job.submit(key, work, lambda result: self._finished(key, result), self._stopped)
 
     def cancel(self) -> None:
         """Ask the running render to stop after its current step (a Render pressed next is honoured)."""
         with self._lock:
-            if self._running is not None and self.runner.cancel(self.slot):
-                self._cancelling = True
+            if self.job.running and self.job.cancel():
                 self.status.value = "Cancelling…"
 
     @property
     def running(self) -> bool:
         """True while a render is queued or in progress."""
-        return self._running is not None
+        return self.job.running
 
-    def _progress(self, step: int, total: int) -> bool:
-        """Progress callback (worker thread): move the bar; False stops the ascent (cancelled or replaced)."""
-        if not still_wanted():
-            return False
-        self.progress.value = step
-        return True
-
-    def _finished(self, key: Key, patterns: FilterPatterns) -> None:
+    def _finished(self, key: PatternRequest, result: RenderedPatterns) -> None:
         """Cache the new patterns and show them if the settings still ask for them."""
-        picture = filter_picture(patterns)
-        self.cache[key] = (patterns, picture)
-        self._idle("success")
+        self.cache[key] = result
         if key == self.key():
             self._show(key)
         else:
             self.status.value = "Done (cached); the settings have changed since: press Render."
 
     def _stopped(self, err: BaseException) -> None:
-        """Cancelled or failed: report it and make the controls usable again."""
-        self._idle("warning" if isinstance(err, Cancelled) else "danger")
+        """Cancelled or failed: report it (the controls are usable again)."""
         if isinstance(err, Cancelled):
             self.status.value = str(err)
         else:
             self.show_error(err)
 
-    def _idle(self, style: str) -> None:
-        """Back to the idle state after a render."""
-        self._running, self._cancelling = None, False
-        self.progress.bar_style = style
-        self.cancel_button.disabled = True
-
-    def _show(self, key: Key) -> None:
+    def _show(self, key: PatternRequest) -> None:
         """Display cached patterns and describe them."""
-        patterns, picture = self.cache[key]
+        rendered = self.cache[key]
+        picture, patterns = rendered.picture, rendered.patterns
         show_picture(self.grid, enlarge(picture, 256, max(1024, picture.shape[1])))
-        self._shown, self._shown_picture = key, picture
-        layer, filters, size, steps, mode, step = key
+        self._shown = key
+        self._shown_picture = picture
         start, final = float(np.mean(patterns.start_activation)), float(np.mean(patterns.final_activation))
-        self.caption.value = (
-            f"<small>Layer <b>{html.escape(layer)}</b>, filters {filters[0]}–{filters[-1]}, {size} px, "
-            f"{steps} steps (seed 0), {recipe_text(mode, step)}. "
-            f"Each tile: the filter index and its mean activation after the ascent; "
-            f"mean over tiles {start:.3g} → {final:.3g}.</small>"
-        )
+        self.caption.value = patterns_caption(key.layer, key.filters, key.size, key.steps,
+                                              recipe_text(key.mode, key.step), start, final)
         self.status.value = ""
         self.clear_error()
 
     def pictures(self) -> dict[str, np.ndarray]:
         """The grid shown now, for saving."""
-        if self._shown is None or self._shown_picture is None:
+        key = self._shown
+        if key is None:
             return {}
-        layer, filters, size, steps, mode, step = self._shown
-        name = f"{layer}-{filters[0]}-{filters[-1]}-{size}px-{steps}steps"
-        if mode != "plain":
-            name += f"-{mode}"
-        elif step != self.default_step:
-            name += f"-step{step:g}"
+        name = f"{key.layer}-{key.filters[0]}-{key.filters[-1]}-{key.size}px-{key.steps}steps"
+        if key.mode != "plain":
+            name += f"-{key.mode}"
+        elif key.step != self.default_step:
+            name += f"-step{key.step:g}"
         return {name: self._shown_picture}

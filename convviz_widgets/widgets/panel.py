@@ -9,10 +9,12 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..errors import ConvVizError
-from .base import ImageView, View, as_inspector
+from .base import View, as_inspector
 from .chooser import ImageChooser
+from .image_view import ImageView
 from .registry import view_entries
 from .runner import Runner
+from .services import PanelServices
 
 
 class ConvVizPanel(widgets.VBox):
@@ -36,7 +38,9 @@ class ConvVizPanel(widgets.VBox):
         self.inspector = as_inspector(model, preprocess, class_names, output)
         self.runner = Runner(background)
         self.save_dir = save_dir
-        self.dataset = dataset if dataset is not None else getattr(self.inspector.model, "example_images", None)
+        if dataset is None:
+            dataset = getattr(self.inspector.model, "example_images", None)
+        self.services = PanelServices(dataset, open_channel=self.open_channel)  # what the tabs share, through here
         self.chooser = ImageChooser(self.inspector, runner=self.runner, save_dir=save_dir)
         entries = view_entries()
         self._tabs = {entry.key: entry.view.for_panel(self) for entry in entries}
@@ -64,6 +68,11 @@ class ConvVizPanel(widgets.VBox):
         if tabs is not None and name in tabs:
             return tabs[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def dataset(self) -> Any:
+        """The images the channel cards search (given, or the model's own examples), or None."""
+        return self.services.dataset
 
     def tab(self, key: str) -> View | None:
         """The view registered under `key`, or None when this panel has no such tab."""

@@ -2,9 +2,11 @@
 
 ``@register_view("mine", "My view")`` above a ``View`` subclass makes every ``ConvVizPanel`` built
 afterwards show it as a tab (after the built-in ones unless `order` says otherwise). The panel builds
-each view with ``View.for_panel(panel)``, hands every ``ImageView`` the header's image, and calls
-``connect(panel)`` on each once all exist, for views that work together. Every module of this package
-is imported before a panel is built, so a built-in view registers itself just by being here.
+each view with ``View.for_panel(panel)`` (where it takes what it shares with other tabs from
+``panel.services``), hands every ``ImageView`` the header's image, and calls ``connect(panel)`` on each once
+all exist. ``convviz report`` adds the section of each registered view that writes one (``report_section``).
+Every module of this package is imported before a panel is built, so a built-in view registers itself just by
+being here. ``registered_view`` and ``scoped_registries`` register for one ``with`` block only (tests, demos).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..core.cams import METHODS
 from ..errors import ConvVizError
 from .base import View
 
@@ -73,6 +77,40 @@ def unregister_view(key: str) -> None:
         if key not in _VIEWS:
             raise ConvVizError(f"No view is registered as {key!r}; the tabs are: {', '.join(_VIEWS) or 'none'}.")
         del _VIEWS[key]
+
+
+@contextmanager
+def registered_view(key: str, title: str, view: type, *, order: float | None = None) -> Iterator[ViewEntry]:
+    """Show `view` as a tab of the panels built inside one `with` block (a test, a demo); then it is gone."""
+    _discover()
+    with _LOCK:
+        before = dict(_VIEWS)
+    register_view(key, title, order=order)(view)
+    try:
+        with _LOCK:
+            entry = _VIEWS[key]
+        yield entry
+    finally:
+        with _LOCK:
+            _VIEWS.clear()
+            _VIEWS.update(before)
+
+
+@contextmanager
+def scoped_registries() -> Iterator[None]:
+    """Whatever tabs and CAM methods are registered inside the `with` block are gone after it."""
+    _discover()
+    with _LOCK:
+        views = dict(_VIEWS)
+    methods = dict(METHODS)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _VIEWS.clear()
+            _VIEWS.update(views)
+        METHODS.clear()
+        METHODS.update(methods)
 
 
 def view_entries() -> list[ViewEntry]:

@@ -68,7 +68,6 @@ class Runner:
         self._queue: deque[Job] = deque()
         self._running: Job | None = None
         self._thread: threading.Thread | None = None
-        self._closed = False
 
     # ----- requests ------------------------------------------------------------------------------
     def submit(self, work: Callable[[], Any], done: Callable[[Any], None],
@@ -138,26 +137,18 @@ class Runner:
                 self._cond.wait(left)
         return True
 
-    def shutdown(self) -> None:
-        """Forget queued jobs and let the worker thread end after the running one."""
-        with self._cond:
-            self._queue.clear()
-            self._closed = True
-            self._cond.notify_all()
-
     # ----- the worker ---------------------------------------------------------------------------------
     def _start(self) -> None:
         """Start the worker thread if it is not running (called with the queue lock held)."""
-        self._closed = False
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name=f"{THREAD_PREFIX}-{id(self):x}", daemon=True)
             self._thread.start()
 
     def _loop(self) -> None:
-        """Take jobs from the queue until it is closed."""
+        """Take jobs from the queue until it stays empty for IDLE_SECONDS."""
         while True:
             with self._cond:
-                while not self._queue and not self._closed:
+                while not self._queue:
                     if not self._cond.wait(IDLE_SECONDS) and not self._queue:
                         break  # idle for a while: end; the next request starts a new thread
                 if not self._queue:
@@ -203,3 +194,75 @@ class Runner:
             except Exception:  # noqa: BLE001 - if even that fails, log it rather than lose it
                 log.exception("convviz_widgets could not show an error: %s", error)
 
+
+
+class JobSlot:
+    """One job slot of a view: the request queued or running in it, and the progress bar and Cancel it drives.
+
+    Every view (and the channel card) runs its model work through one of these, so there is one job state
+    machine: `submit` marks the slot busy (bar at 0, Cancel on), `cancel` asks the work to stop, and when
+    the work ends (done, failed or cancelled) the slot is idle again before the view's callback runs.
+    """
+
+    def __init__(self, runner: Runner, name: str, progress: Any = None, cancel_button: Any = None, *,
+                 restart_bar: bool = True) -> None:
+        self.runner, self.name = runner, name
+        self.progress, self.cancel_button = progress, cancel_button  # ipywidgets IntProgress and Button, or None
+        self.restart_bar = restart_bar  # False: the view restarts the bar itself (only when the work reports)
+        self.cancellable = True  # whether Cancel is offered for the next request
+        self.key: Hashable | None = None  # what the request queued or running here asks for; None when idle
+        self.cancelling = False
+
+    @property
+    def running(self) -> bool:
+        """True while a request is queued or running in this slot."""
+        return self.key is not None
+
+    def submit(self, key: Hashable, work: Callable[[], Any], done: Callable[[Any], None],
+               failed: Callable[[BaseException], None], *, cancellable: bool | None = None) -> Job:
+        """Run `work` in this slot (replacing its last request); the slot is idle again before `done`/`failed`."""
+        self.key, self.cancelling = key, False
+        if self.progress is not None and self.restart_bar:
+            self.progress.bar_style, self.progress.value = "info", 0
+        if self.cancel_button is not None:
+            self.cancel_button.disabled = not (self.cancellable if cancellable is None else cancellable)
+
+        def finished(result: Any) -> None:
+            self.idle("success")
+            done(result)
+
+        def stopped(err: BaseException) -> None:
+            self.idle("warning" if isinstance(err, Cancelled) else "danger")
+            failed(err)
+
+        return self.runner.submit(work, finished, stopped, slot=self.name)
+
+    def drop(self, style: str | None = None) -> None:
+        """Forget this slot's request (its result is never shown); with a `style`, the bar shows it."""
+        self.runner.drop(self.name)
+        if self.key is not None or style is not None:
+            self.idle(style)
+
+    def cancel(self) -> bool:
+        """Ask the request running here to stop (it reports Cancelled); True if there was one."""
+        if self.runner.cancel(self.name):
+            self.cancelling = True
+            return True
+        return False
+
+    def idle(self, style: str | None = None) -> None:
+        """Nothing runs here: Cancel is off, the bar keeps its last value in `style` (success, warning, danger)."""
+        self.key, self.cancelling = None, False
+        if self.progress is not None and style is not None:
+            self.progress.bar_style = style
+        if self.cancel_button is not None:
+            self.cancel_button.disabled = True
+
+    def report(self, done: int, total: int | None = None) -> bool:
+        """A progress callback (worker thread): move the bar; False stops work that is stale or cancelled."""
+        if not still_wanted():
+            return False
+        if self.progress is not None:
+            self.progress.max = max(1, int(total or done))
+            self.progress.value = int(done)
+        return True

@@ -5,7 +5,16 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import METHODS, CamMethod, CamRequest, PerturbationMethod, get_method, method_names, register_cam_method
+from .base import (
+    METHODS,
+    CamMethod,
+    CamRequest,
+    PerturbationMethod,
+    get_method,
+    method_names,
+    register_cam_method,
+    registered_cam_method,
+)
 
 _NOT_METHODS = {"base", "engine"}
 
@@ -20,4 +29,4 @@ def _load_builtins() -> None:
 _load_builtins()
 
 __all__ = ["METHODS", "CamMethod", "CamRequest", "PerturbationMethod", "get_method", "method_names",
-           "register_cam_method"]
+           "register_cam_method", "registered_cam_method"]

@@ -8,6 +8,8 @@ forward passes, run by the engine in batches that fit the memory budget.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +97,17 @@ def register_cam_method(method: CamMethod | type[CamMethod]) -> CamMethod:
     method.label = method.label or name
     METHODS[name] = method
     return method
+
+
+@contextmanager
+def registered_cam_method(method: CamMethod | type[CamMethod]) -> Iterator[CamMethod]:
+    """Register a CAM method for one `with` block (a test, a demo); afterwards the registry is as it was."""
+    before = dict(METHODS)
+    try:
+        yield register_cam_method(method)
+    finally:
+        METHODS.clear()
+        METHODS.update(before)
 
 
 def method_names() -> list[str]:

@@ -33,7 +33,7 @@ LAYER, SIZE, STEPS, STEP_SIZE = "conv3", demo.IMAGE_SIZE, 40, demo.FILTER_STEP_S
 FILTER = int(np.argmax(cv.filter_patterns(model, LAYER, range(16), preprocess=demo.PREPROCESS, size=SIZE,
                                           steps=0).start_activation))
 x0 = np.random.default_rng(0).random((1, SIZE, SIZE, 3), dtype=np.float32) * 20.0 + 128.0  # grey + noise
-start = checks.pattern_activation(model, LAYER, FILTER, x0)
+start = checks.pattern_activation(model, LAYER, FILTER, x0)  # the filter's mean activation on x0
 print(f"{LAYER}, filter {FILTER}: mean activation {start:.3f} on the start picture")
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "ascent-task", "locked": true, "schema_version": 3, "solution": false}
@@ -69,16 +69,28 @@ print(f"mean activation after {STEPS} steps: {checks.pattern_activation(model, L
 # %% nbgrader={"grade": true, "grade_id": "ascent-tests", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 checks.check_ascent(model, LAYER, FILTER, x, x0)
 ### BEGIN HIDDEN TESTS
-reference = cv.filter_patterns(model, LAYER, [FILTER], preprocess=demo.PREPROCESS, size=SIZE, steps=STEPS,
-                               step_size=STEP_SIZE, seed=0)
-reached = checks.pattern_activation(model, LAYER, FILTER, x)
-assert abs(reached - reference.final_activation[0]) <= 0.02 * abs(reference.final_activation[0]), \
-    (reached, reference.final_activation[0])
+_model = demo.load_model()
+_features = keras.Model(_model.inputs[0], _model.get_layer(LAYER).output)
+_start = np.random.default_rng(0).random((1, SIZE, SIZE, 3), dtype=np.float32) * 20.0 + 128.0
+_pixels = tf.Variable(_start)
+for _ in range(STEPS):
+    with tf.GradientTape() as _tape:
+        _loss = tf.reduce_mean(_features(_pixels / 255.0)[..., FILTER])
+    _grads = _tape.gradient(_loss, _pixels)
+    _pixels.assign_add(STEP_SIZE * _grads / (tf.sqrt(tf.reduce_mean(tf.square(_grads))) + 1e-5))
+_want = float(tf.reduce_mean(_features(_pixels / 255.0)[..., FILTER]))
+_reached = float(tf.reduce_mean(_features(np.asarray(x, np.float32) / 255.0)[..., FILTER]))
+if not abs(_reached - _want) <= 0.02 * abs(_want):
+    checks.fail("Gradient ascent", f"your picture reaches a mean activation of {_reached:.3f}, {STEPS} steps of the "
+                "book's ascent reach a different value. Check the step (STEP_SIZE times the gradient divided by "
+                "its RMS plus 1e-5), the number of steps and the scaling of the pixels (x / 255).")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "compare-text", "locked": true, "schema_version": 3, "solution": false}
-# `cv.filter_patterns` runs the same recipe for many filters at once (one batch). Your picture and its
-# picture for the same filter, side by side (both scaled for display the same way):
+# `cv.filter_patterns` runs this recipe for many filters at once (one batch), with two changes: it scales
+# each gradient to RMS 1 without the `+ 1e-5` (here the gradient's RMS is a few millionths, so the book's
+# `+ 1e-5` shrinks every step), and its start's noise grows with the step. So it climbs further. Your
+# picture and its picture for the same filter, side by side (both scaled for display the same way):
 
 # %% nbgrader={"grade": false, "grade_id": "compare", "locked": true, "schema_version": 3, "solution": false}
 reference = cv.filter_patterns(model, LAYER, [FILTER], preprocess=demo.PREPROCESS, size=SIZE, steps=STEPS,
@@ -117,10 +129,25 @@ def high_frequency_share(images):
 # %% nbgrader={"grade": true, "grade_id": "hf-tests", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 checks.check_high_frequency(high_frequency_share)
 ### BEGIN HIDDEN TESTS
+def _reference_share(images):
+    grey = np.asarray(images, np.float64).mean(axis=-1)
+    grey = grey - grey.mean(axis=(1, 2), keepdims=True)
+    power = np.abs(np.fft.fft2(grey)) ** 2
+    high = np.sqrt(np.fft.fftfreq(grey.shape[1])[:, None] ** 2 + np.fft.fftfreq(grey.shape[2])[None, :] ** 2) > 0.25
+    total = power.sum(axis=(1, 2))
+    return np.divide((power * high).sum(axis=(1, 2)), total, out=np.zeros_like(total), where=total > 0)
+
+
 _rng = np.random.default_rng(1)
-_inputs = [_rng.integers(0, 256, (2, 24, 32, 3)), _rng.normal(128, 40, (3, 17, 17, 3)),
-           np.tile(np.arange(32, dtype=np.float64)[None, None, :, None] % 2 * 255, (1, 32, 1, 3))]
-assert checks.same_function(high_frequency_share, checks.high_frequency_share, _inputs)
+_inputs = {"random pixels (2, 24, 32)": _rng.integers(0, 256, (2, 24, 32, 3)),
+           "Gaussian noise (3, 17, 17)": _rng.normal(128, 40, (3, 17, 17, 3)),
+           "vertical stripes (1, 32, 32)": np.tile(np.arange(32, dtype=np.float64)[None, None, :, None] % 2 * 255,
+                                                   (1, 32, 1, 3))}
+checks.compare("High frequencies", "high_frequency_share(pictures)",
+               {k: np.asarray(high_frequency_share(v), np.float64) for k, v in _inputs.items()},
+               {k: _reference_share(v) for k, v in _inputs.items()},
+               hint="Subtract each grey picture's own mean before np.fft.fft2, and count as high the frequencies "
+                    "with sqrt(fy**2 + fx**2) > 0.25 (fy, fx from np.fft.fftfreq).")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "modes-task", "locked": true, "schema_version": 3, "solution": false}
@@ -148,13 +175,34 @@ show(cv.filter_grid(plain.images, cols=4, margin=3), cv.filter_grid(regularized.
 
 # %% nbgrader={"grade": true, "grade_id": "modes-tests", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 checks.check_shares("Noise", noise, "noise", ["plain", "regularized"])
-assert plain.layer == regularized.layer == "conv4" and plain.filters == regularized.filters == tuple(range(8))
+for _name, _patterns in (("plain", plain), ("regularized", regularized)):
+    if getattr(_patterns, "layer", None) != "conv4" or tuple(getattr(_patterns, "filters", ())) != tuple(range(8)):
+        checks.fail("Noise", f"`{_name}` should be what cv.filter_patterns returns for filters 0 to 7 of conv4.")
 ### BEGIN HIDDEN TESTS
-_want = cv.filter_patterns(model, "conv4", range(8), preprocess=demo.PREPROCESS, size=64, steps=64, seed=0,
-                           mode="regularized")
-assert np.abs(_want.images.astype(float) - regularized.images).mean() < 2.0
-assert checks.close_shares(noise, {"plain": checks.high_frequency_share(plain.images).mean(),
-                                   "regularized": checks.high_frequency_share(regularized.images).mean()}, 1e-4)
+_model = demo.load_model()
+_want = {"plain": cv.filter_patterns(_model, "conv4", range(8), preprocess=demo.PREPROCESS, size=64, steps=40,
+                                     step_size=STEP_SIZE, seed=0, mode="plain"),
+         "regularized": cv.filter_patterns(_model, "conv4", range(8), preprocess=demo.PREPROCESS, size=64, steps=64,
+                                           seed=0, mode="regularized")}
+for _name, _patterns in (("plain", plain), ("regularized", regularized)):
+    if np.shape(_patterns.images) != _want[_name].images.shape \
+            or np.abs(_want[_name].images.astype(float) - _patterns.images).mean() >= 2.0:
+        checks.fail("Noise", f"`{_name}` is not the {_name} recipe with the task's settings (size, steps, seed).")
+
+
+def _reference_share(images):
+    grey = np.asarray(images, np.float64).mean(axis=-1)
+    grey = grey - grey.mean(axis=(1, 2), keepdims=True)
+    power = np.abs(np.fft.fft2(grey)) ** 2
+    high = np.sqrt(np.fft.fftfreq(grey.shape[1])[:, None] ** 2 + np.fft.fftfreq(grey.shape[2])[None, :] ** 2) > 0.25
+    total = power.sum(axis=(1, 2))
+    return np.divide((power * high).sum(axis=(1, 2)), total, out=np.zeros_like(total), where=total > 0)
+
+
+_shares = {"plain": _reference_share(plain.images).mean(), "regularized": _reference_share(regularized.images).mean()}
+checks.compare("Noise", "noise", noise, _shares, 1e-4,
+               hint="Each value is the mean of high_frequency_share(...) over that recipe's 8 pictures "
+                    "(a wrong high_frequency_share makes these wrong too).")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "changed-task", "locked": true, "schema_version": 3, "solution": false}

@@ -3,7 +3,8 @@
 #
 # Grad-CAM answers: which part of *this* image made the model say *this* class? You will
 #
-# 1. compute Grad-CAM by hand from the gradients and match `cv.gradcam`,
+# 1. compute a Grad-CAM by hand from the gradients, one that `cv.gradcam` does not compute: why this
+#    class *rather than* the runner-up,
 # 2. find a mistake of the model and explain it with two heatmaps,
 # 3. play the pointing game over many scenes, against a baseline that always points at the centre.
 #
@@ -31,13 +32,17 @@ DENSE = model.layers[-1]  # Dense(5, activation="softmax")
 HEAD = model.layers[model.layers.index(model.get_layer(LAYER)) + 1 : -1]  # the layers between them
 scene = demo.scene(label=2, seed=demo.EVAL_SEED + 5)
 CLASS = scene.labels[0]
+RIVAL = int(np.argsort(inspector.probabilities(scene.image))[-2])  # the model's second choice
 print(f"Grad-CAM layer: {LAYER}, then {[layer.name for layer in HEAD]} and {DENSE.name}")
-print(f"the scene shows a {demo.CLASS_NAMES[CLASS]}")
+print(f"the scene shows a {demo.CLASS_NAMES[CLASS]}; the model's second choice is {demo.CLASS_NAMES[RIVAL]}")
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "byhand-task", "locked": true, "schema_version": 3, "solution": false}
 # ## Task 1: Grad-CAM by hand (4 points)
 #
-# Compute the Grad-CAM of class `CLASS` for `scene.image` at layer `LAYER`, as the book does:
+# `cv.gradcam` explains one class: where is the evidence for `CLASS`? Here you ask a sharper question:
+# where is the evidence for `CLASS` *rather than* `RIVAL`, the model's second choice? The score to
+# explain is the difference of the two logits, `logit[CLASS] - logit[RIVAL]`. Compute its Grad-CAM
+# for `scene.image` at layer `LAYER`, the way the book computes Grad-CAM:
 #
 # * a Keras model from the input to the layer's feature maps:
 #   `keras.Model(model.inputs[0], model.get_layer(LAYER).output)`;
@@ -46,8 +51,8 @@ print(f"the scene shows a {demo.CLASS_NAMES[CLASS]}")
 #   `h @ DENSE.kernel + DENSE.bias` (`tf.matmul`). Grad-CAM explains the logit, the score before the
 #   softmax; `tape.watch` the feature maps, and feed the model the pixels divided by 255
 #   (`scene.image[None] / 255.0`);
-# * the gradient of the class's logit with respect to the feature maps, averaged over the positions,
-#   gives one weight per channel;
+# * the gradient of the score `logit[CLASS] - logit[RIVAL]` with respect to the feature maps, averaged
+#   over the positions, gives one weight per channel;
 # * the heatmap is the weighted sum of the channels, its positive part (ReLU), divided by its maximum.
 #
 # Put the result in `heatmap`, a 2-D NumPy array on the layer's grid.
@@ -61,19 +66,38 @@ with tf.GradientTape() as tape:
     h = feats
     for layer in HEAD:
         h = layer(h)
-    score = (tf.matmul(h, DENSE.kernel) + DENSE.bias)[0, CLASS]
+    logits = tf.matmul(h, DENSE.kernel) + DENSE.bias
+    score = logits[0, CLASS] - logits[0, RIVAL]
 grads = tape.gradient(score, feats)[0]
 weights = tf.reduce_mean(grads, axis=(0, 1))
 raw = tf.reduce_sum(feats[0] * weights, axis=-1).numpy()
 heatmap = np.maximum(raw, 0) / np.maximum(raw, 0).max()
 ### END SOLUTION
-show(scene.image, heatmap, cv.overlay(scene.image, heatmap), titles=["image", "your heatmap", "overlay"])
+one_class = cv.gradcam(model, scene.image, preprocess=demo.PREPROCESS, class_index=CLASS).heatmap
+show(scene.image, cv.overlay(scene.image, heatmap), cv.overlay(scene.image, one_class),
+     titles=["image", f"{demo.CLASS_NAMES[CLASS]} rather than {demo.CLASS_NAMES[RIVAL]}",
+             f"cv.gradcam: {demo.CLASS_NAMES[CLASS]}"])
 
 # %% nbgrader={"grade": true, "grade_id": "byhand-tests", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 checks.check_heatmap(model, scene.image, heatmap)
 ### BEGIN HIDDEN TESTS
-assert np.allclose(heatmap, cv.gradcam(model, scene.image, preprocess=demo.PREPROCESS, class_index=CLASS).heatmap,
-                   atol=checks.HEATMAP_ATOL)
+_model = demo.load_model()
+_scene = demo.scene(label=2, seed=demo.EVAL_SEED + 5)
+_layer = _model.get_layer(LAYER)
+_feats = keras.Model(_model.inputs[0], _layer.output)(_scene.image[None] / 255.0)
+with tf.GradientTape() as _tape:
+    _tape.watch(_feats)
+    _h = _feats
+    for _l in _model.layers[_model.layers.index(_layer) + 1 : -1]:
+        _h = _l(_h)
+    _z = tf.matmul(_h, _model.layers[-1].kernel) + _model.layers[-1].bias
+    _rival = int(np.argsort(_z[0].numpy())[-2])
+    _score = _z[0, _scene.labels[0]] - _z[0, _rival]
+_weights = tf.reduce_mean(_tape.gradient(_score, _feats)[0], axis=(0, 1))
+_raw = np.maximum(tf.reduce_sum(_feats[0] * _weights, axis=-1).numpy(), 0)
+checks.compare("Grad-CAM by hand", "heatmap", heatmap, _raw / _raw.max(), atol=1e-3,
+               hint="Explain the difference of two logits, logit[CLASS] - logit[RIVAL] (not one class, not "
+                    "the softmax), average its gradient over the positions, then ReLU and divide by the maximum.")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "mistake-task", "locked": true, "schema_version": 3, "solution": false}
@@ -107,7 +131,18 @@ show(image, cv.overlay(image, cam_predicted.heatmap), cv.overlay(image, cam_true
 # %% nbgrader={"grade": true, "grade_id": "mistake-tests", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 checks.check_misclassification(model, image, label, cam_predicted, cam_true)
 ### BEGIN HIDDEN TESTS
-assert np.array_equal(image, checks.first_mistake(model).image), "not the first mistake"
+_model = demo.load_model()
+_first = None
+for _start in range(0, 2000, 100):
+    _batch = [demo.scene(seed=_s, difficulty=1.5) for _s in range(_start, _start + 100)]
+    _predicted = _model.predict_on_batch(np.stack([_b.image for _b in _batch]) / 255.0).argmax(axis=1)
+    _wrong = [_b for _b, _p in zip(_batch, _predicted) if _p != _b.labels[0]]
+    if _wrong:
+        _first = _wrong[0]
+        break
+if _first is None or not np.array_equal(image, _first.image):
+    checks.fail("A mistake", "the model gets this scene wrong, but it is not the first such scene: try the seeds "
+                "0, 1, 2, ... in order and stop at the first mistake.")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "why-task", "locked": true, "schema_version": 3, "solution": false}
@@ -152,7 +187,15 @@ print(accuracy)
 # %% nbgrader={"grade": true, "grade_id": "pointing-tests", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 checks.check_shares("Pointing game", accuracy, "accuracy", ["gradcam", "centre"])
 ### BEGIN HIDDEN TESTS
-assert checks.close_shares(accuracy, checks.pointing_accuracies(model))
+_ins = cv.Inspector(demo.load_model(), preprocess=demo.PREPROCESS)
+_hits = {"gradcam": [], "centre": []}
+for _i in range(12):
+    _pair = demo.scene(seed=demo.EVAL_SEED + _i, objects=2)
+    for _label, _mask in zip(_pair.labels, _pair.masks):
+        _hits["gradcam"].append(metrics.pointing_game(_ins.gradcam(_pair.image, class_index=_label).heatmap, _mask))
+        _hits["centre"].append(metrics.pointing_game(metrics.centre_prior(_pair.image.shape), _mask))
+checks.compare("Pointing game", "accuracy", accuracy, {k: float(np.mean(v)) for k, v in _hits.items()},
+               hint="Play once per shape (24 in all), with the Grad-CAM of that shape's own class.")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "trust-task", "locked": true, "schema_version": 3, "solution": false}

@@ -59,9 +59,17 @@ for key, value in accuracy.items():
 # %% nbgrader={"grade": true, "grade_id": "accuracy-tests", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 checks.check_shares("Accuracy", accuracy, "accuracy", ["honest/cue", "honest/no cue", "shortcut/cue", "shortcut/no cue"])
 ### BEGIN HIDDEN TESTS
-assert checks.close_shares(accuracy, {f"{name}/{key}": checks.cue_accuracy(model, cue)
-                                      for name, model in models.items()
-                                      for cue, key in ((True, "cue"), (False, "no cue"))})
+_models = {"honest": demo.load_model(), "shortcut": demo.load_model("shortcut")}
+_accuracy = {}
+for _cue, _key in ((True, "cue"), (False, "no cue")):
+    _shots = [demo.scene(seed=demo.EVAL_SEED + _i, cue=_cue) for _i in range(200)]
+    _labels = np.array([_s.labels[0] for _s in _shots])
+    for _name, _m in _models.items():
+        _predicted = _m.predict_on_batch(np.stack([_s.image for _s in _shots]) / 255.0).argmax(axis=1)
+        _accuracy[f"{_name}/{_key}"] = float(np.mean(_predicted == _labels))
+checks.compare("Accuracy", "accuracy", accuracy, _accuracy,
+               hint="Use all 200 scenes demo.scene(seed=demo.EVAL_SEED + i, cue=...), i = 0 .. 199, and compare "
+                    "each model's top class with scene.labels[0].")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "where-task", "locked": true, "schema_version": 3, "solution": false}
@@ -92,9 +100,16 @@ print("peak on the shape:", on_shape)
 checks.check_shares("On the cue", on_cue, "on_cue", ["honest", "shortcut"])
 checks.check_shares("On the shape", on_shape, "on_shape", ["honest", "shortcut"])
 ### BEGIN HIDDEN TESTS
-_truth = {name: checks.cue_pointing(model) for name, model in models.items()}
-assert checks.close_shares(on_cue, {name: t["cue"] for name, t in _truth.items()})
-assert checks.close_shares(on_shape, {name: t["shape"] for name, t in _truth.items()})
+_models = {"honest": demo.load_model(), "shortcut": demo.load_model("shortcut")}
+_scenes = [demo.scene(seed=demo.EVAL_SEED + _i, cue=True) for _i in range(20)]
+_on_cue, _on_shape = {}, {}
+for _name, _m in _models.items():
+    _maps = [cv.gradcam(_m, _s.image, preprocess=demo.PREPROCESS, class_index=_s.labels[0]).heatmap for _s in _scenes]
+    _on_cue[_name] = float(np.mean([metrics.pointing_game(_h, _s.cue_mask, 4) for _h, _s in zip(_maps, _scenes)]))
+    _on_shape[_name] = float(np.mean([metrics.pointing_game(_h, _s.masks[0], 4) for _h, _s in zip(_maps, _scenes)]))
+_hint = "Use the first 20 cue scenes, the Grad-CAM of the true class and a tolerance of 4 pixels."
+checks.compare("On the cue", "on_cue", on_cue, _on_cue, hint=_hint)
+checks.compare("On the shape", "on_shape", on_shape, _on_shape, hint=_hint)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "look-text", "locked": true, "schema_version": 3, "solution": false}

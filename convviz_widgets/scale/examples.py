@@ -1,0 +1,197 @@
+"""Top dataset examples per channel over a whole dataset, on the engine, merged exactly.
+
+Each task runs core/examples' per-batch readout and running top-k on its batch and sends back
+only the k best (key, image, value, position) per channel. The keys order by value and then by
+earlier image, and are unique, so merging partials in any order keeps exactly the k that one
+pass in one process keeps: the result equals `core.examples.top_examples`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from ..core import examples as ex
+from ..core.api import inspector_for
+from ..errors import ConvVizError
+from . import engine
+from .engine import Batch, ModelSpec, Progress, RunStats
+
+REASONS_KEPT = ex.MAX_REASONS
+
+
+def examples_task(batch: Batch, spec: ModelSpec, layers: tuple[str, ...], k: int, channels: tuple[tuple[int, ...], ...],
+                  batch_size: int, payload: bytes | None = None, inspector: Any = None) -> dict[str, np.ndarray]:
+    """One batch on a worker: every layer's k best per channel, and the images seen and skipped."""
+    ins = inspector if inspector is not None else engine.worker_inspector(spec, payload)
+    batches = ex._Batches(ins, batch_size)
+    tops = {}
+    nodes = [ins.layer(name) for name in layers]
+    for node, chosen in zip(nodes, channels):
+        tops[node.name] = ex._TopK(len(chosen), k)
+    count = 0
+    for index, images in _stream(batch, batches):
+        for node, chosen in zip(nodes, channels):
+            peak, where, grid, finite = ex._readout_fn(ins, node)(tf.constant(images))
+            cols = np.array(chosen, np.int64)
+            peak, where, finite = peak.numpy()[:, cols], where.numpy()[:, cols], finite.numpy()
+            if not finite.all():
+                bad = int(index[np.argmin(finite)])
+                raise ConvVizError(
+                    f"Layer {node.name!r} gave a NaN or infinite activation for image {bad}: the model's weights or "
+                    "preprocessing are broken (check preprocess= and that the model loads correctly).")
+            tops[node.name].merge(index, peak, where, int(grid[1]))
+        count += index.size
+    part = {"count": np.array(count, np.int64), "skipped": np.array(batches.skipped, np.int64),
+            "reasons": np.array(batches.reasons, dtype=np.str_)}
+    for i, node in enumerate(nodes):
+        top = tops[node.name]
+        for name in ("keys", "index", "values", "flat", "cols"):
+            part[f"{i}.{name}"] = getattr(top, name)
+    return part
+
+
+def _stream(batch: Batch, batches: ex._Batches) -> Any:
+    """(stream indices, uint8 images) of a batch; an array already at the model's size skips per-image work."""
+    array = batch.as_array() if batch.paths is None else None
+    if array is not None and batches._ready(array):
+        for lo in range(0, array.shape[0], batches.batch_size):
+            chunk = np.ascontiguousarray(array[lo:lo + batches.batch_size])
+            yield batch.start + lo + np.arange(chunk.shape[0], dtype=np.int64), chunk
+        return
+    yield from batches(_BatchReader(batch))
+
+
+class _BatchReader(ex._Reader):
+    """A batch as core's readers give images: (stream index, item)."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.total = batch.size
+
+    def items(self) -> Any:
+        return self.batch.items()
+
+
+class Merged:
+    """Partials merged per layer: the k best per channel (exact, order-free), images seen and skipped."""
+
+    def __init__(self, layers: Sequence[str], channels: Sequence[Sequence[int]], k: int) -> None:
+        self.tops = [ex._TopK(len(c), k) for c in channels]
+        self.k = k
+        self.count = 0
+        self.skipped = 0
+        self.reasons: list[str] = []
+
+    def __call__(self, part: dict[str, np.ndarray]) -> None:
+        """Merge one batch's partial."""
+        self.count += int(part["count"])
+        self.skipped += int(part["skipped"])
+        self.reasons.extend(str(r) for r in part["reasons"])
+        for i, top in enumerate(self.tops):
+            merge_top(top, {name: part[f"{i}.{name}"] for name in ("keys", "index", "values", "flat", "cols")})
+
+
+def merge_top(top: ex._TopK, part: dict[str, np.ndarray]) -> None:
+    """Keep the k largest keys of two top-k tables (keys are unique: the same k in any merge order)."""
+    keys = np.concatenate([top.keys, part["keys"]], axis=1)
+    cand = keys.shape[1]
+    pick = np.argpartition(keys, cand - top.k, axis=1)[:, cand - top.k:]
+    for name in ("keys", "index", "values", "flat", "cols"):
+        both = np.concatenate([getattr(top, name), part[name]], axis=1)
+        setattr(top, name, np.take_along_axis(both, pick, axis=1))
+
+
+def _first_reasons(reasons: list[str]) -> list[str]:
+    """The first skipped images' reasons, in image order."""
+    def image_number(text: str) -> int:
+        try:
+            return int(text.split(":", 1)[0].split()[-1])
+        except (ValueError, IndexError):
+            return 1 << 62
+    return sorted(reasons, key=image_number)[:REASONS_KEPT]
+
+
+def dataset_examples(model: Any, layers: Sequence[str], images: Any, *, k: int = 9,
+                     channels: Sequence[Any] | None = None, batch_size: int = 64, preprocess: Any = None,
+                     output: Any = None, client: Any = None, workers: int | None = None,
+                     scheduler: str | None = None, out: Any = None, progress: Progress | None = None,
+                     recursive: bool = False, inspector: Any = None, data: engine.Dataset | None = None
+                     ) -> tuple[list[ex.TopExamples], RunStats, engine.Dataset]:
+    """Top examples of several layers in one pass over a dataset (here, or on Dask workers)."""
+    ins = inspector if inspector is not None else inspector_for(model, preprocess, output=output)
+    nodes = [ex._check_layer(ins, name) for name in layers]
+    k = ex._check_int("k", k)
+    batch_size = ex._check_int("batch_size", batch_size)
+    chosen = [ex._check_channels(None if channels is None else channels[i], n) for i, n in enumerate(nodes)]
+    if progress is not None and not callable(progress):
+        raise ConvVizError(f"progress must be a function progress(done, total) or None; got {type(progress).__name__}.")
+    data = data if data is not None else engine.dataset(images, batch_size, recursive)
+    keep = max(1, min(k, data.total))
+    names = tuple(n.name for n in nodes)
+    args_sig = (names, keep, tuple(chosen), batch_size)
+    merged = Merged(names, chosen, keep)
+    with engine.dask_client(client, workers, scheduler) as dask:
+        if dask is None:
+            spec, payload, digest = ModelSpec(None, "here", preprocess, output), None, _here_digest(model)
+            task = functools.partial(examples_task, inspector=ins)
+            task.__name__ = "examples_task"  # type: ignore[attr-defined]
+        else:
+            mf = engine.model_file(model, preprocess, output)
+            spec, payload, digest, task = mf.spec, mf.payload, mf.spec.digest, examples_task
+        job = engine.job_id("examples", digest, repr(preprocess), repr(output), data.fingerprint, args_sig)
+        partials = engine.Partials(None if out is None else out, job)
+        stats = engine.run(task, data, (spec, names, keep, tuple(chosen), batch_size), client=dask,
+                           partials=partials, progress=progress, payload=payload, merge=merged)
+    if merged.count == 0:
+        raise ConvVizError(f"None of the {merged.skipped} images could be read, so there are no examples. "
+                           f"First reasons: {'; '.join(_first_reasons(merged.reasons)[:3])}.")
+    results = []
+    for node, top, cols in zip(nodes, merged.tops, chosen):
+        indices, values, positions = top.result(merged.count)
+        field_at = None
+        if ins.input_size is None:
+            field_at = functools.lru_cache(maxsize=64)(
+                lambda hw, node=node: ex.receptive_field(ins.graph, node, hw))
+        results.append(ex.TopExamples(indices, values, positions, node.name, cols, merged.count, merged.skipped,
+                                      _first_reasons(merged.reasons), ex.receptive_field(ins.graph, node),
+                                      ins.prepare, bool(recursive), field_at))
+    return results, stats, data
+
+
+def _here_digest(model: Any) -> str:
+    """What identifies the model of an in-process run for resuming: its file's digest, or its weights' digest."""
+    import hashlib
+    import os
+
+    if isinstance(model, (str, os.PathLike)):
+        return engine.file_digest(model)
+    h = hashlib.sha256()
+    for w in getattr(model, "weights", []):
+        h.update(np.asarray(w).tobytes())
+    h.update(repr([(layer.name, type(layer).__name__) for layer in getattr(model, "layers", [])]).encode())
+    return h.hexdigest()
+
+
+def top_examples(model: Any, layer: str, images: Any, k: int = 9, channels: Sequence[int] | int | None = None,
+                 batch_size: int = 64, progress: Progress | None = None, preprocess: Any = None,
+                 output: Any = None, recursive: bool = False, client: Any = None,
+                 workers: int | None = None) -> ex.TopExamples:
+    """For every channel of `layer`, the k images of `images` with the highest maximum activation, and where.
+
+    Without `client` and `workers` this is `core.examples.top_examples` (any stream of images, one
+    process). `workers=N` runs the batches on a local Dask cluster of N processes, `client=` on an
+    existing `distributed.Client`; then `images` is a folder, a list of image paths, an array or a
+    list of .npy shards, and the result is exactly the one-process result.
+    """
+    if client is None and workers is None:
+        return ex.top_examples(model, layer, images, k=k, channels=channels, batch_size=batch_size,
+                               progress=progress, preprocess=preprocess, output=output, recursive=recursive)
+    results, _, _ = dataset_examples(model, [layer], images, k=k, channels=[channels], batch_size=batch_size,
+                                     preprocess=preprocess, output=output, client=client, workers=workers,
+                                     progress=progress, recursive=recursive)
+    return results[0]
