@@ -7,6 +7,9 @@ Cases (each run in a fresh interpreter, so one case's peak cannot hide in anothe
   c  filter_patterns on the demo model at size=2048: refused or split into chunks (what happened is printed)
   d  a soak: 60 filter_patterns calls with changing filter counts and sizes, target <= +100 MB at the end
   e  1000 panel interactions (class, layer, image) on ConvVizPanel(demo model, background=False)
+  s  a soak: 5,000 random panel actions over every tab (--actions N), after 300 of warm-up that fill the
+     bounded caches; RSS and the kernel's live widgets after warm-up and every 500 actions, target flat
+     (<= +50 MB at the end over the RSS after warm-up)
   u  VGG16 built in code (keras.applications.VGG16(weights=None)), then a panel with its Grad-CAM tab computed
   v  VGG16 (keras.applications, weights=None, with its classifier) saved to .keras, loaded with Keras's own
      loader, then a panel with its Grad-CAM tab computed: the "before" of loading light
@@ -24,6 +27,7 @@ memory available if less), so a case that would exhaust the machine reports that
 
     .venv/bin/python bench/bench_memory.py            # all cases
     .venv/bin/python bench/bench_memory.py --cases ab # only some
+    .venv/bin/python bench/bench_memory.py --cases s --actions 2000  # a shorter soak
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 MB = 2**20
 TARGET_MB = 100
+SOAK_TARGET_MB = 50  # the soak's growth after warm-up
+SOAK_WARMUP = 300  # actions before the soak's baseline: every bounded cache has been filled and evicted
+SOAK_MARK = 500  # the soak reports every this many actions
 LIGHT_TARGET_MB = 1331  # 1.3 GB in the binary units of every size this package prints (1 GB = 1024 MB)
 
 
@@ -202,6 +209,96 @@ def case_e(work: Path) -> None:
              "ok": result["end_mb"] <= TARGET_MB})
 
 
+def _soak_actions(panel, scenes: list, seed: int = 0):  # noqa: ANN001, ANN202 - a generator of named actions
+    """An endless random walk over the panel's controls, each step (name, function), deterministic for `seed`.
+
+    What a visitor does: switch tabs, load pictures, change the class, layer, method, colour map and opacity,
+    toggle the sanity check, pick layers and channels (the card computes a pattern), render small filter
+    grids, click the channels behind a map.
+    """
+    import random
+
+    rng = random.Random(seed)
+    acts, filt, cam = panel.activations, panel.filters, panel.cam
+
+    def values(control) -> list:  # noqa: ANN001
+        return [o[1] if isinstance(o, tuple) else o for o in control.options]
+
+    def on(title: str):  # noqa: ANN202
+        return panel.select(title)
+
+    def channel_button() -> None:
+        on("Grad-CAM")
+        buttons = cam.channel_buttons.children
+        if buttons:
+            buttons[rng.randrange(len(buttons))].click()
+
+    def render() -> None:
+        on("Filters")
+        filt.layer.value = rng.choice(values(filt.layer))
+        filt.steps.value, filt.count.value = 2, rng.choice([1, 2, 4])
+        filt.render()
+
+    methods = [m for m in ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam")
+               if m in values(cam.method)]
+    steps = [
+        ("tab", lambda: on(rng.choice(panel.titles))),
+        ("image", lambda: panel.set_image(rng.choice(scenes))),
+        ("class", lambda: (on("Grad-CAM"), setattr(cam.class_index, "value", rng.randrange(cam.class_index.max + 1)))),
+        ("cam layer", lambda: (on("Grad-CAM"), setattr(cam.layer, "value", rng.choice(values(cam.layer))))),
+        ("method", lambda: (on("Grad-CAM"), setattr(cam.method, "value", rng.choice(methods)))),
+        ("sanity", lambda: (on("Grad-CAM"), setattr(cam.sanity, "value", not cam.sanity.value))),
+        ("look", lambda: (setattr(cam.cmap, "value", rng.choice(values(cam.cmap))),
+                          setattr(cam.opacity, "value", rng.choice([0.3, 0.5, 0.7])))),
+        ("layer", lambda: (on("Activations"), setattr(acts.layer, "value", rng.choice(values(acts.layer))))),
+        ("channel", lambda: (on("Activations"), setattr(acts.channel, "value", rng.randrange(acts.channel.max + 1)))),
+        ("grid", lambda: (setattr(acts.per_row, "value", rng.choice([4, 8, 16])),
+                          setattr(acts.cmap, "value", rng.choice(values(acts.cmap))))),
+        ("render", render),
+        ("channel button", channel_button),
+        ("card", lambda: panel.open_channel(rng.choice(values(acts.layer)), 0)),
+    ]
+    while True:
+        yield rng.choice(steps)
+
+
+def _live_widgets() -> int:
+    """Widgets alive in this kernel (ipywidgets keeps each one until it is closed)."""
+    import warnings
+
+    import ipywidgets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return len(ipywidgets.Widget.widgets)
+
+
+def case_s(work: Path, actions: int = 5000) -> None:
+    import gc
+
+    cv, demo, model = _demo()
+    panel = cv.ConvVizPanel(model, background=False)
+    scenes = [demo.scene(seed=i).image for i in range(24)]
+    walk = _soak_actions(panel, scenes)
+    for _ in range(SOAK_WARMUP):
+        next(walk)[1]()
+    panel.wait()
+    gc.collect()
+    meter = PeakRSS()  # the baseline: after warm-up
+    widgets0, start, marks = _live_widgets(), time.monotonic(), []
+    for i in range(actions):
+        next(walk)[1]()
+        if (i + 1) % SOAK_MARK == 0 or i + 1 == actions:
+            panel.wait()
+            gc.collect()
+            marks.append(f"{i + 1}: {meter.now_mb():+.0f} MB, {_live_widgets() - widgets0:+d} widgets")
+            print(f"MARK after {marks[-1]} ({time.monotonic() - start:.0f} s)", flush=True)
+    panel.wait()
+    gc.collect()
+    per = (time.monotonic() - start) / max(1, actions) * 1000
+    result = meter.stop()
+    _report({**result, "outcome": f"{actions} random actions after {SOAK_WARMUP} of warm-up ({per:.0f} ms each); "
+             + "; ".join(marks), "ok": result["end_mb"] <= SOAK_TARGET_MB})
 # ---------------------------------------------------------------- model files: loading light, and bombs
 
 def _load_vgg_panel(work: Path, light: bool | None) -> None:
@@ -300,6 +397,7 @@ CASES = {
     "c": ("filter_patterns, demo model, size=2048 (refused or chunked: peak within the memory budget)", case_c),
     "d": ("soak: 60 filter_patterns calls, changing counts and sizes (target <= +100 MB at the end)", case_d),
     "e": ("1000 panel interactions: class, layer, image (target <= +100 MB at the end)", case_e),
+    "s": ("soak: random panel actions over every tab (target <= +50 MB after warm-up)", case_s),
     "u": ("VGG16 built in code (keras.applications, weights=None), then a panel with Grad-CAM", case_u),
     "v": ("VGG16 .keras with Keras's loader, then a panel with Grad-CAM (before loading light)", case_v),
     "w": ("VGG16 .keras with cv.load_model, then a panel with Grad-CAM (target <= 1.3 GB absolute)", case_w),
@@ -311,11 +409,11 @@ CASES = {
 
 # ---------------------------------------------------------------- the parent
 
-def run_child(case: str, work: Path, cap: int, timeout: float) -> dict:
+def run_child(case: str, work: Path, cap: int, timeout: float, actions: int = 5000) -> dict:
     """Run one case in a fresh interpreter; stop it above `cap` bytes or after `timeout` seconds."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    child = subprocess.Popen([sys.executable, __file__, "--child", case, "--work", str(work)], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, __file__, "--child", case, "--work", str(work), "--actions", str(actions)]
+    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watched = psutil.Process(child.pid)
     started, stopped = time.monotonic(), ""
     while child.poll() is None:
@@ -336,15 +434,20 @@ def run_child(case: str, work: Path, cap: int, timeout: float) -> dict:
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
     tail = " | ".join(err.strip().splitlines()[-3:])
-    return {"outcome": stopped or f"the child failed (exit {child.returncode}): {tail}", "ok": False}
+    marks = [line[len("MARK "):] for line in out.splitlines() if line.startswith("MARK ")]
+    so_far = f" (so far: {'; '.join(marks)})" if marks else ""
+    return {"outcome": (stopped or f"the child failed (exit {child.returncode}): {tail}") + so_far, "ok": False}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="abcdeuvwxyz", help="which cases to run, e.g. 'ab' (default: all)")
+    parser.add_argument("--cases", default="abcdeuvwxyz",
+                        help="which cases to run, e.g. 'ab' (default: all but the soak, s, which takes 20-40 min)")
     parser.add_argument("--cap", type=float, default=None,
                         help="stop a case above this many GB of RSS (default: 8, or 60%% of the memory available)")
-    parser.add_argument("--timeout", type=float, default=900, help="stop a case after this many seconds")
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="stop a case after this many seconds (the soak: at least 1 s per action)")
+    parser.add_argument("--actions", type=int, default=5000, help="random panel actions of the soak (case s)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -353,7 +456,10 @@ def main() -> int:
         return 0
     if args.child:
         sys.path.insert(0, str(ROOT))
-        CASES[args.child][1](Path(args.work))
+        if args.child == "s":
+            case_s(Path(args.work), args.actions)
+        else:
+            CASES[args.child][1](Path(args.work))
         return 0
     print(f"== bench_memory: peak RSS over each case's baseline (python {sys.version.split()[0]}, "
           f"{os.cpu_count()} cores, {psutil.virtual_memory().available / 2**30:.1f} GB available) ==", flush=True)
@@ -372,7 +478,8 @@ def main() -> int:
         for case in args.cases:
             title = CASES[case][0]
             started = time.monotonic()
-            r = run_child(case, work, cap, args.timeout)
+            timeout = max(args.timeout, 1.0 * (args.actions + SOAK_WARMUP)) if case == "s" else args.timeout
+            r = run_child(case, work, cap, timeout, args.actions)
             figures = (f"peak {r['peak_mb']:+,.0f} MB, end {r['end_mb']:+,.0f} MB (baseline {r['baseline_mb']:,.0f} MB)"
                        if "peak_mb" in r else "no figures")
             print(f"[{case}] {title}\n    {figures}; {time.monotonic() - started:.0f} s wall\n    {r['outcome']}",

@@ -11,6 +11,7 @@ import gc
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -104,3 +105,34 @@ class LRUCache(MutableMapping[K, V], Generic[K, V]):
 
     def __iter__(self) -> Iterator[K]:
         return iter(self.keys())
+
+
+class KeyLocks:
+    """One lock per key, made on first use and dropped when no thread holds or waits for it.
+
+    For caches whose values take long to build: threads asking for the same key wait for the one
+    building it (and then find it cached), while other keys are built at the same time.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, list] = {}  # key -> [its lock, threads holding or waiting]
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def hold(self, key: Hashable) -> Iterator[None]:
+        """Hold `key`'s lock for the block."""
+        with self._guard:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._locks[key]
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._locks)

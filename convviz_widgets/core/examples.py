@@ -26,7 +26,7 @@ import tensorflow as tf
 from .. import limits
 from ..errors import Cancelled, ConvVizError
 from . import checks
-from .graph import CONV_TYPES, POOL_TYPES, FlatGraph, Node, trace
+from .graph import CONV_TYPES, POOL_TYPES, FlatGraph, Node
 from .inspector import MAX_FREE_SIDE, Inspector
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -432,7 +432,7 @@ def _shapes_up_to(inspector: Inspector, node: Node, hw: tuple[int, int]) -> list
     nodes = inspector.graph.nodes[: node.index + 1]
     if inspector.input_size is None:
         try:
-            nodes = trace(inspector.model, spatial=hw, stop_at=node.name).nodes
+            nodes = inspector.traced(tuple(hw), node.name).nodes
         except Exception:  # noqa: BLE001 - only an estimate: fall back to full-resolution maps
             pass
     return [tuple(n.shape[1:]) for n in nodes]

@@ -4,12 +4,13 @@ Nested models (a `keras.applications` base inside a Sequential) hide their inner
 `model.get_layer`, so peer tools fail on them. We re-run the model's graph symbolically,
 descending into sub-models, and record every layer's output under a qualified name such as
 ``vgg16/block5_conv3``. The layers (and so the weights) are the user's own; the user's model
-is never changed. Softmax/sigmoid heads are traced a second time without their activation,
-so class scores are logits.
+is never changed, not even for a moment. Softmax/sigmoid heads are traced a second time through
+a twin of the head layer that shares its weights and has no activation, so class scores are logits.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,19 +146,31 @@ def _short_list(names: Sequence[str], limit: int = 40) -> str:
 
 
 class _PreActivation(keras.layers.Layer):
-    """Runs a layer with its activation switched off: the logits under a softmax/sigmoid head."""
+    """The logits under a softmax/sigmoid head: the head layer's own maths and weights, without its activation.
+
+    It calls a twin of the layer (`_linear_twin`), never the user's layer with a switched activation:
+    another thread (the user's own `model(x)`, the panel's worker) may run the model at the same moment.
+    """
 
     def __init__(self, inner: keras.layers.Layer) -> None:
         super().__init__(name=f"{inner.name}_logits")
-        self.inner = inner
+        self.inner = _linear_twin(inner)
 
     def call(self, inputs: Any) -> Any:
-        saved = self.inner.activation
-        self.inner.activation = keras.activations.linear
-        try:
-            return self.inner.call(inputs)
-        finally:
-            self.inner.activation = saved
+        return self.inner.call(inputs)
+
+
+def _linear_twin(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A shallow twin of `layer` with a linear activation: the same weights, settings and code, the layer untouched.
+
+    The twin shares the layer's variables (so it sees later weight changes too) but has its own activation and
+    its own (empty) lists of graph nodes; nothing is written to the user's layer.
+    """
+    twin = object.__new__(type(layer))  # no __init__, no Keras pickling: a plain copy of the attributes
+    state = dict(layer.__dict__)
+    state.update(activation=keras.activations.linear, _inbound_nodes=[], _outbound_nodes=[])
+    twin.__dict__.update(state)
+    return twin
 
 
 def _activation_name(fn: Any) -> str:
@@ -235,6 +248,13 @@ def output_index(model: keras.Model, output: str | int | None) -> int:
     if not 0 <= int(output) < n:
         raise ConvVizError(f"output={output} is out of range: the model has {n} outputs ({describe_outputs(model)}).")
     return int(output)
+
+
+# Tracing calls the user's layers on symbolic tensors, and Keras records each call in the layer's list of
+# graph nodes (appending, then reading the list's length as the new node's index): two traces of one model at
+# once could swap their nodes. Every trace of every model therefore runs under this lock (a trace takes
+# milliseconds; the compiled work that follows does not need it).
+_TRACE_LOCK = threading.RLock()
 
 
 class _StopTrace(Exception):
@@ -349,12 +369,13 @@ def trace(model: keras.Model, spatial: tuple[int | None, int | None] | None = No
     shape = tuple(model.inputs[0].shape[1:])
     if spatial is not None:
         shape = (*spatial, shape[-1])
-    x = keras.Input(shape=shape, name="image")
-    tracer = _Tracer(final_layer(model, index), stop_at)
-    try:
-        out = tracer.run(model, x, "")
-    except _StopTrace:
-        out = tracer.nodes[-1].output
+    with _TRACE_LOCK:
+        x = keras.Input(shape=shape, name="image")
+        tracer = _Tracer(final_layer(model, index), stop_at)
+        try:
+            out = tracer.run(model, x, "")
+        except _StopTrace:
+            out = tracer.nodes[-1].output
     if isinstance(out, (list, tuple, dict)):
         out = keras.tree.flatten(out)[index]
     head = tracer.head if stop_at is None else None

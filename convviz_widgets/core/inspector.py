@@ -83,6 +83,8 @@ class Inspector:
         # Named presets are TensorFlow ops: compiled CAMs take the uint8 pixels and preprocess inside.
         self._preprocess_in_graph = any(self._preprocess is f for f in PRESETS.values())
         self._footprint: Footprint | None = None
+        self._traces: dict[tuple, FlatGraph] = {}  # (spatial, stop_at) -> a partial trace, made once (see `traced`)
+        self._traces_lock = threading.Lock()
 
     # ----- facts about the model -------------------------------------------------------------
     def _model_names(self) -> list[str]:
@@ -115,6 +117,20 @@ class Inspector:
         out = np.concatenate([np.asarray(fn(x[i : i + chunk])) for i in range(0, n, chunk)]) if n else \
             np.zeros((0, self.n_classes), np.float32)
         return _finite(out, "the batch's class values", "this batch")
+
+    def traced(self, spatial: tuple[int | None, int | None] | None, stop_at: str) -> FlatGraph:
+        """The model traced at `spatial` up to the layer `stop_at`, made once per Inspector.
+
+        Every trace leaves its symbolic graph in the Keras bookkeeping of the user's layers for as long as
+        the model lives; tracing again for every objective or estimate that a bounded cache dropped let it
+        grow with each panel action. At most one trace per (size, layer) is kept instead.
+        """
+        key = (spatial, stop_at)
+        with self._traces_lock:
+            graph = self._traces.get(key)
+            if graph is None:
+                graph = self._traces[key] = trace(self.model, spatial=spatial, stop_at=stop_at)
+            return graph
 
     # ----- memory ------------------------------------------------------------------------------
     def footprint(self) -> Footprint:

@@ -18,7 +18,7 @@ from ..limits import fit_batch
 from . import checks
 from . import feature_viz as fv
 from . import filters as fp
-from .graph import FlatGraph, Node, trace
+from .graph import FlatGraph, Node
 
 PATTERN_MODES = ("plain", "regularized")
 MAX_PATTERN_SIZE = checks.PATTERN_SIZE.high  # filter-pattern side; the memory budget usually refuses far smaller first
@@ -147,9 +147,9 @@ class PatternEngine:
         """Trace up to `name` at any image size; fall back to the model's own size."""
         fixed = self.ins.input_size
         if fixed is None or fixed == (size, size):
-            return trace(self.ins.model, spatial=None if fixed else (None, None), stop_at=self.ins.layer(name).name)
+            return self.ins.traced(None if fixed else (None, None), self.ins.layer(name).name)
         try:
-            return trace(self.ins.model, spatial=(None, None), stop_at=self.ins.layer(name).name)
+            return self.ins.traced((None, None), self.ins.layer(name).name)
         except Exception as err:  # noqa: BLE001 - a layer before the target needs the fixed size
             raise ConvVizError(
                 f"Layer {name!r} can only be reached at the model's input size {fixed[0]}x{fixed[1]}; "

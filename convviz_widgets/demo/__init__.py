@@ -12,6 +12,7 @@ Keras is imported lazily so ``from convviz_widgets.demo import scene`` stays lig
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -58,7 +59,11 @@ def load_model(kind: Literal["honest", "shortcut"] = "honest") -> keras.Model:
     """Load a shipped demo convnet once and reuse it: "honest" (default) or "shortcut" (the cue model)."""
     if kind not in MODEL_PATHS:
         raise ValueError(f"kind must be one of {sorted(MODEL_PATHS)}, got {kind!r}")
-    return _load(kind)
+    with _LOAD_LOCK:  # threads asking at once get the one model, read once
+        return _load(kind)
+
+
+_LOAD_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=2)

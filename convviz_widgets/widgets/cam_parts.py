@@ -182,6 +182,8 @@ class CamFigures:
         self.channels_text.add_class("convviz-cam-channels-text")
         self.channel_buttons = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self.channel_buttons.add_class("convviz-cam-channels")
+        self._channel_pool: list[widgets.Button] = []  # made once, reused by every map (widgets live until closed)
+        self._channel_targets: list[tuple[str, int]] = []  # (layer, channel) of each pooled button
 
     def rows(self) -> list[widgets.Widget]:
         """The figures side by side, then the lines under them."""
@@ -229,14 +231,29 @@ class CamFigures:
         top = top_contributors(shares, TOP_CHANNELS)
         self.channels_text.value = channels_html(cam, shares, bool(top))
         buttons = []
-        for k in top:
-            button = widgets.Button(description=f"#{k}  {float(shares[k]):+.3g}", layout=widgets.Layout(width="auto"),
-                                    tooltip=f"channel {k}: weight {float(cam.weights[k]):.3g} × mean activation "
-                                            f"{float(means[k]):.3g}")
-            button.add_class("convviz-cam-channel")
-            button.on_click(lambda _, layer=cam.layer, channel=k: self.open_channel(layer, channel))
+        for slot, k in enumerate(top):
+            button = self._channel_button(slot)
+            self._channel_targets[slot] = (cam.layer, int(k))
+            button.description = f"#{k}  {float(shares[k]):+.3g}"
+            button.tooltip = (f"channel {k}: weight {float(cam.weights[k]):.3g} × mean activation "
+                              f"{float(means[k]):.3g}")
             buttons.append(button)
         self.channel_buttons.children = buttons
+
+    def _channel_button(self, slot: int) -> widgets.Button:
+        """The channel button of one slot, made on first use and then reused.
+
+        A widget lives in the kernel (and the page) until it is closed: new buttons for every map drawn
+        piled up, three widgets each (the button, its layout and its style).
+        """
+        while len(self._channel_pool) <= slot:
+            index = len(self._channel_pool)
+            button = widgets.Button(layout=widgets.Layout(width="auto"))
+            button.add_class("convviz-cam-channel")
+            button.on_click(lambda _, index=index: self.open_channel(*self._channel_targets[index]))
+            self._channel_pool.append(button)
+            self._channel_targets.append(("", 0))
+        return self._channel_pool[slot]
 
     def draw_sanity(self, sanity: Sanity | BaseException | None, depth: int | None, method: str,
                     names: list[str], cmap: str, shape: tuple[int, ...]) -> None:
