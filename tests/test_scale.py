@@ -270,3 +270,37 @@ def test_the_progress_line_shows_images_rate_and_time_left() -> None:
     text = bar.line(500, 1000)
     assert text.startswith("Images 500/1,000 [############------------] 200 img/s")
     assert text.endswith(", 2 s left") or text.endswith(", 3 s left")
+
+
+def test_the_notebook_bar_label_shows_images_rate_and_time_left() -> None:
+    from convviz_widgets.scale.progress import counts_text
+
+    assert counts_text(500, 1000, 200.0) == f"500/1,000 images, 200 img/s, {500 / 200:,.0f} s left"
+    assert counts_text(1000, 1000, 200.0) == "1,000/1,000 images, 200 img/s"  # done: no time left
+    assert counts_text(1280, None, 0.0) == "1,280 images, 0 img/s"  # no total, no rate yet: no ETA
+
+
+def test_in_a_running_kernel_progress_is_a_widget_bar_and_elsewhere_a_text_line(monkeypatch) -> None:
+    import types
+
+    import IPython
+    import IPython.display
+    import ipywidgets
+
+    from convviz_widgets.scale import progress_bar
+    from convviz_widgets.scale.progress import DatasetProgress, NotebookProgress
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    assert type(progress_bar()) is DatasetProgress  # a terminal or a script: the text line
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace(kernel=object()))
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    bar = progress_bar("Images")
+    assert isinstance(bar, NotebookProgress)
+    bar(0, 1000)
+    bar._t0 -= 100.0  # 100 seconds later, 500 images done: 5 img/s, 500 images (100 s) left
+    bar(500, 1000)
+    assert isinstance(bar.bar, ipywidgets.IntProgress) and (bar.bar.value, bar.bar.max) == (500, 1000)
+    assert bar.text.value == "500/1,000 images, 5 img/s, 100 s left"
+    assert shown == [bar.box], "the bar is displayed once, then updated in place"
+    assert type(progress_bar(stream=sys.stderr)) is DatasetProgress  # an explicit stream keeps the line

@@ -9,6 +9,7 @@ from .atlas import Atlas, atlas, default_layers
 from .engine import EXTRA, RunStats, dask_client
 from .evaluate import EvaluationTable, evaluate
 from .examples import dataset_examples, top_examples
+from .progress import progress_bar
 
 __all__ = ["EXTRA", "Atlas", "EvaluationTable", "RunStats", "atlas", "dask_client", "dataset_examples",
-           "default_layers", "evaluate", "top_examples"]
+           "default_layers", "evaluate", "progress_bar", "top_examples"]

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import render
 from ..core.api import inspector_for
+from ..core.atlas_folder import model_fingerprint
 from ..core.examples import TopExamples
 from ..errors import ConvVizError
 from ..render.cards import marked_thumbnail
@@ -174,7 +175,7 @@ def _write_layer(ins: Any, top: TopExamples, prepared: dict[int, np.ndarray], pa
         extra = f"<img src='img/c{channel:04d}_pattern.png' alt='pattern'>" if pats is not None else ""
         cards.append(f"<figure><a href='{page.name}'><img src='{thumb}' alt='best example'>{extra}</a>"
                      f"<figcaption>channel {channel}<br>max {float(top.values[row, 0]):.3g}</figcaption></figure>")
-    _write_examples_json(top, folder / "examples.json")
+    _write_examples_json(top, folder / "examples.json", ins.model)
     rf = top.receptive_field
     field_text = (f"receptive field {rf.size[0]:.0f} x {rf.size[1]:.0f} px" if rf.size
                   else "receptive field: whole image")
@@ -185,14 +186,16 @@ def _write_layer(ins: Any, top: TopExamples, prepared: dict[int, np.ndarray], pa
     return [index, *pages]
 
 
-def _write_examples_json(top: TopExamples, path: Path) -> None:
-    """The layer's examples as data (for other tools and the panel): per channel, image, value and position."""
+def _write_examples_json(top: TopExamples, path: Path, model: Any) -> None:
+    """The layer's examples as data (for other tools and the panel): per channel, image, value and position;
+    the model's name and fingerprint let the panel refuse an atlas made for another model."""
     import json
 
     channels = {str(c): [{"image": int(top.indices[row, j]), "value": float(top.values[row, j]),
                           "row": int(top.positions[row, j, 0]), "col": int(top.positions[row, j, 1])}
                          for j in range(top.k)] for row, c in enumerate(top.channels)}
-    path.write_text(json.dumps({"layer": top.layer, "k": top.k, "count": top.count, "skipped": top.skipped,
+    path.write_text(json.dumps({"model": str(model.name), "fingerprint": model_fingerprint(model),
+                                "layer": top.layer, "k": top.k, "count": top.count, "skipped": top.skipped,
                                 "channels": channels}), encoding="utf-8")
 
 

@@ -165,16 +165,13 @@ def dataset_examples(model: Any, layers: Sequence[str], images: Any, *, k: int =
 
 def _here_digest(model: Any) -> str:
     """What identifies the model of an in-process run for resuming: its file's digest, or its weights' digest."""
-    import hashlib
     import os
+
+    from ..core.atlas_folder import model_fingerprint
 
     if isinstance(model, (str, os.PathLike)):
         return engine.file_digest(model)
-    h = hashlib.sha256()
-    for w in getattr(model, "weights", []):
-        h.update(np.asarray(w).tobytes())
-    h.update(repr([(layer.name, type(layer).__name__) for layer in getattr(model, "layers", [])]).encode())
-    return h.hexdigest()
+    return model_fingerprint(model)
 
 
 def top_examples(model: Any, layer: str, images: Any, k: int = 9, channels: Sequence[int] | int | None = None,

@@ -8,6 +8,7 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 
+from ..core.atlas_folder import AtlasFolder
 from ..core.checks import PER_ROW
 from ..core.facts import channel_note, layer_facts, most_active_channel
 from ..render import GRID_WIDTH, activation_picture, channel_image, enlarge_figure
@@ -49,7 +50,7 @@ class ActivationsView(ImageView):
 
     def __init__(self, model: Any, image: Any = None, *, layer: str | None = None, images_per_row: int = 16,
                  cmap: str = "viridis", grid_width: int = GRID_WIDTH, dataset: Any = None,
-                 evidence: ClassEvidence | None = None, **kwargs: Any) -> None:
+                 evidence: ClassEvidence | None = None, atlas: Any = None, **kwargs: Any) -> None:
         super().__init__(model, image, **kwargs)
         self.grid_width = grid_width
         self._acts: dict[str, np.ndarray] = {}
@@ -85,8 +86,11 @@ class ActivationsView(ImageView):
             "<small>or choose a channel: its map over the image, its filter pattern, the dataset images that "
             "excite it most and its class evidence.</small>")], layout=widgets.Layout(align_items="center"))
         self.card_hint.add_class("convviz-card-hint")
+        if atlas is not None and not isinstance(atlas, AtlasFolder):
+            atlas = AtlasFolder(atlas, self.inspector.model)  # a folder: refused now if it is another model's
         self.card = ChannelCard(self.inspector, self.runner, self.slot, dataset,
-                                None if evidence is None else lambda layer, k: evidence.text(self.rgb, layer, k))
+                                None if evidence is None else lambda layer, k: evidence.text(self.rgb, layer, k),
+                                atlas)
         if evidence is not None:
             evidence.subscribe(self.card.refresh_evidence)
         self._auto_channel = True  # the slider follows the layer's most active channel until one is chosen
@@ -111,7 +115,7 @@ class ActivationsView(ImageView):
         """As a tab: the panel's dataset feeds the channel cards, and its class evidence their last line."""
         services = panel.services
         return cls(panel.inspector, runner=panel.runner, save_dir=panel.save_dir, dataset=services.dataset,
-                   evidence=services.evidence)
+                   evidence=services.evidence, atlas=services.atlas)
 
     # ----- model work -------------------------------------------------------------------------------
     def show(self, wanted: None) -> bool:

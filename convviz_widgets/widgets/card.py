@@ -17,6 +17,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..core import ConvVizError, Inspector, ReceptiveField, TopExamples
+from ..core.atlas_folder import AtlasFolder
 from ..core.cache import LRUCache
 from ..core.facts import channel_note
 from ..render import enlarge, map_pictures, marked_thumbnail, shown_patterns, thumbnail_grid
@@ -98,13 +99,15 @@ class ChannelCard(widgets.VBox):
     """Everything about one channel of one layer, drawn when the Activations tab's channel changes."""
 
     def __init__(self, inspector: Inspector, runner: Runner, slot: str, dataset: Any = None,
-                 evidence: Evidence | None = None) -> None:
+                 evidence: Evidence | None = None, atlas: AtlasFolder | None = None) -> None:
         super().__init__()
         self.inspector, self.runner = inspector, runner
         self._dataset_given = dataset
         self._dataset: Any = None
         self._dataset_ready = False
         self.evidence = evidence
+        self.atlas = atlas  # an atlas folder's examples come first: no dataset pass for what it holds
+        self.atlas_tops: dict[str, TopExamples] = {}
         self.layer: str | None = None
         self.channel = 0
         self.patterns: LRUCache[tuple[str, int], Pattern] = LRUCache(PATTERN_CACHE, collect=False)
@@ -236,9 +239,12 @@ class ChannelCard(widgets.VBox):
     def _want_examples(self) -> None:
         """Show the current channel's examples: from the caches, by drawing them, or by searching the dataset."""
         self.find_button.layout.display = "none"
+        if self._from_atlas():
+            return
         if not self.has_dataset:
             self.examples_image.layout.display = "none"
-            self.examples_caption.value = small(HOW_TO)
+            lacks = "" if self.atlas is None else "The atlas holds no examples of this channel. "
+            self.examples_caption.value = small(lacks + HOW_TO)
             return
         key = (self.layer, self.channel)
         if key in self.example_pictures:
@@ -249,6 +255,24 @@ class ChannelCard(widgets.VBox):
             self.examples_caption.value = small("Searching the dataset for this layer's examples…")
             return
         self._submit_examples(find=self.layer not in self.examples)
+
+    def _from_atlas(self) -> bool:
+        """Show the current channel's examples from the panel's atlas at once; False when it holds none of them."""
+        part = None if self.atlas is None or self.layer is None else self.atlas.layer(self.layer)
+        if part is None or self.channel not in part.channels:
+            return False
+        try:
+            top = self.atlas_tops.get(part.layer)
+            if top is None:
+                top = self.atlas_tops[part.layer] = part.top(self.inspector)
+            picture = thumbnail_grid(part.pictures(self.channel), COLUMNS)
+        except ConvVizError as err:
+            self.examples_image.layout.display = "none"
+            self.examples_caption.value = small(f"Examples from the atlas: {html.escape(error_text(err))}")
+            return True
+        show_picture(self.examples_image, enlarge(picture, EXAMPLES_SIDE, EXAMPLES_SIDE))
+        self.examples_caption.value = examples_caption(top, self.channel) + small(" (From the atlas.)")
+        return True
 
     def _find_clicked(self) -> None:
         """Search again after a cancel."""

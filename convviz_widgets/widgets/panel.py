@@ -8,6 +8,7 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 
+from ..core.atlas_folder import AtlasFolder
 from ..errors import ConvVizError
 from .base import View, as_inspector
 from .chooser import ImageChooser
@@ -27,20 +28,24 @@ class ConvVizPanel(widgets.VBox):
     PIL image or bytes; demo scenes are offered when the demo is installed); ``output`` picks the class
     output of a model with several; ``dataset`` (an array of images, a list of images or paths, a folder or a
     tf.data.Dataset) is searched for each channel's top examples (a model may bring its own as a function in
-    ``model.example_images``, as the demo model does). Model work runs in a background thread, one job slot per
-    view (the latest request wins); ``background=False`` runs it inline, and ``wait()`` blocks until it is done.
+    ``model.example_images``, as the demo model does); ``atlas`` (a folder written by ``cv.atlas`` or ``convviz
+    atlas`` for this model) gives the cards the examples it holds at once, with no pass over a dataset. Model work
+    runs in a background thread, one job slot per view (the latest request wins); ``background=False`` runs it
+    inline, and ``wait()`` blocks until it is done.
     """
 
     def __init__(self, model: Any, image: Any = None, *, preprocess: Any = None, class_names: Any = None,
                  output: Any = None, background: bool = True, save_dir: str | Path | None = None,
-                 dataset: Any = None) -> None:
+                 dataset: Any = None, atlas: Any = None) -> None:
         super().__init__()
         self.inspector = as_inspector(model, preprocess, class_names, output)
         self.runner = Runner(background)
         self.save_dir = save_dir
         if dataset is None:
             dataset = getattr(self.inspector.model, "example_images", None)
-        self.services = PanelServices(dataset, open_channel=self.open_channel)  # what the tabs share, through here
+        if atlas is not None:  # a missing, malformed or other model's atlas is refused before any tab is built
+            atlas = AtlasFolder(atlas, self.inspector.model)
+        self.services = PanelServices(dataset, open_channel=self.open_channel, atlas=atlas)  # what the tabs share
         self.chooser = ImageChooser(self.inspector, runner=self.runner, save_dir=save_dir)
         entries = view_entries()
         self._tabs = {entry.key: entry.view.for_panel(self) for entry in entries}

@@ -1,7 +1,8 @@
 """What the panel offers its tabs, so a tab that needs another's work asks the panel, never the other tab.
 
-``PanelServices`` travels from the panel to each view's ``for_panel``: the dataset the channel cards search,
-the class evidence (the Grad-CAM tab provides it, the channel card reads it) and opening a channel's card.
+``PanelServices`` travels from the panel to each view's ``for_panel``: the dataset the channel cards search
+(an atlas folder, when given, is read before it), the class evidence (the Grad-CAM tab provides it, the channel
+card reads it) and opening a channel's card.
 """
 
 from __future__ import annotations
@@ -56,3 +57,4 @@ class PanelServices:
     dataset: Any = None
     evidence: ClassEvidence = field(default_factory=ClassEvidence)
     open_channel: Callable[[str, int], None] = _nowhere
+    atlas: Any = None  # an AtlasFolder the channel cards read their examples from first
