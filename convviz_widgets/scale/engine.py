@@ -11,6 +11,7 @@ Finished partials can be saved in a folder, so a stopped job continues where it 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
@@ -149,6 +150,26 @@ def model_file(model: Any, preprocess: Any, output: Any, safe_mode: bool = True)
         payload = Path(path).read_bytes()
     digest = hashlib.sha256(payload).hexdigest()
     return ModelFile(ModelSpec(None, digest, preprocess, output, safe_mode), payload)
+
+
+def here_digest(model: Any) -> str:
+    """What identifies the model of an in-process run for resuming: its file's digest, or its weights' digest."""
+    from ..core.atlas_folder import model_fingerprint
+
+    if isinstance(model, (str, os.PathLike)):
+        return file_digest(model)
+    return model_fingerprint(model)
+
+
+def placed_task(task: Task, model: Any, inspector: Any, preprocess: Any, output: Any,
+                dask: Any) -> tuple[ModelSpec, bytes | None, str, Task]:
+    """The task, the model's spec, its bytes and its digest: the Inspector itself in this process, a file on workers."""
+    if dask is None:
+        here = functools.partial(task, inspector=inspector)
+        here.__name__ = task.__name__  # type: ignore[attr-defined]
+        return ModelSpec(None, "here", preprocess, output), None, here_digest(model), here
+    mf = model_file(model, preprocess, output)
+    return mf.spec, mf.payload, mf.spec.digest, task
 
 
 # ----- the dataset, cut into batches ---------------------------------------------------------------------

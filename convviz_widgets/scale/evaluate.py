@@ -8,7 +8,6 @@ them in image order, so it is the same whatever the number of workers or the fin
 from __future__ import annotations
 
 import csv
-import functools
 import html
 import io
 import math
@@ -177,25 +176,12 @@ def evaluate(model: Any, images: Any, methods: Sequence[str] = ("gradcam",), mas
     collected = _Collected()
     args_sig = (names, int(steps), labels is not None, batch_size, bool(randomization))
     with engine.dask_client(client, workers, scheduler) as dask:
-        if dask is None:
-            spec, payload, digest = ModelSpec(None, "here", preprocess, output), None, _digest(model)
-            task = functools.partial(evaluate_task, inspector=ins)
-            task.__name__ = "evaluate_task"  # type: ignore[attr-defined]
-        else:
-            mf = engine.model_file(model, preprocess, output)
-            spec, payload, digest, task = mf.spec, mf.payload, mf.spec.digest, evaluate_task
+        spec, payload, digest, task = engine.placed_task(evaluate_task, model, ins, preprocess, output, dask)
         job = engine.job_id("evaluate", digest, repr(preprocess), repr(output), data.fingerprint, args_sig)
         stats = engine.run(task, data, (spec, names, int(steps), labels is not None, bool(randomization)),
                            client=dask,
                            partials=engine.Partials(out, job), progress=progress, payload=payload, merge=collected)
     return _table(names, collected.parts, stats)
-
-
-def _digest(model: Any) -> str:
-    """The model's identity for resuming an in-process run."""
-    from .examples import _here_digest
-
-    return _here_digest(model)
 
 
 def _table(methods: tuple[str, ...], parts: list[dict[str, np.ndarray]], stats: RunStats) -> EvaluationTable:

@@ -136,13 +136,7 @@ def dataset_examples(model: Any, layers: Sequence[str], images: Any, *, k: int =
     args_sig = (names, keep, tuple(chosen), batch_size)
     merged = Merged(names, chosen, keep)
     with engine.dask_client(client, workers, scheduler) as dask:
-        if dask is None:
-            spec, payload, digest = ModelSpec(None, "here", preprocess, output), None, _here_digest(model)
-            task = functools.partial(examples_task, inspector=ins)
-            task.__name__ = "examples_task"  # type: ignore[attr-defined]
-        else:
-            mf = engine.model_file(model, preprocess, output)
-            spec, payload, digest, task = mf.spec, mf.payload, mf.spec.digest, examples_task
+        spec, payload, digest, task = engine.placed_task(examples_task, model, ins, preprocess, output, dask)
         job = engine.job_id("examples", digest, repr(preprocess), repr(output), data.fingerprint, args_sig)
         partials = engine.Partials(None if out is None else out, job)
         stats = engine.run(task, data, (spec, names, keep, tuple(chosen), batch_size), client=dask,
@@ -161,17 +155,6 @@ def dataset_examples(model: Any, layers: Sequence[str], images: Any, *, k: int =
                                       _first_reasons(merged.reasons), ex.receptive_field(ins.graph, node),
                                       ins.prepare, bool(recursive), field_at))
     return results, stats, data
-
-
-def _here_digest(model: Any) -> str:
-    """What identifies the model of an in-process run for resuming: its file's digest, or its weights' digest."""
-    import os
-
-    from ..core.atlas_folder import model_fingerprint
-
-    if isinstance(model, (str, os.PathLike)):
-        return engine.file_digest(model)
-    return model_fingerprint(model)
 
 
 def top_examples(model: Any, layer: str, images: Any, k: int = 9, channels: Sequence[int] | int | None = None,
