@@ -304,3 +304,17 @@ def test_in_a_running_kernel_progress_is_a_widget_bar_and_elsewhere_a_text_line(
     assert bar.text.value == "500/1,000 images, 5 img/s, 100 s left"
     assert shown == [bar.box], "the bar is displayed once, then updated in place"
     assert type(progress_bar(stream=sys.stderr)) is DatasetProgress  # an explicit stream keeps the line
+
+
+def test_an_atlas_channel_lists_only_the_classes_its_positive_weights_feed(model):
+    """The CAM layer's channel page names the classes with the largest positive head weights, none it argues against."""
+    from convviz_widgets.scale.atlas import _fed_classes
+
+    ins = cv.Inspector(model)
+    head = model.layers[-1].get_weights()[0]  # the demo's Dense head after global average pooling: (channels, classes)
+    names = list(ins.class_names)
+    for channel in range(head.shape[0]):
+        w = head[channel]
+        want = [(names[i], float(w[i])) for i in np.argsort(-w, kind="stable")[:3] if w[i] > 0]
+        assert _fed_classes(ins, ins.default_cam_layer, channel) == want
+    assert any((head[c] <= 0).sum() > head.shape[1] - 3 for c in range(head.shape[0]))  # some channel has < 3 to list

@@ -101,7 +101,7 @@ def _patterns(ins: Any, top: TopExamples, steps: int) -> np.ndarray | None:
 
 
 def _fed_classes(ins: Any, layer: str, channel: int) -> list[tuple[str, float]]:
-    """At the CAM layer: the classes whose output weight from this channel is largest (a GAP + Dense head)."""
+    """At the CAM layer: the classes this channel adds to most, positive output weights only (a GAP + Dense head)."""
     if layer != ins.default_cam_layer or not ins.has_classes:
         return []
     channels = ins.layer(layer).channels
@@ -110,7 +110,8 @@ def _fed_classes(ins: Any, layer: str, channel: int) -> list[tuple[str, float]]:
         if kernel is not None and len(kernel.shape) == 2 and int(kernel.shape[0]) == channels \
                 and int(kernel.shape[1]) == ins.n_classes:
             w = np.asarray(kernel)[channel]
-            order = np.argsort(-w, kind="stable")[:CLASSES_SHOWN]
+            # a negative weight argues against the class: it is not fed
+            order = [i for i in np.argsort(-w, kind="stable")[:CLASSES_SHOWN] if w[i] > 0]
             return [(ins.class_names[i] if i < len(ins.class_names) else str(i), float(w[i])) for i in order]
     return []
 
