@@ -476,6 +476,19 @@ def _build_readout(inspector: Inspector, node: Node) -> Any:
 
 
 # ----- the running top-k --------------------------------------------------------------------------------
+def batch_peaks(readout: Any, node: Node, index: np.ndarray, images: np.ndarray,
+                columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """One batch's peak value and position per chosen channel, and the grid's width; NaN/inf is an error."""
+    peak, where, grid, finite = readout(tf.constant(images))
+    peak, where, finite = peak.numpy()[:, columns], where.numpy()[:, columns], finite.numpy()
+    if not finite.all():
+        bad = int(index[np.argmin(finite)])
+        raise ConvVizError(
+            f"Layer {node.name!r} gave a NaN or infinite activation for image {bad}: the model's weights or "
+            "preprocessing are broken (check preprocess= and that the model loads correctly).")
+    return peak, where, int(grid[1])
+
+
 def _order_keys(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     """uint64 keys that sort like (value, then earlier image first): unique, so selection is deterministic."""
     bits = (values.astype(np.float32) + np.float32(0.0)).view(np.uint32)  # -0.0 becomes +0.0
@@ -612,14 +625,7 @@ def examples_for(inspector: Inspector, layer: str, images: Any, *, k: int = 9, c
     batches = _Batches(inspector, batch_size)
     count = 0
     for index, batch in batches(reader):
-        peak, where, grid, finite = readout(tf.constant(batch))
-        peak, where, finite = peak.numpy()[:, columns], where.numpy()[:, columns], finite.numpy()
-        if not finite.all():
-            bad = int(index[np.argmin(finite)])
-            raise ConvVizError(
-                f"Layer {node.name!r} gave a NaN or infinite activation for image {bad}: the model's weights or "
-                "preprocessing are broken (check preprocess= and that the model loads correctly).")
-        top.merge(index, peak, where, int(grid[1]))
+        top.merge(index, *batch_peaks(readout, node, index, batch, columns))
         count += index.size
         _report(progress, batches.consumed, reader.total)
     if count == 0 and batches.skipped == 0:

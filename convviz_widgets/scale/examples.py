@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from ..core import examples as ex
 from ..core.api import inspector_for
@@ -36,15 +35,8 @@ def examples_task(batch: Batch, spec: ModelSpec, layers: tuple[str, ...], k: int
     count = 0
     for index, images in _stream(batch, batches):
         for node, chosen in zip(nodes, channels):
-            peak, where, grid, finite = ex._readout_fn(ins, node)(tf.constant(images))
-            cols = np.array(chosen, np.int64)
-            peak, where, finite = peak.numpy()[:, cols], where.numpy()[:, cols], finite.numpy()
-            if not finite.all():
-                bad = int(index[np.argmin(finite)])
-                raise ConvVizError(
-                    f"Layer {node.name!r} gave a NaN or infinite activation for image {bad}: the model's weights or "
-                    "preprocessing are broken (check preprocess= and that the model loads correctly).")
-            tops[node.name].merge(index, peak, where, int(grid[1]))
+            peaks = ex.batch_peaks(ex._readout_fn(ins, node), node, index, images, np.array(chosen, np.int64))
+            tops[node.name].merge(index, *peaks)
         count += index.size
     part = {"count": np.array(count, np.int64), "skipped": np.array(batches.skipped, np.int64),
             "reasons": np.array(batches.reasons, dtype=np.str_)}
