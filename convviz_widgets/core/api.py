@@ -10,7 +10,7 @@ import numpy as np
 
 from ..images import ImageSource
 from . import checks
-from .cache import KeyLocks, LRUCache
+from .cache import LRUCache
 from .cam import CAM
 from .feature_viz import Regularization
 from .filters import FilterPatterns, Progress
@@ -19,7 +19,6 @@ from .preprocess import Preprocess
 
 INSPECTOR_CACHE_SIZE = 8  # models x settings kept bound; the least recently used is dropped (and can be freed)
 _INSPECTORS: LRUCache = LRUCache(INSPECTOR_CACHE_SIZE)
-_BUILDING = KeyLocks()  # one builder per key: the other threads asking for it wait and get its Inspector
 
 
 def inspector_for(model: Any, preprocess: Preprocess = None, class_names: Any = None,
@@ -35,7 +34,7 @@ def inspector_for(model: Any, preprocess: Preprocess = None, class_names: Any = 
         return Inspector(model, preprocess=preprocess, class_names=class_names, output=output)
     key = (id(model), preprocess if isinstance(preprocess, (str, type(None))) else id(preprocess),
            None if class_names is None else repr(class_names)[:2000], output)
-    with _BUILDING.hold(key):  # several threads asking at once: one builds, the others get its Inspector
+    with _INSPECTORS.building(key):  # several threads asking at once: one builds, the others get its Inspector
         cached = _INSPECTORS.get(key)
         if cached is not None and cached.model is model and (isinstance(preprocess, (str, type(None)))
                                                              or cached.preprocess_fn is preprocess):

@@ -7,17 +7,48 @@ TensorFlow can free the graph. The panel's picture caches use the same bound (wi
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, MutableMapping
-from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 _MISSING = object()
+
+
+class KeyLocks:
+    """One lock per key, made on first use and dropped when no thread holds or waits for it.
+
+    For caches whose values take long to build: threads asking for the same key wait for the one
+    building it (and then find it cached), while other keys are built at the same time.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, list] = {}  # key -> [its lock, threads holding or waiting]
+        self._guard = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self, key: Hashable) -> Iterator[None]:
+        """Hold `key`'s lock for the block."""
+        with self._guard:
+            entry = self._locks.setdefault(key, [threading.RLock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._locks[key]
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._locks)
 
 
 class LRUCache(MutableMapping[K, V], Generic[K, V]):
@@ -34,6 +65,7 @@ class LRUCache(MutableMapping[K, V], Generic[K, V]):
         self.collect = collect
         self._data: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.RLock()
+        self._building = KeyLocks()
         self.evictions = 0
 
     def get(self, key: K, default: V | None = None) -> V | None:
@@ -60,16 +92,21 @@ class LRUCache(MutableMapping[K, V], Generic[K, V]):
             # small next to the compilation that caused the eviction, so dropped graphs really go.
             gc.collect()
 
+    def building(self, key: K) -> contextlib.AbstractContextManager:
+        """Hold `key` while its value is built: other threads building it wait, other keys go on."""
+        return self._building.hold(key)
+
     def get_or_create(self, key: K, factory: Callable[[], V]) -> V:
         """The cached value, or `factory()` stored under `key` (built once even with several threads)."""
-        with self._lock:
-            value = self._data.get(key, _MISSING)
-            if value is not _MISSING:
-                self._data.move_to_end(key)
-                return value  # type: ignore[return-value]
-            value = factory()
-            self.put(key, value)
-            return value
+        value = self.get(key, _MISSING)  # type: ignore[arg-type]
+        if value is not _MISSING:
+            return value  # type: ignore[return-value]
+        with self.building(key):
+            value = self.get(key, _MISSING)  # type: ignore[arg-type]
+            if value is _MISSING:
+                value = factory()
+                self.put(key, value)
+            return value  # type: ignore[return-value]
 
     def __getitem__(self, key: K) -> V:
         """The value for `key` (now the most recently used); KeyError when absent."""
@@ -105,34 +142,3 @@ class LRUCache(MutableMapping[K, V], Generic[K, V]):
 
     def __iter__(self) -> Iterator[K]:
         return iter(self.keys())
-
-
-class KeyLocks:
-    """One lock per key, made on first use and dropped when no thread holds or waits for it.
-
-    For caches whose values take long to build: threads asking for the same key wait for the one
-    building it (and then find it cached), while other keys are built at the same time.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[Hashable, list] = {}  # key -> [its lock, threads holding or waiting]
-        self._guard = threading.Lock()
-
-    @contextmanager
-    def hold(self, key: Hashable) -> Iterator[None]:
-        """Hold `key`'s lock for the block."""
-        with self._guard:
-            entry = self._locks.setdefault(key, [threading.Lock(), 0])
-            entry[1] += 1
-        try:
-            with entry[0]:
-                yield
-        finally:
-            with self._guard:
-                entry[1] -= 1
-                if not entry[1]:
-                    del self._locks[key]
-
-    def __len__(self) -> int:
-        with self._guard:
-            return len(self._locks)
