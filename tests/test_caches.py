@@ -260,3 +260,31 @@ def test_compiled_gradcam_plus_plus_matches_the_numpy_rule(tiny_model):
     raw = (f * weights).sum(axis=-1)  # the map before its ReLU
     cam = ins.gradcam(img, layer="conv3", method="gradcam++", class_index=1)
     np.testing.assert_allclose(cam.raw, raw, rtol=1e-4, atol=1e-6)
+
+
+def test_get_or_create_builds_a_key_once_and_other_keys_meanwhile():
+    """Threads asking for one key share one build; a slow build does not hold up another key's build."""
+    from convviz_widgets.core.cache import LRUCache
+
+    cache: LRUCache = LRUCache(4, collect=False)
+    other_built, calls = threading.Event(), []
+
+    def slow() -> str:
+        calls.append("slow")
+        assert other_built.wait(10), "another key's build was held up by this one"
+        return "slow"
+
+    def fast() -> str:
+        calls.append("fast")
+        other_built.set()
+        return "fast"
+
+    slow_threads = [threading.Thread(target=lambda: cache.get_or_create("a", slow)) for _ in range(4)]
+    for t in slow_threads:
+        t.start()
+    while not calls:  # the slow build has begun
+        threading.Event().wait(0.01)
+    assert cache.get_or_create("b", fast) == "fast"
+    for t in slow_threads:
+        t.join(20)
+    assert cache["a"] == "slow" and calls.count("slow") == 1 and calls.count("fast") == 1
