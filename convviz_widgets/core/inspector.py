@@ -9,6 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from ..errors import ConvVizError
 from ..images import ImageSource, load_image, pixel_key, resize_rgb
@@ -17,6 +18,7 @@ from . import cam as cam_rules
 from . import cams, checks
 from . import feature_viz as fv
 from . import filters as fp
+from . import head as head_maths
 from .budget import Footprint
 from .cache import LRUCache
 from .cams.engine import CamEngine, CamJob
@@ -202,13 +204,13 @@ class Inspector:
         rgb = load_image(image)
         return resize_rgb(rgb, _capped_size(rgb.shape[:2], MAX_FREE_SIDE))
 
-    def batch(self, rgb: np.ndarray) -> tf.Tensor:
-        """A preprocessed float32 batch of one prepared image."""
+    def batch(self, rgb: np.ndarray) -> Any:
+        """A preprocessed float32 batch (a backend tensor) of one prepared image."""
         self._check_channels()
         x = rgb.astype(np.float32)
         if self.channels == 1:
             x = x @ _GRAY[:, None]
-        return tf.cast(self._preprocess(tf.constant(x[None])), tf.float32)
+        return ops.cast(self._preprocess(ops.convert_to_tensor(x[None])), "float32")
 
     def _check_channels(self) -> None:
         """Only RGB and grayscale models can be fed a picture."""
@@ -221,11 +223,11 @@ class Inspector:
         """Signature of a preprocessed batch: `batch` images at the model's input shape (None: any)."""
         return tf.TensorSpec([batch, *self.graph.input.shape[1:]], tf.float32)
 
-    def _in_graph_input(self, pixels: tf.Tensor) -> tf.Tensor:
+    def _in_graph_input(self, pixels: Any) -> Any:
         """Inside a compiled function: uint8 RGB pixels -> the model's preprocessed float input."""
-        x = tf.cast(pixels, tf.float32)
+        x = ops.cast(pixels, "float32")
         if self.channels == 1:
-            x = tf.tensordot(x, tf.constant(_GRAY[:, None]), axes=[[3], [0]])
+            x = ops.tensordot(x, ops.convert_to_tensor(_GRAY[:, None]), axes=[[3], [0]])
         return self._preprocess(x)
 
     # ----- one forward pass: every conv/pool output and the logits --------------------------------
@@ -353,13 +355,14 @@ class Inspector:
             return tf.TensorSpec([None, h, w, 3], tf.uint8)
         return self._batch_spec(None)
 
-    def _input_batch(self, rgbs: list[np.ndarray], in_graph: bool | None = None) -> tf.Tensor:
-        """Prepared images of one size as a batch: uint8 pixels when preprocessing runs in the graph."""
+    def _input_batch(self, rgbs: list[np.ndarray], in_graph: bool | None = None) -> Any:
+        """Prepared images of one size as a batch: uint8 pixels (numpy) when preprocessing runs in the
+        compiled function, else the preprocessed float32 batch (a backend tensor)."""
         in_graph = self._preprocess_in_graph if in_graph is None else in_graph
         if in_graph:
             self._check_channels()
-            return tf.constant(np.stack(rgbs))
-        return tf.concat([self.batch(rgb) for rgb in rgbs], axis=0) if len(rgbs) > 1 else self.batch(rgbs[0])
+            return np.stack(rgbs)
+        return ops.concatenate([self.batch(rgb) for rgb in rgbs], axis=0) if len(rgbs) > 1 else self.batch(rgbs[0])
 
     # ----- predictions -----------------------------------------------------------------------------
     def _require_classes(self) -> None:
@@ -459,7 +462,7 @@ class Inspector:
                 model = keras.Model(self.graph.input, self.graph.head.logits)
                 activation = self.graph.head.activation
                 self._probs = tf.function(
-                    lambda x: tf_probabilities(model(x, training=False), activation)
+                    lambda x: head_maths.head_values(model(x, training=False), activation)
                 ).get_concrete_function(self._batch_spec(None))
             return self._probs
 
@@ -589,34 +592,5 @@ def _capped_size(hw: tuple[int, int], cap: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def class_scores(logits: tf.Tensor, activation: str) -> tf.Tensor:
-    """Per-class scores to explain: logits, and (-z, z) for a single sigmoid/linear unit."""
-    if logits.shape[-1] == 1:
-        return tf.concat([-logits, logits], axis=-1)
-    return logits
-
-
-def tf_probabilities(logits: tf.Tensor, activation: str) -> tf.Tensor:
-    """Probabilities from logits for the model's head (TF version for compiled code); a linear head's scores."""
-    if activation not in ("softmax", "sigmoid"):
-        return class_scores(logits, activation)
-    if logits.shape[-1] == 1:
-        p = tf.sigmoid(logits)
-        return tf.concat([1.0 - p, p], axis=-1)
-    if activation == "sigmoid":
-        return tf.sigmoid(logits)
-    return tf.nn.softmax(logits, axis=-1)
-
-
-def probabilities(logits: np.ndarray, activation: str) -> np.ndarray:
-    """Probabilities from one image's logits (numpy); a linear head's scores, as they are."""
-    z = np.asarray(logits, np.float64).reshape(-1)
-    if activation not in ("softmax", "sigmoid"):
-        return (np.concatenate([-z, z]) if z.size == 1 else z).astype(np.float32)
-    if z.size == 1:
-        p = 1.0 / (1.0 + np.exp(-z[0]))
-        return np.array([1.0 - p, p], np.float32)
-    if activation == "sigmoid":
-        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
-    e = np.exp(z - z.max())
-    return (e / e.sum()).astype(np.float32)
+class_scores = head_maths.class_scores  # kept here for callers of the old names
+probabilities = head_maths.probabilities

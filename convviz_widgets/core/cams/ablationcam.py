@@ -53,7 +53,7 @@ class AblationCam(PerturbationMethod):
 
 def _after_layer(ins: Any, node: Any) -> Any:
     """Compiled class scores from (input, the layer's output): paths that skip the layer still see the input."""
-    from ..inspector import class_scores
+    from ..head import class_scores
 
     model = keras.Model([ins.graph.input, node.output], ins.graph.head.logits)
     activation = ins.graph.head.activation

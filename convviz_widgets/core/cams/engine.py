@@ -125,7 +125,8 @@ class CamEngine:
 
     def _build(self, node: Node, method: CamMethod, deep: bool = True) -> Any:
         """Compile f(batch, wanted classes (-1: top)) -> CamPass tensors for any number of images."""
-        from ..inspector import class_scores, tf_probabilities
+        from ..head import class_scores
+        from ..head import head_values as tf_probabilities
 
         ins = self.ins
         checked = [n.output for n in visual_layers(ins.graph) if n.output is not node.output] if deep else []
