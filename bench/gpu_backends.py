@@ -47,7 +47,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if "--installed" not in sys.argv:  # the source tree's package, unless the installed one is asked for
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -467,6 +468,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, help="demo scenes for top_examples (default 2000)")
     parser.add_argument("--works", default="cam1,cam32,patterns,examples", help="comma-separated subset")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--installed", action="store_true", help="import the installed package, not this tree's")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 20)
     size = args.size or (64 if args.quick else 224)
