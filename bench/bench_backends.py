@@ -67,6 +67,16 @@ def run_backend(backend: str, models: list[str], repeats: int) -> list[dict] | s
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def ms(value: float) -> str:
+    """Milliseconds for the table; '-' for a side that did not run."""
+    return "-" if value != value else f"{value:.2f}"
+
+
+def times(ratio: float) -> str:
+    """A ratio for the table; '-' when a side did not run."""
+    return "-" if ratio != ratio else f"{ratio:.2f}x"
+
+
 def verdict(ratio: float) -> str:
     """PASS/FAIL against the target; 'not measured' when the package's side failed (NaN)."""
     return "not measured" if ratio != ratio else ("PASS" if ratio <= TARGET else "FAIL")
@@ -96,9 +106,9 @@ def main() -> None:
             continue
         for r in result:
             cpu, wall = r["package_cpu_ms"] / r["floor_cpu_ms"], r["package_ms"] / r["floor_ms"]
-            lines.append(f"| {backend} | {r['model']} | {r['package_cpu_ms']:.2f} | {r['floor_cpu_ms']:.2f} | "
-                         f"{cpu:.2f}x | {r['package_ms']:.2f} | {r['floor_ms']:.2f} | {wall:.2f}x | {r['agree']} | "
-                         f"{verdict(cpu)} |")
+            cells = [backend, r["model"], ms(r["package_cpu_ms"]), ms(r["floor_cpu_ms"]), times(cpu),
+                     ms(r["package_ms"]), ms(r["floor_ms"]), times(wall), r["agree"][:120], verdict(cpu)]
+            lines.append("| " + " | ".join(cells) + " |")
         print(f"{backend}: done", flush=True)
     print(f"load average at end: {os.getloadavg()[0]:.1f}\n")
     print("\n".join(lines))

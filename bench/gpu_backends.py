@@ -118,7 +118,8 @@ def alternate(package: Callable[[], Any], floor: Callable[[], Any], repeats: int
     try:
         done(package())
     except Exception as error:  # noqa: BLE001 - reported in the table, the floor still measured
-        reason = f"package failed: {type(error).__name__}: {(str(error).strip().splitlines() or [''])[-1][:160]}"
+        last = (str(error).strip().splitlines() or [""])[-1]
+        reason = f"package failed: {type(error).__name__}: {' '.join(last.split())}"
         _, floor_times = alternate(lambda: None, floor, repeats, warmup)
         raise PackageFailed(reason, ([], floor_times)) from error
     arms, times = (package, floor), ([], [])
@@ -454,8 +455,14 @@ def print_table(rows: list[Row], repeats: int) -> None:
     print("| work | package ms | floor ms | ratio | package CPU ms | floor CPU ms | agreement |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        print(f"| {r.work} | {r.package_ms:.2f} | {r.floor_ms:.2f} | {r.ratio:.2f}x | {r.package_cpu_ms:.1f} | "
-              f"{r.floor_cpu_ms:.1f} | {r.agree} |", flush=True)
+        cells = [r.work, _cell(r.package_ms, ".2f"), _cell(r.floor_ms, ".2f"), _cell(r.ratio, ".2f", "x"),
+                 _cell(r.package_cpu_ms, ".1f"), _cell(r.floor_cpu_ms, ".1f"), r.agree[:160]]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def _cell(value: float, spec: str, suffix: str = "") -> str:
+    """A number for the table; '-' for a side that did not run (NaN)."""
+    return "-" if value != value else f"{value:{spec}}{suffix}"
 
 
 def main() -> None:
