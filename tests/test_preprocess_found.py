@@ -243,13 +243,40 @@ def test_an_image_converter_layer_is_read_by_its_class_name() -> None:
     np.testing.assert_allclose(ins.probabilities(raw), _oracle(model, raw), atol=1e-5)
 
 
+@pytest.mark.backends
+def test_a_keras_hub_image_converter_inside_the_model_is_read() -> None:
+    keras_hub = pytest.importorskip("keras_hub", reason="keras_hub is not installed")
+    keras.utils.set_random_seed(11)
+    converter = keras_hub.layers.ResNetImageConverter(
+        image_size=(SIZE, SIZE), scale=[1 / (255 * s) for s in (0.229, 0.224, 0.225)],
+        offset=[-m / s for m, s in ((0.485, 0.229), (0.456, 0.224), (0.406, 0.225))], name="converter")
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), converter, *_trunk()], name="hub")
+    ins = _quiet_inspector(model)
+    assert ins.preprocess_name == "none"
+    assert ins.preprocess_reason.startswith("the model normalises its own input (ResNetImageConverter (")
+    raw = _pixels(12)
+    np.testing.assert_allclose(ins.probabilities(raw), _oracle(model, raw), atol=1e-5)
+
+
+@pytest.mark.backends
+def test_a_centre_crop_before_the_rescaling_is_noted() -> None:
+    keras.utils.set_random_seed(12)
+    model = keras.Sequential([keras.Input((40, 40, 3)), L.CenterCrop(SIZE, SIZE, name="crop"),
+                              L.Rescaling(1.0 / 255, name="scale"), *_trunk()], name="crops")
+    ins = _quiet_inspector(model)
+    assert ins.preprocess_name == "none"
+    assert ins.preprocess_reason == ("the model rescales its own input (Rescaling 1/255 at layer 'scale'); "
+                                     "it crops the centre to 32x32 (CenterCrop) at layer 'crop'")
+
+
 def test_reading_stops_at_the_first_learned_layer() -> None:
     keras.utils.set_random_seed(10)
     model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), L.Conv2D(4, 3, name="first"),
                               L.Rescaling(1.0 / 255, name="late"), *_trunk()])
-    found = read_input_layers(cv.Inspector(model, preprocess="none").graph.nodes)
+    nodes = cv.Inspector(model, preprocess="none").graph.nodes
+    found = read_input_layers(nodes)
     assert found.first_learned == "first" and found.steps == ()
-    assert choose(None, cv.Inspector(model, preprocess="none").graph.nodes).name == "rescale"
+    assert choose(None, nodes).name == "rescale"  # a Rescaling after a conv is the network's, not the input's
 
 
 def test_the_panel_header_shows_the_choice_and_its_reason() -> None:

@@ -199,21 +199,24 @@ _AUGMENTATION = {"RandAugment", "AugMix", "CutMix", "MixUp"}
 
 def _read_layer(name: str, layer: Any) -> InputStep | None:
     """One layer as a step; None for a learned layer (the end of the input layers)."""
+    from keras import layers
+
     kind = type(layer).__name__
-    if kind == "Rescaling":
+    if isinstance(layer, layers.Rescaling):
         scale, offset = _array(layer.scale), _array(layer.offset)
         return InputStep(name, "rescaling", f"Rescaling {_scale_text(scale, offset)}", scale, offset)
-    if kind == "Normalization":
+    if isinstance(layer, layers.Normalization):
         return _normalization(name, layer)
-    if kind.endswith("ImageConverter"):
+    if kind.endswith("ImageConverter"):  # KerasHub's converters, matched by name: keras_hub is never imported
         return _converter(name, layer)
+    if isinstance(layer, layers.RandomCrop):
+        return InputStep(name, "crop", f"crops and resizes its input to {layer.height}x{layer.width} at inference "
+                                       "(RandomCrop)")
     if kind.startswith("Random") or kind in _AUGMENTATION:
-        if kind == "RandomCrop":
-            return InputStep(name, "crop", f"crops the centre to {layer.height}x{layer.width} (RandomCrop)")
         return InputStep(name, "augmentation", kind)
-    if kind == "Resizing":
+    if isinstance(layer, layers.Resizing):
         return InputStep(name, "resizing", f"resizes its input to {layer.height}x{layer.width} (Resizing)")
-    if kind == "CenterCrop":
+    if isinstance(layer, layers.CenterCrop):
         return InputStep(name, "crop", f"crops the centre to {layer.height}x{layer.width} (CenterCrop)")
     if getattr(layer, "weights", None):
         return None
@@ -302,12 +305,6 @@ class Choice:
     warning: str | None = None
 
 
-def guess_preset(model_names: list[str]) -> str | None:
-    """Recognise a keras.applications model (or one nested inside) by its name."""
-    found = recognise(model_names)
-    return found[1] if found else None
-
-
 def recognise(model_names: list[str]) -> tuple[str, str] | None:
     """(the model's name, its preset) of a keras.applications model recognised by name, or None."""
     for name in model_names:
@@ -389,9 +386,3 @@ def _given_choice(name: str, found: InputLayers) -> Choice:
                    "Leave preprocess= out (or pass 'none') to give the model pixels in 0..255.")
         reason += f" (the model already {found.verb} its input: {found.describe()})"
     return Choice(name, PRESETS[name], reason, warning)
-
-
-def resolve(preprocess: Preprocess, model_names: list[str] | None = None) -> tuple[str, Callable[[Any], Any]]:
-    """Return (label, function) for a preset name, a callable, or None (recognised by name, else the default)."""
-    choice = choose(preprocess, (), model_names)
-    return choice.name, choice.fn
