@@ -11,7 +11,9 @@ idiom run alternately, `--repeats` times each after a warm-up, and the medians a
   64 filter patterns, 64 px, 40 steps `Inspector.filter_patterns(layer, range(64))` the book's batched ascent: one
                                                                                     compiled step (mean activation of
                                                                                     each image's filter, gradient to
-                                                                                    the pixels, / RMS, step) x 40
+                                                                                    the pixels scaled to RMS 1, as
+                                                                                    the package does, step) x 40,
+                                                                                    from the package's start pictures
   top_examples, 2,000 demo scenes    `Inspector.top_examples(layer, scenes, k=9)`  compiled forward to the layer and
                                                                                     the spatial max, batches of 64,
                                                                                     running top 9 in numpy
@@ -254,8 +256,9 @@ class Floors:
 
         def step(tv, ntv, x, filters):  # noqa: ANN001, ANN202
             grads = jax.grad(lambda p: jnp.sum(activation(tv, ntv, p, filters)))(x)
-            grads = grads / (jnp.sqrt(jnp.mean(grads**2, axis=(1, 2, 3), keepdims=True)) + 1e-5)
-            return x + step_size * grads
+            grads = grads / jnp.maximum(jnp.max(jnp.abs(grads), axis=(1, 2, 3), keepdims=True), 1e-30)
+            rms = jnp.sqrt(jnp.mean(grads**2, axis=(1, 2, 3), keepdims=True))
+            return x + step_size * grads / jnp.maximum(rms, 1e-30)
 
         compiled, read = jax.jit(step), jax.jit(activation)
         tv, ntv = _values(features)
@@ -283,7 +286,8 @@ class Floors:
                 with torch.enable_grad():
                     (grads,) = torch.autograd.grad(activation(x, filters).sum(), x)
                 with torch.no_grad():
-                    x = x + step_size * grads / (grads.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-5)
+                    grads = grads / grads.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-30)
+                    x = x + step_size * grads / grads.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-30)
             with torch.no_grad():
                 return activation(x, filters).cpu().numpy()
 
@@ -303,7 +307,9 @@ class Floors:
                 tape.watch(x)
                 total = tf.reduce_sum(activation(x, filters))
             grads = tape.gradient(total, x)
-            return x + step_size * grads / (tf.sqrt(tf.reduce_mean(grads**2, axis=(1, 2, 3), keepdims=True)) + 1e-5)
+            grads = grads / tf.maximum(tf.reduce_max(tf.abs(grads), axis=(1, 2, 3), keepdims=True), 1e-30)
+            return x + step_size * grads / tf.maximum(tf.sqrt(tf.reduce_mean(grads**2, axis=(1, 2, 3), keepdims=True)),
+                                                      1e-30)
 
         read = tf.function(activation)
 
