@@ -250,7 +250,7 @@ def input_gradient(scalar, x: np.ndarray) -> np.ndarray:
     if backend == "jax":
         import jax
 
-        return np.asarray(jax.grad(scalar)(x))
+        return np.asarray(jax.jit(jax.grad(scalar))(x))
     import torch
 
     t = torch.tensor(x, requires_grad=True)
