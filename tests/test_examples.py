@@ -400,3 +400,35 @@ def test_a_failing_dataset_pipeline_is_a_clear_error(model, scenes):
         lambda x: tf.debugging.check_numerics(tf.cast(x, tf.float32) * np.inf, "bad pixel"))
     with pytest.raises(cv.ConvVizError, match="ignore_errors"):
         cv.top_examples(model, "conv1", broken, k=1)
+
+
+CROSS_BACKEND_SCRIPT = """
+import json, sys
+import numpy as np
+import convviz_widgets as cv
+from convviz_widgets import demo
+scenes = np.stack([demo.scene(seed=i).image for i in range(int(sys.argv[1]))])
+result = cv.top_examples(demo.load_model(), "conv5", scenes, k=5, batch_size=16)
+print(json.dumps({"indices": result.indices.tolist(), "positions": result.positions.tolist()}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_every_backend_picks_the_same_examples(model, scenes, backend):
+    import importlib.util
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    ours = cv.top_examples(model, "conv5", scenes, k=5, batch_size=16)
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    done = subprocess.run([sys.executable, "-c", CROSS_BACKEND_SCRIPT, str(N_SCENES)], env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    np.testing.assert_array_equal(np.array(theirs["indices"]), ours.indices)
+    np.testing.assert_array_equal(np.array(theirs["positions"]), ours.positions)

@@ -71,7 +71,8 @@ def test_activations_and_predict_of_one_image_share_one_compiled_pass(tiny_model
     preds = ins.predict(img)
     ins.check_finite(img)
     assert sizes == [1]  # one pass of one image served activations, predict and the finiteness check
-    ref = keras.Model(tiny_model.inputs[0], [tiny_model.get_layer("conv1").output, tiny_model.get_layer("predictions").output])
+    outputs = [tiny_model.get_layer("conv1").output, tiny_model.get_layer("predictions").output]
+    ref = keras.Model(tiny_model.inputs[0], outputs)
     conv1, probs = (np.asarray(keras.ops.convert_to_numpy(t)) for t in ref(img[None].astype("float32") / 255.0))
     np.testing.assert_allclose(acts["conv1"], conv1[0], rtol=1e-5, atol=1e-5)
     assert [i for i, _, _ in preds] == list(np.argsort(-probs[0], kind="stable"))
