@@ -432,3 +432,17 @@ def test_every_backend_picks_the_same_examples(model, scenes, backend):
     theirs = json.loads(done.stdout.strip().splitlines()[-1])
     np.testing.assert_array_equal(np.array(theirs["indices"]), ours.indices)
     np.testing.assert_array_equal(np.array(theirs["positions"]), ours.positions)
+
+
+@pytest.mark.backends
+def test_the_examples_engine_keeps_a_bounded_number_of_compiled_readouts(model, scenes):
+    from convviz_widgets.core.topk import READOUT_CACHE_SIZE
+
+    ins = cv.Inspector(model)
+    layers = ["conv1", "pool1", "conv2", "pool2", "conv3", "conv4"]
+    assert len(layers) > READOUT_CACHE_SIZE
+    results = [ins.top_examples(layer, scenes[:6], k=1, channels=[0]) for layer in layers]
+    assert len(ins.examples._readouts) == READOUT_CACHE_SIZE
+    assert list(ins.examples._readouts) == layers[-READOUT_CACHE_SIZE:]  # the least recently used went first
+    again = ins.top_examples("conv1", scenes[:6], k=1, channels=[0])  # rebuilt after eviction: the same answer
+    np.testing.assert_array_equal(again.indices, results[0].indices)
