@@ -183,6 +183,17 @@ def test_a_budget_for_one_image_gives_chunks_of_one_and_the_same_values(demo_ima
 
 
 @pytest.mark.backends
+def test_a_padded_pass_never_exceeds_the_budget(demo_images, tiny_budget):
+    ins = Inspector(demo.load_model(), preprocess=demo.PREPROCESS)
+    per_image = ins.footprint().forward(ins.input_size, set(ins.layers))
+    tiny_budget(per_image * 5.5)  # room for 5 images: a chunk of 5 would run padded to 6
+    sizes = spy_on_passes(ins, None)
+    got = ins.activations(demo_images[:5], batch_size=5)
+    assert sizes == [4, 1] and max(sizes) * per_image <= per_image * 5.5
+    assert_equal_to_singles(ins, demo_images[:5], got)
+
+
+@pytest.mark.backends
 def test_a_budget_too_small_for_one_image_is_a_clear_error(small, small_images, tiny_budget):
     tiny_budget(1000)
     with pytest.raises(ConvVizError, match="memory budget"):

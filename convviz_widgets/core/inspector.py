@@ -21,7 +21,7 @@ from . import cams, checks
 from . import feature_viz as fv
 from . import filters as fp
 from . import head as head_maths
-from .batching import bucket
+from .batching import bucket, bucket_below
 from .budget import Footprint
 from .cache import LRUCache
 from .cams.engine import CamEngine, CamJob
@@ -373,8 +373,7 @@ class Inspector:
             groups.setdefault(rgb.shape[:2], []).append(i)
         chunks = []  # every group is sized before any pass runs
         for hw, idx in groups.items():
-            step = fit_batch(self.footprint().forward(hw, keep), min(batch_size, len(idx)),
-                             what="images of a batched activations request", lower="batch_size or the image size")
+            step = _padded_step(self.footprint().forward(hw, keep), min(batch_size, len(idx)))
             chunks += [idx[lo : lo + step] for lo in range(0, len(idx), step)]
         out: list[dict[str, np.ndarray]] = [{} for _ in rgbs]
         with self._lock:
@@ -614,6 +613,14 @@ def _as_list(layers: Any) -> list[Any]:
 
 
 _finite = checks.finite  # the one NaN/inf refusal, shared with the CAM engine
+
+
+def _padded_step(per_image: float, requested: int) -> int:
+    """Images per pass: `requested`, fewer when the pass padded to its compiled size (`bucket`) would not fit."""
+    room = fit_batch(per_image, checks.BATCH_SIZE.high, what="images of a batched activations request",
+                     lower="batch_size or the image size")
+    step = min(requested, room)
+    return step if bucket(step) <= room else bucket_below(room)
 
 
 def _read_only(values: np.ndarray) -> np.ndarray:
