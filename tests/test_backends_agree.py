@@ -10,8 +10,8 @@ PyTorch with TensorFlow:
 - `top_examples` over 100 demo scenes: the same image indices (a swap is accepted only between two
   images whose activations are equal to within float32 rounding, where the order is a coin toss).
 
-A backend whose package is not installed is skipped with that reason; any other failure of the
-script fails the tests with its error output.
+A backend whose package is not installed is skipped with that reason; a part that fails on a backend
+fails its tests with its error.
 """
 
 from __future__ import annotations
@@ -44,36 +44,56 @@ pytestmark = [pytest.mark.slow]
 
 # ----- the script each backend runs -------------------------------------------------------------------
 def compute(out: Path) -> None:
-    """Compute everything compared here on the backend this interpreter runs, and save it to `out`."""
+    """Compute everything compared here on the backend this interpreter runs, and save it to `out`.
+
+    Each part (cams, patterns, examples) is computed on its own: a part that fails saves its error
+    under `error/<part>`, and only the tests of that part fail with it.
+    """
+    import traceback
+
     import keras
 
     import convviz_widgets as cv
     from convviz_widgets import demo
 
-    model = demo.load_model()
-    ins = cv.Inspector(model, preprocess=demo.PREPROCESS)
+    ins = cv.Inspector(demo.load_model(), preprocess=demo.PREPROCESS)
     saved: dict[str, np.ndarray] = {"backend": np.array(keras.config.backend())}
+    for part, fn in (("cams", _cams), ("patterns", _patterns), ("examples", _examples)):
+        try:
+            saved.update(fn(cv, demo, ins))
+        except Exception:  # noqa: BLE001 - the part's tests report it
+            saved[f"error/{part}"] = np.array(traceback.format_exc()[-3000:])
+    np.savez(out, **saved)
 
+
+def _cams(cv, demo, ins) -> dict[str, np.ndarray]:  # noqa: ANN001 - modules and an Inspector
+    """Every registered CAM method's maps of the fixed scenes, each for its own label."""
     images = np.stack([demo.scene(label=label, seed=demo.EVAL_SEED + s).image for label, s in SCENES])
     labels = [label for label, _ in SCENES]
     methods = list(cv.cam_methods())
-    saved["methods"] = np.array(methods)
+    saved = {"methods": np.array(methods)}
     for method in methods:
         cams = ins.gradcam(images, class_index=labels, method=method)
         saved[f"cam/{method}"] = np.stack([c.heatmap for c in cams]).astype(np.float32)
+    return saved
 
+
+def _patterns(cv, demo, ins) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """Both recipes' start and final activations for a few filters of an early and the last conv layer."""
     layers = (ins.conv_layers[1], ins.conv_layers[-1])
-    saved["pattern_layers"] = np.array(layers)
+    saved = {"pattern_layers": np.array(layers)}
     for mode in PATTERN_MODES:
         for layer in layers:
             pats = ins.filter_patterns(layer, PATTERN_FILTERS, size=PATTERN_SIZE, steps=PATTERN_STEPS, mode=mode)
             saved[f"pattern/{mode}/{layer}/start"] = np.asarray(pats.start_activation, np.float32)
             saved[f"pattern/{mode}/{layer}/final"] = np.asarray(pats.final_activation, np.float32)
+    return saved
 
+
+def _examples(cv, demo, ins) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """top_examples of the last conv layer over the first demo scenes."""
     top = ins.top_examples(EXAMPLE_LAYER, demo.example_images(EXAMPLE_SCENES), k=EXAMPLE_K)
-    saved["top/indices"] = np.asarray(top.indices)
-    saved["top/values"] = np.asarray(top.values, np.float32)
-    np.savez(out, **saved)
+    return {"top/indices": np.asarray(top.indices), "top/values": np.asarray(top.values, np.float32)}
 
 
 # ----- running it under each backend ------------------------------------------------------------------
@@ -101,13 +121,15 @@ def results(tmp_path_factory: pytest.TempPathFactory):
     cache: dict[str, dict[str, np.ndarray]] = {}
     folder = tmp_path_factory.mktemp("backends")
 
-    def get(backend: str) -> dict[str, np.ndarray]:
+    def get(backend: str, part: str) -> dict[str, np.ndarray]:
         reason = _missing(backend)
         if reason:
             pytest.skip(reason)
         if backend not in cache:
             cache[backend] = _run(backend, folder / f"{backend}.npz")
             assert str(cache[backend]["backend"]) == backend, "KERAS_BACKEND did not choose the backend"
+        if f"error/{part}" in cache[backend]:
+            pytest.fail(f"{part} failed on the {backend} backend:\n{cache[backend][f'error/{part}']}")
         return cache[backend]
 
     return get
@@ -116,7 +138,7 @@ def results(tmp_path_factory: pytest.TempPathFactory):
 # ----- the comparisons ------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", OTHERS)
 def test_every_cam_method_draws_the_same_map_as_tensorflow(results, backend: str) -> None:
-    ref, other = results(REFERENCE), results(backend)
+    ref, other = results(REFERENCE, "cams"), results(backend, "cams")
     assert list(other["methods"]) == list(ref["methods"])
     worst = {}
     for method in ref["methods"]:
@@ -132,7 +154,7 @@ def test_every_cam_method_draws_the_same_map_as_tensorflow(results, backend: str
 @pytest.mark.parametrize("mode", PATTERN_MODES)
 @pytest.mark.parametrize("backend", OTHERS)
 def test_filter_patterns_reach_the_same_activations_as_tensorflow(results, backend: str, mode: str) -> None:
-    ref, other = results(REFERENCE), results(backend)
+    ref, other = results(REFERENCE, "patterns"), results(backend, "patterns")
     for layer in ref["pattern_layers"]:
         start_a, start_b = ref[f"pattern/{mode}/{layer}/start"], other[f"pattern/{mode}/{layer}/start"]
         final_a, final_b = ref[f"pattern/{mode}/{layer}/final"], other[f"pattern/{mode}/{layer}/final"]
@@ -149,7 +171,7 @@ def test_filter_patterns_reach_the_same_activations_as_tensorflow(results, backe
 
 @pytest.mark.parametrize("backend", OTHERS)
 def test_top_examples_pick_the_same_images_as_tensorflow(results, backend: str) -> None:
-    ref, other = results(REFERENCE), results(backend)
+    ref, other = results(REFERENCE, "examples"), results(backend, "examples")
     idx_a, idx_b = ref["top/indices"], other["top/indices"]
     assert idx_a.shape == idx_b.shape
     np.testing.assert_allclose(other["top/values"], ref["top/values"], rtol=1e-3, atol=1e-5)
