@@ -96,6 +96,24 @@ def test_gradcam_plus_plus_holds_for_gradients_whose_cubes_overflow_float32():
 
 
 @pytest.mark.backends
+def test_a_model_of_any_size_gets_gradcam_at_each_images_size():
+    keras.utils.set_random_seed(8)
+    model = keras.Sequential([keras.Input((None, None, 3)),
+                              keras.layers.Conv2D(6, 3, strides=2, activation="relu", name="conv"),
+                              keras.layers.GlobalAveragePooling2D(name="gap"),
+                              keras.layers.Dense(3, name="predictions")])
+    kernel = ops.convert_to_numpy(model.get_layer("predictions").kernel).astype(np.float64)
+    conv = keras.Model(model.inputs[0], model.get_layer("conv").output)
+    images = [rng_image(32, 32, seed=13), rng_image(40, 24, seed=14), rng_image(32, 32, seed=15)]
+    cams_out = cv.gradcam(model, images, preprocess="rescale", class_index=CLASS, layer="conv")
+    for image, cam in zip(images, cams_out):
+        a = ops.convert_to_numpy(conv(image[None].astype(np.float32) / 255.0))[0].astype(np.float64)
+        weights = kernel[:, CLASS] / (a.shape[0] * a.shape[1])  # the mean gradient under global average pooling
+        assert cam.raw.shape == a.shape[:2]
+        close(cam.raw, (a * weights).sum(-1))
+
+
+@pytest.mark.backends
 def test_hirescam_is_elementwise_gradient_times_activation(linear_model, plain):
     image, a, g, _, _ = plain
     close(package_raw(linear_model, image, "hirescam"), (g * a).sum(-1))
