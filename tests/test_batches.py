@@ -35,6 +35,21 @@ def test_a_batch_equals_single_calls(model, images, method):
 
 
 @pytest.mark.backends
+def test_a_batch_runs_padded_to_a_compiled_size_and_the_padding_is_dropped(model, images):
+    ins = cv.Inspector(model, preprocess="rescale")
+    singles = [ins.gradcam(img, class_index=c) for img, c in zip(images, [0, 1, 2, 0, 1])]
+    calls = []
+    fn = ins.cam_engine.function(ins.layer(ins.default_cam_layer), cams.get_method("gradcam"), deep=False)
+    ins.cam_engine.functions.put((ins.default_cam_layer, "gradcam", False),
+                                 lambda x, c: calls.append((int(x.shape[0]), list(c))) or fn(x, c))
+    got = ins.gradcam(images, class_index=[0, 1, 2, 0, 1], batch_size=8)
+    assert calls == [(6, [0, 1, 2, 0, 1, 0])]  # 5 images padded to 6 with a copy of the first
+    assert [c.class_index for c in got] == [0, 1, 2, 0, 1]
+    for a, b in zip(got, singles):
+        np.testing.assert_allclose(a.raw, b.raw, atol=1e-5 * max(1e-6, np.abs(b.raw).max()), rtol=0)
+
+
+@pytest.mark.backends
 def test_perturbation_methods_take_lists_too(model, images):
     batch = cv.gradcam(model, list(images[:2]), preprocess="rescale", method="ablationcam", class_index=[0, 2])
     assert [c.class_index for c in batch] == [0, 2]

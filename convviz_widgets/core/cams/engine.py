@@ -84,13 +84,14 @@ class CamEngine:
     def _chunks(self, job: CamJob) -> list[tuple[int, int]]:
         """Index ranges of images of one shape, at most `batch_size` (and what the budget allows) each.
 
-        A chunk holds a compiled batch size (`batching.bucket`), so padding it never passes the budget.
+        A chunk is at most a compiled batch size (`batching.bucket`) that fits, so padding it never passes the
+        budget: 5 images with room for 6 are one pass padded to 6, with room for 5 two passes (4 and 1).
         """
         rule = job.method
         step = job.batch_size if rule.batchable and not isinstance(rule, PerturbationMethod) else 1
         if step > 1 and len(job.images) > 1:
             per_image = self.ins.bytes_per_image(job.images[0].shape[:2], gradient=rule.needs_gradients)
-            step = fit_batch(per_image, min(step, len(job.images)), what="images of a batched CAM",
+            step = fit_batch(per_image, min(step, batching.bucket(len(job.images))), what="images of a batched CAM",
                              lower="batch_size or the image size")
         step = batching.bucket_below(step)
         ranges, lo = [], 0
