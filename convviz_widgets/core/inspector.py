@@ -125,8 +125,8 @@ class Inspector:
         x = np.asarray(bk.to_numpy(x), np.float32)
         n = int(x.shape[0])
         per_image = self.bytes_per_image(tuple(int(d) for d in x.shape[1:3]))
-        chunk = batching.bucket_below(fit_batch(per_image, max(1, n), what="images",
-                                                lower="the batch size or the image size"))
+        chunk = batching.bucket_below(fit_batch(per_image, batching.bucket(max(1, n)), what="images",
+                                                lower="the batch size or the image size"))  # padded: within budget
         fn = self.head_values_fn()
         parts = [np.asarray(bk.to_numpy(fn(batching.pad_batch(x[lo:hi], batching.bucket(hi - lo)))))[: hi - lo]
                  for lo, hi in batching.chunks(n, chunk)]
