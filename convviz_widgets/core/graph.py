@@ -388,7 +388,7 @@ def trace(model: keras.Model, spatial: tuple[int | None, int | None] | None = No
     if spatial is not None:
         shape = (*spatial, shape[-1])
     with _TRACE_LOCK:
-        x = keras.Input(shape=shape, name="image")
+        x = keras.Input(shape=shape, name="convviz_image")
         tracer = _Tracer(final_layer(model, index), stop_at, probe)
         try:
             out = tracer.run(model, x, "")
