@@ -22,6 +22,7 @@ from ..errors import ConvVizError
 from . import backend as bk
 from . import checks
 from .batching import Progress, pad_batch, report
+from .filters import compiled
 
 # Square root of ImageNet's RGB colour covariance (a measured fact), columns scaled to unit max norm.
 _COLOR_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32)
@@ -143,11 +144,11 @@ def transform(images: Any, transforms: Any) -> Any:
     x0, y0 = ops.floor(src_x), ops.floor(src_y)
     fx, fy = ops.expand_dims(src_x - x0, -1), ops.expand_dims(src_y - y0, -1)
     base = ops.reshape(ops.arange(n, dtype="float32") * float(h * w), (n, 1, 1))
-    rows = ops.reshape(images, (n * h * w, c))
+    rows = ops.reshape(images, (n * h * w, 1, c))  # 3-D: PyTorch gathers it with index_select (a fast backward)
 
     def pick(y: Any, x: Any) -> Any:
         index = base + _reflect(y, h) * float(w) + _reflect(x, w)
-        return ops.take(rows, ops.reshape(ops.cast(index, "int32"), (-1,)), axis=0)
+        return ops.reshape(ops.take(rows, ops.reshape(ops.cast(index, "int32"), (-1,)), axis=0), (-1, c))
 
     x1, y1 = x0 + 1.0, y0 + 1.0
     top = pick(y0, x0) * ops.reshape(1.0 - fx, (-1, 1)) + pick(y0, x1) * ops.reshape(fx, (-1, 1))
@@ -199,7 +200,7 @@ def make_step(objective: Callable, count: int, size: int, reg: Regularization,
         images = pixels(params)
         return images, objective(images, filters)[1]
 
-    return bk.function(step, variables), bk.function(measure, variables)
+    return compiled(step, variables), compiled(measure, variables)
 
 
 def run(step: Callable, measure: Callable, filters: Sequence[int], size: int, steps: int, seed: int,

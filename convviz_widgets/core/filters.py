@@ -11,6 +11,7 @@ Measured in bench/bench_filters.py; see bench/README.md for what was tried and k
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -222,7 +223,13 @@ def make_step(objective: Callable, count: int, size: int, channels: int,
     def measure(x: Any, filters: Any) -> Any:
         return objective(x, filters)[1]
 
-    return bk.function(step, variables), bk.function(measure, variables)
+    return compiled(step, variables), compiled(measure, variables)
+
+
+def compiled(fn: Callable, variables: Sequence[Any]) -> Callable:
+    """`backend.function(fn)`, given a fresh wrapper: TensorFlow counts retracing per code object and would
+    warn the user after a few new steps (each compiled step is a new closure of the same code, traced once)."""
+    return bk.function(functools.partial(fn), variables)
 
 
 NOISE_PER_STEP = 20.0  # the book's start noise (20 levels) for its step of 1 level
