@@ -228,8 +228,13 @@ def make_step(objective: Callable, count: int, size: int, channels: int,
 
 def compiled(fn: Callable, variables: Sequence[Any]) -> Callable:
     """`backend.function(fn)`, given a fresh wrapper: TensorFlow counts retracing per code object and would
-    warn the user after a few new steps (each compiled step is a new closure of the same code, traced once)."""
-    return bk.function(functools.partial(fn), variables)
+    warn the user after a few new steps (each compiled step is a new closure of the same code, traced once).
+
+    The result keeps `fn` as `.python_function` (bench/bench_filters.py counts the FLOPs of its graph).
+    """
+    function = bk.function(functools.partial(fn), variables)
+    function.python_function = fn
+    return function
 
 
 NOISE_PER_STEP = 20.0  # the book's start noise (20 levels) for its step of 1 level
