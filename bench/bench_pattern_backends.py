@@ -53,13 +53,14 @@ def child(layers: list[str], filters: int, size: int, steps: int, repeats: int) 
         with timed() as t:
             run(last, mode)
         warm = []
-        for _ in range(repeats):
+        for _ in range(max(1, repeats)):
             with timed() as w:
-                run(last, mode)
+                patterns = run(last, mode)
             warm.append(w.sample)
         result["times"][mode] = {"layer": last, "cold": [t.sample.wall, t.sample.cpu],
                                  "warm": [med_wall(warm), med_cpu(warm)]}
-        for layer in layers:
+        result["finals"][f"{last}/{mode}"] = patterns.final_activation.tolist()
+        for layer in layers[:-1]:
             result["finals"][f"{layer}/{mode}"] = run(layer, mode).final_activation.tolist()
     print("RESULT " + json.dumps(result))
 
