@@ -145,7 +145,7 @@ def receptive_field(graph: FlatGraph, node: Node, input_hw: tuple[int, int] | No
             known = [max(fields.values(), key=lambda f: f[0][0].r)]
         axes, exact, in_hw = max(known, key=lambda f: f[0][0].r * f[0][1].r)
         exact = exact and len(known) == len(spatial_in) and len({(f[0][0].j, f[0][1].j) for f in known}) == 1
-        out_hw = tuple(n.shape[1:3])
+        out_hw = tuple(n.grid)
         axes, followed, grid = _layer_step(n.layer, axes, in_hw, out_hw)
         grid = tuple(o if o is not None else g for o, g in zip(out_hw, grid))
         fields[id(n.output)] = (axes, exact and followed, grid)
@@ -158,7 +158,7 @@ def receptive_field(graph: FlatGraph, node: Node, input_hw: tuple[int, int] | No
 def _whole_image(graph: FlatGraph, node: Node) -> ReceptiveField:
     """The fallback field: every cell sees the whole input (known size) or the size is unknown."""
     in_hw = graph.input.shape[1:3]
-    out_hw = node.shape[1:3]
+    out_hw = node.grid or (None, None)
     if None in (*in_hw, *out_hw):
         return ReceptiveField(None, (1.0, 1.0), (0.0, 0.0), exact=False)
     size = (float(2 * in_hw[0]), float(2 * in_hw[1]))  # centred anywhere, it still covers the image
@@ -410,7 +410,8 @@ def _check_layer(inspector: Inspector, layer: Any) -> Node:
     if not node.is_spatial:
         raise ConvVizError(
             f"Layer {node.name!r} ({type(node.layer).__name__}, output {node.shape}) has no spatial feature "
-            f"map, so it has no position to find. Choose a conv or pooling layer such as {inspector.layers[-1]!r}."
+            f"map, so it has no position to find: {node.why_not_a_map()}. Choose a conv or pooling layer such as "
+            f"{inspector.layers[-1]!r}."
         )
     return node
 
@@ -456,7 +457,7 @@ def _readout_fn(inspector: Inspector, node: Node) -> Any:
 
 def _build_readout(inspector: Inspector, node: Node) -> Any:
     """Compile the readout of one layer (see _readout_fn)."""
-    model = keras.Model(inspector.graph.input, node.output)
+    model = keras.Model(inspector.graph.input, node.map)
     preprocess = inspector.preprocess_fn
     gray = inspector.channels == 1
     hw = inspector.input_size or (None, None)
@@ -650,18 +651,19 @@ def _report(progress: Progress | None, done: int, total: int | None) -> None:
 
 def top_examples(model: Any, layer: str, images: Any, k: int = 9, channels: Sequence[int] | int | None = None,
                  batch_size: int = 64, progress: Progress | None = None, preprocess: Any = None,
-                 output: Any = None, recursive: bool = False) -> TopExamples:
+                 output: Any = None, recursive: bool = False, grid: tuple[int, int] | None = None) -> TopExamples:
     """For every channel of `layer`, the k images of `images` with the highest maximum activation, and where.
 
     `images`: an (N, H, W, C) array, an iterable of images (arrays, paths, PIL images, bytes), a
     tf.data.Dataset (images or (image, label), batched or not) or a folder of image files
     (`recursive=True` includes sub-folders). Unreadable images are skipped and counted.
     `progress(done, total or None)` is called after each batch; False (or raising Cancelled) stops.
-    `output` names the model output to bind, for models with several.
+    `output` names the model output to bind, for models with several; `grid=(h, w)` the patch grid of a
+    vision transformer's token layers (default: found from the model).
     """
     from .api import inspector_for
 
     kwargs = {} if output is None else {"output": output}
-    inspector = inspector_for(model, preprocess, **kwargs)
+    inspector = inspector_for(model, preprocess, grid=grid, **kwargs)
     return examples_for(inspector, layer, images, k=k, channels=channels, batch_size=batch_size,
                         progress=progress, recursive=recursive)
