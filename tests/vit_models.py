@@ -43,10 +43,12 @@ class PositionEmbedding(keras.layers.Layer):
 
 
 def small_vit(size: int = 64, patch: int = 8, dim: int = 32, depth: int = 2, heads: int = 2, classes: int = 5,
-              registers: int = 0, class_token: bool = True, pool: str = "token", seed: int = 0) -> keras.Model:
+              registers: int = 0, class_token: bool = True, pool: str = "token", seed: int = 0,
+              head: str = "softmax") -> keras.Model:
     """A functional ViT: (size/patch)^2 patches, a class token and `registers` register tokens, `depth` blocks.
 
     `pool="token"`: the head reads the class token after the final norm; `pool="mean"`: the mean of all tokens.
+    `head`: the output's activation ("softmax", or "linear" for scores).
     """
     keras.utils.set_random_seed(seed)
     x = inputs = keras.Input((size, size, 3), name="pixels")
@@ -70,5 +72,5 @@ def small_vit(size: int = 64, patch: int = 8, dim: int = 32, depth: int = 2, hea
         x = keras.layers.GlobalAveragePooling1D(name="mean_tokens")(x)
     else:
         x = x[:, registers]  # the class token comes last among the special tokens
-    outputs = keras.layers.Dense(classes, activation="softmax", name="predictions")(x)
+    outputs = keras.layers.Dense(classes, activation=head, name="predictions")(x)
     return keras.Model(inputs, outputs, name="small_vit")
