@@ -44,16 +44,19 @@ class PositionEmbedding(keras.layers.Layer):
 
 def small_vit(size: int = 64, patch: int = 8, dim: int = 32, depth: int = 2, heads: int = 2, classes: int = 5,
               registers: int = 0, class_token: bool = True, pool: str = "token", seed: int = 0,
-              head: str = "softmax") -> keras.Model:
+              head: str = "softmax", stem: int = 0) -> keras.Model:
     """A functional ViT: (size/patch)^2 patches, a class token and `registers` register tokens, `depth` blocks.
 
     `pool="token"`: the head reads the class token after the final norm; `pool="mean"`: the mean of all tokens.
-    `head`: the output's activation ("softmax", or "linear" for scores).
+    `head`: the output's activation ("softmax", or "linear" for scores). `stem`: that many 3x3 stride-2 ReLU
+    convolutions before the patch embedding (a hybrid ViT; the patch embedding then covers patch / 2**stem px).
     """
     keras.utils.set_random_seed(seed)
     x = inputs = keras.Input((size, size, 3), name="pixels")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
-    x = keras.layers.Conv2D(dim, patch, strides=patch, name="patch_embed")(x)
+    for i in range(stem):
+        x = keras.layers.Conv2D(dim // 2, 3, strides=2, padding="same", activation="relu", name=f"stem{i}")(x)
+    x = keras.layers.Conv2D(dim, patch // 2**stem, strides=patch // 2**stem, name="patch_embed")(x)
     x = keras.layers.Reshape(((size // patch) ** 2, dim), name="patch_tokens")(x)
     lead = registers + int(class_token)
     if lead:
