@@ -13,7 +13,7 @@ from convviz_widgets.core import cams
 from convviz_widgets.demo.scenes import scene
 
 TF_ONLY = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                             reason="activations, top_examples and filter patterns still compile with TensorFlow")
+                             reason="filter patterns still compile with TensorFlow")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_default_cam_layer_is_the_last_norm_whose_patch_tokens_reach_the_head(vi
     np.testing.assert_allclose(same[0], same[1], atol=1e-6)
 
 
-@TF_ONLY
+@pytest.mark.backends
 def test_activations_of_token_layers_are_their_patch_tokens_as_8x8_grids(vit, image) -> None:
     acts = cv.Inspector(vit).activations(image)
     for name in ("block0_attention", "block1_add2", "final_norm"):
@@ -130,13 +130,13 @@ def test_a_token_layer_that_is_no_grid_is_refused_saying_why(vit, image) -> None
         ins.gradcam(image, layer="final_norm")
 
 
-@TF_ONLY
+@pytest.mark.backends
 def test_activations_of_an_unreadable_token_layer_are_refused_saying_why(vit, image) -> None:
     with pytest.raises(ConvVizError, match=r"not a feature map.*T=65.*grid=7x7"):
         cv.Inspector(vit, grid=(7, 7)).activations(image, layers=["final_norm"])
 
 
-@TF_ONLY
+@pytest.mark.backends
 def test_top_examples_of_a_token_channel_are_the_scenes_with_its_highest_patch_token(vit) -> None:
     images = np.stack([scene(seed=s, size=64).image for s in range(6)])
     top = cv.Inspector(vit).top_examples("block1_add2", images, k=2, channels=[0, 5])
