@@ -51,8 +51,8 @@ class CamMethod:
 class CamRequest:
     """What a perturbation method needs: the inspector, layer, preprocessed input, feature map, class.
 
-    `engine` (the Inspector's `CamEngine`) runs the built-in methods' compiled forward passes
-    (`masked_head_values`, `ablated_scores`); `progress(done, total)` is reported through
+    `engine` (the Inspector's `CamEngine`, `inspector.cam_engine` when None) runs the built-in methods'
+    compiled forward passes (`masked_head_values`, `ablated_scores`); `progress(done, total)` is reported through
     `core.batching.report`, which raises `Cancelled` when it answers False.
     """
 
