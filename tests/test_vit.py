@@ -12,9 +12,6 @@ from convviz_widgets import ConvVizError
 from convviz_widgets.core import cams
 from convviz_widgets.demo.scenes import scene
 
-TF_ONLY = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                             reason="filter patterns still compile with TensorFlow")
-
 
 @pytest.fixture(scope="module")
 def vit() -> keras.Model:
@@ -149,7 +146,7 @@ def test_top_examples_of_a_token_channel_are_the_scenes_with_its_highest_patch_t
         assert peaks[i, top.positions[row][0][0], top.positions[row][0][1], c] == pytest.approx(best[i], rel=1e-4)
 
 
-@TF_ONLY
+@pytest.mark.backends
 def test_filter_pattern_of_a_token_channel_climbs_its_mean_over_the_patch_tokens(vit) -> None:
     ins = cv.Inspector(vit)
     pixels = np.stack([scene(seed=s, size=64).image for s in (0, 1)]).astype(np.float32)
