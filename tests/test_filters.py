@@ -338,3 +338,15 @@ def test_the_pattern_maths_uses_no_tensorflow(module):
     names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     names |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {n for n in names if n.split(".")[0] == "tensorflow"}
+
+
+@pytest.mark.parametrize("preset", ["caffe", "torch", "tf", "rescale", "none"])
+def test_every_named_preprocessing_lets_the_ascent_reach_the_pixels(preset: str) -> None:
+    """A preset's constants (numpy means and deviations) meet the backend's tensors through keras.ops, so the
+    gradient flows on every backend (PyTorch refused `tensor - ndarray` on a tensor that needs a gradient)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((24, 24, 3)), keras.layers.Conv2D(4, 3, name="c"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    result = Inspector(model, preprocess=preset).filter_patterns("c", [0, 1], size=24, steps=3, mode="plain")
+    assert np.isfinite(result.final_activation).all()
+    assert not np.array_equal(result.final_activation, result.start_activation)  # the pixels moved

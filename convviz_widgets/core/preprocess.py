@@ -32,7 +32,7 @@ def _caffe(x: Any) -> Any:
     """RGB -> BGR and ImageNet mean subtraction: VGG16, VGG19, ResNet50."""
     from keras import ops
 
-    return ops.flip(x, axis=-1) - _CAFFE_MEAN_BGR
+    return ops.subtract(ops.flip(x, axis=-1), _CAFFE_MEAN_BGR)  # ops, not `-`: numpy must not take a torch tensor
 
 
 def _tf(x: Any) -> Any:
@@ -42,7 +42,9 @@ def _tf(x: Any) -> Any:
 
 def _torch(x: Any) -> Any:
     """Scale to [0, 1] and standardise with ImageNet mean/std: DenseNet."""
-    return (x / 255.0 - _TORCH_MEAN) / _TORCH_STD
+    from keras import ops
+
+    return ops.divide(ops.subtract(x / 255.0, _TORCH_MEAN), _TORCH_STD)
 
 
 def _none(x: Any) -> Any:
