@@ -136,6 +136,16 @@ def described(scoring: Scoring, chosen: int, class_names: Sequence[str]) -> str:
     return target.describe(class_names)
 
 
+def parse_target(text: str) -> Target:
+    """A target from words, as the command line takes it: class[:N], label:N, output[:N], region[:N]."""
+    kind, _, index = str(text).strip().lower().partition(":")
+    makers = {"class": ClassTarget, "label": LabelTarget, "output": OutputTarget, "region": RegionTarget}
+    usage = "class[:N], label:N, output[:N] or region[:N] (N a whole number)"
+    if kind not in makers or (index and not index.isdigit()) or (kind == "label" and not index):
+        raise ConvVizError(f"target {text!r} is not one of {usage}.")
+    return makers[kind](int(index)) if index else makers[kind]()
+
+
 def as_target(target: Any, class_index: Any) -> Any:
     """`target=` or its short form `class_index=` (one, a list per image, or None); both is an error."""
     if target is not None and class_index is not None:
