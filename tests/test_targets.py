@@ -330,3 +330,11 @@ def test_a_bad_target_on_the_command_line_is_one_error_line(tmp_path, capsys):
     assert code == 2 and "class[:N], label:N" in capsys.readouterr().err
     code, _ = _report(tmp_path, small_convnet(size=SIZE, seed=18), "--target", "label:1")
     assert code == 2 and "softmax" in capsys.readouterr().err
+
+
+def test_the_panels_cam_tab_of_a_segmentation_model_says_how_to_explain_a_region():
+    from convviz_widgets.widgets.text import no_classes_text
+
+    ins = cv.Inspector(seg_model(3, seed=19), preprocess="rescale")
+    text = no_classes_text(ins)
+    assert "segmentation map" in text and "RegionTarget(k)" in text

@@ -52,6 +52,10 @@ def coloured(text: str, colour: str) -> str:
 def no_classes_text(inspector: Any) -> str:
     """One line: the model has no class output, and how to give it one."""
     shape = tuple(inspector.graph.head.logits.shape)
+    if getattr(inspector, "output_kind", None) == "segmentation":
+        return (f"This model's output is a segmentation map {shape}: this tab explains classifiers. Explain a "
+                "class's region with cv.gradcam(model, image, target=cv.RegionTarget(k)) (by default over the "
+                "pixels the model predicts as class k).")
     return (f"This model has no class output (it ends in a feature map {shape}), so there is no class to "
             "explain: add a classifier head, or pass the full model (e.g. include_top=True).")
 
