@@ -332,9 +332,18 @@ def test_a_bad_target_on_the_command_line_is_one_error_line(tmp_path, capsys):
     assert code == 2 and "softmax" in capsys.readouterr().err
 
 
-def test_the_panels_cam_tab_of_a_segmentation_model_says_how_to_explain_a_region():
-    from convviz_widgets.widgets.text import no_classes_text
+def test_the_panels_cam_tab_of_a_segmentation_model_shows_the_region_of_the_class_picked(unet):
+    from convviz_widgets import CamView
 
-    ins = cv.Inspector(seg_model(3, seed=19), preprocess="rescale")
-    text = no_classes_text(ins)
-    assert "segmentation map" in text and "RegionTarget(k)" in text
+    names = ["background", "circle", "cross"]
+    sc = seg_scene(10_000_001, 1)  # a circle and a cross
+    view = CamView(cv.Inspector(unet, preprocess="rescale", class_names=names), sc.image, background=False)
+    shares = dict((k, share) for k, _, share in view.predictions)
+    assert view.enabled and set(shares) >= {1, 2} and view.figures.region_figure.layout.display is None
+    assert view.predictions[-1][0] == 0 and view.current_cam().class_index != 0  # the background comes last
+    view.choose(2)
+    cam = view.current_cam()
+    want = cv.gradcam(unet, sc.image, preprocess="rescale", target=RegionTarget(2))
+    assert cam.class_index == 2 and cam.target == "class 2 (cross) over its predicted region"
+    np.testing.assert_array_equal(cam.region, want.region)
+    assert "cross" in view.figures.region_caption.value and "summed over its region" in view.score.value

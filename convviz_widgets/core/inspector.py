@@ -42,7 +42,7 @@ from .model_io import load_model
 from .patterns import PatternEngine
 from .preprocess import PRESETS, Preprocess
 from .preprocess import choose as choose_preprocess
-from .targets import Scoring, as_target, plan
+from .targets import Scoring, as_target, background_class, plan
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
 # Compiled functions kept per Inspector, least recently used dropped first (each holds a graph);
@@ -438,6 +438,22 @@ class Inspector:
         for name, act in acts.items():
             _finite_layer(name, act)
         return _finite(logits, "the model's output for this image")
+
+    def predicted_regions(self, image: ImageSource, top: int = 5) -> list[tuple[int, str, float]]:
+        """A segmentation model's classes by the share of the pixels it predicts as them, as (index, name, share),
+        largest first and a class named "background" last (as the default target does); classes predicted nowhere
+        are left out."""
+        if self.output_kind != "segmentation":
+            raise ConvVizError("predicted_regions needs a segmentation model (an output of (batch, H, W, classes)).")
+        top = checks.bounded(top, "top", checks.TOP)
+        z = np.asarray(self.check_finite(image), np.float32)
+        predicted = (z[..., 0] > 0).astype(np.int64) if z.shape[-1] == 1 else z.argmax(-1)
+        shares = np.bincount(predicted.ravel(), minlength=self.n_classes) / predicted.size
+        background = background_class(self)
+        order = [int(k) for k in np.argsort(-shares, kind="stable") if shares[k] > 0]
+        order = [k for k in order if k != background] + [k for k in order if k == background]
+        order = order[:top]
+        return [(k, self.class_names[k], float(shares[k])) for k in order]
 
     def predict(self, image: ImageSource, top: int = 5) -> list[tuple[int, str, float]]:
         """The top classes as (index, name, value), highest first; the value is a `score_label`."""
