@@ -114,6 +114,25 @@ def test_a_model_of_any_size_gets_gradcam_at_each_images_size():
 
 
 @pytest.mark.backends
+def test_a_layer_feeding_a_skip_path_in_a_model_with_a_layer_named_add_gets_its_full_gradient():
+    keras.utils.set_random_seed(9)
+    c1, c2 = keras.layers.Conv2D(4, 3, padding="same", name="c1"), keras.layers.Conv2D(4, 3, padding="same", name="c2")
+    add, flat, dense = keras.layers.Add(name="add"), keras.layers.Flatten(), keras.layers.Dense(3, name="predictions")
+    inp = keras.Input((12, 12, 3))
+    first = c1(inp)
+    model = keras.Model(inp, dense(flat(add([first, c2(first)]))))
+    image = rng_image(12, 12, seed=16)
+    a = ops.convert_to_numpy(keras.Model(inp, first)(image[None].astype(np.float32) / 255.0))[0]
+    feats_in = keras.Input((12, 12, 4))
+    after = keras.Model(feats_in, dense(flat(add([feats_in, c2(feats_in)]))))  # linear in the feature map
+    basis = np.eye(a.size, dtype=np.float32).reshape(-1, *a.shape)
+    scores = ops.convert_to_numpy(after(np.concatenate([a[None], a[None] + basis])))[:, CLASS].astype(np.float64)
+    grads = (scores[1:] - scores[0]).reshape(a.shape)  # exact for a linear map, up to rounding
+    cam = cv.gradcam(model, image, preprocess="rescale", class_index=CLASS, layer="c1", method="hirescam")
+    close(cam.raw, (grads * a).sum(-1), tol=1e-3)
+
+
+@pytest.mark.backends
 def test_hirescam_is_elementwise_gradient_times_activation(linear_model, plain):
     image, a, g, _, _ = plain
     close(package_raw(linear_model, image, "hirescam"), (g * a).sum(-1))

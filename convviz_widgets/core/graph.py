@@ -260,6 +260,9 @@ def output_index(model: keras.Model, output: str | int | None) -> int:
 _TRACE_LOCK = threading.RLock()
 
 
+_PROBE = "convviz_probe"  # names of the probe's input and sum (operation names must be unique in a model)
+
+
 class _StopTrace(Exception):
     """Internal: the layer we needed has been traced."""
 
@@ -305,8 +308,8 @@ class _Tracer:
 
     def _add_probe(self, out: Any) -> Any:
         """The probed layer's output plus a new input of its shape: what every later layer reads."""
-        self.probe = keras.Input(shape=tuple(out.shape[1:]), dtype=out.dtype, name="probe")
-        return keras.ops.add(out, self.probe)
+        self.probe = keras.Input(shape=tuple(out.shape[1:]), dtype=out.dtype, name=f"{_PROBE}_input")
+        return keras.layers.Add(name=_PROBE, dtype=out.dtype)([out, self.probe])  # named: never a user layer's name
 
     def _record(self, layer: Any, out: Any, args: tuple, prefix: str) -> str:
         """Store a node, giving repeated uses of one layer distinct names; returns its name."""
@@ -385,7 +388,7 @@ def trace(model: keras.Model, spatial: tuple[int | None, int | None] | None = No
     if spatial is not None:
         shape = (*spatial, shape[-1])
     with _TRACE_LOCK:
-        x = keras.Input(shape=shape, name="image")
+        x = keras.Input(shape=shape, name="convviz_image")
         tracer = _Tracer(final_layer(model, index), stop_at, probe)
         try:
             out = tracer.run(model, x, "")

@@ -22,7 +22,8 @@ class AblationCam(PerturbationMethod):
 
     def channel_weights(self, request: CamRequest) -> np.ndarray:
         """Batched forward passes from the layer on, one per zeroed channel."""
-        ins, engine, feats = request.inspector, request.engine, request.feats
+        ins, feats = request.inspector, request.feats
+        engine = request.engine or ins.cam_engine
         chosen = cam_maths.top_variance_channels(feats, request.max_channels)
         size = (int(request.x.shape[1]), int(request.x.shape[2]))
         per_item = ins.bytes_per_image(size) + 3.0 * feats.nbytes

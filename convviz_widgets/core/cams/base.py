@@ -51,9 +51,9 @@ class CamMethod:
 class CamRequest:
     """What a perturbation method needs: the inspector, layer, preprocessed input, feature map, class.
 
-    `engine` (the Inspector's `CamEngine`) runs the built-in methods' compiled forward passes
-    (`masked_values`, `ablated_values`: the explained target's value, whatever the target);
-    `progress(done, total)` is reported through
+    `engine` (the Inspector's `CamEngine`, `inspector.cam_engine` when None) runs the built-in methods'
+    compiled forward passes (`masked_values`, `ablated_values`: the explained target's value, whatever the
+    target; `masked_head_values`, `ablated_scores`: every class's); `progress(done, total)` is reported through
     `core.batching.report`, which raises `Cancelled` when it answers False.
     """
 

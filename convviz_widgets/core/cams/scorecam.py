@@ -24,7 +24,8 @@ class ScoreCam(PerturbationMethod):
 
     def channel_weights(self, request: CamRequest) -> np.ndarray:
         """Masked forward passes, `batch_size` at a time or fewer when the memory budget needs it."""
-        ins, engine, x, feats = request.inspector, request.engine, request.x, request.feats
+        ins, x, feats = request.inspector, request.x, request.feats
+        engine = request.engine or ins.cam_engine
         size = (int(x.shape[1]), int(x.shape[2]))
         chosen = cam_maths.top_variance_channels(feats, request.max_channels)
         chunk = fit_batch(masked_image_bytes(ins, size), request.batch_size, what="masked images of Score-CAM",
