@@ -112,6 +112,16 @@ def out_folder(text: str) -> Path:
     return path
 
 
+def target_words(text: str) -> object:
+    """--target: class:N, label:N, output[:N] or region:N, checked before anything is loaded."""
+    from .core.targets import parse_target
+
+    try:
+        return parse_target(text)
+    except ConvVizError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     """Command-line options."""
     p = _Parser(prog="convviz", description="See what a convnet has learned.")
@@ -134,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="filter-pattern recipe: the book's plain ascent, the regularised one, or both")
     r.add_argument("--output", default=None,
                    help="for a model with several outputs: the output to explain, by name or index")
+    r.add_argument("--target", default=None, type=target_words,
+                   help="what the CAM sections explain: class:N, label:N (a multi-label head), output[:N] "
+                        "(a regression head) or region:N (a segmentation model); default: the top classes")
     r.add_argument("--cam-methods", default="gradcam",
                    help="comma-separated CAM methods, one report section each (default: gradcam; e.g. "
                         "gradcam,hirescam,eigencam; any registered method)")
@@ -281,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         modes = ("plain", "regularized") if args.patterns == "both" else (args.patterns,)
         build_report(inspector, image, out, filter_layers=args.filter_layers, n_filters=args.filters,
                      steps=args.steps, step_size=args.step_size, pattern_modes=modes, cam_methods=methods,
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, target=args.target)
     except ConvVizError as err:
         return _error_line(str(err))
     except OSError as err:  # e.g. the disk filled up or the folder vanished while writing

@@ -36,6 +36,7 @@ from .core.cams import get_method
 from .core.facts import layer_facts
 from .core.inspector import Inspector
 from .core.patterns import PATTERN_MODES
+from .core.targets import parse_target, plan
 from .errors import ConvVizError
 from .images import write_exclusive
 from .widgets import ImageView, View, view_entries
@@ -117,14 +118,17 @@ class Options:
     top: int
     images_per_row: int
     cam_methods: tuple[str, ...]
+    target: Any = None
 
 
 def check_options(inspector: Inspector, *, filter_layers: Sequence[str] | None = None, n_filters: int = 16,
                   filter_size: int | None = None, steps: int = 40, step_size: float | None = None,
                   pattern_modes: Sequence[str] = ("plain", "regularized"), top: int = 3, images_per_row: int = 16,
-                  cam_methods: Sequence[str] = ("gradcam",)) -> Options:
+                  cam_methods: Sequence[str] = ("gradcam",), target: Any = None) -> Options:
     """Every report argument checked (layers, methods, bounds), before anything is computed or written."""
-    if not inspector.has_classes:
+    if isinstance(target, str):
+        target = parse_target(target)
+    if inspector.output_kind == "features" and target is None:
         raise ConvVizError("This model has no class output, so a report (which explains classes) cannot be made; "
                            "pass the full model (e.g. include_top=True) or one with a classifier head.")
     if isinstance(filter_layers, str):
@@ -139,7 +143,7 @@ def check_options(inspector: Inspector, *, filter_layers: Sequence[str] | None =
                    checks.bounded(steps, "steps", checks.STEPS), checks.step_size(step_size), modes,
                    checks.bounded(top, "top", checks.TOP), checks.bounded(images_per_row, "images_per_row",
                                                                           checks.PER_ROW),
-                   tuple(dict.fromkeys(get_method(m).name for m in cam_methods)) or ("gradcam",))
+                   tuple(dict.fromkeys(get_method(m).name for m in cam_methods)) or ("gradcam",), target)
 
 
 def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: Sequence[str] | None = None,
@@ -147,18 +151,22 @@ def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: 
                  step_size: float | None = None,
                  pattern_modes: Sequence[str] = ("plain", "regularized"), top: int = 3,
                  images_per_row: int = 16, log: Callable[[str], None] = print,
-                 cam_methods: Sequence[str] = ("gradcam",), overwrite: bool = False) -> Report:
+                 cam_methods: Sequence[str] = ("gradcam",), overwrite: bool = False, target: Any = None) -> Report:
     """Compute the three views for one image and write them into `out` (index.html and PNGs).
 
     `step_size` None: the model's own plain-ascent step (`model.filter_step_size`, e.g. the demo's), else 1.
     Every argument is checked first; the files are written into a fresh folder beside `out` and moved into
     place at the end (an error or KeyboardInterrupt leaves `out` as it was). A folder holding files this
     report did not write (see MANIFEST) is refused unless `overwrite`; links in it are never followed.
+    `target`: what the CAM sections explain (`core.targets`; None: the top classes of a classifier, else the
+    model's default target); it is checked on the image before anything is written.
     """
     options = check_options(inspector, filter_layers=filter_layers, n_filters=n_filters, filter_size=filter_size,
                             steps=steps, step_size=step_size, pattern_modes=pattern_modes, top=top,
-                            images_per_row=images_per_row, cam_methods=cam_methods)
+                            images_per_row=images_per_row, cam_methods=cam_methods, target=target)
     rgb = inspector.prepare(image)
+    if options.target is not None or inspector.output_kind != "classes":
+        plan(inspector, options.target, rgb.shape[:2])  # a bad target is refused before anything is written
     target = output_folder(out)
     check_foreign(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -177,19 +185,23 @@ def _write_views(inspector: Inspector, rgb: np.ndarray, out: Path, options: Opti
     top, step_size = options.top, options.step_size
     report = Report(title=f"What {inspector.model.name} sees")
     _save(out / "input.png", render.enlarge_figure(rgb))
-    preds = inspector.predict(rgb, top=max(5, top))
+    preds = inspector.predict(rgb, top=max(5, top)) if inspector.has_classes else []
     report.facts += [
         ("Model", f"{inspector.model.name} — {inspector.model.count_params():,} parameters"),
         ("Input", f"{rgb.shape[1]}x{rgb.shape[0]} RGB, preprocess '{inspector.preprocess_name}'"),
         ("Preprocessing", f"'{inspector.preprocess_name}': {inspector.preprocess_reason}"),
-        ("Top-5", ", ".join(f"{name} {_value(inspector, p)}" for _, name, p in preds[:5])),
     ]
+    if preds:
+        report.facts.append(("Top-5", ", ".join(f"{name} {_value(inspector, p)}" for _, name, p in preds[:5])))
     report.sections.append(("Input", "The image as the model sees it.", [("input.png", "input")]))
     report.sections.append(_activation_section(inspector, rgb, out, options.images_per_row))
     report.sections.append(_filter_section(inspector, options.filter_layers, out, options.n_filters,
                                            options.filter_size, options.steps, step_size, options.pattern_modes))
     for method in options.cam_methods:
-        report.sections.append(_cam_section(inspector, rgb, out, preds[:top], method))
+        if options.target is None and inspector.output_kind == "classes":
+            report.sections.append(_cam_section(inspector, rgb, out, preds[:top], method))
+        else:
+            report.sections.append(_target_section(inspector, rgb, out, options.target, method))
     for entry in view_entries():
         if entry.view.report_section is not View.report_section:  # the tab writes a section of its own
             _view_section(report, entry.key, entry.title, entry.view, inspector, rgb, out)
@@ -251,6 +263,20 @@ def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
         items.append((fname, cam_caption(rank, name, prob, cam, probability=inspector.score_label == "probability")))
         bar(rank, len(preds))
     return (rule.label, "Where the evidence for each class lies (red = most).", items)
+
+
+def _target_section(inspector: Inspector, rgb: np.ndarray, out: Path, target: Any, method: str = "gradcam"
+                    ) -> tuple[str, str, list[tuple[str, str]]]:
+    """The overlay of one registered CAM method for one target (given, or the model's default)."""
+    rule = get_method(method)
+    cam = inspector.gradcam(rgb, target=target, method=rule.name)
+    fname = f"{rule.name.replace('+', 'p')}_target.png"
+    _save(out / fname, cam_picture(render.enlarge_figure(rgb), cam))
+    value = "" if cam.probability is None else f"p = {cam.probability:.2f}, "
+    caption = f"{cam.target} — {value}score {cam.score:.2f} at {cam.layer}"
+    note = no_evidence_note(cam)
+    items = [(fname, caption if note is None else f"{caption} — {note}")]
+    return (rule.label, f"Where the evidence for {cam.target} lies (red = most).", items)
 
 
 def _view_section(report: Report, key: str, title: str, view_class: type, inspector: Inspector, rgb: np.ndarray,

@@ -14,6 +14,7 @@ from .filters import FilterPatterns
 from .inspector import Inspector
 from .model_io import load_model
 from .preprocess import PRESETS
+from .targets import ClassTarget, LabelTarget, OutputTarget, RegionTarget, Target
 
 __all__ = [
     "CAM", "CamMethod", "CamRequest", "PerturbationMethod", "cam_methods", "register_cam_method",
@@ -21,4 +22,5 @@ __all__ = [
     "PRESETS", "Cancelled", "ConvVizError", "FilterPatterns", "Inspector", "Regularization", "activations",
     "filter_patterns", "gradcam", "inspector_for", "load_image", "load_model", "predict",
     "ReceptiveField", "TopExamples", "receptive_field", "top_examples",
+    "ClassTarget", "LabelTarget", "OutputTarget", "RegionTarget", "Target",
 ]

@@ -82,16 +82,19 @@ def filter_patterns(model: Any, layer: str, filters: int | Sequence[int], *, pre
 def gradcam(model: Any, image: ImageSource | Sequence[ImageSource], *, preprocess: Preprocess = None,
             class_index: Any = None, layer: str | None = None, method: str = "gradcam",
             output: str | int | None = None, max_channels: int | None = None, batch_size: int = 32,
-            grid: tuple[int, int] | None = None) -> CAM | list[CAM]:
+            grid: tuple[int, int] | None = None, target: Any = None) -> CAM | list[CAM]:
     """A class activation map (any registered method) of a class for one image; a list for several.
 
     Several images (a list or an (N, H, W, 3) array) are computed `batch_size` at a time in one
     compiled pass each. `max_channels`: perturbation methods use only that many channels (None: all).
+    `target`: what is explained (`ClassTarget`, `RegionTarget`, `LabelTarget`, `OutputTarget` or a callable
+    f(outputs) -> (batch,) in keras.ops; one for all images or one per image); `class_index=k` is the short
+    form of `ClassTarget(k)`.
     `grid=(h, w)`: the patch grid of a vision transformer's token layers (default: found from the model).
     """
     return inspector_for(model, preprocess, output=output, grid=grid).gradcam(
         image, class_index=class_index, layer=layer, method=method, max_channels=max_channels,
-        batch_size=batch_size)
+        batch_size=batch_size, target=target)
 
 
 def predict(model: Any, image: ImageSource, *, preprocess: Preprocess = None, top: int = 5,

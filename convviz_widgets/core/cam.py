@@ -14,7 +14,11 @@ BLUR_FRACTION = 0.25  # the blurred baseline's sigma, as a share of the image's 
 
 @dataclass(frozen=True)
 class CAM:
-    """A class activation map at the feature-map resolution, values in [0, 1]."""
+    """A class activation map at the feature-map resolution, values in [0, 1].
+
+    `class_index`/`class_name` are the explained class (the class of a class, label or region target; -1 and
+    None for a callable target); `target` says in words what was explained, whatever the target.
+    """
 
     heatmap: np.ndarray
     class_index: int
@@ -25,6 +29,8 @@ class CAM:
     probability: float | None = None
     raw: np.ndarray | None = None  # the weighted sum before ReLU and scaling
     weights: np.ndarray | None = None  # (C,) channel weights; None for methods that build the map directly
+    target: str = ""  # what was explained, in words: "class 3 (star)", "class 1 (circle) over its predicted region"
+    region: np.ndarray | None = None  # a region target's mask (h, w) on the output's grid; None for other targets
 
     def resized(self, h: int, w: int) -> np.ndarray:
         """The heatmap upsampled bilinearly to (h, w), still float32 in [0, 1]."""

@@ -25,10 +25,12 @@ from .budget import Footprint
 from .cache import LRUCache
 from .cams.engine import CamEngine, CamJob
 from .graph import (
+    CONV_TYPES,
     FlatGraph,
     Node,
     check_model,
     default_cam_node,
+    final_layer,
     is_nested_model,
     model_outputs,
     output_index,
@@ -40,6 +42,7 @@ from .model_io import load_model
 from .patterns import PATTERN_CACHE_SIZE, PatternEngine
 from .preprocess import PRESETS, Preprocess
 from .preprocess import choose as choose_preprocess
+from .targets import Scoring, as_target, background_class, plan
 from .topk import ExamplesEngine
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
@@ -81,10 +84,14 @@ class Inspector:
             warnings.warn(choice.warning, UserWarning, stacklevel=2)
         head = self.graph.head
         self.has_classes = len(head.logits.shape) == 2  # a headless base ends in a feature map
-        self.n_classes = (2 if head.units == 1 else head.units) if self.has_classes else 0
+        self.output_kind = head_maths.output_kind(
+            tuple(head.logits.shape), head.activation, head.units, self.input_size,
+            isinstance(final_layer(self.model, self.output_index), CONV_TYPES))
+        named = self.has_classes or self.output_kind == "segmentation"
+        self.n_classes = (2 if head.units == 1 else head.units) if named else 0
         if class_names is None:
             class_names = getattr(self.model, "class_names", None)  # e.g. the demo model carries its own
-        self.class_names = resolve_class_names(class_names, self.n_classes) if self.has_classes else []
+        self.class_names = resolve_class_names(class_names, self.n_classes) if named else []
         self._lock = threading.RLock()  # panels may share an Inspector across threads
         # Compiled functions (core.backend) are kept in bounded caches; each compiles once per batch size,
         # and batches are padded to a few sizes (core.batching.bucket).
@@ -227,13 +234,19 @@ class Inspector:
 
     @property
     def default_cam_layer(self) -> str:
-        """The last conv feature map with spatial extent (after its BN/activation)."""
+        """The last conv feature map with spatial extent (after its BN/activation); for a segmentation model,
+        the last one before the output's own layer."""
         return self._default_cam_node().name
 
     def _default_cam_node(self) -> Node:
         """default_cam_node of the graph, found once (the graph never changes)."""
         if self._default_cam is None:
-            self._default_cam = default_cam_node(self.graph)
+            graph = self.graph
+            if self.output_kind == "segmentation":  # the output's own conv is the answer, not a feature map
+                last = final_layer(self.model, self.output_index)
+                graph = FlatGraph(graph.input, graph.output, [n for n in graph.nodes if n.layer is not last],
+                                  graph.head)
+            self._default_cam = default_cam_node(graph)
         return self._default_cam
 
     def layer(self, name: Any) -> Node:
@@ -464,6 +477,22 @@ class Inspector:
             _finite_layer(name, act)
         return _finite(logits, "the model's output for this image")
 
+    def predicted_regions(self, image: ImageSource, top: int = 5) -> list[tuple[int, str, float]]:
+        """A segmentation model's classes by the share of the pixels it predicts as them, as (index, name, share),
+        largest first and a class named "background" last (as the default target does); classes predicted nowhere
+        are left out."""
+        if self.output_kind != "segmentation":
+            raise ConvVizError("predicted_regions needs a segmentation model (an output of (batch, H, W, classes)).")
+        top = checks.bounded(top, "top", checks.TOP)
+        z = np.asarray(self.check_finite(image), np.float32)
+        predicted = (z[..., 0] > 0).astype(np.int64) if z.shape[-1] == 1 else z.argmax(-1)
+        shares = np.bincount(predicted.ravel(), minlength=self.n_classes) / predicted.size
+        background = background_class(self)
+        order = [int(k) for k in np.argsort(-shares, kind="stable") if shares[k] > 0]
+        order = [k for k in order if k != background] + [k for k in order if k == background]
+        order = order[:top]
+        return [(k, self.class_names[k], float(shares[k])) for k in order]
+
     def predict(self, image: ImageSource, top: int = 5) -> list[tuple[int, str, float]]:
         """The top classes as (index, name, value), highest first; the value is a `score_label`."""
         top = checks.bounded(top, "top", checks.TOP)
@@ -474,12 +503,16 @@ class Inspector:
     # ----- Grad-CAM ----------------------------------------------------------------------------------
     def gradcam(self, image: ImageSource | Sequence[ImageSource], *, class_index: Any = None,
                 layer: str | None = None, method: str = "gradcam", batch_size: int = 32,
-                max_channels: int | None = None, progress: fp.Progress | None = None
+                max_channels: int | None = None, progress: fp.Progress | None = None, target: Any = None
                 ) -> cam_rules.CAM | list[cam_rules.CAM]:
         """A class activation map for one image at a conv layer's resolution; a list for several images.
 
-        `image`: one image, or a list of images / an (N, H, W, 3) array (then `class_index` may be one
-        per image); methods that can batch run `batch_size` images per compiled pass (fewer when the
+        `target`: what score is explained (`core.targets`): `ClassTarget(k)` (the default: the top class;
+        `class_index=k` is its short form), `RegionTarget(k, mask)` (a segmentation model's default: the
+        class predicted over the largest area), `LabelTarget(k)`, `OutputTarget(i)` (a one-unit linear head's
+        default), or a callable f(outputs) -> (batch,) in `keras.ops`; `CAM.target` says what was explained.
+        `image`: one image, or a list of images / an (N, H, W, 3) array (then `class_index` or `target` may be
+        one per image); methods that can batch run `batch_size` images per compiled pass (fewer when the
         memory budget needs it). `method`: a registered method's name (`cams.method_names()`:
         "gradcam", "gradcam++", "scorecam", "hirescam", "xgradcam", "layercam", "eigencam",
         "ablationcam", and the user's own). Perturbation methods (Score-CAM, Ablation-CAM) run at most
@@ -487,7 +520,6 @@ class Inspector:
         spatial variance (None or <= 0: all; the others weigh 0) and call `progress(done, total)`
         after each batch (False or `Cancelled` stops them).
         """
-        self._require_classes()
         rule = cams.get_method(method)
         batch_size = checks.bounded(batch_size, "batch_size", checks.BATCH_SIZE)
         max_channels = checks.max_channels(max_channels)
@@ -496,15 +528,29 @@ class Inspector:
         images = list(image) if many else [image]
         if many and not images:
             raise ConvVizError("gradcam got an empty list of images; give at least one image.")
-        classes = self._classes_for(class_index, len(images), many)
+        if many and isinstance(class_index, (list, tuple, np.ndarray)) and len(class_index) != len(images):
+            raise ConvVizError(f"class_index has {len(class_index)} entries for {len(images)} images; give one per "
+                               "image, a single index for all, or None (each image's top class).")
+        wanted = as_target(target, class_index)
         rgbs = [self.prepare(im) for im in images]
+        scorings = self._targets_for(wanted, rgbs, many)
         for rgb in {r.shape[:2]: r for r in rgbs}.values():
             check_fits(self.bytes_per_image(rgb.shape[:2], gradient=rule.needs_gradients),
                        what="A class activation map of this image", lower="the image size")
-        job = CamJob(rgbs, classes, node, rule, batch_size, max_channels, progress)
+        classes = [s.wanted if s.wanted >= 0 else None for s in scorings]
+        job = CamJob(rgbs, classes, node, rule, batch_size, max_channels, progress, scorings)
         with self._lock:
             cams_out = self.cam_engine.run(job)
         return cams_out if many else cams_out[0]
+
+    def _targets_for(self, target: Any, rgbs: list[np.ndarray], many: bool) -> list[Scoring]:
+        """One checked target per image: one for all, or (several images) a list or tuple of one per image."""
+        if many and isinstance(target, (list, tuple)):
+            if len(target) != len(rgbs):
+                raise ConvVizError(f"target has {len(target)} entries for {len(rgbs)} images; give one per image "
+                                   "or one target for all.")
+            return [plan(self, t, rgb.shape[:2]) for t, rgb in zip(target, rgbs)]
+        return [plan(self, target, rgb.shape[:2]) for rgb in rgbs]
 
     def _classes_for(self, class_index: Any, n: int, many: bool) -> list[int | None]:
         """One checked class index (or None: the top class) per image."""

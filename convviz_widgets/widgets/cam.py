@@ -48,7 +48,8 @@ class CamView(ImageView):
                  open_channel: Callable[[str, int], None] | None = None, **kwargs: Any) -> None:
         super().__init__(model, image, **kwargs)
         ins = self.inspector
-        self.label = score_label(ins)
+        self.segmentation = getattr(ins, "output_kind", "") == "segmentation"  # classes over their regions
+        self.label = "probability" if self.segmentation else score_label(ins)  # a region's share: a percentage
         self.maps = Maps()
         self.choice = ClassChoice()
         self.evidence_service = evidence
@@ -80,7 +81,7 @@ class CamView(ImageView):
         self.notice.add_class("convviz-no-classes")
         if evidence is not None:
             evidence.provide(self.evidence)
-        if not ins.has_classes:  # nothing to explain: one line says why and what to do
+        if not self.enabled:  # nothing to explain: one line says why and what to do
             self.notice.value = f"<div style='padding:4px 0'>{html.escape(no_classes_text(ins))}</div>"
             self.children = [self.notice]
             return
@@ -96,8 +97,8 @@ class CamView(ImageView):
 
     @property
     def enabled(self) -> bool:
-        """A model without a class output has nothing to explain here."""
-        return bool(self.inspector.has_classes)
+        """A model without a class output (nor a segmentation map) has nothing to explain here."""
+        return bool(self.inspector.has_classes) or self.segmentation
 
     @property
     def predictions(self) -> Predictions:
@@ -157,7 +158,8 @@ class CamView(ImageView):
         """The top classes (for a new image), the map the request asks for, and its sanity check if on."""
         predictions = want.predictions
         if fresh or not predictions:
-            predictions = tuple(self.inspector.predict(rgb, top=TOP))
+            predictions = tuple(self.inspector.predicted_regions(rgb, top=TOP) if self.segmentation
+                                else self.inspector.predict(rgb, top=TOP))
             problem = output_problem(self.inspector, rgb)
             if problem is not None:
                 raise problem
@@ -294,7 +296,8 @@ class CamView(ImageView):
         f, depth, means = self.figures, self.sanity_depth(), self.maps.means.get(cam.layer)
         _, raw = f.draw(cam, self.display, self.controls.alpha(), self.cmap.value)
         channels = self.channel_count(cam.layer) if uses_channels(cam.method) else None
-        f.describe(cam, self.label, channels, self.scene, self.inspector.class_names)
+        f.describe(cam, self.label, channels, None if self.segmentation else self.scene, self.inspector.class_names)
+        f.draw_region(cam, self.display)
         names = cascade_layers(self.inspector.model, depth) if depth is not None else []
         f.draw_sanity(self.current_sanity(), depth, cam.method, names, self.cmap.value, raw.shape)
         f.draw_channels(cam, contributions(cam, means), means)

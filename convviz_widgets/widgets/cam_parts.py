@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from ..core import CAM, Inspector
 from ..core.cam import top_contributors
 from ..core.cams import get_method, method_names
 from ..core.checks import ALPHA, CHANNELS
+from ..images import resize_map
 from ..metrics import Sanity, cascade_layers, default_depth
 from ..render import enlarge_figure, heatmap_picture, overlay, side_by_side
 from .base import control_value, picture_widget, show_picture
@@ -159,6 +161,15 @@ class CamControls:
         self.class_name.value = str(self.inspector.class_names[index])
 
 
+def region_picture(display: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The image dimmed outside a region mask (any grid, resized to the image) and tinted inside it."""
+    mask = np.clip(resize_map(np.asarray(region, np.float32), display.shape[:2]), 0.0, 1.0)[..., None]
+    tint = np.array([255.0, 40.0, 40.0], np.float32)
+    rgb = display.astype(np.float32)
+    out = rgb * (0.35 + 0.35 * mask) + tint * 0.3 * mask
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 class CamFigures:
     """The tab's pictures and lines: overlay, heatmap, the sanity check's map, the class score, the pointing game
     and the buttons of the channels behind the map."""
@@ -172,6 +183,10 @@ class CamFigures:
         self.overlay_caption, self.heatmap_caption, self.sanity_caption = (widgets.HTML() for _ in range(3))
         self.sanity_figure = figure(self.sanity_heatmap, self.sanity_caption)
         self.sanity_figure.layout.display = "none"
+        self.region = picture_widget("convviz-region")  # a segmentation model's predicted region of the class
+        self.region_caption = widgets.HTML()
+        self.region_figure = figure(self.region, self.region_caption)
+        self.region_figure.layout.display = "none"
         self.score = widgets.HTML()
         self.score.add_class("convviz-score")
         self.pointing = widgets.HTML()
@@ -188,7 +203,7 @@ class CamFigures:
     def rows(self) -> list[widgets.Widget]:
         """The figures side by side, then the lines under them."""
         return [widgets.HBox([figure(self.overlay, self.overlay_caption), figure(self.heatmap, self.heatmap_caption),
-                              self.sanity_figure], layout=widgets.Layout(align_items="flex-start")),
+                              self.region_figure, self.sanity_figure], layout=widgets.Layout(align_items="flex-start")),
                 self.score, self.channels_text, self.channel_buttons, self.pointing, self.sanity_text]
 
     @property
@@ -206,6 +221,17 @@ class CamFigures:
         self.overlay_caption.value = "<small>Overlay on the image</small>"
         self.heatmap_caption.value = f"<small>Heatmap ({h}×{w} grid)</small>"
         return blended, raw
+
+    def draw_region(self, cam: CAM, display: np.ndarray | None) -> None:
+        """A region target's mask (the pixels the model predicts as the class) over the image, else nothing."""
+        if cam.region is None or display is None:
+            self.region_figure.layout.display = "none"
+            return
+        show_picture(self.region, enlarge_figure(region_picture(display, cam.region)))
+        share = float(np.mean(cam.region > 0.5))
+        self.region_caption.value = (f"<small>Explained region: {html.escape(cam.target)} "
+                                     f"({share:.0%} of the pixels)</small>")
+        self.region_figure.layout.display = None
 
     def describe(self, cam: CAM, label: str, channels: int | None, scene: Any, class_names: list[str]) -> None:
         """The class score line and the pointing game."""
@@ -286,6 +312,7 @@ class CamFigures:
         for picture in (self.overlay, self.heatmap):
             picture.layout.display = "none"
         self.sanity_figure.layout.display = "none"
+        self.region_figure.layout.display = "none"
         for text in (self.overlay_caption, self.heatmap_caption, self.score, self.pointing, self.sanity_text,
                      self.channels_text):
             text.value = ""

@@ -198,8 +198,13 @@ def score_html(cam: CAM, label: str, channels: int | None) -> str:
     probability = (f", probability <b>{(cam.probability or 0.0):.1%}</b>" if label == "probability"
                    else " (a linear head: scores, not probabilities)")
     used = f" from the {channels} channels of largest variance" if channels else ""
+    what = "class score (logit)"
+    if cam.region is not None:
+        what = f"the class's logits summed over its region ({int((cam.region > 0.5).sum())} cells)"
+        probability = (f", mean probability there <b>{(cam.probability or 0.0):.1%}</b>" if label == "probability"
+                       else "")
     return (f"{method_label(cam.method)} of <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}) at "
-            f"<code>{html.escape(cam.layer)}</code> ({h}×{w}){used}: class score (logit) <b>{cam.score:.4g}</b>"
+            f"<code>{html.escape(cam.layer)}</code> ({h}×{w}){used}: {what} <b>{cam.score:.4g}</b>"
             f"{probability}.{empty}")
 
 

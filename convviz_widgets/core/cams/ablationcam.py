@@ -22,7 +22,7 @@ class AblationCam(PerturbationMethod):
 
     def channel_weights(self, request: CamRequest) -> np.ndarray:
         """Batched forward passes from the layer on, one per zeroed channel."""
-        ins, node, feats, k = request.inspector, request.node, request.feats, request.class_index
+        ins, feats = request.inspector, request.feats
         engine = request.engine or ins.cam_engine
         chosen = cam_maths.top_variance_channels(feats, request.max_channels)
         size = (int(request.x.shape[1]), int(request.x.shape[2]))
@@ -30,7 +30,7 @@ class AblationCam(PerturbationMethod):
         chunk = fit_batch(per_item, request.batch_size, what="ablated feature maps of Ablation-CAM",
                           lower="max_channels, the image size or the model")
         channels = feats.shape[-1]
-        score = float(engine.ablated_scores(node, request.x, feats, np.ones((1, channels), np.float32))[0, k])
+        score = float(engine.ablated_values(request, np.ones((1, channels), np.float32))[0])
         scale = score if abs(score) > 1e-12 else 1.0
         weights = np.zeros(channels, np.float32)
         total = len(chosen)
@@ -38,7 +38,7 @@ class AblationCam(PerturbationMethod):
             part = chosen[lo:hi]
             keep = np.ones((len(part), channels), np.float32)
             keep[np.arange(len(part)), part] = 0.0
-            weights[part] = (score - engine.ablated_scores(node, request.x, feats, keep)[:, k]) / scale
+            weights[part] = (score - engine.ablated_values(request, keep)) / scale
             batching.report(request.progress, hi, total, "Ablation-CAM", "channels")
         return weights
 

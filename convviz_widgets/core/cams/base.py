@@ -52,7 +52,8 @@ class CamRequest:
     """What a perturbation method needs: the inspector, layer, preprocessed input, feature map, class.
 
     `engine` (the Inspector's `CamEngine`, `inspector.cam_engine` when None) runs the built-in methods'
-    compiled forward passes (`masked_head_values`, `ablated_scores`); `progress(done, total)` is reported through
+    compiled forward passes (`masked_values`, `ablated_values`: the explained target's value, whatever the
+    target; `masked_head_values`, `ablated_scores`: every class's); `progress(done, total)` is reported through
     `core.batching.report`, which raises `Cancelled` when it answers False.
     """
 
@@ -65,6 +66,8 @@ class CamRequest:
     max_channels: int | None
     progress: Any
     engine: Any = None
+    scoring: Any = None  # the checked target (`core.targets.Scoring`); None: the class `class_index`
+    region: np.ndarray | None = None  # a region target's mask (h, w) on the output's grid
 
 
 class PerturbationMethod(CamMethod):

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ...errors import ConvVizError
 from ...images import pixel_key
 from ...limits import fit_batch
 from .. import backend as bk
@@ -33,7 +34,8 @@ from .. import batching, checks
 from .. import cam as cam_maths
 from ..cache import LRUCache
 from ..graph import FlatGraph, Node, trace, visual_layers
-from ..head import chosen_scores, class_scores, head_values
+from ..head import class_scores, head_values
+from ..targets import Scoring, background_class, described, scorer
 from .base import CamMethod, CamRequest, PerturbationMethod
 
 CAM_CACHE_SIZE = 12  # compiled functions kept per Inspector ((layer, method) pairs and helpers), oldest out
@@ -50,6 +52,7 @@ class CamPass:
     head: np.ndarray  # (B, n) the head's values: probabilities, or scores for a linear head
     finite: np.ndarray  # (B,) every feature map and the output are finite
     weights: np.ndarray  # (B, C) channel weights of a weight method; (B, 0) for a map method
+    region: np.ndarray | None = None  # (B, h, w) the mask a region target summed over
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class CamJob:
     batch_size: int
     max_channels: int | None
     progress: Any
+    targets: Sequence[Scoring] | None = None  # one checked target per image (None: `classes` as class targets)
 
 
 class CamEngine:
@@ -95,9 +99,11 @@ class CamEngine:
             step = fit_batch(per_image, min(step, batching.bucket(len(job.images))), what="images of a batched CAM",
                              lower="batch_size or the image size")
         step = batching.bucket_below(step)
+        keys = [s.key for s in _scorings(job)]
         ranges, lo = [], 0
         for i in range(1, len(job.images) + 1):
-            if i == len(job.images) or i - lo >= step or job.images[i].shape != job.images[lo].shape:
+            if i == len(job.images) or i - lo >= step or job.images[i].shape != job.images[lo].shape \
+                    or keys[i] != keys[lo]:
                 ranges.append((lo, i))
                 lo = i
         return ranges
@@ -106,15 +112,21 @@ class CamEngine:
         """One compiled pass over images lo..hi (padded to a compiled size), then weights or finished maps."""
         ins, node, rule = self.ins, job.node, job.method
         rgbs = list(job.images[lo:hi])
+        scorings = _scorings(job)[lo:hi]
         n, size = len(rgbs), batching.bucket(len(rgbs))
-        wanted = batching.pad_batch(np.array([-1 if c is None else int(c) for c in job.classes[lo:hi]], np.int32),
-                                    size)
+        wanted = batching.pad_batch(np.array([s.wanted for s in scorings], np.int32), size)
+        args = [wanted]
+        if scorings[0].mode == "region":  # the user's masks (zeros where the predicted region is wanted)
+            given = np.stack([np.zeros(rgbs[0].shape[:2], np.float32) if s.mask is None else s.mask
+                              for s in scorings])
+            args += [batching.pad_batch(given, size),
+                     batching.pad_batch(np.array([s.mask is not None for s in scorings], np.float32), size)]
         perturb = isinstance(rule, PerturbationMethod)
         x = ins.input_batch(rgbs, in_graph=ins.preprocess_in_graph and not perturb)
         keys = [pixel_key(rgb) for rgb in rgbs]
         deep = not all(key in self._checked for key in keys)  # every layer checked once per image
-        fn = self.function(node, rule, deep, rgbs[0].shape[:2])
-        result = CamPass(*(np.asarray(t)[:n] for t in bk.to_numpy(tuple(fn(pad(x, size), wanted)))))
+        fn = self.function(node, rule, deep, rgbs[0].shape[:2], scorings[0])
+        result = CamPass(*(np.asarray(t)[:n] for t in bk.to_numpy(tuple(fn(pad(x, size), *args)))))
         for i, ok in enumerate(result.finite):
             if not ok:
                 ins.check_finite(rgbs[i])  # names the first layer that holds NaN/inf
@@ -124,10 +136,15 @@ class CamEngine:
         out = []
         for i in range(n):
             k = int(result.classes[i])
+            region = None if result.region is None else result.region[i]
+            if region is not None and float(region.sum()) <= 0:
+                raise ConvVizError(f"The model predicts class {k} ({ins.class_names[k]}) nowhere in this image, so "
+                                   "its region is empty and there is nothing to explain. Choose another class or "
+                                   "give a mask: target=RegionTarget(k, mask).")
             if perturb:
                 feats = result.maps[i]
                 request = CamRequest(ins, node, x[i : i + 1], feats, k, job.batch_size, job.max_channels, job.progress,
-                                     self)
+                                     self, scorings[i], region)
                 weights = np.asarray(rule.channel_weights(request), np.float32)
                 checks.finite(weights, f"the CAM weights at layer {node.name!r}")
                 heat, raw = cam_maths.combine(feats, weights)
@@ -136,18 +153,23 @@ class CamEngine:
                 heat, raw = cam_maths.finish(result.maps[i])
                 weights = result.weights[i] if result.weights.shape[-1] else None
             checks.finite(result.head[i], "the model's output for this image")
-            probability = float(result.head[i][k]) if ins.score_label == "probability" else None
-            out.append(cam_maths.CAM(heat, k, float(result.scores[i]), node.name, rule.name, ins.class_names[k],
-                                     probability, raw, weights))
+            named = 0 <= k < len(ins.class_names)
+            probability = float(result.head[i][k]) if named and ins.score_label == "probability" else None
+            out.append(cam_maths.CAM(heat, k, float(result.scores[i]), node.name, rule.name,
+                                     ins.class_names[k] if named else None, probability, raw, weights,
+                                     described(scorings[i], k, ins.class_names), region))
         return out
 
     # ----- compiled functions ---------------------------------------------------------------------------
-    def function(self, node: Node, method: CamMethod, deep: bool = True, size: tuple[int, int] | None = None) -> Any:
+    def function(self, node: Node, method: CamMethod, deep: bool = True, size: tuple[int, int] | None = None,
+                 scoring: Scoring | None = None) -> Any:
         """The compiled CAM function f(batch, wanted classes (-1: top)) -> CamPass arrays, kept in `functions`.
 
         `deep`: its finiteness flag covers every conv/pool (and token) output (an overflow that a later ReLU hides
         still makes the output meaningless); without it, only the explained map and the output.
         `size`: the images' (h, w); a gradient method on a model that takes any size compiles one per size.
+        `scoring`: what is explained (None: a class); a region target's function also takes (masks (B, H, W),
+        whether each mask is given (B,)), and returns the region (B, h, w) last.
         """
         key: tuple = (node.name, method.name, deep)
         gradients = method.needs_gradients and not isinstance(method, PerturbationMethod)
@@ -155,7 +177,9 @@ class CamEngine:
             if size is None:
                 raise ValueError("this model takes any image size: give the images' size")
             key += (tuple(int(s) for s in size),)
-        return self.functions.get_or_create(key, lambda: self._build(node, method, deep, size))
+        scoring = scoring or Scoring(None, "index")
+        key += scoring.key
+        return self.functions.get_or_create(key, lambda: self._build(node, method, deep, size, scoring))
 
     def probe_graph(self, node: Node) -> FlatGraph:
         """The model traced with a probe at `node` (see `graph.trace`), made once per layer.
@@ -169,14 +193,20 @@ class CamEngine:
                                                         probe=node.name, grid=self.ins.grid)
             return graph
 
-    def _build(self, node: Node, method: CamMethod, deep: bool, size: tuple[int, int] | None) -> Any:
-        """Compile f(batch, wanted classes) -> CamPass tensors for one input shape at a time."""
+    def _scorer(self, scoring: Scoring) -> Any:
+        """The target's maths for compiled code (see `targets.scorer`)."""
+        return scorer(scoring.mode, self.ins.graph.head.activation, getattr(scoring.target, "fn", None),
+                      background_class(self.ins))
+
+    def _build(self, node: Node, method: CamMethod, deep: bool, size: tuple[int, int] | None,
+               scoring: Scoring) -> Any:
+        """Compile f(batch, wanted classes[, masks, given]) -> CamPass tensors for one input shape at a time."""
         ins = self.ins
         perturb = isinstance(method, PerturbationMethod)
         in_graph = ins.preprocess_in_graph and not perturb
         gradients = method.needs_gradients and not perturb
         by_weights = not perturb and type(method).raw_map is CamMethod.raw_map  # the map is a weighted sum
-        activation = ins.graph.head.activation
+        score_of = self._scorer(scoring)
         graph = self.probe_graph(node) if gradients else ins.graph
         target = graph.node(node.name)
         checked = [n.output for n in visual_layers(graph) if n.output is not target.output] if deep else []
@@ -185,23 +215,24 @@ class CamEngine:
         probe_shape = _feature_shape(graph, target, size) if gradients else ()
         probe_dtype = target.output.dtype  # a mixed-precision layer's own dtype
 
-        def scored(delta: Any, x: Any, wanted: Any) -> tuple[Any, tuple]:
+        def scored(delta: Any, x: Any, *wanted: Any) -> tuple[Any, tuple]:
             """The summed explained scores (images are independent: each gradient is its own), and the rest."""
             feats, logits, *rest = model([x, delta] if gradients else x, training=False)
             logits = ops.cast(logits, "float32")
-            chosen, score = chosen_scores(class_scores(logits, activation), wanted)
-            return ops.sum(score), (feats, logits, chosen, score, rest)
+            chosen, score, values, region = score_of(logits, *wanted)
+            return ops.sum(score), (feats, logits, chosen, score, (values, region), rest)
 
-        def cam(x: Any, wanted: Any) -> tuple:
+        def cam(x: Any, *wanted: Any) -> tuple:
             if in_graph:
                 x = ins.in_graph_input(x)
             grads = None
             if gradients:
                 zero = ops.zeros((_batch(x), *probe_shape), probe_dtype)
-                _, (feats, logits, chosen, score, rest), grads = bk.value_and_grad(scored)(zero, x, wanted)
+                _, (feats, logits, chosen, score, (values, region), rest), grads = \
+                    bk.value_and_grad(scored)(zero, x, *wanted)
                 grads = ops.cast(target.as_map(grads), "float32")
             else:
-                _, (feats, logits, chosen, score, rest) = scored(None, x, wanted)
+                _, (feats, logits, chosen, score, (values, region), rest) = scored(None, x, *wanted)
             finite = _all_finite([feats, logits, *rest])
             feats32 = ops.cast(feats, "float32")
             weights = ops.zeros((_batch(feats32), 0), "float32")
@@ -212,29 +243,80 @@ class CamEngine:
                 maps = ops.sum(feats32 * weights[:, None, None, :], axis=-1)
             else:
                 maps = ops.cast(method.raw_map(feats32, grads), "float32")
-            return maps, score, chosen, head_values(logits, activation), finite, weights
+            out = (maps, score, chosen, values, finite, weights)
+            return out if region is None else (*out, region)
 
         return bk.function(cam, ins.model.weights)
 
     # ----- the perturbation methods' forward passes -------------------------------------------------------
+    def masked_values(self, request: CamRequest, blurred: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """The explained value (n,) of x * m + blurred * (1 - m) for each mask m (Score-CAM): a class's head value
+        (probability, or a linear head's score), or another target's score (a region fixed to the explained one).
+        """
+        scoring = request.scoring
+        if scoring is None or scoring.mode == "index":
+            return self.masked_head_values(request.x, blurred, masks)[:, request.class_index]
+        fn = self.functions.get_or_create(("scorecam/masked", *scoring.key), lambda: self._build_masked(scoring))
+        n = len(masks)
+        return np.asarray(bk.to_numpy(fn(request.x, blurred, batching.pad_batch(masks, batching.bucket(n)),
+                                         *self._fixed(request))))[:n]
+
+    def ablated_values(self, request: CamRequest, keep: np.ndarray) -> np.ndarray:
+        """The explained score (n,) with the feature map times each row of `keep` (n, C) (Ablation-CAM)."""
+        scoring = request.scoring
+        if scoring is None or scoring.mode == "index":
+            return self.ablated_scores(request.node, request.x, request.feats, keep)[:, request.class_index]
+        node = request.node
+        fn = self.functions.get_or_create((node.name, "ablationcam/after", *scoring.key),
+                                          lambda: self._build_after(node, scoring))
+        n = len(keep)
+        out = fn(request.x, np.asarray(request.feats, np.float32)[None],
+                 batching.pad_batch(np.asarray(keep, np.float32), batching.bucket(n)), *self._fixed(request))
+        return np.asarray(bk.to_numpy(out))[:n]
+
+    @staticmethod
+    def _fixed(request: CamRequest) -> list[np.ndarray]:
+        """A region target's class and region, fixed to the explained image's (so a masked image's score sums there)."""
+        if request.region is None:
+            return []
+        return [np.array([request.class_index], np.int32), np.asarray(request.region, np.float32)[None],
+                np.ones(1, np.float32)]
+
+    def _target_score(self, scoring: Scoring) -> Any:
+        """f(logits (n, ...), *fixed) -> the target's score (n,), a region's class and mask the same for all n."""
+        score_of = self._scorer(scoring)
+
+        def score(logits: Any, *fixed: Any) -> Any:
+            n = _batch(logits)
+            if fixed:
+                fixed = (ops.repeat(fixed[0], n, axis=0), ops.repeat(fixed[1], n, axis=0),
+                         ops.repeat(fixed[2], n, axis=0))
+            else:
+                fixed = (ops.zeros((n,), "int32") - 1,)
+            return score_of(ops.cast(logits, "float32"), *fixed)[1]
+
+        return score
+
     def masked_head_values(self, x: Any, blurred: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """The head's values (n, classes) of x * m + blurred * (1 - m) for each mask m (n, H, W, 1) (Score-CAM).
 
         `x`, `blurred`: one preprocessed image (1, H, W, C). One compiled pass, padded to a compiled size.
         """
-        fn = self.functions.get_or_create(("scorecam/masked",), self._build_masked)
+        fn = self.functions.get_or_create(("scorecam/masked",), lambda: self._build_masked())
         n = len(masks)
         return np.asarray(bk.to_numpy(fn(x, blurred, batching.pad_batch(masks, batching.bucket(n)))))[:n]
 
-    def _build_masked(self) -> Any:
-        """Compile f(x, blurred, masks) -> the head's values of the blended images."""
+    def _build_masked(self, scoring: Scoring | None = None) -> Any:
+        """Compile f(x, blurred, masks[, fixed]) -> the head's values (or a target's scores) of the blended images."""
         graph = self.ins.graph
         model = keras.Model(graph.input, graph.head.logits)
         activation = graph.head.activation
+        target = None if scoring is None else self._target_score(scoring)
 
-        def masked(x: Any, blurred: Any, masks: Any) -> Any:
+        def masked(x: Any, blurred: Any, masks: Any, *fixed: Any) -> Any:
             blend = x * masks + blurred * (1.0 - masks)
-            return head_values(ops.cast(model(blend, training=False), "float32"), activation)
+            logits = ops.cast(model(blend, training=False), "float32")
+            return head_values(logits, activation) if target is None else target(logits, *fixed)
 
         return bk.function(masked, self.ins.model.weights)
 
@@ -250,24 +332,33 @@ class CamEngine:
                                                                              batching.bucket(n)))
         return np.asarray(bk.to_numpy(out))[:n]
 
-    def _build_after(self, node: Node) -> Any:
-        """Compile f(x, feats, keep) -> class scores from (input, the ablated layer output)."""
+    def _build_after(self, node: Node, scoring: Scoring | None = None) -> Any:
+        """Compile f(x, feats, keep[, fixed]) -> class scores (or a target's scores) from (input, the ablated map)."""
         graph = self.ins.graph
         model = keras.Model([graph.input, node.output], graph.head.logits)
         activation = graph.head.activation
         dtype = node.output.dtype  # a mixed-precision layer's own dtype
+        target_score = None if scoring is None else self._target_score(scoring)
         tokens = node.tokens
         trunk = keras.Model(graph.input, node.output) if tokens is not None else None
 
-        def after(x: Any, feats: Any, keep: Any) -> Any:
+        def after(x: Any, feats: Any, keep: Any, *fixed: Any) -> Any:
             if tokens is not None:  # a token layer: its patch tokens scaled, the special tokens kept as they are
                 ablated = tokens.scale_patches(trunk(x, training=False), keep)
             else:
                 ablated = ops.cast(feats * keep[:, None, None, :], dtype)
             xs = ops.repeat(x, _batch(keep), axis=0)
-            return class_scores(ops.cast(model([xs, ablated], training=False), "float32"), activation)
+            logits = ops.cast(model([xs, ablated], training=False), "float32")
+            return class_scores(logits, activation) if target_score is None else target_score(logits, *fixed)
 
         return bk.function(after, self.ins.model.weights)
+
+
+def _scorings(job: CamJob) -> list[Scoring]:
+    """One checked target per image: the job's, or its classes as class targets."""
+    if job.targets is not None:
+        return list(job.targets)
+    return [Scoring(None, "index", -1 if c is None else int(c)) for c in job.classes]
 
 
 def pad(x: Any, size: int) -> Any:

@@ -31,14 +31,13 @@ class ScoreCam(PerturbationMethod):
         chunk = fit_batch(masked_image_bytes(ins, size), request.batch_size, what="masked images of Score-CAM",
                           lower="max_channels, the image size or the model")
         blurred = cam_maths.blurred(np.asarray(bk.to_numpy(x))[0])[None]
-        k = request.class_index
-        base = float(engine.masked_head_values(x, blurred, np.zeros((1, *size, 1), np.float32))[0, k])
+        base = float(engine.masked_values(request, blurred, np.zeros((1, *size, 1), np.float32))[0])
         weights = np.zeros(feats.shape[-1], np.float32)
         total = len(chosen)
         for lo, hi in batching.chunks(total, batching.bucket_below(chunk)):  # masks made per batch: bounded memory
             part = chosen[lo:hi]
             masks = cam_maths.upsampled_masks(feats[..., part], size)
-            weights[part] = engine.masked_head_values(x, blurred, masks)[:, k] - base
+            weights[part] = engine.masked_values(request, blurred, masks) - base
             batching.report(request.progress, hi, total, "Score-CAM", "masked images")
         return weights
 
