@@ -7,6 +7,7 @@ The suite runs on the Keras backend that KERAS_BACKEND names (TensorFlow by defa
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import time
@@ -49,6 +50,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def backend() -> str:
     """The Keras backend the tests run on: "tensorflow", "jax" or "torch"."""
     return BACKEND
+
+
+def require_backend(name: str) -> None:
+    """Skip, with the reason, when the package of Keras's `name` backend is not installed here."""
+    if importlib.util.find_spec(name) is None:
+        pytest.skip(f"{name} is not installed here; pip install \".[{name}]\" brings it")
 
 
 def small_convnet(size: int = 32, classes: int = 3, activation: str = "softmax", seed: int = 0,

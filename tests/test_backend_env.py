@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import require_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 OTHER_BACKENDS = ["jax", "torch"]
@@ -256,6 +257,7 @@ def test_the_hiding_makes_tensorflow_look_uninstalled(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_every_public_call_runs_without_tensorflow(backend, tmp_path):
+    require_backend(backend)
     done = run_without_tensorflow(backend, tmp_path, CHILD)
     steps = steps_of(done)
     failed = {name: outcome for name, outcome in steps.items() if outcome != "ok"}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -13,15 +16,17 @@ import keras
 import numpy as np
 import psutil
 import pytest
-from conftest import MOBILENET_WEIGHTS
+from conftest import BACKEND, MOBILENET_WEIGHTS, require_backend
 from model_bombs import tiny_flatten_dense, write_assets_bomb, write_config_bomb, write_huge_dense
 
 import convviz_widgets as cv
 from convviz_widgets import limits
+from convviz_widgets.core import model_io
 from convviz_widgets.core.model_io import declared_weight_bytes
 from convviz_widgets.demo import __file__ as demo_init
 
 DEMO_FILE = Path(demo_init).parent / "demo_model.keras"
+ROOT = Path(__file__).resolve().parents[1]
 MB = 2**20
 
 
@@ -198,6 +203,7 @@ def assert_same_model(path: Path, x: np.ndarray) -> keras.Model:
     return ours
 
 
+@pytest.mark.backends
 def test_light_load_of_the_demo_model_equals_keras_loader():
     x = np.random.default_rng(0).uniform(0, 1, (2, 96, 96, 3)).astype("float32")
     model = assert_same_model(DEMO_FILE, x)
@@ -205,6 +211,7 @@ def test_light_load_of_the_demo_model_equals_keras_loader():
     assert all("load_own_variables" not in vars(layer) for layer in model._flatten_layers())
 
 
+@pytest.mark.backends
 def test_light_load_of_a_deflated_archive_equals_keras_loader(tmp_path):
     """A .keras re-zipped with compression (Keras writes it stored) loads through zipfile's own reader."""
     path = tmp_path / "deflated.keras"
@@ -215,6 +222,7 @@ def test_light_load_of_a_deflated_archive_equals_keras_loader(tmp_path):
     assert_same_model(path, np.random.default_rng(2).uniform(0, 1, (1, 96, 96, 3)).astype("float32"))
 
 
+@pytest.mark.backends
 def test_light_load_of_a_saved_keras_application_equals_keras_loader(tmp_path):
     keras.utils.set_random_seed(3)
     app = keras.applications.MobileNet(input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=7)
@@ -226,6 +234,7 @@ def test_light_load_of_a_saved_keras_application_equals_keras_loader(tmp_path):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.backends
 def test_light_load_of_h5_files_equals_keras_loader(tmp_path):
     keras3 = tmp_path / "tiny.h5"
     tiny_flatten_dense().save(keras3)
@@ -241,6 +250,7 @@ def test_light_load_of_h5_files_equals_keras_loader(tmp_path):
     np.testing.assert_allclose(cv.load_model(keras2).predict(x, verbose=0), book.predict(x, verbose=0), atol=1e-6)
 
 
+@pytest.mark.backends
 def test_light_load_runs_no_random_initialiser(tmp_path, monkeypatch):
     """Building from the file never calls a random initialiser (their temporaries are what load light avoids)."""
     calls = []
@@ -259,6 +269,7 @@ def test_light_load_runs_no_random_initialiser(tmp_path, monkeypatch):
     assert len(calls) == built
 
 
+@pytest.mark.backends
 def test_light_loading_in_a_thread_leaves_models_built_meanwhile_random():
     """Loading light changes no global Keras state: a model built in another thread meanwhile is random."""
     done = threading.Event()
@@ -295,3 +306,84 @@ def test_light_load_names_the_files_initialisers_so_the_randomisation_check_draw
     keras3 = tmp_path / "tiny.h5"
     tiny_flatten_dense().save(keras3)
     assert cv.load_model(keras3).layers[-1].kernel_initializer.__class__ is not keras.initializers.Zeros
+
+
+@pytest.mark.backends
+def test_light_load_copies_every_weight_in_slices_the_backends_way(monkeypatch):
+    """On every backend the saved arrays reach the variables slice by slice (no plain assign of a whole array)."""
+    monkeypatch.setattr(model_io, "FILL_SLICE", 4096)
+    sliced: dict[tuple, int] = {}
+    rows = model_io._rows
+
+    def counted(value, variable):
+        for start, part in rows(value, variable):
+            sliced[tuple(value.shape)] = sliced.get(tuple(value.shape), 0) + 1
+            yield start, part
+
+    monkeypatch.setattr(model_io, "_rows", counted)
+    plain = []
+    x = np.random.default_rng(5).uniform(0, 1, (2, 96, 96, 3)).astype("float32")
+    theirs = keras.saving.load_model(DEMO_FILE, compile=False)
+    original = type(theirs.weights[0]).assign
+
+    def watched(variable, value):
+        if type(value).__module__.split(".")[0] in ("numpy", "h5py"):
+            plain.append(variable.path)
+        return original(variable, value)
+
+    monkeypatch.setattr(type(theirs.weights[0]), "assign", watched)
+    ours = cv.load_model(DEMO_FILE)
+    monkeypatch.undo()
+    kernels = [w for w in ours.weights if len(w.shape) == 4]
+    biggest = max(kernels, key=lambda w: int(np.prod(w.shape)))
+    assert sliced.get(tuple(biggest.shape), 0) > 1, sliced  # the largest kernel came in several slices
+    assert sum(sliced.values()) >= len(ours.weights)
+    assert plain == []  # no variable took a whole array from the file
+    for a, b in zip(ours.weights, theirs.weights):
+        assert np.array_equal(np.asarray(a), np.asarray(b)), a.path
+    np.testing.assert_array_equal(ours.predict(x, verbose=0), theirs.predict(x, verbose=0))
+
+
+PREDICT_ON_BACKEND = """
+import sys
+import numpy as np
+import convviz_widgets as cv
+for path, x, out in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
+    np.save(out, np.asarray(cv.load_model(path).predict(np.load(x), verbose=0)))
+"""
+
+
+@pytest.fixture(scope="module")
+def saved_files(tmp_path_factory) -> list[tuple[Path, np.ndarray]]:
+    """(model file, inputs): the demo's .keras file, and the ImageNet MobileNet saved whole as .h5 when it is here."""
+    folder = tmp_path_factory.mktemp("files")
+    rng = np.random.default_rng(7)
+    files = [(DEMO_FILE, rng.uniform(0, 1, (3, 96, 96, 3)).astype("float32"))]
+    if MOBILENET_WEIGHTS.exists():
+        net = keras.applications.MobileNet(alpha=0.25, input_shape=(128, 128, 3), weights=str(MOBILENET_WEIGHTS))
+        net.save(folder / "mobilenet.h5")
+        files.append((folder / "mobilenet.h5", rng.uniform(-1, 1, (3, 128, 128, 3)).astype("float32")))
+    return files
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_model_files_predict_on_jax_and_torch_as_on_tensorflow(backend, saved_files, tmp_path):
+    if BACKEND != "tensorflow":
+        pytest.skip(f"compares other backends with TensorFlow: run under KERAS_BACKEND=tensorflow, not {BACKEND}")
+    require_backend(backend)
+    if not MOBILENET_WEIGHTS.exists():
+        print(f"the ImageNet MobileNet .h5 is not here ({MOBILENET_WEIGHTS}): the demo file alone is compared")
+    args = []
+    for i, (path, x) in enumerate(saved_files):
+        np.save(tmp_path / f"x{i}.npy", x)
+        args += [str(path), str(tmp_path / f"x{i}.npy"), str(tmp_path / f"y{i}.npy")]
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", PREDICT_ON_BACKEND, *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for i, (path, x) in enumerate(saved_files):
+        want = cv.load_model(path).predict(x, verbose=0)
+        got = np.load(tmp_path / f"y{i}.npy")
+        assert got.shape == want.shape, path.name
+        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=path.name)
+        assert (got.argmax(-1) == want.argmax(-1)).all(), path.name
