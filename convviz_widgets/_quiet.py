@@ -102,8 +102,6 @@ def start_backend() -> str:
 
         return keras.config.backend()
     _started = True
-    if memory_growth_wanted():
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # read by JAX at its first device use
     with start_up_lines_hidden():  # a TensorFlow the user started already has printed its lines: nothing is lost
         import keras
 
@@ -113,6 +111,8 @@ def start_backend() -> str:
 
             tf.config.list_physical_devices()  # the cuInit lines come with the first device query
             enable_memory_growth(tf)
+    if backend == "jax" and memory_growth_wanted():  # importing Keras starts no JAX device: not too late
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # read by JAX at its first device use
     return backend
 
 
