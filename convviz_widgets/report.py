@@ -181,6 +181,7 @@ def _write_views(inspector: Inspector, rgb: np.ndarray, out: Path, options: Opti
     report.facts += [
         ("Model", f"{inspector.model.name} — {inspector.model.count_params():,} parameters"),
         ("Input", f"{rgb.shape[1]}x{rgb.shape[0]} RGB, preprocess '{inspector.preprocess_name}'"),
+        ("Preprocessing", f"'{inspector.preprocess_name}': {inspector.preprocess_reason}"),
         ("Top-5", ", ".join(f"{name} {_value(inspector, p)}" for _, name, p in preds[:5])),
     ]
     report.sections.append(("Input", "The image as the model sees it.", [("input.png", "input")]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +37,8 @@ from .graph import (
 from .labels import resolve_class_names
 from .model_io import load_model
 from .patterns import PatternEngine
-from .preprocess import PRESETS, Preprocess, resolve
+from .preprocess import PRESETS, Preprocess
+from .preprocess import choose as choose_preprocess
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
 # Compiled functions kept per Inspector, least recently used dropped first (each holds a graph).
@@ -61,7 +63,10 @@ class Inspector:
                 "This model has no convolutional layer, so there are no feature maps to show. "
                 "convviz_widgets explains convnets (Conv2D, SeparableConv2D, DepthwiseConv2D)."
             )
-        self.preprocess_name, self._preprocess = resolve(preprocess, self._model_names())
+        choice = choose_preprocess(preprocess, self.graph.nodes, self._model_names())
+        self.preprocess_name, self._preprocess, self._preprocess_reason = choice.name, choice.fn, choice.reason
+        if choice.warning:
+            warnings.warn(choice.warning, UserWarning, stacklevel=2)
         head = self.graph.head
         self.has_classes = len(head.logits.shape) == 2  # a headless base ends in a feature map
         self.n_classes = (2 if head.units == 1 else head.units) if self.has_classes else 0
@@ -99,6 +104,12 @@ class Inspector:
     def preprocess_fn(self) -> Any:
         """The preprocessing function applied to float RGB batches in 0..255."""
         return self._preprocess
+
+    @property
+    def preprocess_reason(self) -> str:
+        """Why `preprocess_name` was chosen: given, read from the model's own input layers, recognised by name,
+        or the default guessed for a model with nothing to read."""
+        return self._preprocess_reason
 
     @property
     def score_label(self) -> str:

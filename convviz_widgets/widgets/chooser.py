@@ -23,7 +23,7 @@ from .base import (
     score_label,
     show_picture,
 )
-from .text import NO_PREDICTIONS, predictions_html
+from .text import NO_PREDICTIONS, predictions_html, preprocess_html
 
 GIVEN = "given"
 TOP = 5
@@ -89,11 +89,16 @@ class ImageChooser(View):
         self.table = widgets.HTML()
         self.device = widgets.HTML(f"<small>Computing on: <b>{html.escape(describe_device())}</b></small>")
         self.device.add_class("convviz-device")
+        self.preprocessing = widgets.HTML(preprocess_html(self.inspector.preprocess_name,
+                                                          self.inspector.preprocess_reason),
+                                          layout=widgets.Layout(max_width="420px"))
+        self.preprocessing.add_class("convviz-preprocess")
         self.on(self.source, self._source_changed)
         self.on(self.upload, self._uploaded)
         self.shuffle.on_click(lambda _: self._next_sample())
         self.picture.layout.margin = "0 16px 0 0"
-        controls = widgets.VBox([self.source, widgets.HBox([self.shuffle, self.upload]), self.device, self.status,
+        controls = widgets.VBox([self.source, widgets.HBox([self.shuffle, self.upload]), self.device,
+                                 self.preprocessing, self.status,
                                  self.message],
                                 layout=widgets.Layout(min_width="320px", margin="0 16px 0 0"))
         self.children = [widgets.HBox([self.picture, controls, self.table],

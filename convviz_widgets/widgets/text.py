@@ -84,6 +84,13 @@ def predictions_html(predictions: list[tuple[int, str, float]], label: str = "pr
             f"<table>{rows}</table></div>")
 
 
+def preprocess_html(name: str, reason: str) -> str:
+    """How the pixels go into the model, and why: one short line, the whole reason also as its tooltip."""
+    short = reason.split("; ", 1)[0]  # the choice's reason; what else was read stays in the tooltip
+    return (f"<small title='{html.escape(reason, quote=True)}'>Pixels in: <b>{html.escape(name)}</b> — "
+            f"{html.escape(short)}</small>")
+
+
 # ----- the Activations tab ----------------------------------------------------------------------------------
 def facts_html(name: str, kind: str, shape: tuple[int, int, int], facts: dict[str, float]) -> str:
     """A layer's shape, dead channels and sparsity, in one line."""
