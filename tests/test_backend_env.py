@@ -5,7 +5,7 @@ Each test starts a fresh interpreter with KERAS_BACKEND set and a `sitecustomize
 makes TensorFlow look uninstalled (Python's path finder is wrapped so that `import tensorflow`, any of its
 submodules and `importlib.util.find_spec("tensorflow")` behave as if the package were not there), then
 runs each public call on the demo model and reports every step's outcome, so one failure does not hide
-the others.
+the others. The model files it loads must predict there as they do on TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,8 +17,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
-from conftest import require_backend
+from conftest import BACKEND, MOBILENET_WEIGHTS, require_backend
+
+import convviz_widgets as cv
+from convviz_widgets.demo import MODEL_PATH as DEMO_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 OTHER_BACKENDS = ["jax", "torch"]
@@ -110,6 +115,12 @@ def finite(a, lo=None, hi=None):
     assert a.size and np.isfinite(a).all(), a
     assert lo is None or a.min() >= lo, a.min()
     assert hi is None or a.max() <= hi, a.max()
+
+
+@step("model files")
+def _():
+    for path, x, out in json.loads(os.environ["MODEL_FILES"]):
+        np.save(out, np.asarray(cv.load_model(path).predict(np.load(x), verbose=0)))
 
 
 @step("describe_device")
@@ -218,14 +229,14 @@ print("STEPS-JSON:" + json.dumps(steps))
 '''
 
 
-def run_without_tensorflow(backend: str, tmp_path: Path, code: str) -> subprocess.CompletedProcess:
+def run_without_tensorflow(backend: str, folder: Path, code: str, **env: str) -> subprocess.CompletedProcess:
     """`code` in a fresh interpreter on `backend`, with TensorFlow hidden and this checkout first on the path."""
-    hide = tmp_path / "hide"
+    hide = folder / "hide"
     hide.mkdir(exist_ok=True)
     (hide / "sitecustomize.py").write_text(HIDE_TENSORFLOW, encoding="utf-8")
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": os.pathsep.join([str(hide), str(ROOT)]),
-           "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=env,
+           "MPLBACKEND": "Agg", **env}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=900)
 
 
@@ -234,6 +245,12 @@ def steps_of(done: subprocess.CompletedProcess) -> dict[str, str]:
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
     assert lines, f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
     return json.loads(lines[-1][len(RESULT):])
+
+
+def failures(steps: dict[str, str], names: list[str] | None = None) -> str:
+    """The failed steps (of `names`, else all) with their errors, or '' when all passed."""
+    failed = {n: o for n, o in steps.items() if o != "ok" and (names is None or n in names)}
+    return "\n\n".join(f"--- {name}:\n{outcome}" for name, outcome in failed.items())
 
 
 def test_the_hiding_makes_tensorflow_look_uninstalled(tmp_path):
@@ -254,13 +271,51 @@ def test_the_hiding_makes_tensorflow_look_uninstalled(tmp_path):
     assert "numpy numpy" in done.stdout  # everything else imports as usual
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", OTHER_BACKENDS)
-def test_every_public_call_runs_without_tensorflow(backend, tmp_path):
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory) -> list[tuple[Path, Path]]:
+    """(model file, inputs .npy): the demo's .keras file; the ImageNet MobileNet saved whole as .h5 when it is here."""
+    folder = tmp_path_factory.mktemp("model-files")
+    rng = np.random.default_rng(7)
+    files = [(DEMO_FILE, rng.uniform(0, 1, (3, 96, 96, 3)))]
+    if MOBILENET_WEIGHTS.exists():
+        net = keras.applications.MobileNet(alpha=0.25, input_shape=(128, 128, 3), weights=str(MOBILENET_WEIGHTS))
+        net.save(folder / "mobilenet.h5")
+        files.append((folder / "mobilenet.h5", rng.uniform(-1, 1, (3, 128, 128, 3))))
+    for i, (_, x) in enumerate(files):
+        np.save(folder / f"x{i}.npy", x.astype("float32"))
+    return [(path, folder / f"x{i}.npy") for i, (path, _) in enumerate(files)]
+
+
+@pytest.fixture(scope="module", params=OTHER_BACKENDS)
+def child(request, model_files, tmp_path_factory) -> tuple[str, dict[str, str], subprocess.CompletedProcess, list]:
+    """The child run on one backend without TensorFlow: (backend, step outcomes, the process, model files' outputs)."""
+    backend = request.param
     require_backend(backend)
-    done = run_without_tensorflow(backend, tmp_path, CHILD)
-    steps = steps_of(done)
-    failed = {name: outcome for name, outcome in steps.items() if outcome != "ok"}
-    assert "gradcam, gradcam" in steps or failed, steps  # the CAM methods were reached (or why not is shown)
-    assert not failed, "\n\n".join(f"--- {name}:\n{outcome}" for name, outcome in failed.items())
+    folder = tmp_path_factory.mktemp(f"no-tensorflow-{backend}")
+    files = [(str(path), str(x), str(folder / f"y{i}.npy")) for i, (path, x) in enumerate(model_files)]
+    done = run_without_tensorflow(backend, folder, CHILD, MODEL_FILES=json.dumps(files))
+    return backend, steps_of(done), done, files
+
+
+@pytest.mark.slow
+def test_every_public_call_runs_without_tensorflow(child):
+    backend, steps, done, _ = child
+    assert "gradcam, gradcam" in steps or failures(steps), steps  # the CAM methods were reached (or why not is shown)
+    assert not failures(steps), f"on {backend}:\n" + failures(steps)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_model_files_predict_without_tensorflow_as_on_tensorflow(child):
+    backend, steps, _, files = child
+    if BACKEND != "tensorflow":
+        pytest.skip(f"compares {backend} with TensorFlow: run under KERAS_BACKEND=tensorflow, not {BACKEND}")
+    if not MOBILENET_WEIGHTS.exists():
+        print(f"the ImageNet MobileNet weights are not here ({MOBILENET_WEIGHTS}): the demo file alone is compared")
+    assert steps.get("model files") == "ok", failures(steps, ["import convviz_widgets", "model files"]) or steps
+    for path, x, out in files:
+        want = cv.load_model(path).predict(np.load(x), verbose=0)
+        got = np.load(out)
+        assert got.shape == want.shape, path
+        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=f"{Path(path).name} on {backend}")
+        assert (got.argmax(-1) == want.argmax(-1)).all(), path

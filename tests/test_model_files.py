@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -16,7 +13,7 @@ import keras
 import numpy as np
 import psutil
 import pytest
-from conftest import BACKEND, MOBILENET_WEIGHTS, require_backend
+from conftest import MOBILENET_WEIGHTS
 from model_bombs import tiny_flatten_dense, write_assets_bomb, write_config_bomb, write_huge_dense
 
 import convviz_widgets as cv
@@ -26,7 +23,6 @@ from convviz_widgets.core.model_io import declared_weight_bytes
 from convviz_widgets.demo import __file__ as demo_init
 
 DEMO_FILE = Path(demo_init).parent / "demo_model.keras"
-ROOT = Path(__file__).resolve().parents[1]
 MB = 2**20
 
 
@@ -343,47 +339,3 @@ def test_light_load_copies_every_weight_in_slices_the_backends_way(monkeypatch):
         assert np.array_equal(np.asarray(a), np.asarray(b)), a.path
     np.testing.assert_array_equal(ours.predict(x, verbose=0), theirs.predict(x, verbose=0))
 
-
-PREDICT_ON_BACKEND = """
-import sys
-import numpy as np
-import convviz_widgets as cv
-for path, x, out in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
-    np.save(out, np.asarray(cv.load_model(path).predict(np.load(x), verbose=0)))
-"""
-
-
-@pytest.fixture(scope="module")
-def saved_files(tmp_path_factory) -> list[tuple[Path, np.ndarray]]:
-    """(model file, inputs): the demo's .keras file, and the ImageNet MobileNet saved whole as .h5 when it is here."""
-    folder = tmp_path_factory.mktemp("files")
-    rng = np.random.default_rng(7)
-    files = [(DEMO_FILE, rng.uniform(0, 1, (3, 96, 96, 3)).astype("float32"))]
-    if MOBILENET_WEIGHTS.exists():
-        net = keras.applications.MobileNet(alpha=0.25, input_shape=(128, 128, 3), weights=str(MOBILENET_WEIGHTS))
-        net.save(folder / "mobilenet.h5")
-        files.append((folder / "mobilenet.h5", rng.uniform(-1, 1, (3, 128, 128, 3)).astype("float32")))
-    return files
-
-
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_model_files_predict_on_jax_and_torch_as_on_tensorflow(backend, saved_files, tmp_path):
-    if BACKEND != "tensorflow":
-        pytest.skip(f"compares other backends with TensorFlow: run under KERAS_BACKEND=tensorflow, not {BACKEND}")
-    require_backend(backend)
-    if not MOBILENET_WEIGHTS.exists():
-        print(f"the ImageNet MobileNet .h5 is not here ({MOBILENET_WEIGHTS}): the demo file alone is compared")
-    args = []
-    for i, (path, x) in enumerate(saved_files):
-        np.save(tmp_path / f"x{i}.npy", x)
-        args += [str(path), str(tmp_path / f"x{i}.npy"), str(tmp_path / f"y{i}.npy")]
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", PREDICT_ON_BACKEND, *args], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    for i, (path, x) in enumerate(saved_files):
-        want = cv.load_model(path).predict(x, verbose=0)
-        got = np.load(tmp_path / f"y{i}.npy")
-        assert got.shape == want.shape, path.name
-        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=path.name)
-        assert (got.argmax(-1) == want.argmax(-1)).all(), path.name
