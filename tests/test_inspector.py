@@ -27,6 +27,7 @@ class CountCalls(keras.layers.Layer):
         return y
 
 
+@pytest.mark.backends
 def test_activations_cover_conv_and_pool_layers_in_model_order(tiny_model):
     acts = cv.activations(tiny_model, rng_image(), preprocess="rescale")
     assert list(acts) == ["conv1", "pool1", "conv2", "pool2", "conv3"]
@@ -34,11 +35,12 @@ def test_activations_cover_conv_and_pool_layers_in_model_order(tiny_model):
     assert all(a.dtype == np.float32 for a in acts.values())
 
 
+@pytest.mark.backends
 def test_activations_equal_a_reference_submodel(tiny_model):
     img = rng_image(seed=3)
     acts = cv.activations(tiny_model, img, preprocess="rescale")
     ref = keras.Model(tiny_model.inputs[0], tiny_model.get_layer("conv2").output)(img[None].astype("float32") / 255.0)
-    np.testing.assert_allclose(acts["conv2"], np.asarray(ref[0]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(acts["conv2"], keras.ops.convert_to_numpy(ref)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_activations_come_from_one_forward_pass():
@@ -58,6 +60,68 @@ def test_activations_come_from_one_forward_pass():
     assert CountCalls.calls == 1
 
 
+@pytest.mark.backends
+def test_activations_and_predict_of_one_image_share_one_compiled_pass(tiny_model):
+    ins = Inspector(tiny_model, preprocess="rescale")
+    compiled = ins._activation_fn(None)
+    sizes = []
+    ins._activation_fns.put(None, lambda x: sizes.append(int(x.shape[0])) or compiled(x))
+    img = rng_image(seed=21)
+    acts = ins.activations(img)
+    preds = ins.predict(img)
+    ins.check_finite(img)
+    assert sizes == [1]  # one pass of one image served activations, predict and the finiteness check
+    outputs = [tiny_model.get_layer("conv1").output, tiny_model.get_layer("predictions").output]
+    ref = keras.Model(tiny_model.inputs[0], outputs)
+    conv1, probs = (np.asarray(keras.ops.convert_to_numpy(t)) for t in ref(img[None].astype("float32") / 255.0))
+    np.testing.assert_allclose(acts["conv1"], conv1[0], rtol=1e-5, atol=1e-5)
+    assert [i for i, _, _ in preds] == list(np.argsort(-probs[0], kind="stable"))
+    np.testing.assert_allclose([p for _, _, p in preds], np.sort(probs[0])[::-1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.backends
+def test_a_single_sigmoid_unit_predicts_two_classes():
+    model = small_convnet(classes=1, activation="sigmoid", seed=1)
+    ins = Inspector(model, preprocess="rescale")
+    img = rng_image(seed=11)
+    p = dict((i, pr) for i, _, pr in ins.predict(img))
+    prob = float(keras.ops.convert_to_numpy(model(img[None].astype("float32") / 255.0))[0, 0])
+    assert ins.n_classes == 2
+    assert p[1] == pytest.approx(prob, rel=1e-4) and p[0] == pytest.approx(1 - prob, rel=1e-4)
+
+
+@pytest.mark.backends
+def test_a_grayscale_model_sees_the_luminance_of_rgb_images():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3, activation="relu", name="c"),
+        keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax"),
+    ])
+    img = rng_image(28, 28, seed=8)
+    gray = img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma
+    ref = keras.Model(model.inputs[0], model.get_layer("c").output)((gray[None, :, :, None] / 255.0).astype("float32"))
+    for preprocess in ("rescale", lambda b: b / 255.0):  # inside the compiled pass, and eagerly
+        acts = Inspector(model, preprocess=preprocess).activations([img, img], batch_size=2)
+        for one in acts:
+            np.testing.assert_allclose(one["c"], keras.ops.convert_to_numpy(ref)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("units", [3, 40000], ids=["small weight", "weight above CHECK_SLICE, read in slices"])
+def test_a_nan_weight_is_refused_when_the_model_is_bound(units):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="c"),
+                              keras.layers.Flatten(), keras.layers.Dense(units, name="wide"),
+                              keras.layers.Dense(2, activation="softmax", name="head")])
+    Inspector(model, preprocess="rescale")  # finite weights bind
+    kernel, bias = model.get_layer("wide").get_weights()  # (144, units): 23 MB for 40,000 units
+    kernel[-1, -1] = np.nan  # in the last row: a sliced check must read it too
+    model.get_layer("wide").set_weights([kernel, bias])
+    with pytest.raises(ConvVizError, match=r"weight .*wide.* holds NaN/inf"):
+        Inspector(model, preprocess="rescale")
+
+
+@pytest.mark.backends
 def test_activations_accept_explicit_layers_including_non_conv_maps(tiny_model):
     acts = cv.activations(tiny_model, rng_image(), preprocess="rescale", layers=["conv3", "pool1"])
     assert list(acts) == ["conv3", "pool1"]
@@ -161,6 +225,7 @@ def test_huge_image_is_resized_to_the_model_input(tiny_model):
     assert np.isfinite(cam.heatmap).all()
 
 
+@pytest.mark.backends
 def test_model_without_fixed_size_caps_large_images():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
@@ -182,6 +247,7 @@ def test_grayscale_model_takes_rgb_images():
     assert cam.heatmap.shape == (26, 26)
 
 
+@pytest.mark.backends
 def test_preprocess_presets_and_callable_agree():
     x = np.array([[[[0.0, 127.5, 255.0]]]], np.float32)
     assert np.allclose(cv.PRESETS["tf"](x), [-1, 0, 1])
@@ -194,12 +260,14 @@ def test_preprocess_presets_and_callable_agree():
     assert np.allclose(ins.activations(img)["conv1"], ref.activations(img)["conv1"], atol=1e-5)
 
 
+@pytest.mark.backends
 def test_keras_applications_preset_is_recognised():
     base = keras.applications.MobileNet(weights=None, alpha=0.25, input_shape=(32, 32, 3), include_top=False)
     assert Inspector(base).preprocess_name == "tf"
     assert Inspector(small_convnet()).preprocess_name == "rescale"  # documented default
 
 
+@pytest.mark.backends
 def test_class_names_from_list_and_keras_index_file(tmp_path):
     ins = Inspector(small_convnet(), preprocess="rescale", class_names=["cat", "dog", "fox"])
     assert {name for _, name, _ in ins.predict(rng_image())} == {"cat", "dog", "fox"}
@@ -211,6 +279,7 @@ def test_class_names_from_list_and_keras_index_file(tmp_path):
         Inspector(small_convnet(), class_names=["a", "b"])
 
 
+@pytest.mark.backends
 def test_predict_returns_sorted_top_k(tiny_model):
     preds = cv.predict(tiny_model, rng_image(), preprocess="rescale", top=2)
     assert len(preds) == 2 and preds[0][2] >= preds[1][2]

@@ -34,16 +34,19 @@ def spike(shape: tuple[int, int], at: tuple[int, int]) -> np.ndarray:
 
 
 # ----- pointing game and energy -----------------------------------------------------------------
+@pytest.mark.backends
 def test_pointing_game_hits_when_the_maximum_is_on_the_object():
     mask = disk((64, 64), (20, 20), 6)
     assert mx.pointing_game(spike((64, 64), (21, 19)), mask)
 
 
+@pytest.mark.backends
 def test_pointing_game_misses_when_the_maximum_is_far_from_the_object():
     mask = disk((64, 64), (10, 10), 4)
     assert not mx.pointing_game(spike((64, 64), (50, 50)), mask)
 
 
+@pytest.mark.backends
 def test_pointing_game_tolerance_counts_object_pixels_within_15_px():
     mask = np.zeros((64, 64), bool)
     mask[30, 10] = True
@@ -54,6 +57,7 @@ def test_pointing_game_tolerance_counts_object_pixels_within_15_px():
     assert not mx.pointing_game(heat, mask, tolerance=0)
 
 
+@pytest.mark.backends
 def test_pointing_game_resizes_a_feature_map_heatmap_to_the_mask():
     heat = np.zeros((8, 8), np.float32)
     heat[6, 1] = 1.0  # cell (6, 1) of an 8x8 grid covers rows 48..55, cols 8..15 of 64x64
@@ -61,6 +65,7 @@ def test_pointing_game_resizes_a_feature_map_heatmap_to_the_mask():
     assert not mx.pointing_game(heat, disk((64, 64), (12, 52), 3), tolerance=15)
 
 
+@pytest.mark.backends
 def test_pointing_game_takes_a_cam_and_counts_a_blank_map_as_a_miss():
     mask = np.ones((16, 16), bool)
     assert not mx.pointing_game(np.zeros((4, 4)), mask)
@@ -68,6 +73,7 @@ def test_pointing_game_takes_a_cam_and_counts_a_blank_map_as_a_miss():
     assert mx.pointing_game(cam, mask)
 
 
+@pytest.mark.backends
 def test_energy_is_the_share_of_heatmap_mass_inside_the_mask():
     mask = np.zeros((10, 10), bool)
     mask[:, :5] = True
@@ -78,6 +84,7 @@ def test_energy_is_the_share_of_heatmap_mass_inside_the_mask():
     assert mx.energy(np.zeros((10, 10)), mask) == 0.0
 
 
+@pytest.mark.backends
 def test_pointing_accuracy_aggregates_hits_and_mean_energy():
     mask = disk((32, 32), (8, 8), 4)
     result = mx.pointing_accuracy([spike((32, 32), (8, 8)), spike((32, 32), (30, 30))], [mask, mask], tolerance=2)
@@ -86,10 +93,12 @@ def test_pointing_accuracy_aggregates_hits_and_mean_energy():
 
 
 # ----- similarity ---------------------------------------------------------------------------------
+@pytest.mark.backends
 def test_average_ranks_share_tied_ranks():
     assert mx.average_ranks(np.array([10, 20, 20, 30, 20])).tolist() == [1.0, 3.0, 3.0, 5.0, 3.0]
 
 
+@pytest.mark.backends
 def test_spearman_equals_a_hand_computed_example_with_ties():
     # ranks a = (1, 2.5, 2.5, 4), b = (1, 3, 2, 4): sum of centred products 4.5 / sqrt(4.5 * 5) = 3 / sqrt(10)
     a = np.array([[1.0, 2.0], [2.0, 3.0]])
@@ -97,10 +106,12 @@ def test_spearman_equals_a_hand_computed_example_with_ties():
     assert mx.spearman(a, b) == pytest.approx(3.0 / math.sqrt(10.0), abs=1e-12)
 
 
+@pytest.mark.backends
 def test_spearman_of_a_constant_map_is_zero():
     assert mx.spearman(np.zeros((4, 4)), np.arange(16.0).reshape(4, 4)) == 0.0
 
 
+@pytest.mark.backends
 @pytest.mark.skipif(not HAS_SCIPY, reason="scipy is not installed; the hand-computed example covers Spearman")
 def test_spearman_matches_scipy_on_maps_with_many_ties():
     from scipy.stats import spearmanr
@@ -111,6 +122,7 @@ def test_spearman_matches_scipy_on_maps_with_many_ties():
     assert mx.spearman(a, b) == pytest.approx(spearmanr(a.ravel(), b.ravel())[0], abs=1e-12)
 
 
+@pytest.mark.backends
 def test_ssim_of_identical_maps_is_one_and_of_unrelated_noise_near_zero():
     rng = np.random.default_rng(2)
     a, b = rng.random((64, 64)), rng.random((64, 64))
@@ -118,6 +130,7 @@ def test_ssim_of_identical_maps_is_one_and_of_unrelated_noise_near_zero():
     assert abs(mx.ssim(a, b)) < 0.05
 
 
+@pytest.mark.backends
 @pytest.mark.skipif(not HAS_SKIMAGE, reason="scikit-image is not installed; identity/noise checks cover SSIM")
 def test_ssim_matches_scikit_image_with_wang_et_al_settings():
     from skimage.metrics import structural_similarity
@@ -202,6 +215,7 @@ def test_deletion_curve_runs_one_forward_per_batch_and_chunking_changes_nothing(
     np.testing.assert_allclose(whole.probabilities, chunked.probabilities, atol=1e-6)
 
 
+@pytest.mark.backends
 def test_random_order_is_seeded_and_heatmap_ties_are_not_in_raster_order():
     a = mx.pixel_order(None, (8, 8), "random", seed=5)
     assert np.array_equal(a, mx.pixel_order(None, (8, 8), "random", seed=5))
@@ -273,6 +287,7 @@ def test_model_copy_descends_into_nested_models_and_matches_the_original():
     assert np.abs(model.get_layer("base").get_layer("c1").kernel.numpy()).sum() > 0
 
 
+@pytest.mark.backends
 def test_a_blank_heatmap_counts_as_rank_correlation_zero():
     heat = spike((8, 8), (2, 2))
     raw = heat - 0.5
@@ -296,6 +311,7 @@ def test_demo_gradcam_points_at_each_of_two_objects_at_least_95_percent():
     assert result.total == 60 and result.accuracy >= 0.95, result
 
 
+@pytest.mark.backends
 def test_normal_reinitialisation_keeps_scale_and_never_negative_variances():
     bn = keras.layers.BatchNormalization()
     bn.build((None, 4, 4, 8))

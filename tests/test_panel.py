@@ -179,7 +179,7 @@ def test_the_panel_with_samples_when_no_image_is_given(model8: keras.Model) -> N
 def test_activations_rerender_from_cache_without_model_work(panel: ConvVizPanel, monkeypatch) -> None:
     view = panel.activations
     calls = counting(monkeypatch, view.inspector, "activations")
-    forward = counting(monkeypatch, view.inspector, "_forward")
+    forward = counting(monkeypatch, view.inspector, "forward")
     seen = {bytes(view.grid.value)}
     view.layer.value = "pool1"
     seen.add(bytes(view.grid.value))

@@ -44,10 +44,11 @@ def pad_batch(a: np.ndarray, size: int) -> np.ndarray:
     return a if extra <= 0 else np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
 
 
-def report(progress: Progress | None, done: int, total: int, what: str, unit: str) -> None:
-    """Tell `progress` how far the work is; stop it with `Cancelled` when the answer is False."""
+def report(progress: Progress | None, done: int, total: int | None, what: str, unit: str) -> None:
+    """Tell `progress` how far the work is (`total` None: a stream of unknown length); stop it with
+    `Cancelled` when the answer is False."""
     if progress is not None and progress(done, total) is False:
-        raise Cancelled(f"{what} cancelled after {done} of {total} {unit}.")
+        raise Cancelled(f"{what} cancelled after {done}{'' if total is None else f' of {total}'} {unit}.")
 
 
 def chunks(total: int, size: int) -> Iterator[tuple[int, int]]:

@@ -15,11 +15,13 @@ from keras import ops
 from ..errors import ConvVizError
 from ..images import ImageSource, load_image, pixel_key, resize_rgb
 from ..limits import check_fits, fit_batch
+from . import backend as bk
 from . import cam as cam_rules
 from . import cams, checks
 from . import feature_viz as fv
 from . import filters as fp
 from . import head as head_maths
+from .batching import bucket, bucket_below
 from .budget import Footprint
 from .cache import LRUCache
 from .cams.engine import CamEngine, CamJob
@@ -39,6 +41,7 @@ from .model_io import load_model
 from .patterns import PatternEngine
 from .preprocess import PRESETS, Preprocess
 from .preprocess import choose as choose_preprocess
+from .topk import ExamplesEngine
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
 # Compiled functions kept per Inspector, least recently used dropped first (each holds a graph).
@@ -49,7 +52,16 @@ _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 class Inspector:
-    """One model, traced once, with caches for what a viewer asks again and again."""
+    """One model, traced once, with caches for what a viewer asks again and again.
+
+    The engines (CAMs, filter patterns, dataset examples) use only its public members:
+    model binding (`model`, `graph`, `layer`, `traced`, `output_index`), image preparation (`prepare`,
+    `batch`, `input_batch`, `in_graph_input`, `preprocess_in_graph`, `check_channels`), the forward cache
+    (`forward`) and the memory estimates (`footprint`, `bytes_per_image`).
+    """
+
+    model: keras.Model  # the user's model, never modified
+    graph: FlatGraph  # the model traced once: its layers as nodes in model order, the input and the head
 
     def __init__(self, model: Any, *, preprocess: Preprocess = None, class_names: Any = None,
                  output: str | int | None = None) -> None:
@@ -74,20 +86,20 @@ class Inspector:
             class_names = getattr(self.model, "class_names", None)  # e.g. the demo model carries its own
         self.class_names = resolve_class_names(class_names, self.n_classes) if self.has_classes else []
         self._lock = threading.RLock()  # panels may share an Inspector across threads
-        # Every compiled function is a concrete function traced once for a fixed input signature:
-        # no retracing, no signature matching per call, and a bounded number of graphs alive.
-        self._forward_fn: Any = None  # (compiled all-layers forward pass, its nodes)
+        # Compiled functions (core.backend) are kept in bounded caches; each compiles once per batch size,
+        # and batches are padded to a few sizes (core.batching.bucket).
         self._forward_model: keras.Model | None = None  # every conv/pool output and the logits
         self._activation_fns: LRUCache = LRUCache(ACTIVATION_CACHE_SIZE)  # layer names (None: all) -> batched pass
         self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
         self._cam_fns: LRUCache = LRUCache(CAM_CACHE_SIZE)  # (layer, method) -> compiled CAM
         self._cam_engine = CamEngine(self)
         self._patterns = PatternEngine(self)
+        self.examples = ExamplesEngine(self)  # dataset examples: the engine and its compiled readouts
         self._probs: Any = None  # compiled batch probabilities (Score-CAM, metrics)
         self._objectives: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (layer, free size?) -> objective
         self._pattern_fns: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (mode, layer, size, count, ...) -> steps
         self._default_cam: Node | None = None
-        # Named presets are TensorFlow ops: compiled CAMs take the uint8 pixels and preprocess inside.
+        # Named presets are keras.ops: compiled functions take the uint8 pixels and preprocess inside.
         self._preprocess_in_graph = any(self._preprocess is f for f in PRESETS.values())
         self._footprint: Footprint | None = None
         self._traces: dict[tuple, FlatGraph] = {}  # (spatial, stop_at) -> a partial trace, made once (see `traced`)
@@ -154,16 +166,17 @@ class Inspector:
             return self._footprint
 
     def bytes_per_image(self, hw: tuple[int, int] | None = None, *, gradient: bool = False,
-                        upto: str | None = None) -> float:
-        """Estimated bytes one image of (h, w) (default: the model's input size) takes in a pass.
+                        upto: str | None = None, keep: set[str] | None = None) -> float:
+        """Estimated bytes one image of (h, w) (default: the model's input size, else the largest side fed) takes.
 
-        Forward only by default; `gradient=True` counts the layer outputs kept for the backward
-        pass up to `upto` (the whole model when None). Used to size batches with `limits.fit_batch`.
+        Forward only by default, keeping the outputs of the layers named in `keep`; `gradient=True`
+        counts the layer outputs kept for the backward pass up to `upto` (the whole model when None).
+        Used to size batches with `limits.fit_batch`.
         """
         hw = hw or self.input_size or (MAX_FREE_SIDE, MAX_FREE_SIDE)
         if gradient:
             return self.footprint().with_gradient(hw, upto)
-        return self.footprint().forward(hw)
+        return self.footprint().forward(hw, keep)
 
     @property
     def input_size(self) -> tuple[int, int] | None:
@@ -216,53 +229,91 @@ class Inspector:
         return resize_rgb(rgb, _capped_size(rgb.shape[:2], MAX_FREE_SIDE))
 
     def batch(self, rgb: np.ndarray) -> Any:
-        """A preprocessed float32 batch (a backend tensor) of one prepared image."""
-        self._check_channels()
-        x = rgb.astype(np.float32)
-        if self.channels == 1:
-            x = x @ _GRAY[:, None]
-        return ops.cast(self._preprocess(ops.convert_to_tensor(x[None])), "float32")
+        """A preprocessed float32 batch (a backend tensor) of one prepared image, preprocessed eagerly."""
+        self.check_channels()
+        return ops.cast(self._preprocess(self._model_pixels(ops.convert_to_tensor(rgb[None]))), "float32")
 
-    def _check_channels(self) -> None:
+    def check_channels(self) -> None:
         """Only RGB and grayscale models can be fed a picture."""
         if self.channels not in (1, 3):
             raise ConvVizError(
                 f"The model takes {self.channels} channels; only RGB (3) or grayscale (1) images are supported."
             )
 
-    def _batch_spec(self, batch: int | None) -> tf.TensorSpec:
-        """Signature of a preprocessed batch: `batch` images at the model's input shape (None: any)."""
+    _check_channels = check_channels  # the earlier name
+
+    @property
+    def preprocess_in_graph(self) -> bool:
+        """Whether the preprocessing runs inside compiled functions (a named preset, written in keras.ops).
+
+        Then `input_batch` gives uint8 pixels and compiled code calls `in_graph_input`; a user's own
+        function runs eagerly instead (it may be numpy), image by image.
+        """
+        return self._preprocess_in_graph
+
+    def _batch_spec(self, batch: int | None) -> Any:
+        """TensorFlow signature of a preprocessed batch (kept for code still compiled with tf.function)."""
+        import tensorflow as tf
+
         return tf.TensorSpec([batch, *self.graph.input.shape[1:]], tf.float32)
 
-    def _in_graph_input(self, pixels: Any) -> Any:
-        """Inside a compiled function: uint8 RGB pixels -> the model's preprocessed float input."""
+    def _model_pixels(self, pixels: Any) -> Any:
+        """RGB pixels (any dtype, a batch) as float32 with the model's channels: the one grey conversion."""
         x = ops.cast(pixels, "float32")
         if self.channels == 1:
             x = ops.tensordot(x, ops.convert_to_tensor(_GRAY[:, None]), axes=[[3], [0]])
-        return self._preprocess(x)
+        return x
+
+    def in_graph_input(self, pixels: Any) -> Any:
+        """Inside a compiled function: uint8 RGB pixels (B, H, W, 3) -> the model's preprocessed float input."""
+        return self._preprocess(self._model_pixels(pixels))
+
+    _in_graph_input = in_graph_input  # the earlier name
+
+    def input_batch(self, rgbs: Sequence[np.ndarray] | np.ndarray, in_graph: bool | None = None) -> Any:
+        """Prepared images of one size as a model batch: uint8 pixels (numpy) when preprocessing runs in the
+        compiled function (`in_graph`, default `preprocess_in_graph`), else the preprocessed float32 batch
+        (a backend tensor, preprocessed image by image)."""
+        in_graph = self._preprocess_in_graph if in_graph is None else in_graph
+        if in_graph:
+            self.check_channels()
+            return rgbs if isinstance(rgbs, np.ndarray) else np.stack(rgbs)
+        if len(rgbs) == 1:
+            return self.batch(rgbs[0])
+        return ops.concatenate([self.batch(rgb) for rgb in rgbs], axis=0)
+
+    _input_batch = input_batch  # the earlier name
 
     # ----- one forward pass: every conv/pool output and the logits --------------------------------
-    def _forward(self, image: ImageSource) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """All visual layers' outputs and the logits for one image, cached for the last image."""
+    def forward(self, image: ImageSource) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Every conv/pool layer's output (H, W, C) and the logits for one image, cached for the last image.
+
+        The arrays are read-only (shared with the cache); nothing is checked for NaN/inf here
+        (`check_finite` does).
+        """
         rgb = self.prepare(image)
         key = pixel_key(rgb)
         with self._lock:
             return self._forward_locked(rgb, key)
 
+    _forward = forward  # the earlier name
+
     def _forward_locked(self, rgb: np.ndarray, key: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """_forward's body, run under the lock so two threads never build or fill the cache at once."""
+        """forward's body, run under the lock so two threads never build or fill the cache at once."""
         if self._forward_cache is not None and self._forward_cache[0] == key:
             return self._forward_cache[1], self._forward_cache[2]
-        if self._forward_fn is None:
-            model = self._all_layers_model()
-            fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(self._batch_spec(1))
-            self._forward_fn = (fn, visual_layers(self.graph))
-        fn, nodes = self._forward_fn
-        outs = fn(self.batch(rgb))
-        acts = {n.name: np.asarray(o[0], np.float32) for n, o in zip(nodes, outs[:-1])}
-        logits = np.asarray(outs[-1][0], np.float32)
+        outs = self._run(self._activation_fn(None), [rgb])
+        acts = {n.name: o[0] for n, o in zip(visual_layers(self.graph), outs[:-1])}
+        logits = outs[-1][0]
         self._forward_cache = (key, acts, logits)
         return acts, logits
+
+    def _run(self, fn: Any, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        """`fn`'s outputs for prepared images of one size, as read-only numpy arrays (no copy where the backend
+        allows); the batch is padded to a compiled size (`batching.bucket`) and the padding dropped."""
+        n = len(rgbs)
+        padded = rgbs + [rgbs[0]] * (bucket(n) - n)
+        return [_read_only(o[:n]) for o in bk.to_numpy(list(fn(self.input_batch(padded))))]
 
     def _all_layers_model(self) -> keras.Model:
         """The multi-output model of every conv/pool output and the logits (built once, shared)."""
@@ -289,14 +340,14 @@ class Inspector:
         keep = {n.name for n in visual_layers(self.graph)}
         check_fits(self.footprint().forward(rgb.shape[:2], keep), what="The activations of this image",
                    lower="the image size")
-        acts, _ = self._forward(rgb)
+        acts, _ = self.forward(rgb)
         if nodes is None:
             return {name: _finite_layer(name, act) for name, act in acts.items()}
         extra = tuple(n.name for n in nodes if n.name not in acts)
         if extra:
             with self._lock:
-                outs = self._activation_fn(extra)(self._input_batch([rgb]))
-            acts = {**acts, **{name: np.asarray(o[0]) for name, o in zip(extra, outs)}}
+                outs = self._run(self._activation_fn(extra), [rgb])
+            acts = {**acts, **{name: o[0] for name, o in zip(extra, outs)}}
         return {node.name: _finite_layer(node.name, acts[node.name]) for node in nodes}
 
     def _requested_nodes(self, layers: Any) -> list[Node] | None:
@@ -322,16 +373,15 @@ class Inspector:
             groups.setdefault(rgb.shape[:2], []).append(i)
         chunks = []  # every group is sized before any pass runs
         for hw, idx in groups.items():
-            step = fit_batch(self.footprint().forward(hw, keep), min(batch_size, len(idx)),
-                             what="images of a batched activations request", lower="batch_size or the image size")
+            step = _padded_step(self.footprint().forward(hw, keep), min(batch_size, len(idx)))
             chunks += [idx[lo : lo + step] for lo in range(0, len(idx), step)]
         out: list[dict[str, np.ndarray]] = [{} for _ in rgbs]
         with self._lock:
             fn = self._activation_fn(names)
             for idx in chunks:
-                outs = fn(self._input_batch([rgbs[i] for i in idx]))
+                outs = self._run(fn, [rgbs[i] for i in idx])
                 for name, o in zip(self.layers if names is None else names, outs):
-                    values = _finite_chunk(name, np.asarray(o), idx)  # read-only views: no copy of a big batch
+                    values = _finite_chunk(name, o, idx)  # read-only views: no copy of a big batch
                     for j, i in enumerate(idx):
                         out[i][name] = values[j]
         if nodes is None:
@@ -339,41 +389,25 @@ class Inspector:
         return [{n.name: acts[n.name] for n in nodes} for acts in out]
 
     def _activation_fn(self, names: tuple[str, ...] | None) -> Any:
-        """Compiled f(batch of any size) -> float32 outputs of `names` (None: every conv/pool layer), cached."""
+        """Compiled f(input batch) -> float32 outputs of `names` (None: every conv/pool layer, then the logits)."""
         return self._activation_fns.get_or_create(names, lambda: self._build_activation_fn(names))
 
     def _build_activation_fn(self, names: tuple[str, ...] | None) -> Any:
         """One multi-output pass: the shared all-layers model, or a model of exactly the named layers."""
         if names is None:
-            model, count = self._all_layers_model(), len(visual_layers(self.graph))  # the logits are dropped
+            model = self._all_layers_model()
         else:
-            model, count = keras.Model(self.graph.input, [self.layer(n).output for n in names]), len(names)
-        in_graph = self._preprocess_in_graph
+            model = keras.Model(self.graph.input, [self.layer(n).output for n in names])
+        prepare = self.in_graph_input if self._preprocess_in_graph else None
 
-        def forward(x: tf.Tensor) -> list[tf.Tensor]:
-            if in_graph:
-                x = self._in_graph_input(x)
+        def forward(x: Any) -> list[Any]:
+            if prepare is not None:
+                x = prepare(x)
             outs = model(x, training=False)
             outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            return [tf.cast(o, tf.float32) for o in outs[:count]]
+            return [ops.cast(o, "float32") for o in outs]
 
-        return tf.function(forward).get_concrete_function(self._pixels_spec(in_graph))
-
-    def _pixels_spec(self, in_graph: bool) -> tf.TensorSpec:
-        """Signature of a batch of any size: uint8 RGB pixels (preprocessed inside) or the preprocessed input."""
-        if in_graph:
-            h, w = self.input_size or (None, None)
-            return tf.TensorSpec([None, h, w, 3], tf.uint8)
-        return self._batch_spec(None)
-
-    def _input_batch(self, rgbs: list[np.ndarray], in_graph: bool | None = None) -> Any:
-        """Prepared images of one size as a batch: uint8 pixels (numpy) when preprocessing runs in the
-        compiled function, else the preprocessed float32 batch (a backend tensor)."""
-        in_graph = self._preprocess_in_graph if in_graph is None else in_graph
-        if in_graph:
-            self._check_channels()
-            return np.stack(rgbs)
-        return ops.concatenate([self.batch(rgb) for rgb in rgbs], axis=0) if len(rgbs) > 1 else self.batch(rgbs[0])
+        return bk.function(forward, self.model.weights)
 
     # ----- predictions -----------------------------------------------------------------------------
     def _require_classes(self) -> None:
@@ -404,7 +438,7 @@ class Inspector:
         keep = {n.name for n in visual_layers(self.graph)}
         check_fits(self.footprint().forward(rgb.shape[:2], keep), what="A forward pass of this image",
                    lower="the image size")  # predict, the panel's header and every finiteness check are budgeted
-        acts, logits = self._forward(rgb)
+        acts, logits = self.forward(rgb)
         for name, act in acts.items():
             _finite_layer(name, act)
         return _finite(logits, "the model's output for this image")
@@ -504,10 +538,8 @@ class Inspector:
     def top_examples(self, layer: str, images: Any, *, k: int = 9, channels: Any = None, batch_size: int = 64,
                      progress: Any = None, recursive: bool = False) -> Any:
         """For each channel of `layer`, the k streamed images that excite it most (see `core.examples`)."""
-        from .examples import examples_for
-
-        return examples_for(self, layer, images, k=k, channels=channels, batch_size=batch_size,
-                            progress=progress, recursive=recursive)
+        return self.examples.top_examples(layer, images, k=k, channels=channels, batch_size=batch_size,
+                                          progress=progress, recursive=recursive)
 
     # ----- filter patterns ----------------------------------------------------------------------------
     def filter_patterns(self, layer: str, filters: int | Sequence[int], *, size: int = 64, steps: int = 40,
@@ -581,6 +613,22 @@ def _as_list(layers: Any) -> list[Any]:
 
 
 _finite = checks.finite  # the one NaN/inf refusal, shared with the CAM engine
+
+
+def _padded_step(per_image: float, requested: int) -> int:
+    """Images per pass: `requested`, fewer when the pass padded to its compiled size (`bucket`) would not fit."""
+    room = fit_batch(per_image, checks.BATCH_SIZE.high, what="images of a batched activations request",
+                     lower="batch_size or the image size")
+    step = min(requested, room)
+    return step if bucket(step) <= room else bucket_below(room)
+
+
+def _read_only(values: np.ndarray) -> np.ndarray:
+    """A result array that cannot be written to (it is shared with the forward cache), without a copy."""
+    values = np.asarray(values)
+    if values.flags.writeable:
+        values.flags.writeable = False
+    return values
 
 
 def _finite_layer(name: str, act: np.ndarray) -> np.ndarray:

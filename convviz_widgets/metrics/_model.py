@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from ..core import checks
 from ..core.inspector import Inspector
@@ -23,9 +22,9 @@ def fitting_batch(inspector: Inspector, batch_size: int, hw: tuple[int, int]) ->
     return fit_batch(per_image, check_batch_size(batch_size), what="images", lower="batch_size or the image size")
 
 
-def preprocessed(inspector: Inspector, images: Any) -> tf.Tensor:
-    """A preprocessed batch from prepared RGB images (n, H, W, 3), uint8 or float in 0..255."""
-    return tf.concat([inspector.batch(np.asarray(img)) for img in images], axis=0)
+def preprocessed(inspector: Inspector, images: Any) -> Any:
+    """A preprocessed float32 batch (a backend tensor) of prepared RGB images (n, H, W, 3) in 0..255."""
+    return inspector.input_batch([np.asarray(img) for img in images], in_graph=False)
 
 
 def class_probabilities(inspector: Inspector, images: Any, class_index: int) -> np.ndarray:

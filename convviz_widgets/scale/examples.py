@@ -8,7 +8,6 @@ pass in one process keeps: the result equals `core.examples.top_examples`.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,30 +26,30 @@ def examples_task(batch: Batch, spec: ModelSpec, layers: tuple[str, ...], k: int
                   batch_size: int, payload: bytes | None = None, inspector: Any = None) -> dict[str, np.ndarray]:
     """One batch on a worker: every layer's k best per channel, and the images seen and skipped."""
     ins = inspector if inspector is not None else engine.worker_inspector(spec, payload)
-    batches = ex._Batches(ins, batch_size)
+    batches = ex.Batches(ins, batch_size)
     tops = {}
     nodes = [ins.layer(name) for name in layers]
+    readouts = {node.name: ins.examples.readout(node) for node in nodes}
     for node, chosen in zip(nodes, channels):
-        tops[node.name] = ex._TopK(len(chosen), k)
+        tops[node.name] = ex.TopK(len(chosen), k)
     count = 0
     for index, images in _stream(batch, batches):
         for node, chosen in zip(nodes, channels):
-            peaks = ex.batch_peaks(ex._readout_fn(ins, node), node, index, images, np.array(chosen, np.int64))
+            peaks = ex.batch_peaks(readouts[node.name], node, index, images, np.array(chosen, np.int64))
             tops[node.name].merge(index, *peaks)
         count += index.size
     part = {"count": np.array(count, np.int64), "skipped": np.array(batches.skipped, np.int64),
             "reasons": np.array(batches.reasons, dtype=np.str_)}
     for i, node in enumerate(nodes):
-        top = tops[node.name]
-        for name in ("keys", "index", "values", "flat", "cols"):
-            part[f"{i}.{name}"] = getattr(top, name)
+        for name, values in tops[node.name].table().items():
+            part[f"{i}.{name}"] = values
     return part
 
 
-def _stream(batch: Batch, batches: ex._Batches) -> Any:
+def _stream(batch: Batch, batches: ex.Batches) -> Any:
     """(stream indices, uint8 images) of a batch; an array already at the model's size skips per-image work."""
     array = batch.as_array() if batch.paths is None else None
-    if array is not None and batches._ready(array):
+    if array is not None and batches.ready(array):
         for lo in range(0, array.shape[0], batches.batch_size):
             chunk = np.ascontiguousarray(array[lo:lo + batches.batch_size])
             yield batch.start + lo + np.arange(chunk.shape[0], dtype=np.int64), chunk
@@ -58,7 +57,7 @@ def _stream(batch: Batch, batches: ex._Batches) -> Any:
     yield from batches(_BatchReader(batch))
 
 
-class _BatchReader(ex._Reader):
+class _BatchReader(ex.Reader):
     """A batch as core's readers give images: (stream index, item)."""
 
     def __init__(self, batch: Batch) -> None:
@@ -73,7 +72,7 @@ class Merged:
     """Partials merged per layer: the k best per channel (exact, order-free), images seen and skipped."""
 
     def __init__(self, layers: Sequence[str], channels: Sequence[Sequence[int]], k: int) -> None:
-        self.tops = [ex._TopK(len(c), k) for c in channels]
+        self.tops = [ex.TopK(len(c), k) for c in channels]
         self.k = k
         self.count = 0
         self.skipped = 0
@@ -85,17 +84,12 @@ class Merged:
         self.skipped += int(part["skipped"])
         self.reasons.extend(str(r) for r in part["reasons"])
         for i, top in enumerate(self.tops):
-            merge_top(top, {name: part[f"{i}.{name}"] for name in ("keys", "index", "values", "flat", "cols")})
+            merge_top(top, {name: part[f"{i}.{name}"] for name in ex.TopK.FIELDS})
 
 
-def merge_top(top: ex._TopK, part: dict[str, np.ndarray]) -> None:
+def merge_top(top: ex.TopK, part: dict[str, np.ndarray]) -> None:
     """Keep the k largest keys of two top-k tables (keys are unique: the same k in any merge order)."""
-    keys = np.concatenate([top.keys, part["keys"]], axis=1)
-    cand = keys.shape[1]
-    pick = np.argpartition(keys, cand - top.k, axis=1)[:, cand - top.k:]
-    for name in ("keys", "index", "values", "flat", "cols"):
-        both = np.concatenate([getattr(top, name), part[name]], axis=1)
-        setattr(top, name, np.take_along_axis(both, pick, axis=1))
+    top.merge_table(part)
 
 
 def _first_reasons(reasons: list[str]) -> list[str]:
@@ -116,12 +110,10 @@ def dataset_examples(model: Any, layers: Sequence[str], images: Any, *, k: int =
                      ) -> tuple[list[ex.TopExamples], RunStats, engine.Dataset]:
     """Top examples of several layers in one pass over a dataset (here, or on Dask workers)."""
     ins = inspector if inspector is not None else inspector_for(model, preprocess, output=output)
-    nodes = [ex._check_layer(ins, name) for name in layers]
-    k = ex._check_int("k", k)
-    batch_size = ex._check_int("batch_size", batch_size)
-    chosen = [ex._check_channels(None if channels is None else channels[i], n) for i, n in enumerate(nodes)]
-    if progress is not None and not callable(progress):
-        raise ConvVizError(f"progress must be a function progress(done, total) or None; got {type(progress).__name__}.")
+    nodes = [ex.check_layer(ins, name) for name in layers]
+    k, batch_size = ex.check_counts(k, batch_size)
+    chosen = [ex.check_channels(None if channels is None else channels[i], n) for i, n in enumerate(nodes)]
+    ex.check_progress(progress)
     data = data if data is not None else engine.dataset(images, batch_size, recursive)
     keep = max(1, min(k, data.total))
     names = tuple(n.name for n in nodes)
@@ -139,13 +131,9 @@ def dataset_examples(model: Any, layers: Sequence[str], images: Any, *, k: int =
     results = []
     for node, top, cols in zip(nodes, merged.tops, chosen):
         indices, values, positions = top.result(merged.count)
-        field_at = None
-        if ins.input_size is None:
-            field_at = functools.lru_cache(maxsize=64)(
-                lambda hw, node=node: ex.receptive_field(ins.graph, node, hw))
         results.append(ex.TopExamples(indices, values, positions, node.name, cols, merged.count, merged.skipped,
                                       _first_reasons(merged.reasons), ex.receptive_field(ins.graph, node),
-                                      ins.prepare, bool(recursive), field_at))
+                                      ins.prepare, bool(recursive), ex.field_at(ins, node)))
     return results, stats, data
 
 
