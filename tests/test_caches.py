@@ -18,9 +18,10 @@ from convviz_widgets.core import api as api_module
 from convviz_widgets.core import feature_viz as fv
 from convviz_widgets.core import filters as fp
 from convviz_widgets.core.cache import LRUCache
+from convviz_widgets.core.cams.engine import CAM_CACHE_SIZE
 from convviz_widgets.core.feature_viz import Regularization
 from convviz_widgets.core.filters import bucket
-from convviz_widgets.core.inspector import CAM_CACHE_SIZE, PATTERN_CACHE_SIZE
+from convviz_widgets.core.inspector import PATTERN_CACHE_SIZE
 
 psutil = pytest.importorskip("psutil", reason="psutil measures the process's resident memory")
 
@@ -89,13 +90,13 @@ def test_lru_cache_refuses_a_size_below_one():
 # ----- what the Inspector keeps -------------------------------------------------------------------
 def test_evicted_cam_functions_are_freed(tiny_model):
     ins = Inspector(tiny_model, preprocess="rescale")
-    ins._cam_fns = LRUCache(2)
+    ins.cam_engine.functions = LRUCache(2)
     img = rng_image(seed=30)
     ins.gradcam(img, layer="conv1")
-    first = weakref.ref(ins._cam_fns.get(("conv1", "gradcam", True)))  # a new image: checked in every layer
+    first = weakref.ref(ins.cam_engine.functions.get(("conv1", "gradcam", True)))  # new image: every layer checked
     ins.gradcam(img, layer="conv2")
     ins.gradcam(img, layer="conv3")
-    assert ("conv1", "gradcam", True) not in ins._cam_fns
+    assert ("conv1", "gradcam", True) not in ins.cam_engine.functions
     gc.collect()
     assert first() is None  # nothing else held the compiled function: its graph can go
 
@@ -106,7 +107,7 @@ def test_cam_cache_holds_at_most_its_size(tiny_model):
     for layer in ("conv1", "pool1", "conv2", "pool2", "conv3"):
         for method in ("gradcam", "gradcam++", "scorecam"):
             ins.gradcam(img, layer=layer, method=method)
-    assert len(ins._cam_fns) == CAM_CACHE_SIZE
+    assert len(ins.cam_engine.functions) == CAM_CACHE_SIZE
 
 
 def test_pattern_steps_are_bounded_and_results_do_not_depend_on_the_cache(tiny_model):

@@ -119,3 +119,16 @@ def test_softmax_activation_layer_head_uses_its_input_as_logits():
     img = rng_image(16, 16)
     logits = keras.Model(inp, z)(img[None].astype("float32") / 255.0)
     assert ins.gradcam(img, class_index=0).score == pytest.approx(float(logits[0, 0]), abs=1e-5)
+
+
+def test_a_model_with_a_layer_named_image_can_be_explained():
+    """The traced graph's own input never takes a name a user's layer may have (here "image")."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="image")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    ins = cv.Inspector(model, preprocess="rescale")
+    rng = np.random.default_rng(0)
+    cam = ins.gradcam(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    assert ins.layers == ["image"] and cam.heatmap.shape == (30, 30)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import cv2
+import keras
 import numpy as np
 import pytest
 from conftest import rng_image
+from keras import ops
 
 import convviz_widgets as cv
 from convviz_widgets import demo
@@ -33,27 +35,31 @@ def plain_fast_scorecam(model, image: np.ndarray, feats: np.ndarray, class_index
     blur = cv2.GaussianBlur(x[0], (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)[None]
     variance = feats.reshape(-1, feats.shape[-1]).var(axis=0)
     top = np.argsort(-variance, kind="stable")[:n]
-    base = float(np.asarray(model(blur, training=False))[0, class_index])
+    base = float(ops.convert_to_numpy(model(blur, training=False))[0, class_index])
     weights = np.zeros(feats.shape[-1], np.float64)
     for c in top:
         f = feats[..., c]
         span = f.max() - f.min()
         norm = (f - f.min()) / span if span > 1e-12 else np.zeros_like(f)
         mask = cv2.resize(norm.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)[None, ..., None]
-        prob = float(np.asarray(model(x * mask + blur * (1.0 - mask), training=False))[0, class_index])
+        prob = float(ops.convert_to_numpy(model(x * mask + blur * (1.0 - mask), training=False))[0, class_index])
         weights[c] = prob - base
     return np.tensordot(feats.astype(np.float64), weights, axes=([-1], [0]))
 
 
+@pytest.mark.backends
 def test_fast_scorecam_equals_the_plain_recipe_on_the_demo_model(demo_inspector, demo_image):
     layer = demo_inspector.default_cam_layer
-    feats = demo_inspector.activations(demo_image)[layer]
+    model = demo_inspector.model
+    x = demo_image[None].astype(np.float32) / 255.0
+    feats = ops.convert_to_numpy(keras.Model(model.inputs[0], model.get_layer(layer).output)(x, training=False))[0]
     cam = demo_inspector.gradcam(demo_image, method="scorecam", class_index=2, max_channels=10)
     raw = plain_fast_scorecam(demo_inspector.model, demo_image, feats, 2, 10)
     np.testing.assert_allclose(cam.raw, raw, atol=1e-4)
     assert cam.method == "scorecam" and cam.layer == layer
 
 
+@pytest.mark.backends
 def test_fast_scorecam_ranks_pixels_like_the_full_one(demo_inspector, demo_image):
     full = demo_inspector.gradcam(demo_image, method="scorecam")
     fast = demo_inspector.gradcam(demo_image, method="scorecam", class_index=full.class_index, max_channels=32)
@@ -61,6 +67,7 @@ def test_fast_scorecam_ranks_pixels_like_the_full_one(demo_inspector, demo_image
     assert spearman(fast.heatmap, full.heatmap) > 0.8  # 32 of 128 channels keep the map's ranking
 
 
+@pytest.mark.backends
 def test_no_channel_limit_means_every_channel(tiny_model):
     ins = Inspector(tiny_model, preprocess="rescale")
     img = rng_image(seed=21)
@@ -72,6 +79,7 @@ def test_no_channel_limit_means_every_channel(tiny_model):
     assert not np.allclose(fewer.raw, full.raw)
 
 
+@pytest.mark.backends
 def test_api_function_passes_max_channels(tiny_model):
     img = rng_image(seed=22)
     ins = Inspector(tiny_model, preprocess="rescale")
@@ -80,6 +88,7 @@ def test_api_function_passes_max_channels(tiny_model):
     np.testing.assert_allclose(got.raw, expected.raw, atol=1e-6)
 
 
+@pytest.mark.backends
 def test_progress_is_called_after_each_masked_batch(tiny_model):
     ins = Inspector(tiny_model, preprocess="rescale")
     calls: list[tuple[int, int]] = []
@@ -88,6 +97,7 @@ def test_progress_is_called_after_each_masked_batch(tiny_model):
     assert calls == [(3, 8), (6, 8), (8, 8)]
 
 
+@pytest.mark.backends
 def test_progress_returning_false_or_raising_cancelled_stops_scorecam(tiny_model):
     ins = Inspector(tiny_model, preprocess="rescale")
     calls: list[int] = []
@@ -107,6 +117,7 @@ def test_progress_returning_false_or_raising_cancelled_stops_scorecam(tiny_model
         ins.gradcam(rng_image(seed=24), method="scorecam", progress=raise_cancelled)
 
 
+@pytest.mark.backends
 def test_masked_batches_shrink_to_fit_the_memory_budget(demo_inspector, demo_image, monkeypatch):
     per_image = demo_inspector._masked_image_bytes((96, 96))
     assert 2e6 < per_image < 2e7  # input, mask, blend and the demo model's activations for one image
@@ -128,6 +139,7 @@ def test_masked_batches_shrink_to_fit_the_memory_budget(demo_inspector, demo_ima
         demo_inspector.gradcam(demo_image, method="scorecam", max_channels=12)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("bad", [2.5, "8", True])
 def test_max_channels_must_be_a_whole_number(tiny_model, bad):
     with pytest.raises(ConvVizError, match="max_channels"):

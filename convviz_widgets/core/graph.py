@@ -112,6 +112,9 @@ class FlatGraph:
     output: Any
     nodes: list[Node] = field(default_factory=list)
     head: Head | None = None
+    # With `trace(..., probe=LAYER)`: an extra input of that layer's output shape, added to its output
+    # before anything downstream reads it, so d(output)/d(probe) at probe = 0 is d(output)/d(feature map).
+    probe: Any = None
 
     def names(self) -> list[str]:
         """Qualified layer names in model order."""
@@ -257,6 +260,9 @@ def output_index(model: keras.Model, output: str | int | None) -> int:
 _TRACE_LOCK = threading.RLock()
 
 
+_PROBE = "convviz_probe"  # names of the probe's input and sum (operation names must be unique in a model)
+
+
 class _StopTrace(Exception):
     """Internal: the layer we needed has been traced."""
 
@@ -264,11 +270,13 @@ class _StopTrace(Exception):
 class _Tracer:
     """Re-runs a model symbolically, recording every layer's output under a qualified name."""
 
-    def __init__(self, head_layer: Any, stop_at: str | None) -> None:
+    def __init__(self, head_layer: Any, stop_at: str | None, probe: str | None = None) -> None:
         self.nodes: list[Node] = []
         self.head_layer = head_layer
         self.head: Head | None = None
         self.stop_at = stop_at
+        self.probe_at = probe
+        self.probe: Any = None
         self._seen: dict[str, int] = {}
 
     def run(self, model: keras.Model, x: Any, prefix: str) -> Any:
@@ -292,13 +300,19 @@ class _Tracer:
             return self.run(op, inner, f"{prefix}{op.name}/")
         out = op(*args, **kwargs)
         if isinstance(op, keras.layers.Layer) and not isinstance(op, keras.layers.InputLayer):
-            self._record(op, out, args, prefix)
+            if self._record(op, out, args, prefix) == self.probe_at and isinstance(out, keras.KerasTensor):
+                out = self._add_probe(out)
         if op is self.head_layer:
             self.head = _make_head(op, args, kwargs, out)
         return out
 
-    def _record(self, layer: Any, out: Any, args: tuple, prefix: str) -> None:
-        """Store a node, giving repeated uses of one layer distinct names."""
+    def _add_probe(self, out: Any) -> Any:
+        """The probed layer's output plus a new input of its shape: what every later layer reads."""
+        self.probe = keras.Input(shape=tuple(out.shape[1:]), dtype=out.dtype, name=f"{_PROBE}_input")
+        return keras.layers.Add(name=_PROBE, dtype=out.dtype)([out, self.probe])  # named: never a user layer's name
+
+    def _record(self, layer: Any, out: Any, args: tuple, prefix: str) -> str:
+        """Store a node, giving repeated uses of one layer distinct names; returns its name."""
         name = f"{prefix}{layer.name}"
         count = self._seen.get(name, 0)
         self._seen[name] = count + 1
@@ -308,6 +322,7 @@ class _Tracer:
         self.nodes.append(Node(name, layer, out, ins, len(self.nodes)))
         if self.stop_at is not None and name == self.stop_at:
             raise _StopTrace
+        return name
 
 
 def _make_head(layer: Any, args: tuple, kwargs: dict, out: Any) -> Head:
@@ -358,11 +373,14 @@ def check_model(model: Any) -> keras.Model:
 
 
 def trace(model: keras.Model, spatial: tuple[int | None, int | None] | None = None,
-          stop_at: str | None = None, output: str | int | None = None) -> FlatGraph:
+          stop_at: str | None = None, output: str | int | None = None, probe: str | None = None) -> FlatGraph:
     """Trace `model` into a FlatGraph; `spatial=(None, None)` allows any image size up to `stop_at`.
 
     `output` chooses the output (name or index) whose head is explained; a model with several
-    outputs needs it unless the trace stops at a layer before the outputs.
+    outputs needs it unless the trace stops at a layer before the outputs. `probe`: a layer whose
+    output every later layer reads plus `FlatGraph.probe`, an extra input of its shape (zero for the
+    plain result): the gradient with respect to it is the gradient with respect to the feature map,
+    on every backend (JAX differentiates only with respect to inputs). The layer's node keeps its own output.
     """
     check_model(model)
     index = output_index(model, output) if stop_at is None or output is not None else 0
@@ -370,8 +388,8 @@ def trace(model: keras.Model, spatial: tuple[int | None, int | None] | None = No
     if spatial is not None:
         shape = (*spatial, shape[-1])
     with _TRACE_LOCK:
-        x = keras.Input(shape=shape, name="image")
-        tracer = _Tracer(final_layer(model, index), stop_at)
+        x = keras.Input(shape=shape, name="convviz_image")
+        tracer = _Tracer(final_layer(model, index), stop_at, probe)
         try:
             out = tracer.run(model, x, "")
         except _StopTrace:
@@ -381,7 +399,9 @@ def trace(model: keras.Model, spatial: tuple[int | None, int | None] | None = No
     head = tracer.head if stop_at is None else None
     if stop_at is None and head is None:
         head = Head("linear", out, int(out.shape[-1]) if len(out.shape) >= 2 else 1)
-    return FlatGraph(x, out, tracer.nodes, head)
+    if probe is not None and tracer.probe is None:
+        raise ConvVizError(f"No layer named {probe!r} with one output to probe in this model.")
+    return FlatGraph(x, out, tracer.nodes, head, tracer.probe)
 
 
 def visual_layers(graph: FlatGraph) -> list[Node]:

@@ -9,15 +9,14 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from ..errors import ConvVizError
 from ..images import ImageSource, load_image, pixel_key, resize_rgb
 from ..limits import check_fits, fit_batch
 from . import backend as bk
+from . import batching, cams, checks
 from . import cam as cam_rules
-from . import cams, checks
 from . import feature_viz as fv
 from . import filters as fp
 from . import head as head_maths
@@ -44,8 +43,8 @@ from .preprocess import choose as choose_preprocess
 from .topk import ExamplesEngine
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
-# Compiled functions kept per Inspector, least recently used dropped first (each holds a graph).
-CAM_CACHE_SIZE = 12  # (layer, method) pairs
+# Compiled functions kept per Inspector, least recently used dropped first (each holds a graph);
+# the CAM engine's: CAM_CACHE_SIZE (layer, method) pairs (core/cams/engine.py).
 PATTERN_CACHE_SIZE = 4  # filter-pattern steps per (mode, layer, size, filter count), and traced trunks
 ACTIVATION_CACHE_SIZE = 4  # batched forward passes per requested set of layers
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
@@ -91,11 +90,10 @@ class Inspector:
         self._forward_model: keras.Model | None = None  # every conv/pool output and the logits
         self._activation_fns: LRUCache = LRUCache(ACTIVATION_CACHE_SIZE)  # layer names (None: all) -> batched pass
         self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
-        self._cam_fns: LRUCache = LRUCache(CAM_CACHE_SIZE)  # (layer, method) -> compiled CAM
-        self._cam_engine = CamEngine(self)
+        self.cam_engine = CamEngine(self)  # owns the compiled CAM functions (at most CAM_CACHE_SIZE)
         self._patterns = PatternEngine(self)
         self.examples = ExamplesEngine(self)  # dataset examples: the engine and its compiled readouts
-        self._probs: Any = None  # compiled batch probabilities (Score-CAM, metrics)
+        self._head_values: Any = None  # compiled head values of a preprocessed batch (metrics)
         self._objectives: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (layer, free size?) -> objective
         self._pattern_fns: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (mode, layer, size, count, ...) -> steps
         self._default_cam: Node | None = None
@@ -134,14 +132,31 @@ class Inspector:
         The batch goes through the compiled forward pass in chunks that fit the memory budget.
         """
         self._require_classes()
-        x = tf.convert_to_tensor(x, tf.float32)
+        x = np.asarray(bk.to_numpy(x), np.float32)
         n = int(x.shape[0])
         per_image = self.bytes_per_image(tuple(int(d) for d in x.shape[1:3]))
-        chunk = fit_batch(per_image, max(1, n), what="images", lower="the batch size or the image size")
-        fn = self._probs_fn()
-        out = np.concatenate([np.asarray(fn(x[i : i + chunk])) for i in range(0, n, chunk)]) if n else \
-            np.zeros((0, self.n_classes), np.float32)
+        chunk = batching.bucket_below(fit_batch(per_image, batching.bucket(max(1, n)), what="images",
+                                                lower="the batch size or the image size"))  # padded: within budget
+        fn = self.head_values_fn()
+        parts = [np.asarray(bk.to_numpy(fn(batching.pad_batch(x[lo:hi], batching.bucket(hi - lo)))))[: hi - lo]
+                 for lo, hi in batching.chunks(n, chunk)]
+        out = np.concatenate(parts) if parts else np.zeros((0, self.n_classes), np.float32)
         return _finite(out, "the batch's class values", "this batch")
+
+    def head_values_fn(self) -> Any:
+        """Compiled f(preprocessed float32 batch) -> the head's values (n, classes), built once.
+
+        Probabilities, or a linear head's scores (`score_label`); each batch size compiles once, so pad
+        batches to `core.batching.bucket` sizes.
+        """
+        with self._lock:
+            if self._head_values is None:
+                model = keras.Model(self.graph.input, self.graph.head.logits)
+                activation = self.graph.head.activation
+                self._head_values = bk.function(
+                    lambda x: head_maths.head_values(ops.cast(model(x, training=False), "float32"), activation),
+                    self.model.weights)
+            return self._head_values
 
     def traced(self, spatial: tuple[int | None, int | None] | None, stop_at: str) -> FlatGraph:
         """The model traced at `spatial` up to the layer `stop_at`, made once per Inspector.
@@ -482,7 +497,7 @@ class Inspector:
                        what="A class activation map of this image", lower="the image size")
         job = CamJob(rgbs, classes, node, rule, batch_size, max_channels, progress)
         with self._lock:
-            cams_out = self._cam_engine.run(job)
+            cams_out = self.cam_engine.run(job)
         return cams_out if many else cams_out[0]
 
     def _classes_for(self, class_index: Any, n: int, many: bool) -> list[int | None]:
@@ -499,17 +514,6 @@ class Inspector:
         from .cams.scorecam import masked_image_bytes
 
         return masked_image_bytes(self, size)
-
-    def _probs_fn(self) -> Any:
-        """Compiled class probabilities for a batch (Score-CAM's masked inputs)."""
-        with self._lock:
-            if self._probs is None:
-                model = keras.Model(self.graph.input, self.graph.head.logits)
-                activation = self.graph.head.activation
-                self._probs = tf.function(
-                    lambda x: head_maths.head_values(model(x, training=False), activation)
-                ).get_concrete_function(self._batch_spec(None))
-            return self._probs
 
     def _cam_node(self, layer: Any) -> Node:
         """The target feature map: the default, or a validated user choice."""

@@ -11,11 +11,21 @@ import tensorflow as tf
 
 
 def function(fn: Callable[..., Any], variables: list[Any]) -> Callable[..., Any]:
-    """`fn` as a `tf.function` traced once per input shape; variables are read as they are."""
+    """`fn` as a `tf.function` traced once per input shape; variables are read as they are.
+
+    Each shape's concrete function is kept and called directly: a `tf.function` matches every call's
+    arguments (and hashes every captured weight) again, a few tenths of a millisecond on a small model.
+    """
     compiled = tf.function(fn, autograph=False)
+    concrete: dict[tuple, Any] = {}
 
     def call(*args: Any) -> Any:
-        return compiled(*(tf.convert_to_tensor(a) for a in args))
+        tensors = [tf.convert_to_tensor(a) for a in args]
+        key = tuple((tuple(t.shape), t.dtype) for t in tensors)
+        f = concrete.get(key)
+        if f is None:
+            f = concrete[key] = compiled.get_concrete_function(*tensors)
+        return f(*tensors)
 
     return call
 

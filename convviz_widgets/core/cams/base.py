@@ -1,9 +1,11 @@
 """What a CAM method is, and the registry every method (built in or the user's) joins on import.
 
 A method declares its name, label and tooltip, whether it needs gradients, and either its channel
-weights or its whole map as TensorFlow ops on batched tensors, so it runs inside the compiled CAM
-function. Perturbation methods (Score-CAM, Ablation-CAM) instead weigh channels with extra
-forward passes, run by the engine in batches that fit the memory budget.
+weights or its whole map as maths on batched tensors, so it runs inside the compiled CAM function.
+The tensors are the Keras backend's own (TensorFlow, JAX or PyTorch): written with `keras.ops`, a
+method runs on every backend; written with TensorFlow ops, on the TensorFlow backend only.
+Perturbation methods (Score-CAM, Ablation-CAM) instead weigh channels with extra forward passes,
+run by the engine in batches that fit the memory budget.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from ...errors import ConvVizError, suggest
 
 
 class CamMethod:
-    """One CAM method: override `weights` (per channel) or `raw_map` (the whole map), as TF ops.
+    """One CAM method: override `weights` (per channel) or `raw_map` (the whole map), with `keras.ops`.
 
-    Tensors are batched: feature maps and gradients (B, h, w, C) float32; `weights` returns (B, C),
-    `raw_map` returns (B, h, w). The map is then ReLU'd and scaled to [0, 1].
+    Tensors are batched backend tensors: feature maps and gradients (B, h, w, C) float32 (gradients
+    None for a method with `needs_gradients = False`); `weights` returns (B, C), `raw_map` returns
+    (B, h, w). The code runs inside a compiled function, once per input shape: use `keras.ops` (shapes
+    are static there) and no numpy on the tensors. The map is then ReLU'd and scaled to [0, 1].
     """
 
     name: str = ""
@@ -34,27 +38,33 @@ class CamMethod:
     uses_channels: bool = False  # takes max_channels and reports progress (one extra pass per channel)
     order: int = 100  # place in the method list (built-ins come first)
 
-    def weights(self, feats: tf.Tensor, grads: tf.Tensor | None) -> tf.Tensor:
+    def weights(self, feats: Any, grads: Any | None) -> Any:
         """Channel weights (B, C) from feature maps and gradients."""
         raise NotImplementedError
 
-    def raw_map(self, feats: tf.Tensor, grads: tf.Tensor | None) -> tf.Tensor:
+    def raw_map(self, feats: Any, grads: Any | None) -> Any:
         """The map before ReLU and scaling (B, h, w); by default the weighted channel sum."""
-        return tf.reduce_sum(feats * self.weights(feats, grads)[:, None, None, :], axis=-1)
+        return ops.sum(feats * self.weights(feats, grads)[:, None, None, :], axis=-1)
 
 
 @dataclass
 class CamRequest:
-    """What a perturbation method needs: the inspector, layer, preprocessed input, feature map, class."""
+    """What a perturbation method needs: the inspector, layer, preprocessed input, feature map, class.
+
+    `engine` (the Inspector's `CamEngine`, `inspector.cam_engine` when None) runs the built-in methods'
+    compiled forward passes (`masked_head_values`, `ablated_scores`); `progress(done, total)` is reported through
+    `core.batching.report`, which raises `Cancelled` when it answers False.
+    """
 
     inspector: Any
     node: Any
-    x: tf.Tensor  # the preprocessed image, (1, H, W, C)
+    x: Any  # the preprocessed image, (1, H, W, C), a backend tensor
     feats: np.ndarray  # the layer's output for it, (h, w, C)
     class_index: int
     batch_size: int
     max_channels: int | None
     progress: Any
+    engine: Any = None
 
 
 class PerturbationMethod(CamMethod):

@@ -1,13 +1,21 @@
 """The CAM engine: one compiled function per (layer, method) that maps a batch of images to raw maps.
 
-Gradient methods get their feature maps and gradients inside the compiled function (in float32,
-also for mixed-precision models) and return the method's raw map; perturbation methods get the
-feature maps, then weigh channels with extra forward passes. The same function checks that every
-feature map and the output are finite, so a network that overflows is refused without a second pass.
+Gradient methods get their feature maps and gradients inside the compiled function, from one forward
+pass on every backend: the model is traced with a probe on the layer (`graph.trace(probe=...)`), so
+the gradient with respect to the feature map is the gradient with respect to an extra zero input. They
+are computed in float32 (also for mixed-precision models) and the method's raw map is returned;
+perturbation methods get the feature maps, then weigh channels with extra forward passes that this
+engine compiles too. The same function checks that every feature map and the output are finite, so a
+network that overflows is refused without a second pass.
+
+The engine reads its Inspector only through public members (`graph`, `model`, `output_index`,
+`preprocess_in_graph`, `input_batch`, `in_graph_input`, `bytes_per_image`, `check_finite`, `score_label`,
+`class_names`) and owns its state: the compiled functions, the probed traces and the checked images.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,14 +23,20 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from ...images import pixel_key
 from ...limits import fit_batch
+from .. import backend as bk
+from .. import batching, checks
 from .. import cam as cam_maths
-from .. import checks
-from ..graph import Node, visual_layers
+from ..cache import LRUCache
+from ..graph import FlatGraph, Node, trace, visual_layers
+from ..head import chosen_scores, class_scores, head_values
 from .base import CamMethod, CamRequest, PerturbationMethod
+
+CAM_CACHE_SIZE = 12  # compiled functions kept per Inspector ((layer, method) pairs and helpers), oldest out
+CHECKED_IMAGES = 64  # image digests remembered as checked in every layer
 
 
 @dataclass(frozen=True)
@@ -51,10 +65,13 @@ class CamJob:
 
 
 class CamEngine:
-    """Runs CAM jobs for one Inspector, with its compiled functions kept in the Inspector's bounded cache."""
+    """Runs CAM jobs for one Inspector; owns the compiled functions (bounded) and the probed traces."""
 
     def __init__(self, inspector: Any) -> None:
         self.ins = inspector
+        self.functions: LRUCache = LRUCache(CAM_CACHE_SIZE)  # (layer, method, deep[, size]) -> compiled CAM
+        self._probes: dict[str, FlatGraph] = {}  # layer -> the model traced with a probe there (made once)
+        self._probes_lock = threading.Lock()
         self._checked = _Seen(CHECKED_IMAGES)  # digests of images whose every layer was found finite
 
     def run(self, job: CamJob) -> list[cam_maths.CAM]:
@@ -65,13 +82,18 @@ class CamEngine:
         return out
 
     def _chunks(self, job: CamJob) -> list[tuple[int, int]]:
-        """Index ranges of images of one shape, at most `batch_size` (and what the budget allows) each."""
+        """Index ranges of images of one shape, at most `batch_size` (and what the budget allows) each.
+
+        A chunk is at most a compiled batch size (`batching.bucket`) that fits, so padding it never passes the
+        budget: 5 images with room for 6 are one pass padded to 6, with room for 5 two passes (4 and 1).
+        """
         rule = job.method
         step = job.batch_size if rule.batchable and not isinstance(rule, PerturbationMethod) else 1
         if step > 1 and len(job.images) > 1:
             per_image = self.ins.bytes_per_image(job.images[0].shape[:2], gradient=rule.needs_gradients)
-            step = fit_batch(per_image, min(step, len(job.images)), what="images of a batched CAM",
+            step = fit_batch(per_image, min(step, batching.bucket(len(job.images))), what="images of a batched CAM",
                              lower="batch_size or the image size")
+        step = batching.bucket_below(step)
         ranges, lo = [], 0
         for i in range(1, len(job.images) + 1):
             if i == len(job.images) or i - lo >= step or job.images[i].shape != job.images[lo].shape:
@@ -80,15 +102,18 @@ class CamEngine:
         return ranges
 
     def _run_chunk(self, job: CamJob, lo: int, hi: int) -> list[cam_maths.CAM]:
-        """One compiled pass over images lo..hi, then perturbation weights or the finished maps."""
+        """One compiled pass over images lo..hi (padded to a compiled size), then weights or finished maps."""
         ins, node, rule = self.ins, job.node, job.method
         rgbs = list(job.images[lo:hi])
-        wanted = tf.constant([-1 if c is None else int(c) for c in job.classes[lo:hi]], tf.int32)
+        n, size = len(rgbs), batching.bucket(len(rgbs))
+        wanted = batching.pad_batch(np.array([-1 if c is None else int(c) for c in job.classes[lo:hi]], np.int32),
+                                    size)
         perturb = isinstance(rule, PerturbationMethod)
-        x = ins._input_batch(rgbs, in_graph=ins._preprocess_in_graph and not perturb)
+        x = ins.input_batch(rgbs, in_graph=ins.preprocess_in_graph and not perturb)
         keys = [pixel_key(rgb) for rgb in rgbs]
         deep = not all(key in self._checked for key in keys)  # every layer checked once per image
-        result = CamPass(*(np.asarray(t) for t in self.function(node, rule, deep)(x, wanted)))  # no copy
+        fn = self.function(node, rule, deep, rgbs[0].shape[:2])
+        result = CamPass(*(np.asarray(t)[:n] for t in bk.to_numpy(tuple(fn(pad(x, size), wanted)))))
         for i, ok in enumerate(result.finite):
             if not ok:
                 ins.check_finite(rgbs[i])  # names the first layer that holds NaN/inf
@@ -96,11 +121,12 @@ class CamEngine:
         if deep:
             self._checked.put_all(keys)
         out = []
-        for i in range(len(rgbs)):
+        for i in range(n):
             k = int(result.classes[i])
             if perturb:
                 feats = result.maps[i]
-                request = CamRequest(ins, node, x[i : i + 1], feats, k, job.batch_size, job.max_channels, job.progress)
+                request = CamRequest(ins, node, x[i : i + 1], feats, k, job.batch_size, job.max_channels, job.progress,
+                                     self)
                 weights = np.asarray(rule.channel_weights(request), np.float32)
                 checks.finite(weights, f"the CAM weights at layer {node.name!r}")
                 heat, raw = cam_maths.combine(feats, weights)
@@ -114,66 +140,157 @@ class CamEngine:
                                      probability, raw, weights))
         return out
 
-    def function(self, node: Node, method: CamMethod, deep: bool = True) -> Any:
-        """The compiled CAM function of a feature map and method, kept in the Inspector's bounded cache.
+    # ----- compiled functions ---------------------------------------------------------------------------
+    def function(self, node: Node, method: CamMethod, deep: bool = True, size: tuple[int, int] | None = None) -> Any:
+        """The compiled CAM function f(batch, wanted classes (-1: top)) -> CamPass arrays, kept in `functions`.
 
         `deep`: its finiteness flag covers every conv/pool output (an overflow that a later ReLU hides
         still makes the output meaningless); without it, only the explained map and the output.
+        `size`: the images' (h, w); a gradient method on a model that takes any size compiles one per size.
         """
-        return self.ins._cam_fns.get_or_create((node.name, method.name, deep),
-                                               lambda: self._build(node, method, deep))
+        key: tuple = (node.name, method.name, deep)
+        gradients = method.needs_gradients and not isinstance(method, PerturbationMethod)
+        if gradients and self.ins.input_size is None:
+            if size is None:
+                raise ValueError("this model takes any image size: give the images' size")
+            key += (tuple(int(s) for s in size),)
+        return self.functions.get_or_create(key, lambda: self._build(node, method, deep, size))
 
-    def _build(self, node: Node, method: CamMethod, deep: bool = True) -> Any:
-        """Compile f(batch, wanted classes (-1: top)) -> CamPass tensors for any number of images."""
-        from ..head import class_scores
-        from ..head import head_values as tf_probabilities
+    def probe_graph(self, node: Node) -> FlatGraph:
+        """The model traced with a probe at `node` (see `graph.trace`), made once per layer.
 
+        Every trace leaves nodes on the user's layers for as long as the model lives, so it is never redone.
+        """
+        with self._probes_lock:
+            graph = self._probes.get(node.name)
+            if graph is None:
+                graph = self._probes[node.name] = trace(self.ins.model, output=self.ins.output_index,
+                                                        probe=node.name)
+            return graph
+
+    def _build(self, node: Node, method: CamMethod, deep: bool, size: tuple[int, int] | None) -> Any:
+        """Compile f(batch, wanted classes) -> CamPass tensors for one input shape at a time."""
         ins = self.ins
-        checked = [n.output for n in visual_layers(ins.graph) if n.output is not node.output] if deep else []
-        model = keras.Model(ins.graph.input, [node.output, ins.graph.head.logits, *checked])
-        activation = ins.graph.head.activation
         perturb = isinstance(method, PerturbationMethod)
-        in_graph = ins._preprocess_in_graph and not perturb
-        needs_gradients = method.needs_gradients and not perturb
+        in_graph = ins.preprocess_in_graph and not perturb
+        gradients = method.needs_gradients and not perturb
         by_weights = not perturb and type(method).raw_map is CamMethod.raw_map  # the map is a weighted sum
+        activation = ins.graph.head.activation
+        graph = self.probe_graph(node) if gradients else ins.graph
+        target = graph.node(node.name)
+        checked = [n.output for n in visual_layers(graph) if n.output is not target.output] if deep else []
+        inputs = [graph.input, graph.probe] if gradients else graph.input
+        model = keras.Model(inputs, [target.output, graph.head.logits, *checked])
+        probe_shape = _feature_shape(graph, target, size) if gradients else ()
+        probe_dtype = target.output.dtype  # a mixed-precision layer's own dtype
 
-        def all_finite(tensors: list[tf.Tensor]) -> tf.Tensor:
-            flags = [tf.reduce_all(tf.math.is_finite(tf.reshape(t, [tf.shape(t)[0], -1])), axis=1) for t in tensors]
-            return tf.reduce_all(tf.stack(flags, axis=1), axis=1)
+        def scored(delta: Any, x: Any, wanted: Any) -> tuple[Any, tuple]:
+            """The summed explained scores (images are independent: each gradient is its own), and the rest."""
+            feats, logits, *rest = model([x, delta] if gradients else x, training=False)
+            logits = ops.cast(logits, "float32")
+            chosen, score = chosen_scores(class_scores(logits, activation), wanted)
+            return ops.sum(score), (feats, logits, chosen, score, rest)
 
-        def cam(x: tf.Tensor, wanted: tf.Tensor) -> tuple:
+        def cam(x: Any, wanted: Any) -> tuple:
             if in_graph:
-                x = ins._in_graph_input(x)
-            with tf.GradientTape() as tape:
-                feats, logits, *rest = model(x, training=False)
-                logits = tf.cast(logits, tf.float32)
-                scores = class_scores(logits, activation)
-                chosen = tf.where(wanted < 0, tf.argmax(scores, axis=-1, output_type=tf.int32), wanted)
-                score = tf.gather(scores, chosen, batch_dims=1)
-                total = tf.reduce_sum(score)  # images are independent: each one's gradient is its own
-            finite = all_finite([feats, logits, *rest])
-            feats32 = tf.cast(feats, tf.float32)
-            weights = tf.zeros([tf.shape(feats32)[0], 0], tf.float32)
+                x = ins.in_graph_input(x)
+            grads = None
+            if gradients:
+                zero = ops.zeros((_batch(x), *probe_shape), probe_dtype)
+                _, (feats, logits, chosen, score, rest), grads = bk.value_and_grad(scored)(zero, x, wanted)
+                grads = ops.cast(grads, "float32")
+            else:
+                _, (feats, logits, chosen, score, rest) = scored(None, x, wanted)
+            finite = _all_finite([feats, logits, *rest])
+            feats32 = ops.cast(feats, "float32")
+            weights = ops.zeros((_batch(feats32), 0), "float32")
             if perturb:
                 maps = feats32
+            elif by_weights:
+                weights = ops.cast(method.weights(feats32, grads), "float32")
+                maps = ops.sum(feats32 * weights[:, None, None, :], axis=-1)
             else:
-                grads = None
-                if needs_gradients:
-                    grads = tape.gradient(total, feats)
-                    grads = tf.zeros_like(feats32) if grads is None else tf.cast(grads, tf.float32)
-                if by_weights:
-                    weights = tf.cast(method.weights(feats32, grads), tf.float32)
-                    maps = tf.reduce_sum(feats32 * weights[:, None, None, :], axis=-1)
-                else:
-                    maps = method.raw_map(feats32, grads)
-            return maps, score, chosen, tf_probabilities(logits, activation), finite, weights
+                maps = ops.cast(method.raw_map(feats32, grads), "float32")
+            return maps, score, chosen, head_values(logits, activation), finite, weights
 
-        h, w = ins.input_size or (None, None)
-        spec = tf.TensorSpec([None, h, w, 3], tf.uint8) if in_graph else ins._batch_spec(None)
-        return tf.function(cam).get_concrete_function(spec, tf.TensorSpec([None], tf.int32))
+        return bk.function(cam, ins.model.weights)
+
+    # ----- the perturbation methods' forward passes -------------------------------------------------------
+    def masked_head_values(self, x: Any, blurred: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """The head's values (n, classes) of x * m + blurred * (1 - m) for each mask m (n, H, W, 1) (Score-CAM).
+
+        `x`, `blurred`: one preprocessed image (1, H, W, C). One compiled pass, padded to a compiled size.
+        """
+        fn = self.functions.get_or_create(("scorecam/masked",), self._build_masked)
+        n = len(masks)
+        return np.asarray(bk.to_numpy(fn(x, blurred, batching.pad_batch(masks, batching.bucket(n)))))[:n]
+
+    def _build_masked(self) -> Any:
+        """Compile f(x, blurred, masks) -> the head's values of the blended images."""
+        graph = self.ins.graph
+        model = keras.Model(graph.input, graph.head.logits)
+        activation = graph.head.activation
+
+        def masked(x: Any, blurred: Any, masks: Any) -> Any:
+            blend = x * masks + blurred * (1.0 - masks)
+            return head_values(ops.cast(model(blend, training=False), "float32"), activation)
+
+        return bk.function(masked, self.ins.model.weights)
+
+    def ablated_scores(self, node: Node, x: Any, feats: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Class scores (n, classes) with `node`'s feature map `feats` (h, w, C) times each row of `keep` (n, C).
+
+        Only the layers after `node` run (paths that skip it still see the input `x`, (1, H, W, C));
+        one compiled pass, padded to a compiled size (Ablation-CAM).
+        """
+        fn = self.functions.get_or_create((node.name, "ablationcam/after"), lambda: self._build_after(node))
+        n = len(keep)
+        out = fn(x, np.asarray(feats, np.float32)[None], batching.pad_batch(np.asarray(keep, np.float32),
+                                                                             batching.bucket(n)))
+        return np.asarray(bk.to_numpy(out))[:n]
+
+    def _build_after(self, node: Node) -> Any:
+        """Compile f(x, feats, keep) -> class scores from (input, the ablated layer output)."""
+        graph = self.ins.graph
+        model = keras.Model([graph.input, node.output], graph.head.logits)
+        activation = graph.head.activation
+        dtype = node.output.dtype  # a mixed-precision layer's own dtype
+
+        def after(x: Any, feats: Any, keep: Any) -> Any:
+            ablated = ops.cast(feats * keep[:, None, None, :], dtype)
+            xs = ops.repeat(x, _batch(keep), axis=0)
+            return class_scores(ops.cast(model([xs, ablated], training=False), "float32"), activation)
+
+        return bk.function(after, self.ins.model.weights)
 
 
-CHECKED_IMAGES = 64  # image digests remembered as checked in every layer
+def pad(x: Any, size: int) -> Any:
+    """A batch (numpy or a backend tensor) with copies of its first row up to `size` rows."""
+    if isinstance(x, np.ndarray):
+        return batching.pad_batch(x, size)
+    extra = size - int(x.shape[0])
+    return x if extra <= 0 else ops.concatenate([x, ops.repeat(x[:1], extra, axis=0)], axis=0)
+
+
+def _batch(x: Any) -> Any:
+    """The batch size of a tensor: static inside compiled code (each input shape compiles once)."""
+    n = x.shape[0]
+    return ops.shape(x)[0] if n is None else int(n)
+
+
+def _feature_shape(graph: FlatGraph, target: Node, size: tuple[int, int] | None) -> tuple[int, ...]:
+    """(h, w, C) of `target`'s output for images of `size` (worked out symbolically when the model takes any size)."""
+    shape = tuple(target.output.shape[1:])
+    if all(d is not None for d in shape):
+        return tuple(int(d) for d in shape)
+    sub = keras.Model(graph.input, target.output)
+    return tuple(int(d) for d in sub.compute_output_shape((1, *size, int(graph.input.shape[-1])))[1:])
+
+
+def _all_finite(tensors: list[Any]) -> Any:
+    """(B,) whether each image's tensors hold only finite values."""
+    flags = [ops.all(ops.isfinite(ops.reshape(t, (_batch(t), -1))), axis=1) for t in tensors]
+    return ops.all(ops.stack(flags, axis=1), axis=1)
 
 
 class _Seen:

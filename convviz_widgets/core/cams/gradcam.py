@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
+from typing import Any
+
+from keras import ops
 
 from .base import CamMethod, register_cam_method
 
@@ -13,9 +15,9 @@ class GradCam(CamMethod):
     name, label, order = "gradcam", "Grad-CAM", 0
     tooltip = "gradients, averaged per channel"
 
-    def weights(self, feats: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
+    def weights(self, feats: Any, grads: Any) -> Any:
         """Spatial mean of each channel's gradient."""
-        return tf.reduce_mean(grads, axis=[1, 2])
+        return ops.mean(grads, axis=(1, 2))
 
 
 register_cam_method(GradCam)

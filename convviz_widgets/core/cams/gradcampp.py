@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
+from typing import Any
+
+from keras import ops
 
 from .base import CamMethod, register_cam_method
 
+USABLE = 1e-12  # a denominator 2 g^2 + sum(A) g^3 at most this large gives alpha = 0
+
 
 class GradCamPlusPlus(CamMethod):
-    """w_c = sum over positions of alpha * ReLU(g), alpha = g^2 / (2 g^2 + sum(A) g^3), in float64."""
+    """w_c = sum over positions of alpha * ReLU(g), alpha = g^2 / (2 g^2 + sum(A) g^3).
+
+    For g != 0, alpha = 1 / (2 + sum(A) g): computed in that form there is no cube of a small
+    gradient to underflow, so float32 (every backend's default) gives the float64 result.
+    """
 
     name, label, order = "gradcam++", "Grad-CAM++", 1
     tooltip = "positive gradients, weighted per position"
 
-    def weights(self, feats: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
+    def weights(self, feats: Any, grads: Any) -> Any:
         """The closed-form alpha of the paper (exponential score), zero where its denominator vanishes."""
-        g = tf.cast(grads, tf.float64)
-        g2 = g * g
-        total = tf.reduce_sum(tf.cast(feats, tf.float64), axis=[1, 2], keepdims=True)
-        denom = 2.0 * g2 + total * g2 * g
-        usable = tf.abs(denom) > 1e-12
-        alpha = tf.where(usable, g2 / tf.where(usable, denom, 1.0), 0.0)
-        return tf.cast(tf.reduce_sum(alpha * tf.nn.relu(g), axis=[1, 2]), tf.float32)
+        total = ops.sum(feats, axis=(1, 2), keepdims=True)
+        rest = 2.0 + total * grads  # the denominator over g^2
+        usable = ops.abs(grads) * ops.abs(grads) * ops.abs(rest) > USABLE  # |2 g^2 + sum(A) g^3| > USABLE
+        alpha = ops.where(usable, 1.0 / ops.where(usable, rest, 1.0), 0.0)
+        return ops.sum(alpha * ops.relu(grads), axis=(1, 2))
 
 
 register_cam_method(GradCamPlusPlus)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
+from typing import Any
+
+from keras import ops
 
 from .base import CamMethod, register_cam_method
 
@@ -13,9 +15,9 @@ class HiResCam(CamMethod):
     name, label, order = "hirescam", "HiResCAM", 3
     tooltip = "gradient × activation at each position (no averaging)"
 
-    def raw_map(self, feats: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
+    def raw_map(self, feats: Any, grads: Any) -> Any:
         """Element-wise product summed over channels."""
-        return tf.reduce_sum(grads * feats, axis=-1)
+        return ops.sum(grads * feats, axis=-1)
 
 
 register_cam_method(HiResCam)

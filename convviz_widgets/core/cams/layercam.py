@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
+from typing import Any
+
+from keras import ops
 
 from .base import CamMethod, register_cam_method
 
@@ -13,9 +15,9 @@ class LayerCam(CamMethod):
     name, label, order = "layercam", "LayerCAM", 5
     tooltip = "positive gradients × activations per position (fine detail, works on early layers)"
 
-    def raw_map(self, feats: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
+    def raw_map(self, feats: Any, grads: Any) -> Any:
         """Element-wise ReLU(gradient) times activation, summed over channels."""
-        return tf.reduce_sum(tf.nn.relu(grads) * feats, axis=-1)
+        return ops.sum(ops.relu(grads) * feats, axis=-1)
 
 
 register_cam_method(LayerCam)

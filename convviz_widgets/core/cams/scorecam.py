@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
-from ...errors import Cancelled
 from ...limits import fit_batch
+from .. import backend as bk
+from .. import batching
 from .. import cam as cam_maths
 from .base import CamRequest, PerturbationMethod, register_cam_method
 
@@ -25,23 +25,21 @@ class ScoreCam(PerturbationMethod):
     def channel_weights(self, request: CamRequest) -> np.ndarray:
         """Masked forward passes, `batch_size` at a time or fewer when the memory budget needs it."""
         ins, x, feats = request.inspector, request.x, request.feats
+        engine = request.engine or ins.cam_engine
         size = (int(x.shape[1]), int(x.shape[2]))
         chosen = cam_maths.top_variance_channels(feats, request.max_channels)
         chunk = fit_batch(masked_image_bytes(ins, size), request.batch_size, what="masked images of Score-CAM",
                           lower="max_channels, the image size or the model")
-        probs_fn = ins._probs_fn()
-        blurred = tf.constant(cam_maths.blurred(np.asarray(x[0]))[None])
+        blurred = cam_maths.blurred(np.asarray(bk.to_numpy(x))[0])[None]
         k = request.class_index
-        base = float(probs_fn(blurred)[0, k])
+        base = float(engine.masked_head_values(x, blurred, np.zeros((1, *size, 1), np.float32))[0, k])
         weights = np.zeros(feats.shape[-1], np.float32)
         total = len(chosen)
-        for i in range(0, total, chunk):  # masks made per batch: memory stays bounded
-            part = chosen[i : i + chunk]
+        for lo, hi in batching.chunks(total, batching.bucket_below(chunk)):  # masks made per batch: bounded memory
+            part = chosen[lo:hi]
             masks = cam_maths.upsampled_masks(feats[..., part], size)
-            weights[part] = np.asarray(probs_fn(x * masks + blurred * (1.0 - masks))[:, k]) - base
-            done = min(i + chunk, total)
-            if request.progress is not None and request.progress(done, total) is False:
-                raise Cancelled(f"Score-CAM cancelled after {done} of {total} masked images.")
+            weights[part] = engine.masked_head_values(x, blurred, masks)[:, k] - base
+            batching.report(request.progress, hi, total, "Score-CAM", "masked images")
         return weights
 
 

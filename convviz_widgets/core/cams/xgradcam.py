@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
+from typing import Any
+
+from keras import ops
 
 from .base import CamMethod, register_cam_method
 
@@ -15,10 +17,10 @@ class XGradCam(CamMethod):
     name, label, order = "xgradcam", "XGrad-CAM", 4
     tooltip = "gradients weighted by normalised activations"
 
-    def weights(self, feats: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
+    def weights(self, feats: Any, grads: Any) -> Any:
         """Activation-weighted gradient sum per channel."""
-        total = tf.reduce_sum(feats, axis=[1, 2])
-        return tf.reduce_sum(grads * feats, axis=[1, 2]) / (total + EPS)
+        total = ops.sum(feats, axis=(1, 2))
+        return ops.sum(grads * feats, axis=(1, 2)) / (total + EPS)
 
 
 register_cam_method(XGradCam)
