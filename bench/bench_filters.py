@@ -279,10 +279,15 @@ def main() -> None:
     raw_note = ""
     try:
         insp = cv.core.inspector_for(model)
-        # private: bench only; both are concrete functions for exactly these filters and size
-        step_fn, measure_fn = insp._plain_fns(insp.layer(layer_name).name, size, len(filters))
-        step_flops, step_types, filt_all, filt_kept = graph_flops(step_fn)
-        measure_flops, _, _, _ = graph_flops(measure_fn)
+        # private: bench only; the compiled step and read-out for exactly these filters and size, traced
+        # again here as concrete functions of the same maths to count the ops they run
+        step_fn, measure_fn = insp._patterns._plain_fns(insp.layer(layer_name).name, size, len(filters))
+        images = tf.TensorSpec([len(filters), size, size, 3], tf.float32)
+        indices = tf.TensorSpec([len(filters)], tf.int32)
+        step_flops, step_types, filt_all, filt_kept = graph_flops(
+            tf.function(step_fn.python_function).get_concrete_function(images, indices, tf.TensorSpec([], tf.float32)))
+        measure_flops, _, _, _ = graph_flops(tf.function(measure_fn.python_function).get_concrete_function(images,
+                                                                                                         indices))
         raw_ours = STEPS * step_flops + measure_flops
         book_step_flops, _, book_filt_all, book_filt_kept = graph_flops(
             book_pattern(feature_extractor, preprocess, 0, x0[:1], count_only=True))

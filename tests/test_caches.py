@@ -17,10 +17,10 @@ from convviz_widgets.core import Inspector, inspector_for
 from convviz_widgets.core import api as api_module
 from convviz_widgets.core import feature_viz as fv
 from convviz_widgets.core import filters as fp
+from convviz_widgets.core.batching import bucket
 from convviz_widgets.core.cache import LRUCache
 from convviz_widgets.core.cams.engine import CAM_CACHE_SIZE
 from convviz_widgets.core.feature_viz import Regularization
-from convviz_widgets.core.filters import bucket
 from convviz_widgets.core.inspector import PATTERN_CACHE_SIZE
 
 psutil = pytest.importorskip("psutil", reason="psutil measures the process's resident memory")
@@ -115,7 +115,8 @@ def test_pattern_steps_are_bounded_and_results_do_not_depend_on_the_cache(tiny_m
     first = ins.filter_patterns("conv2", range(3), size=16, steps=3)
     for size in range(17, 18 + PATTERN_CACHE_SIZE):
         ins.filter_patterns("conv2", [1], size=size, steps=1)
-    assert len(ins._pattern_fns) == PATTERN_CACHE_SIZE and ("plain", "conv2", 16, 3) not in ins._pattern_fns
+    steps = ins._patterns.steps
+    assert len(steps) == PATTERN_CACHE_SIZE and ("plain", "conv2", 16, 3) not in steps
     again = ins.filter_patterns("conv2", range(3), size=16, steps=3)  # rebuilt after eviction
     np.testing.assert_array_equal(again.images, first.images)
     np.testing.assert_allclose(again.final_activation, first.final_activation, rtol=1e-6)
@@ -129,9 +130,9 @@ def test_filter_counts_share_padded_batches():
 def test_padded_batches_give_the_unpadded_results(tiny_model):
     ins = Inspector(tiny_model, preprocess="rescale")
     got = ins.filter_patterns("conv2", [4, 0, 7, 2, 9], size=16, steps=4, seed=3)  # 5 filters run as 6
-    assert ("plain", "conv2", 16, 6) in ins._pattern_fns
-    objective = ins._objective_for("conv2", 16)
-    step, measure = fp.make_step(objective, 5, 16, 3)
+    assert ("plain", "conv2", 16, 6) in ins._patterns.steps
+    objective = ins._patterns._objective_for("conv2", 16)
+    step, measure = fp.make_step(objective, 5, 16, 3, tiny_model.weights)
     x, start, final = fp.ascend(step, measure, fp.start_images(5, 16, 3, 3), [4, 0, 7, 2, 9], 4, 1.0, None)
     np.testing.assert_array_equal(got.images, fp.deprocess(x))
     np.testing.assert_allclose(got.start_activation, start, rtol=1e-5, atol=1e-7)
@@ -139,7 +140,7 @@ def test_padded_batches_give_the_unpadded_results(tiny_model):
 
     reg = Regularization()
     got = ins.filter_patterns("conv2", [4, 0, 7, 2, 9], size=16, steps=4, seed=3, mode="regularized")
-    step, measure = fv.make_step(objective, 5, 16, reg)
+    step, measure = fv.make_step(objective, 5, 16, reg, tiny_model.weights)
     images, start, final = fv.run(step, measure, [4, 0, 7, 2, 9], 16, 4, 3, reg, None)
     np.testing.assert_array_equal(got.images, images)
     np.testing.assert_allclose(got.final_activation, final, rtol=1e-5, atol=1e-7)
@@ -148,11 +149,11 @@ def test_padded_batches_give_the_unpadded_results(tiny_model):
 def test_regularized_step_is_compiled_once_and_serves_every_seed(tiny_model):
     ins = Inspector(tiny_model, preprocess="rescale")
     a = ins.filter_patterns("conv2", [0, 1], size=16, steps=3, mode="regularized", seed=1)
-    step = ins._pattern_fns.get(("regularized", "conv2", 16, 2, Regularization()))[0]
+    step = ins._patterns.steps.get(("regularized", "conv2", 16, 2, Regularization()))[0]
     b = ins.filter_patterns("conv2", [0, 1], size=16, steps=3, mode="regularized", seed=2)
     c = ins.filter_patterns("conv2", [0, 1], size=16, steps=3, mode="regularized", seed=1)
-    assert len(ins._pattern_fns) == 1
-    assert ins._pattern_fns.get(("regularized", "conv2", 16, 2, Regularization()))[0] is step
+    assert len(ins._patterns.steps) == 1
+    assert ins._patterns.steps.get(("regularized", "conv2", 16, 2, Regularization()))[0] is step
     np.testing.assert_array_equal(a.images, c.images)  # the seed is an input, not a baked-in constant
     assert not np.array_equal(a.images, b.images)
 

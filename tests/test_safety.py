@@ -204,7 +204,7 @@ def test_huge_pattern_size_is_refused_at_once_with_the_estimate(budget):
     text = str(err.value)
     assert f"about {limits.size_text(per_filter + fixed)}" in text and "budget of 1.00 GB" in text
     assert "Lower size" in text
-    assert not ins._pattern_fns  # refused before anything was compiled
+    assert not ins._patterns.steps  # refused before anything was compiled
 
 
 def test_many_filters_run_in_chunks_that_equal_one_batch(tiny_model, budget):

@@ -3,26 +3,28 @@
 The book's recipe (grey + noise start, L2-normalised gradient, 40 steps of size 1), with less
 work per step: the graph stops at the target layer, a Conv2D target computes for each image
 only that image's own filter (a depthwise "diagonal" convolution, 1 output channel per image
-instead of all of them), and only the input gradient is taken (TensorFlow prunes the weight
-gradients from the compiled step). Grappler already fuses conv + bias + ReLU in the trunk.
+instead of all of them), and only the input gradient is taken (`backend.value_and_grad`: TensorFlow
+prunes the weight gradients from the compiled step, JAX and PyTorch differentiate the input alone).
+All maths is keras.ops, compiled by `backend.function`, so every Keras backend runs the same recipe.
 Measured in bench/bench_filters.py; see bench/README.md for what was tried and kept.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from ..errors import Cancelled, ConvVizError
+from ..errors import ConvVizError
+from . import backend as bk
+from .batching import Progress, report
 from .checks import filter_indices
 from .graph import FlatGraph, Node
-
-Progress = Callable[[int, int], Any]
 
 
 @dataclass(frozen=True)
@@ -97,24 +99,22 @@ def _diagonal_objective(trunk: keras.Model, layer: Any, preprocess: Callable[[An
     kh, kw, cin, _ = (int(d) for d in layer.kernel.shape)
     stride = int(layer.strides[0])
     rate = int(layer.dilation_rate[0])
-    padding = str(layer.padding).upper()
+    padding = str(layer.padding).lower()
 
-    def objective(x: tf.Tensor, filters: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def objective(x: Any, filters: Any) -> tuple[Any, Any]:
         feats = trunk(preprocess(x), training=False)  # (n, h, w, C)
-        filters = tf.cast(filters, tf.int32)
-        kernel = tf.cast(tf.convert_to_tensor(layer.kernel), feats.dtype)
-        kernel = tf.gather(tf.transpose(kernel, [3, 0, 1, 2]), filters)  # (n, kh, kw, C), rows contiguous
-        shape = tf.shape(feats)
-        n, h, w = shape[0], shape[1], shape[2]
-        side = tf.reshape(tf.transpose(feats, [1, 2, 0, 3]), tf.stack([1, h, w, n * cin]))
-        depthwise = tf.reshape(tf.transpose(kernel, [1, 2, 0, 3]), [kh, kw, -1, 1])
-        out = tf.nn.depthwise_conv2d(side, depthwise, strides=[1, stride, stride, 1], padding=padding,
-                                     dilations=[rate, rate])  # (1, oh, ow, n * C)
-        out_shape = tf.shape(out)
-        out = tf.reduce_sum(tf.reshape(out, tf.stack([out_shape[1], out_shape[2], n, cin])), axis=-1)
+        n, h, w = (int(d) for d in feats.shape[:3])  # static: each input shape compiles once
+        kernel = ops.transpose(ops.cast(layer.kernel, feats.dtype), (3, 0, 1, 2))
+        kernel = ops.take(kernel, filters, axis=0)  # (n, kh, kw, C), rows contiguous
+        side = ops.reshape(ops.transpose(feats, (1, 2, 0, 3)), (1, h, w, n * cin))
+        depthwise = ops.reshape(ops.transpose(kernel, (1, 2, 0, 3)), (kh, kw, n * cin, 1))
+        out = ops.depthwise_conv(side, depthwise, strides=stride, padding=padding, data_format="channels_last",
+                                 dilation_rate=rate)  # (1, oh, ow, n * C)
+        oh, ow = int(out.shape[1]), int(out.shape[2])
+        out = ops.sum(ops.reshape(out, (oh, ow, n, cin)), axis=-1)
         if layer.use_bias:
-            out = out + tf.gather(tf.cast(tf.convert_to_tensor(layer.bias), out.dtype), filters)
-        return _gain_and_activation(out, layer.activation, axes=[0, 1])  # out: (oh, ow, n)
+            out = out + ops.take(ops.cast(layer.bias, out.dtype), filters, axis=0)
+        return _gain_and_activation(out, layer.activation, axes=(0, 1))  # out: (oh, ow, n)
 
     return objective
 
@@ -123,7 +123,8 @@ def build_objective(graph: FlatGraph, node: Node, preprocess: Callable[[Any], An
     """Return f(pixels, filters) -> (gain, activation), each (n,), for image i's own filter i.
 
     `activation` is the filter's mean activation; `gain` is what the ascent climbs (the same,
-    except for silent ReLU units, see _gain_and_activation).
+    except for silent ReLU units, see _gain_and_activation). Written in keras.ops: it runs inside
+    a compiled function of any backend.
     """
     if _diagonal_conv(node):
         return _diagonal_objective(keras.Model(graph.input, node.inputs[0]), node.layer, preprocess)
@@ -131,32 +132,38 @@ def build_objective(graph: FlatGraph, node: Node, preprocess: Callable[[Any], An
         layer = node.layer
         trunk = keras.Model(graph.input, node.inputs[0])
 
-        def objective(x: tf.Tensor, filters: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def objective(x: Any, filters: Any) -> tuple[Any, Any]:
             feats = trunk(preprocess(x), training=False)
-            kernel = keras.ops.take(layer.kernel, filters, axis=3)
-            out = keras.ops.conv(feats, kernel, strides=layer.strides, padding=layer.padding,
-                                 data_format="channels_last", dilation_rate=layer.dilation_rate)
+            kernel = ops.take(layer.kernel, filters, axis=3)
+            out = ops.conv(feats, kernel, strides=layer.strides, padding=layer.padding,
+                           data_format="channels_last", dilation_rate=layer.dilation_rate)
             if layer.use_bias:
-                out = out + keras.ops.take(layer.bias, filters, axis=0)
-            n = tf.shape(out)[0]
-            own = tf.transpose(tf.gather(out, tf.range(n), axis=3, batch_dims=1), [1, 2, 0])  # (h, w, n)
-            return _gain_and_activation(own, layer.activation, axes=[0, 1])
+                out = out + ops.take(layer.bias, filters, axis=0)
+            own = _own_channel(out)  # (n, h, w)
+            return _gain_and_activation(ops.transpose(own, (1, 2, 0)), layer.activation, axes=(0, 1))
 
         return objective
 
     model = keras.Model(graph.input, node.output)
 
-    def objective(x: tf.Tensor, filters: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def objective(x: Any, filters: Any) -> tuple[Any, Any]:
         out = model(preprocess(x), training=False)
-        axes = list(range(1, len(out.shape) - 1))
-        means = tf.reduce_mean(out, axis=axes) if axes else out
-        act = tf.gather(means, filters[:, None], batch_dims=1)[:, 0]
+        axes = tuple(range(1, len(out.shape) - 1))
+        means = ops.mean(out, axis=axes) if axes else out
+        act = ops.take_along_axis(means, ops.expand_dims(ops.cast(filters, "int32"), 1), axis=1)[:, 0]
         return act, act
 
     return objective
 
 
-def _gain_and_activation(z: tf.Tensor, activation: Callable, axes: list[int]) -> tuple[tf.Tensor, tf.Tensor]:
+def _own_channel(out: Any) -> Any:
+    """out[i, ..., i] for each image i of (n, h, w, n) maps: each picture's own filter."""
+    n = int(out.shape[0])
+    index = ops.reshape(ops.arange(n, dtype="int32"), (n, 1, 1, 1))
+    return ops.take_along_axis(out, index, axis=3)[..., 0]
+
+
+def _gain_and_activation(z: Any, activation: Callable, axes: tuple[int, ...]) -> tuple[Any, Any]:
     """(what the ascent climbs, the mean activation) of pre-activation maps z.
 
     The ascent climbs the mean activation, as the book does. A ReLU unit that is silent at every
@@ -165,13 +172,19 @@ def _gain_and_activation(z: tf.Tensor, activation: Callable, axes: list[int]) ->
     weights sum below zero (a dark or edge detector) it darkens the whole picture, which never
     fires it inside the pixel range.
     """
-    act = tf.reduce_mean(activation(z), axis=axes)
+    act = ops.mean(activation(z), axis=axes)
     if getattr(activation, "__name__", "") not in ("relu", "relu6"):
         return act, act
-    return tf.where(act > 0.0, act, tf.reduce_max(z, axis=axes)), act
+    return ops.where(act > 0.0, act, ops.max(z, axis=axes)), act
 
 
-def unit_rms(grads: tf.Tensor) -> tf.Tensor:
+def divide_no_nan(a: Any, b: Any) -> Any:
+    """a / b, and 0 where b is 0 (no NaN, no inf, and a safe gradient)."""
+    zero = b == 0.0
+    return ops.where(zero, 0.0, a / ops.where(zero, 1.0, b))
+
+
+def unit_rms(grads: Any) -> Any:
     """Each image's gradient scaled to RMS 1, whatever its magnitude; an all-zero gradient stays zero.
 
     The book divides by RMS + 1e-5, which assumes gradients far above 1e-5. A mean over every
@@ -179,61 +192,49 @@ def unit_rms(grads: tf.Tensor) -> tf.Tensor:
     the 1e-5 then swamps them and a step of 3 pixel levels moves 0.07. Scaling by the largest
     magnitude first keeps the squares away from float32 underflow.
     """
-    peak = tf.reduce_max(tf.abs(grads), axis=[1, 2, 3], keepdims=True)
-    scaled = tf.math.divide_no_nan(grads, peak)
-    rms = tf.sqrt(tf.reduce_mean(tf.square(scaled), axis=[1, 2, 3], keepdims=True))
-    return tf.math.divide_no_nan(scaled, rms)
+    axes = tuple(range(1, len(grads.shape)))
+    peak = ops.max(ops.abs(grads), axis=axes, keepdims=True)
+    scaled = divide_no_nan(grads, peak)
+    rms = ops.sqrt(ops.mean(ops.square(scaled), axis=axes, keepdims=True))
+    return divide_no_nan(scaled, rms)
 
 
-def make_step(objective: Callable, count: int, size: int, channels: int) -> tuple[Callable, Callable]:
-    """Compile one ascent step and the activation read-out for exactly `count` images of size x size.
+def make_step(objective: Callable, count: int, size: int, channels: int,
+              variables: Sequence[Any] = ()) -> tuple[Callable, Callable]:
+    """Compile one ascent step and the activation read-out for `count` images of size x size.
 
-    Each is traced once for that exact signature (the depthwise target needs a static filter
-    count) and called as a concrete function: no retracing, no per-call signature matching.
-    The caller keeps them in a bounded cache, so dropped ones free their graphs.
+    `variables`: every Keras variable the objective reads (the model's weights), passed to
+    `backend.function`. The functions compile once for this shape (the depthwise target needs a
+    static filter count); the caller keeps them in a bounded cache, so dropped ones free their graphs.
+    step(x, filters, step_size) -> (x + step_size * unit-RMS gradient, activation);
+    measure(x, filters) -> activation.
     """
-    images = tf.TensorSpec([count, size, size, channels], tf.float32)
-    filters = tf.TensorSpec([count], tf.int32)
 
-    def step(x: tf.Tensor, filters: tf.Tensor, step_size: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            gain, act = objective(x, filters)
-            loss = tf.reduce_sum(gain)
-        return x + step_size * unit_rms(tape.gradient(loss, x)), act
+    def gain(x: Any, filters: Any) -> tuple[Any, Any]:
+        g, act = objective(x, filters)
+        return ops.sum(g), act
 
-    def measure(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
+    grad = bk.value_and_grad(gain)
+
+    def step(x: Any, filters: Any, step_size: Any) -> tuple[Any, Any]:
+        _, act, g = grad(x, filters)
+        return x + step_size * unit_rms(g), act
+
+    def measure(x: Any, filters: Any) -> Any:
         return objective(x, filters)[1]
 
-    return (tf.function(step).get_concrete_function(images, filters, tf.TensorSpec([], tf.float32)),
-            tf.function(measure).get_concrete_function(images, filters))
+    return compiled(step, variables), compiled(measure, variables)
 
 
-def bucket(n: int) -> int:
-    """The batch n pictures are padded to: 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, ... (< 1.5x n).
+def compiled(fn: Callable, variables: Sequence[Any]) -> Callable:
+    """`backend.function(fn)`, given a fresh wrapper: TensorFlow counts retracing per code object and would
+    warn the user after a few new steps (each compiled step is a new closure of the same code, traced once).
 
-    Each batch size is one compiled graph; a few sizes serve every filter count.
+    The result keeps `fn` as `.python_function` (bench/bench_filters.py counts the FLOPs of its graph).
     """
-    size = 1
-    while True:
-        for b in (size, size * 3 // 2):
-            if b >= n:
-                return b
-        size *= 2
-
-
-def bucket_below(n: int) -> int:
-    """The largest compiled batch size (see `bucket`) that is at most n (n >= 1)."""
-    best = 1
-    while bucket(best + 1) <= n:
-        best = bucket(best + 1)
-    return best
-
-
-def pad_batch(a: np.ndarray, size: int) -> np.ndarray:
-    """`a` with copies of its first row appended up to `size` rows (their results are dropped)."""
-    extra = size - len(a)
-    return a if extra <= 0 else np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
+    function = bk.function(functools.partial(fn), variables)
+    function.python_function = fn
+    return function
 
 
 NOISE_PER_STEP = 20.0  # the book's start noise (20 levels) for its step of 1 level
@@ -256,21 +257,21 @@ def start_images(n: int, size: int, channels: int, seed: int, step_size: float =
 
 def ascend(step: Callable, measure: Callable, x0: np.ndarray, filters: Sequence[int], steps: int,
            step_size: float, progress: Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the ascent loop; returns (pixels, start activation, final activation)."""
-    x = tf.constant(x0)
-    f = tf.constant(list(filters), tf.int32)
-    size = tf.constant(step_size, tf.float32)
+    """Run the ascent loop; returns (pixels, start activation, final activation) as numpy."""
+    x = ops.convert_to_tensor(np.asarray(x0, np.float32))
+    f = ops.convert_to_tensor(np.asarray(list(filters), np.int32))
+    size = ops.convert_to_tensor(np.float32(step_size))
     start = None
     for i in range(steps):
         x, act = step(x, f, size)
-        if start is None:
-            start = act.numpy()
-        if progress is not None and progress(i + 1, steps) is False:
-            raise Cancelled(f"Filter patterns cancelled after {i + 1} of {steps} steps.")
-    final = measure(x, f).numpy()
+        if start is None or progress is not None:
+            act = bk.to_numpy(act)  # the step has run: progress tells the truth on asynchronous backends
+            start = act if start is None else start
+        report(progress, i + 1, steps, "Filter patterns", "steps")
+    final = bk.to_numpy(measure(x, f))
     if start is None:
         start = final
-    return x.numpy(), start, final
+    return bk.to_numpy(x), start, final
 
 
 def deprocess(x: np.ndarray) -> np.ndarray:

@@ -37,15 +37,14 @@ from .graph import (
 )
 from .labels import resolve_class_names
 from .model_io import load_model
-from .patterns import PatternEngine
+from .patterns import PATTERN_CACHE_SIZE, PatternEngine
 from .preprocess import PRESETS, Preprocess
 from .preprocess import choose as choose_preprocess
 from .topk import ExamplesEngine
 
 MAX_FREE_SIDE = 512  # longest side fed to a model that accepts any size (keeps huge photos cheap)
-# Compiled functions kept per Inspector, least recently used dropped first (each holds a graph);
-# the CAM engine's: CAM_CACHE_SIZE (layer, method) pairs (core/cams/engine.py).
-PATTERN_CACHE_SIZE = 4  # filter-pattern steps per (mode, layer, size, filter count), and traced trunks
+# Compiled functions kept per Inspector, least recently used dropped first (each holds a graph); the engines
+# keep their own: CAM_CACHE_SIZE (core/cams/engine.py) and PATTERN_CACHE_SIZE (core/patterns.py).
 ACTIVATION_CACHE_SIZE = 4  # batched forward passes per requested set of layers
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -91,11 +90,9 @@ class Inspector:
         self._activation_fns: LRUCache = LRUCache(ACTIVATION_CACHE_SIZE)  # layer names (None: all) -> batched pass
         self._forward_cache: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
         self.cam_engine = CamEngine(self)  # owns the compiled CAM functions (at most CAM_CACHE_SIZE)
-        self._patterns = PatternEngine(self)
+        self._patterns = PatternEngine(self, PATTERN_CACHE_SIZE)  # owns its objectives and compiled steps
         self.examples = ExamplesEngine(self)  # dataset examples: the engine and its compiled readouts
         self._head_values: Any = None  # compiled head values of a preprocessed batch (metrics)
-        self._objectives: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (layer, free size?) -> objective
-        self._pattern_fns: LRUCache = LRUCache(PATTERN_CACHE_SIZE)  # (mode, layer, size, count, ...) -> steps
         self._default_cam: Node | None = None
         # Named presets are keras.ops: compiled functions take the uint8 pixels and preprocess inside.
         self._preprocess_in_graph = any(self._preprocess is f for f in PRESETS.values())
@@ -565,16 +562,8 @@ class Inspector:
         return self._patterns.pattern_memory(layer, n, size, mode)
 
     def pattern_objective(self, layer: str, size: int) -> Any:
-        """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation."""
+        """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation (numpy)."""
         return self._patterns.pattern_objective(layer, size)
-
-    def _objective_for(self, name: str, size: int) -> Any:
-        """The filter-pattern objective of a layer (cached; see `PatternEngine`)."""
-        return self._patterns._objective_for(name, size)
-
-    def _plain_fns(self, name: str, size: int, count: int) -> tuple[Any, Any]:
-        """(compiled ascent step, read-out) for exactly `count` pictures of size x size, cached."""
-        return self._patterns._plain_fns(name, size, count)
 
 
 def _check_weights(model: keras.Model) -> None:

@@ -1,8 +1,9 @@
 """The filter-pattern engine: compiled ascent steps per (mode, layer, size, count), chunks, padding.
 
 Requests are split into chunks that fit the memory budget; each chunk is padded to a compiled batch
-size so a handful of compiled steps serve every filter count. The compiled steps and objectives are
-kept in the Inspector's bounded caches.
+size so a handful of compiled steps serve every filter count. The engine owns its bounded caches of
+objectives and compiled steps, and reads its Inspector only through public members (`layer`, `channels`,
+`input_size`, `traced`, `footprint`, `preprocess_fn`, `model`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from keras import ops
 
 from ..errors import ConvVizError
 from ..limits import fit_batch
+from . import backend as bk
 from . import checks
 from . import feature_viz as fv
 from . import filters as fp
+from .batching import Progress, bucket, bucket_below, chunks, pad_batch
+from .cache import LRUCache
+from .checks import finite
 from .graph import FlatGraph, Node
 
 PATTERN_MODES = ("plain", "regularized")
+PATTERN_CACHE_SIZE = 4  # compiled steps per (mode, layer, size, filter count), and objectives per layer
 MAX_PATTERN_SIZE = checks.PATTERN_SIZE.high  # filter-pattern side; the memory budget usually refuses far smaller first
 
 
@@ -34,13 +41,15 @@ class PatternChunk:
 
 
 class PatternEngine:
-    """Filter patterns for one Inspector (its layers, preprocessing and caches)."""
+    """Filter patterns for one Inspector: its objectives and compiled steps, in bounded caches of its own."""
 
-    def __init__(self, inspector: Any) -> None:
+    def __init__(self, inspector: Any, cache_size: int = PATTERN_CACHE_SIZE) -> None:
         self.ins = inspector
+        self.objectives = LRUCache(cache_size)  # (layer, the model's own size?) -> objective
+        self.steps = LRUCache(cache_size)  # (mode, layer, size, count, ...) -> (compiled step, read-out)
 
     def filter_patterns(self, layer: str, filters: int | Sequence[int], *, size: int = 64, steps: int = 40,
-                        step_size: float = 1.0, seed: int = 0, progress: fp.Progress | None = None,
+                        step_size: float = 1.0, seed: int = 0, progress: Progress | None = None,
                         mode: str = "plain", regularization: fv.Regularization | None = None
                         ) -> fp.FilterPatterns:
         """Pictures that maximise each requested filter's mean activation, computed as one batch.
@@ -61,18 +70,18 @@ class PatternEngine:
         if progress is not None and not callable(progress):
             raise ConvVizError(f"progress must be a function progress(done, total) or None; got {progress!r}.")
         chunk = self._pattern_chunk(node, len(idx), size, mode)
+        count = -(-len(idx) // chunk)
         if mode == "regularized":
             reg = regularization or fv.Regularization()
             init = fv.init_params(len(idx), size, reg, seed)  # one draw, sliced: chunks keep the pictures
-            parts = [self._regularized_chunk(node.name, idx[lo : lo + chunk], size, steps, seed, reg,
-                                             init[lo : lo + chunk],
-                                             _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
-                     for lo in range(0, len(idx), chunk)]
+            parts = [self._regularized_chunk(node.name, idx[lo:hi], size, steps, seed, reg, init[lo:hi],
+                                             _chunk_progress(progress, lo // chunk, count, steps))
+                     for lo, hi in chunks(len(idx), chunk)]
         else:
             x0 = fp.start_images(len(idx), size, self.ins.channels, seed, step_size)  # one draw, sliced per chunk
-            parts = [self._ascend_chunk(node.name, x0[lo : lo + chunk], idx[lo : lo + chunk], steps, step_size,
-                                        _chunk_progress(progress, lo // chunk, -(-len(idx) // chunk), steps))
-                     for lo in range(0, len(idx), chunk)]
+            parts = [self._ascend_chunk(node.name, x0[lo:hi], idx[lo:hi], steps, step_size,
+                                        _chunk_progress(progress, lo // chunk, count, steps))
+                     for lo, hi in chunks(len(idx), chunk)]
         images = np.concatenate([p.images for p in parts])
         start = np.concatenate([p.start for p in parts])
         final = np.concatenate([p.final for p in parts])
@@ -80,19 +89,19 @@ class PatternEngine:
         return fp.FilterPatterns(images, start, final, node.name, idx)
 
     def _regularized_chunk(self, name: str, idx: Sequence[int], size: int, steps: int, seed: int,
-                           reg: fv.Regularization, init: np.ndarray, progress: fp.Progress | None
+                           reg: fv.Regularization, init: np.ndarray, progress: Progress | None
                            ) -> PatternChunk:
         """One chunk of the regularised mode, padded to a compiled batch size (the padding is dropped)."""
-        padded = fp.bucket(len(idx))
+        padded = bucket(len(idx))
         step, measure = self._regularized_fns(name, size, padded, reg)
         return PatternChunk(*fv.run(step, measure, idx, size, steps, seed, reg, progress, padded, init=init))
 
     def _ascend_chunk(self, name: str, x0: np.ndarray, idx: Sequence[int], steps: int, step_size: float,
-                      progress: fp.Progress | None) -> PatternChunk:
+                      progress: Progress | None) -> PatternChunk:
         """One chunk's plain ascent, padded to a compiled batch size, turned into uint8 pictures at once."""
-        n, padded = len(idx), fp.bucket(len(idx))  # extra pictures repeat the first; their results are dropped
+        n, padded = len(idx), bucket(len(idx))  # extra pictures repeat the first; their results are dropped
         step, measure = self._plain_fns(name, int(x0.shape[1]), padded)
-        x, start, final = fp.ascend(step, measure, fp.pad_batch(x0, padded), fp.pad_batch(np.array(idx), padded),
+        x, start, final = fp.ascend(step, measure, pad_batch(x0, padded), pad_batch(np.array(idx), padded),
                                     steps, step_size, progress)
         x, start, final = x[:n], start[:n], final[:n]
         finite(x, "the filter-pattern pixels", "these filter patterns")
@@ -114,34 +123,40 @@ class PatternEngine:
         per_filter, whole = self.pattern_memory(node.name, n, size, mode)
         chunk = fit_batch(per_filter, n, fixed=whole, what=f"filters of layer {node.name!r} at size {size}",
                           lower="size (or the number of filters)")
-        return chunk if chunk >= n else fp.bucket_below(chunk)
+        return chunk if chunk >= n else bucket_below(chunk)
 
     def pattern_objective(self, layer: str, size: int) -> Any:
-        """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation."""
+        """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation (numpy)."""
         objective = self._objective_for(self.ins.layer(layer).name, int(size))
-        return lambda x, filters: objective(x, filters)[1]
+
+        def measure(x: Any, filters: Any) -> np.ndarray:
+            pixels = ops.convert_to_tensor(np.asarray(x, np.float32))
+            return bk.to_numpy(objective(pixels, ops.convert_to_tensor(np.asarray(filters, np.int32)))[1])
+
+        return measure
 
     def _objective_for(self, name: str, size: int) -> Any:
         """The filter-pattern objective of a layer, on a graph traced only up to it (cached)."""
         own_size = self.ins.input_size is not None and self.ins.input_size == (size, size)
-        return self.ins._objectives.get_or_create((name, own_size), lambda: self._build_objective(name, size))
+        return self.objectives.get_or_create((name, own_size), lambda: self._build_objective(name, size))
 
     def _build_objective(self, name: str, size: int) -> Any:
         """Trace up to the layer and build its objective."""
         graph = self._graph_up_to(name, size)
-        return fp.build_objective(graph, graph.node(name), self.ins._preprocess)
+        return fp.build_objective(graph, graph.node(name), self.ins.preprocess_fn)
 
     def _plain_fns(self, name: str, size: int, count: int) -> tuple[Any, Any]:
         """(compiled ascent step, read-out) for exactly `count` pictures of size x size, cached."""
-        return self.ins._pattern_fns.get_or_create(
+        return self.steps.get_or_create(
             ("plain", name, size, count),
-            lambda: fp.make_step(self._objective_for(name, size), count, size, self.ins.channels))
+            lambda: fp.make_step(self._objective_for(name, size), count, size, self.ins.channels,
+                                 self.ins.model.weights))
 
     def _regularized_fns(self, name: str, size: int, count: int, reg: fv.Regularization) -> tuple[Any, Any]:
         """(compiled Adam step, read-out) of the regularised mode, cached by layer, size, count, settings."""
-        return self.ins._pattern_fns.get_or_create(
+        return self.steps.get_or_create(
             ("regularized", name, size, count, reg),
-            lambda: fv.make_step(self._objective_for(name, size), count, size, reg))
+            lambda: fv.make_step(self._objective_for(name, size), count, size, reg, self.ins.model.weights))
 
     def _graph_up_to(self, name: str, size: int) -> FlatGraph:
         """Trace up to `name` at any image size; fall back to the model's own size."""
@@ -157,14 +172,7 @@ class PatternEngine:
             ) from err
 
 
-def finite(values: np.ndarray, what: str, subject: str) -> np.ndarray:
-    """Refuse NaN/inf results (an overflow, a preprocessing that divides by zero, a NaN input)."""
-    from .inspector import _finite
-
-    return _finite(values, what, subject)
-
-
-def _chunk_progress(progress: fp.Progress | None, index: int, count: int, steps: int) -> fp.Progress | None:
+def _chunk_progress(progress: Progress | None, index: int, count: int, steps: int) -> Progress | None:
     """Report a chunk's steps as part of the whole request's (chunk `index` of `count`)."""
     if progress is None or count == 1:
         return progress
