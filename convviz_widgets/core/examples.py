@@ -49,7 +49,7 @@ def examples_for(inspector: Any, layer: str, images: Any, *, k: int = 9, channel
 
 def top_examples(model: Any, layer: str, images: Any, k: int = 9, channels: Sequence[int] | int | None = None,
                  batch_size: int = 64, progress: Progress | None = None, preprocess: Any = None,
-                 output: Any = None, recursive: bool = False) -> TopExamples:
+                 output: Any = None, recursive: bool = False, grid: tuple[int, int] | None = None) -> TopExamples:
     """For every channel of `layer`, the k images of `images` with the highest maximum activation, and where.
 
     `images`: an (N, H, W, C) array, an iterable of images (arrays, paths, PIL images, bytes), a
@@ -57,11 +57,12 @@ def top_examples(model: Any, layer: str, images: Any, k: int = 9, channels: Sequ
     image files (`recursive=True` includes sub-folders). Unreadable images are skipped and counted.
     Batches are `batch_size` images at most (fewer when the memory budget needs it, rounded down to a
     compiled size). `progress(done, total or None)` is called after each batch; False (or raising
-    Cancelled) stops. `output` names the model output to bind, for models with several.
+    Cancelled) stops. `output` names the model output to bind, for models with several; `grid=(h, w)` the
+    patch grid of a vision transformer's token layers (default: found from the model).
     """
     from .api import inspector_for
 
     kwargs = {} if output is None else {"output": output}
-    inspector = inspector_for(model, preprocess, **kwargs)
+    inspector = inspector_for(model, preprocess, grid=grid, **kwargs)
     return examples_for(inspector, layer, images, k=k, channels=channels, batch_size=batch_size,
                         progress=progress, recursive=recursive)

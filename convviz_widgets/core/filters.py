@@ -144,7 +144,7 @@ def build_objective(graph: FlatGraph, node: Node, preprocess: Callable[[Any], An
 
         return objective
 
-    model = keras.Model(graph.input, node.output)
+    model = keras.Model(graph.input, node.map)  # a token layer: its patch grid (the special tokens left out)
 
     def objective(x: Any, filters: Any) -> tuple[Any, Any]:
         out = model(preprocess(x), training=False)

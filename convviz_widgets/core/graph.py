@@ -10,12 +10,15 @@ a twin of the head layer that shares its weights and has no activation, so class
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import keras
+import numpy as np
+from keras import ops
 
 from ..errors import ConvVizError, suggest
 
@@ -44,6 +47,31 @@ _ELEMENTWISE_TYPES = (
 )
 
 
+MAX_LEADING_TOKENS = 8  # class, distillation and register tokens before a vision transformer's patch tokens
+# Token layers not worth listing: identities at inference.
+_HIDDEN_TOKEN_TYPES = (keras.layers.Dropout,)
+
+
+@dataclass(frozen=True)
+class TokenGrid:
+    """How a (batch, T, D) token output reads as a (batch, h, w, D) grid: `lead` special tokens, then h*w patches."""
+
+    h: int
+    w: int
+    lead: int
+
+    def read(self, tokens: Any) -> Any:
+        """(B, T, D) -> (B, h, w, D), the leading special tokens dropped (keras.ops: symbolic or concrete)."""
+        return ops.reshape(tokens[:, self.lead :, :], (-1, self.h, self.w, int(tokens.shape[-1])))
+
+    def scale_patches(self, tokens: Any, keep: Any) -> Any:
+        """(1, T, D) tokens times `keep` (n, D) on every patch token, the special tokens unchanged: (n, T, D)."""
+        n, d = int(keep.shape[0]), int(tokens.shape[-1])
+        ones = ops.ones((n, self.lead, d), keep.dtype)
+        mask = ops.concatenate([ones, ops.repeat(keep[:, None, :], self.h * self.w, axis=1)], axis=1)
+        return ops.repeat(tokens, n, axis=0) * ops.cast(mask, tokens.dtype)
+
+
 @dataclass
 class Node:
     """One layer application in the flat graph."""
@@ -53,6 +81,10 @@ class Node:
     output: Any
     inputs: tuple[Any, ...]
     index: int
+    # A (batch, T, D) output read as a grid (see `find_token_grid`); None for anything else.
+    tokens: TokenGrid | None = None
+    no_grid_reason: str = ""  # why a 3-D output could not be read as a grid
+    _map: Any = field(default=None, repr=False)
 
     @property
     def input_ids(self) -> tuple[int, ...]:
@@ -61,11 +93,13 @@ class Node:
 
     @property
     def kind(self) -> str:
-        """'conv', 'pool' or 'other', for choosing what to show."""
+        """'conv', 'pool', 'tokens' (a token layer read as a grid) or 'other', for choosing what to show."""
         if isinstance(self.layer, CONV_TYPES):
             return "conv"
         if isinstance(self.layer, POOL_TYPES):
             return "pool"
+        if self.tokens is not None and not isinstance(self.layer, _HIDDEN_TOKEN_TYPES):
+            return "tokens"
         return "other"
 
     @property
@@ -74,15 +108,45 @@ class Node:
         return tuple(self.output.shape)
 
     @property
+    def grid(self) -> tuple[int | None, int | None] | None:
+        """(h, w) of the feature map: a 4-D output's H, W (None if unknown), a token grid's h, w, else None."""
+        if self.tokens is not None:
+            return self.tokens.h, self.tokens.w
+        if len(self.shape) == 4:
+            h, w = self.shape[1:3]
+            return (None if h is None else int(h), None if w is None else int(w))
+        return None
+
+    @property
     def is_spatial(self) -> bool:
-        """True for a 4-D (batch, H, W, C) output."""
-        return len(self.shape) == 4
+        """True for a feature map: a 4-D (batch, H, W, C) output, or tokens read as a grid."""
+        return self.grid is not None
+
+    @property
+    def map(self) -> Any:
+        """The symbolic output as a (batch, h, w, C) feature map: the output itself, or its tokens as a grid."""
+        if self.tokens is None:
+            return self.output
+        if self._map is None:
+            self._map = self.tokens.read(self.output)
+        return self._map
+
+    def as_map(self, values: Any) -> Any:
+        """A tensor shaped like this node's output (its gradient, say) as a (batch, h, w, C) feature map."""
+        return values if self.tokens is None else self.tokens.read(values)
+
+    def why_not_a_map(self) -> str:
+        """Why this layer's output is not a feature map, in words (for error messages)."""
+        if self.no_grid_reason:
+            return self.no_grid_reason
+        return (f"its output {self.shape} is neither a feature map (batch, H, W, C) nor tokens (batch, T, D) "
+                "that read as a grid")
 
     @property
     def spatial_extent(self) -> int | None:
-        """H*W of a 4-D output (None if unknown)."""
-        h, w = self.shape[1:3]
-        return None if h is None or w is None else int(h) * int(w)
+        """h*w of the feature map (None if unknown or not a feature map)."""
+        grid = self.grid
+        return None if grid is None or None in grid else int(grid[0]) * int(grid[1])
 
     @property
     def has_grid(self) -> bool:
@@ -373,7 +437,8 @@ def check_model(model: Any) -> keras.Model:
 
 
 def trace(model: keras.Model, spatial: tuple[int | None, int | None] | None = None,
-          stop_at: str | None = None, output: str | int | None = None, probe: str | None = None) -> FlatGraph:
+          stop_at: str | None = None, output: str | int | None = None, probe: str | None = None,
+          grid: tuple[int, int] | None = None) -> FlatGraph:
     """Trace `model` into a FlatGraph; `spatial=(None, None)` allows any image size up to `stop_at`.
 
     `output` chooses the output (name or index) whose head is explained; a model with several
@@ -381,6 +446,7 @@ def trace(model: keras.Model, spatial: tuple[int | None, int | None] | None = No
     output every later layer reads plus `FlatGraph.probe`, an extra input of its shape (zero for the
     plain result): the gradient with respect to it is the gradient with respect to the feature map,
     on every backend (JAX differentiates only with respect to inputs). The layer's node keeps its own output.
+    `grid=(h, w)`: how token layers read as a grid (see `find_token_grid`); None: found from the patch embedding.
     """
     check_model(model)
     index = output_index(model, output) if stop_at is None or output is not None else 0
@@ -401,20 +467,69 @@ def trace(model: keras.Model, spatial: tuple[int | None, int | None] | None = No
         head = Head("linear", out, int(out.shape[-1]) if len(out.shape) >= 2 else 1)
     if probe is not None and tracer.probe is None:
         raise ConvVizError(f"No layer named {probe!r} with one output to probe in this model.")
+    assign_token_grids(tracer.nodes, grid)
     return FlatGraph(x, out, tracer.nodes, head, tracer.probe)
 
 
+def assign_token_grids(nodes: list[Node], grid: tuple[int, int] | None = None) -> None:
+    """Give every (batch, T, D) node its token grid or the reason it has none (patch grids: the conv maps before)."""
+    patches: list[tuple[int, int]] = []
+    for node in nodes:
+        shape = node.shape
+        if len(shape) == 4 and node.kind == "conv" and None not in shape[1:3]:
+            patches.append((int(shape[1]), int(shape[2])))
+        if len(shape) == 3:
+            node.tokens, node.no_grid_reason = find_token_grid(shape[1], shape[2], patches, grid)
+
+
+def find_token_grid(count: int | None, width: int | None, patches: Sequence[tuple[int, int]],
+                    grid: tuple[int, int] | None = None) -> tuple[TokenGrid | None, str]:
+    """How T = `count` tokens of width D read as a grid: (the grid, "") or (None, why not).
+
+    The tokens are 0..MAX_LEADING_TOKENS special tokens (class, distillation, registers) and then h*w
+    patch tokens. `grid` (the user's) decides alone; else the latest conv map before the layer whose
+    h*w fits (a patch embedding, `patches`), else the largest square that fits.
+    """
+    if count is None:
+        return None, f"its token count is unknown (tokens of width {width}): the model takes any image size"
+    count = int(count)
+    what = f"its output has T={count} tokens of width D={width}"
+    if grid is not None:
+        h, w = grid
+        lead = count - h * w
+        if 0 <= lead <= MAX_LEADING_TOKENS:
+            return TokenGrid(h, w, lead), ""
+        return None, (f"{what}, and grid={h}x{w} has {h * w} cells: that leaves {lead} leading tokens, "
+                      f"not 0..{MAX_LEADING_TOKENS} (class, distillation, register tokens)")
+    for h, w in reversed(patches):
+        if 0 <= count - h * w <= MAX_LEADING_TOKENS:
+            return TokenGrid(h, w, count - h * w), ""
+    side = math.isqrt(count)
+    if side >= 2 and count - side * side <= MAX_LEADING_TOKENS:
+        return TokenGrid(side, side, count - side * side), ""
+    tried = ", ".join(f"{h}x{w}" for h, w in dict.fromkeys(patches)) or "none"
+    return None, (f"{what}: no patch embedding before it fits (conv grids tried: {tried}) and the largest square, "
+                  f"{side}x{side}, leaves {count - side * side} leading tokens, not 0..{MAX_LEADING_TOKENS}. "
+                  "Give the grid yourself with grid=(h, w)")
+
+
 def visual_layers(graph: FlatGraph) -> list[Node]:
-    """Conv and pooling layers with a spatial output, in model order."""
-    return [n for n in graph.nodes if n.kind in ("conv", "pool") and n.is_spatial]
+    """Conv and pooling layers with a spatial output, and token layers read as a grid, in model order."""
+    return [n for n in graph.nodes if n.kind in ("conv", "pool", "tokens") and n.is_spatial]
 
 
 def default_cam_node(graph: FlatGraph) -> Node:
-    """The last conv feature map with spatial extent, after its BN/activation if any."""
+    """The last feature map to explain: a transformer's last normalised tokens that the head reads, else the last
+    conv feature map with spatial extent, after its BN/activation if any."""
     convs = [n for n in graph.nodes if n.kind == "conv" and n.has_grid]
+    after = convs[-1].index if convs else -1
+    tokens = [n for n in graph.nodes if n.kind == "tokens" and n.has_grid and n.index > after]
+    if tokens:
+        return _default_token_node(graph, tokens)
     if not convs:
         raise ConvVizError(
-            "This model has no convolutional layer with a spatial output: there is no feature map to explain."
+            "This model has no convolutional layer with a spatial output and no token layer that reads as a grid: "
+            "there is no feature map to explain."
         )
     node = convs[-1]
     while True:
@@ -422,3 +537,32 @@ def default_cam_node(graph: FlatGraph) -> Node:
         if len(nxt) != 1 or not isinstance(nxt[0].layer, _ELEMENTWISE_TYPES) or nxt[0].shape[1:3] != node.shape[1:3]:
             return node
         node = nxt[0]
+
+
+def _default_token_node(graph: FlatGraph, tokens: list[Node]) -> Node:
+    """The last LayerNormalization over tokens (else the last token layer) whose patch tokens reach the head.
+
+    A head that reads the class token after a final per-token norm never sees that norm's patch tokens (their
+    gradient is zero): then the norm before the last attention is the one that counts.
+    """
+    norms = [n for n in tokens if isinstance(n.layer, keras.layers.LayerNormalization)] or tokens
+    for node in reversed(norms):
+        if patch_tokens_reach_head(graph, node):
+            return node
+    return norms[-1]
+
+
+def patch_tokens_reach_head(graph: FlatGraph, node: Node) -> bool:
+    """Whether changing `node`'s patch tokens changes the head's output (one eager pass of random values)."""
+    if node.tokens is None or graph.head is None or None in graph.input.shape[1:]:
+        return True
+    model = keras.Model([graph.input, node.output], graph.head.logits)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, *(int(d) for d in graph.input.shape[1:]))).astype("float32")
+    tokens = rng.normal(size=(1, *(int(d) for d in node.output.shape[1:]))).astype("float32")
+    moved = tokens.copy()
+    moved[:, node.tokens.lead :] += rng.normal(size=moved[:, node.tokens.lead :].shape).astype("float32")
+    dtype = str(node.output.dtype)
+    a, b = (ops.convert_to_numpy(model([x, t.astype(dtype)], training=False)).astype("float32")
+            for t in (tokens, moved))
+    return bool(np.abs(a - b).max() > 1e-6 * (1.0 + np.abs(a).max()))

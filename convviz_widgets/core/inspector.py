@@ -62,16 +62,18 @@ class Inspector:
     graph: FlatGraph  # the model traced once: its layers as nodes in model order, the input and the head
 
     def __init__(self, model: Any, *, preprocess: Preprocess = None, class_names: Any = None,
-                 output: str | int | None = None) -> None:
+                 output: str | int | None = None, grid: tuple[int, int] | None = None) -> None:
         self.model = check_model(load_model(model))
         _check_weights(self.model)
         self.output_index = output_index(self.model, checks.output_selector(output))
         self.output_name = model_outputs(self.model)[self.output_index][0]
-        self.graph: FlatGraph = trace(self.model, output=self.output_index)
-        if not any(n.kind == "conv" for n in self.graph.nodes):
+        self._grid = _check_grid(grid)
+        self.graph: FlatGraph = trace(self.model, output=self.output_index, grid=self._grid)
+        if not any(n.kind in ("conv", "tokens") for n in self.graph.nodes):
             raise ConvVizError(
-                "This model has no convolutional layer, so there are no feature maps to show. "
-                "convviz_widgets explains convnets (Conv2D, SeparableConv2D, DepthwiseConv2D)."
+                "This model has no convolutional layer and no token layer that reads as a grid, so there are no "
+                "feature maps to show. convviz_widgets explains convnets (Conv2D, SeparableConv2D, "
+                "DepthwiseConv2D) and vision transformers (tokens of a patch grid; grid=(h, w) sets the grid)."
             )
         choice = choose_preprocess(preprocess, self.graph.nodes, self._model_names())
         self.preprocess_name, self._preprocess, self._preprocess_reason = choice.name, choice.fn, choice.reason
@@ -106,6 +108,11 @@ class Inspector:
         names = [self.model.name]
         names += [layer.name for layer in self.model.layers if is_nested_model(layer)]
         return names
+
+    @property
+    def grid(self) -> tuple[int, int] | None:
+        """The (h, w) patch grid given with `grid=` for reading token layers, or None (found from the model)."""
+        return self._grid
 
     @property
     def preprocess_fn(self) -> Any:
@@ -166,7 +173,7 @@ class Inspector:
         with self._traces_lock:
             graph = self._traces.get(key)
             if graph is None:
-                graph = self._traces[key] = trace(self.model, spatial=spatial, stop_at=stop_at)
+                graph = self._traces[key] = trace(self.model, spatial=spatial, stop_at=stop_at, grid=self._grid)
             return graph
 
     # ----- memory ------------------------------------------------------------------------------
@@ -203,7 +210,7 @@ class Inspector:
 
     @property
     def layers(self) -> list[str]:
-        """Conv and pooling layers, nested ones included, in model order."""
+        """Conv and pooling layers and token layers read as a grid, nested ones included, in model order."""
         return [n.name for n in visual_layers(self.graph)]
 
     @property
@@ -215,7 +222,8 @@ class Inspector:
     def cam_layers(self) -> list[str]:
         """Layers a CAM can be drawn on and a person would pick: conv maps with a grid, plus the default CAM layer."""
         default = self.default_cam_layer
-        return [n.name for n in self.graph.nodes if n.name == default or (n.kind == "conv" and n.has_grid)]
+        return [n.name for n in self.graph.nodes
+                if n.name == default or (n.kind in ("conv", "tokens") and n.has_grid)]
 
     @property
     def default_cam_layer(self) -> str:
@@ -331,7 +339,7 @@ class Inspector:
         """The multi-output model of every conv/pool output and the logits (built once, shared)."""
         with self._lock:
             if self._forward_model is None:
-                outputs = [n.output for n in visual_layers(self.graph)] + [self.graph.head.logits]
+                outputs = [n.map for n in visual_layers(self.graph)] + [self.graph.head.logits]
                 self._forward_model = keras.Model(self.graph.input, outputs)
             return self._forward_model
 
@@ -339,6 +347,7 @@ class Inspector:
                     batch_size: int = 32) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
         """Every conv/pool layer's output (H, W, C) float32 for one image, in model order.
 
+        Token layers of a vision transformer come as their patch grid (h, w, D), the special tokens dropped.
         Several images (a list, or an (N, H, W, 3) array) give a list of such dicts, one per image,
         computed `batch_size` images per compiled pass (fewer when the memory budget needs it). The arrays
         are read-only views of what was computed, not copies (one VGG16 image's layers hold 60 MB, a batch
@@ -369,7 +378,7 @@ class Inspector:
         nodes = [self.layer(checks.layer_name(n, "layers")) for n in _as_list(layers)]
         for node in nodes:
             if not node.is_spatial:
-                raise ConvVizError(f"Layer {node.name!r} has output shape {node.shape}: not a feature map (H, W, C).")
+                raise ConvVizError(f"Layer {node.name!r} is not a feature map (H, W, C): {node.why_not_a_map()}.")
         return nodes
 
     def _batched_activations(self, images: list[ImageSource], nodes: list[Node] | None, batch_size: int
@@ -409,7 +418,7 @@ class Inspector:
         if names is None:
             model = self._all_layers_model()
         else:
-            model = keras.Model(self.graph.input, [self.layer(n).output for n in names])
+            model = keras.Model(self.graph.input, [self.layer(n).map for n in names])  # token layers: their grid
         prepare = self.in_graph_input if self._preprocess_in_graph else None
 
         def forward(x: Any) -> list[Any]:
@@ -518,9 +527,10 @@ class Inspector:
             return self._default_cam_node()
         node = self.layer(checks.layer_name(layer))
         if not node.has_grid:
+            why = node.why_not_a_map() if not node.is_spatial else "its map has a single cell"
             raise ConvVizError(
                 f"Layer {node.name!r} ({type(node.layer).__name__}, output {node.shape}) has no spatial "
-                f"feature map, so a CAM cannot be drawn there. Choose a conv layer such as "
+                f"feature map, so a CAM cannot be drawn there: {why}. Choose a conv layer such as "
                 f"{self.default_cam_layer!r}."
             )
         return node
@@ -564,6 +574,16 @@ class Inspector:
     def pattern_objective(self, layer: str, size: int) -> Any:
         """f(pixels (n, s, s, C) in 0..255, filters (n,)) -> each picture's own filter's mean activation (numpy)."""
         return self._patterns.pattern_objective(layer, size)
+
+
+def _check_grid(grid: Any) -> tuple[int, int] | None:
+    """`grid=`: None, or (h, w) two positive whole numbers."""
+    if grid is None:
+        return None
+    if isinstance(grid, (str, bytes)) or not isinstance(grid, Sequence) or len(grid) != 2:
+        raise ConvVizError(f"grid must be (h, w), the patch grid of the model's token layers; got {grid!r}.")
+    h, w = (checks.integer(v, "grid", minimum=1) for v in grid)
+    return h, w
 
 
 def _check_weights(model: keras.Model) -> None:

@@ -124,7 +124,7 @@ def receptive_field(graph: FlatGraph, node: Node, input_hw: tuple[int, int] | No
             known = [max(fields.values(), key=lambda f: f[0][0].r)]
         axes, exact, in_hw = max(known, key=lambda f: f[0][0].r * f[0][1].r)
         exact = exact and len(known) == len(spatial_in) and len({(f[0][0].j, f[0][1].j) for f in known}) == 1
-        out_hw = tuple(n.shape[1:3])
+        out_hw = tuple(n.grid)
         axes, followed, grid = _layer_step(n.layer, axes, in_hw, out_hw)
         grid = tuple(o if o is not None else g for o, g in zip(out_hw, grid))
         fields[id(n.output)] = (axes, exact and followed, grid)
@@ -137,7 +137,7 @@ def receptive_field(graph: FlatGraph, node: Node, input_hw: tuple[int, int] | No
 def _whole_image(graph: FlatGraph, node: Node) -> ReceptiveField:
     """The fallback field: every cell sees the whole input (known size) or the size is unknown."""
     in_hw = graph.input.shape[1:3]
-    out_hw = node.shape[1:3]
+    out_hw = node.grid or (None, None)
     if None in (*in_hw, *out_hw):
         return ReceptiveField(None, (1.0, 1.0), (0.0, 0.0), exact=False)
     size = (float(2 * in_hw[0]), float(2 * in_hw[1]))  # centred anywhere, it still covers the image

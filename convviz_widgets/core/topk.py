@@ -120,7 +120,8 @@ def check_layer(inspector: Any, layer: Any) -> Node:
     if not node.is_spatial:
         raise ConvVizError(
             f"Layer {node.name!r} ({type(node.layer).__name__}, output {node.shape}) has no spatial feature "
-            f"map, so it has no position to find. Choose a conv or pooling layer such as {inspector.layers[-1]!r}."
+            f"map, so it has no position to find: {node.why_not_a_map()}. Choose a conv or pooling layer such as "
+            f"{inspector.layers[-1]!r}."
         )
     return node
 
@@ -206,7 +207,7 @@ class ExamplesEngine:
     def _build(self, node: Node) -> Any:
         """Compile the readout of one layer (see `readout`)."""
         ins = self.inspector
-        model = keras.Model(ins.graph.input, node.output)
+        model = keras.Model(ins.graph.input, node.map)  # a token layer: its patch grid
         prepare = ins.in_graph_input if ins.preprocess_in_graph else None
         return bk.function(_readout_step(model, prepare), ins.model.weights)
 

@@ -10,7 +10,8 @@ network that overflows is refused without a second pass.
 
 The engine reads its Inspector only through public members (`graph`, `model`, `output_index`,
 `preprocess_in_graph`, `input_batch`, `in_graph_input`, `bytes_per_image`, `check_finite`, `score_label`,
-`class_names`) and owns its state: the compiled functions, the probed traces and the checked images.
+`class_names`, `grid`) and owns its state: the compiled functions, the probed traces and the checked images.
+A token layer (batch, T, D) is read as its patch grid (`Node.map`), and so is its gradient.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class CamEngine:
     def function(self, node: Node, method: CamMethod, deep: bool = True, size: tuple[int, int] | None = None) -> Any:
         """The compiled CAM function f(batch, wanted classes (-1: top)) -> CamPass arrays, kept in `functions`.
 
-        `deep`: its finiteness flag covers every conv/pool output (an overflow that a later ReLU hides
+        `deep`: its finiteness flag covers every conv/pool (and token) output (an overflow that a later ReLU hides
         still makes the output meaningless); without it, only the explained map and the output.
         `size`: the images' (h, w); a gradient method on a model that takes any size compiles one per size.
         """
@@ -165,7 +166,7 @@ class CamEngine:
             graph = self._probes.get(node.name)
             if graph is None:
                 graph = self._probes[node.name] = trace(self.ins.model, output=self.ins.output_index,
-                                                        probe=node.name)
+                                                        probe=node.name, grid=self.ins.grid)
             return graph
 
     def _build(self, node: Node, method: CamMethod, deep: bool, size: tuple[int, int] | None) -> Any:
@@ -180,7 +181,7 @@ class CamEngine:
         target = graph.node(node.name)
         checked = [n.output for n in visual_layers(graph) if n.output is not target.output] if deep else []
         inputs = [graph.input, graph.probe] if gradients else graph.input
-        model = keras.Model(inputs, [target.output, graph.head.logits, *checked])
+        model = keras.Model(inputs, [target.map, graph.head.logits, *checked])  # a token layer: its patch grid
         probe_shape = _feature_shape(graph, target, size) if gradients else ()
         probe_dtype = target.output.dtype  # a mixed-precision layer's own dtype
 
@@ -198,7 +199,7 @@ class CamEngine:
             if gradients:
                 zero = ops.zeros((_batch(x), *probe_shape), probe_dtype)
                 _, (feats, logits, chosen, score, rest), grads = bk.value_and_grad(scored)(zero, x, wanted)
-                grads = ops.cast(grads, "float32")
+                grads = ops.cast(target.as_map(grads), "float32")
             else:
                 _, (feats, logits, chosen, score, rest) = scored(None, x, wanted)
             finite = _all_finite([feats, logits, *rest])
@@ -255,9 +256,14 @@ class CamEngine:
         model = keras.Model([graph.input, node.output], graph.head.logits)
         activation = graph.head.activation
         dtype = node.output.dtype  # a mixed-precision layer's own dtype
+        tokens = node.tokens
+        trunk = keras.Model(graph.input, node.output) if tokens is not None else None
 
         def after(x: Any, feats: Any, keep: Any) -> Any:
-            ablated = ops.cast(feats * keep[:, None, None, :], dtype)
+            if tokens is not None:  # a token layer: its patch tokens scaled, the special tokens kept as they are
+                ablated = tokens.scale_patches(trunk(x, training=False), keep)
+            else:
+                ablated = ops.cast(feats * keep[:, None, None, :], dtype)
             xs = ops.repeat(x, _batch(keep), axis=0)
             return class_scores(ops.cast(model([xs, ablated], training=False), "float32"), activation)
 
