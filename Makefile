@@ -28,14 +28,17 @@ $(VENV)/.installed-course: pyproject.toml | $(BIN)/python
 	@touch $(VENV)/.installed $(VENV)/.installed-notebooks $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,browser,notebooks,release,docs,dask]"
+	$(BIN)/python -m pip install --quiet -e ".[test,browser,notebooks,release,docs,dask,jax,torch]"
 	@touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed ## render the three views of the demo model into convviz-report/
 	$(BIN)/convviz report --model demo --out $(OUT)
 
-test: $(VENV)/.installed-test ## run the whole test suite (the course under nbgrader too), then the notebooks under nbval
+# The whole suite on TensorFlow, the core's tests (marked `backends`) on JAX and on PyTorch, the notebooks.
+test: $(VENV)/.installed-test ## run the whole test suite (the course under nbgrader too), the core's tests on JAX and PyTorch, then the notebooks under nbval
 	$(BIN)/python -m pytest
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -m backends
+	KERAS_BACKEND=torch $(BIN)/python -m pytest -m backends
 	$(BIN)/python -m pytest $(NBVAL) notebooks/
 
 lint: $(VENV)/.installed-test ## ruff, and the rooms' import contracts (.importlinter)

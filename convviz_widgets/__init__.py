@@ -9,7 +9,7 @@ from __future__ import annotations
 from . import _quiet
 from ._version import __version__
 
-_quiet.start_tensorflow()  # before anything imports TensorFlow: its C++ start-up lines stay hidden
+_quiet.start_backend()  # Keras and its backend first: TensorFlow (only when it computes) starts without its C++ lines
 
 from . import limits, render  # noqa: E402
 from .core import (  # noqa: E402

@@ -1,4 +1,7 @@
-"""Start TensorFlow without its C++ start-up lines on the terminal or in a notebook's stderr box.
+"""Start Keras's backend quietly: TensorFlow without its C++ start-up lines, GPU memory taken as needed.
+
+Keras picks its backend (`KERAS_BACKEND`: tensorflow, jax or torch) when it is imported; TensorFlow is
+imported and touched only when it is that backend, so JAX or PyTorch run where TensorFlow is not installed.
 
 TensorFlow's native libraries print lines such as "All log messages before absl::InitializeLog()
 is called are written to STDERR", "oneDNN custom operations are on" or "failed call to cuInit"
@@ -86,20 +89,31 @@ def start_up_lines_hidden() -> Iterator[None]:
         capture.close()
 
 
-def start_tensorflow() -> None:
-    """Import TensorFlow and initialise its devices once, hiding only the start-up lines."""
+def start_backend() -> str:
+    """Import Keras and its backend once, hiding TensorFlow's start-up lines; the backend's name.
+
+    Keras is imported while descriptor 2 is captured, since on the TensorFlow backend it imports
+    TensorFlow; only then is TensorFlow asked for its devices (and given memory growth). On JAX,
+    GPU memory is not preallocated unless the user says otherwise (XLA_PYTHON_CLIENT_PREALLOCATE).
+    """
     global _started
     if _started:
-        return
-    _started = True
-    if "tensorflow" in sys.modules:  # started by the user already: its lines are out; growth if still possible
-        enable_memory_growth(sys.modules["tensorflow"])
-        return
-    with start_up_lines_hidden():
-        import tensorflow as tf
+        import keras
 
-        tf.config.list_physical_devices()  # the cuInit lines come with the first device query
-        enable_memory_growth(tf)
+        return keras.config.backend()
+    _started = True
+    with start_up_lines_hidden():  # a TensorFlow the user started already has printed its lines: nothing is lost
+        import keras
+
+        backend = keras.config.backend()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the cuInit lines come with the first device query
+            enable_memory_growth(tf)
+    if backend == "jax" and memory_growth_wanted():  # importing Keras starts no JAX device: not too late
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # read by JAX at its first device use
+    return backend
 
 
 def memory_growth_wanted() -> bool:

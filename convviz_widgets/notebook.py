@@ -21,7 +21,10 @@ SHARED_MOBILENET = "mobilenet_2_5_128_tf.h5"  # ImageNet MobileNet v1, width 0.2
 
 
 def quiet_tensorflow() -> None:
-    """Hide TensorFlow's Python warnings about re-traced functions (its C++ log needs TF_CPP_MIN_LOG_LEVEL)."""
+    """Hide TensorFlow's Python warnings about re-traced functions (its C++ log needs TF_CPP_MIN_LOG_LEVEL).
+
+    Only its logger's level is set: TensorFlow is not imported, so on JAX or PyTorch this changes nothing.
+    """
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 

@@ -1,7 +1,13 @@
-"""Shared fixtures: tiny models built in code, the shared ImageNet MobileNet, a cat photo."""
+"""Shared fixtures: tiny models built in code, the shared ImageNet MobileNet, a cat photo; the Keras backend.
+
+The suite runs on the Keras backend that KERAS_BACKEND names (TensorFlow by default). Tests marked
+`backends` are the core's and also run under jax and torch (`make test` does both); a test marked
+`tensorflow_only` (tf.data, TensorFlow ops, training the demo) is skipped, with the reason, on the others.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import time
@@ -17,9 +23,39 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
+BACKEND = keras.config.backend()  # "tensorflow", "jax" or "torch", from KERAS_BACKEND
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MOBILENET_WEIGHTS = SHARED_DATA / "mobilenet_2_5_128_tf.h5"
 IMAGENET_INDEX = SHARED_DATA / "imagenet_class_index.json"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which Keras backend the tests run on, at the top of the run."""
+    return f"Keras backend: {BACKEND} (KERAS_BACKEND)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked tensorflow_only, with the reason, when another backend computes."""
+    if BACKEND == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"needs the TensorFlow backend (tf.data, TensorFlow ops or training); "
+                                   f"Keras runs on {BACKEND} here (KERAS_BACKEND)")
+    for item in items:
+        if "tensorflow_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def backend() -> str:
+    """The Keras backend the tests run on: "tensorflow", "jax" or "torch"."""
+    return BACKEND
+
+
+def require_backend(name: str) -> None:
+    """Skip, with the reason, when the package of Keras's `name` backend is not installed here."""
+    if importlib.util.find_spec(name) is None:
+        pytest.skip(f"{name} is not installed here; pip install \".[{name}]\" brings it")
 
 
 def small_convnet(size: int = 32, classes: int = 3, activation: str = "softmax", seed: int = 0,
@@ -89,11 +125,12 @@ class _Collect(logging.Handler):
 
 @contextmanager
 def no_retracing() -> Iterator[None]:
-    """Fail when TensorFlow logs or warns about retracing while the block runs (the user would see it)."""
-    import tensorflow as tf
+    """Fail when TensorFlow logs or warns about retracing while the block runs (the user would see it).
 
+    On another backend, only Python warnings about retracing are watched (TensorFlow is not imported).
+    """
     handler = _Collect()
-    logger = tf.get_logger()
+    logger = logging.getLogger("tensorflow")  # tf.get_logger() is this logger
     logger.addHandler(handler)
     try:
         with warnings.catch_warnings(record=True) as caught:

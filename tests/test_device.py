@@ -10,6 +10,7 @@ from scipy.stats import spearmanr
 
 import convviz_widgets as cv
 from convviz_widgets import _quiet, limits
+from convviz_widgets.core import backend as bk
 from convviz_widgets.core import device
 
 
@@ -47,6 +48,7 @@ def test_memory_growth_env_var_turns_it_off(monkeypatch, value):
     assert _quiet.enable_memory_growth(tf) == [] and tf.config.grown == []
 
 
+@pytest.mark.backends
 def test_batch_budget_follows_the_device_memory(monkeypatch):
     monkeypatch.setattr(limits, "memory_budget", None)
     monkeypatch.setattr(limits, "device_memory", lambda: None)
@@ -60,6 +62,7 @@ def test_batch_budget_follows_the_device_memory(monkeypatch):
     assert limits.fit_batch(per_item, 100) == 3
 
 
+@pytest.mark.backends
 def test_device_hook_is_installed_and_cpu_is_described():
     assert limits.device_memory is device.device_free_bytes
     if not device.gpus():
@@ -69,6 +72,7 @@ def test_device_hook_is_installed_and_cpu_is_described():
         assert not cv.describe_device().startswith("CPU")
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("method", ["gradcam", "hirescam", "eigencam"])
 def test_a_bfloat16_model_is_explained_like_its_float32_twin(method):
     twin = small_convnet(size=48, seed=5)
@@ -85,3 +89,38 @@ def test_a_bfloat16_model_is_explained_like_its_float32_twin(method):
     got = cv.gradcam(mixed, image, preprocess="rescale", class_index=1, method=method)
     assert got.raw.dtype == np.float32 and np.isfinite(got.raw).all()
     assert spearmanr(got.raw.ravel(), want.raw.ravel())[0] >= 0.99
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("gpu, threads, want", [
+    ("NVIDIA H200", 16, "GPU: NVIDIA H200"),
+    ("NVIDIA H200 (1 of 2 GPUs)", 16, "GPU: NVIDIA H200 (1 of 2 GPUs)"),
+    (None, 16, "CPU, 16 threads"),
+    (None, 1, "CPU, 1 thread"),
+])
+def test_the_device_is_described_from_the_backends_facts(monkeypatch, gpu, threads, want):
+    monkeypatch.setattr(bk, "gpu_name", lambda: gpu)
+    monkeypatch.setattr(bk, "cpu_threads", lambda: threads)
+    assert cv.describe_device() == want
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("held, smi, free", [
+    ((3 * 2**30, 8 * 2**30), None, 5 * 2**30),  # the backend knows its total (JAX, PyTorch)
+    ((3 * 2**30, 0), 10 * 2**30, 7 * 2**30),  # no total from the backend (TensorFlow): nvidia-smi's
+    ((3 * 2**30, 0), None, None),  # neither: unknown, batches follow the host's memory only
+    ((9 * 2**30, 8 * 2**30), None, 0),  # more in use than the total: nothing free, never negative
+    (None, 10 * 2**30, None),  # no GPU computes
+])
+def test_free_device_memory_is_the_total_less_what_is_held(monkeypatch, held, smi, free):
+    monkeypatch.setattr(bk, "gpu_memory", lambda: held)
+    monkeypatch.setattr(device, "_gpu_total_bytes", lambda: smi)
+    assert device.device_free_bytes() == free
+
+
+@pytest.mark.backends
+def test_the_backend_reports_its_cpu_threads_and_no_gpu_on_a_cpu_machine(backend):
+    assert bk.name() == backend
+    assert bk.cpu_threads() >= 1
+    if bk.gpu_name() is None:
+        assert bk.gpu_names() == [] and bk.gpu_memory() is None and device.device_free_bytes() is None

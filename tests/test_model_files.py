@@ -18,6 +18,7 @@ from model_bombs import tiny_flatten_dense, write_assets_bomb, write_config_bomb
 
 import convviz_widgets as cv
 from convviz_widgets import limits
+from convviz_widgets.core import model_io
 from convviz_widgets.core.model_io import declared_weight_bytes
 from convviz_widgets.demo import __file__ as demo_init
 
@@ -198,6 +199,7 @@ def assert_same_model(path: Path, x: np.ndarray) -> keras.Model:
     return ours
 
 
+@pytest.mark.backends
 def test_light_load_of_the_demo_model_equals_keras_loader():
     x = np.random.default_rng(0).uniform(0, 1, (2, 96, 96, 3)).astype("float32")
     model = assert_same_model(DEMO_FILE, x)
@@ -205,6 +207,7 @@ def test_light_load_of_the_demo_model_equals_keras_loader():
     assert all("load_own_variables" not in vars(layer) for layer in model._flatten_layers())
 
 
+@pytest.mark.backends
 def test_light_load_of_a_deflated_archive_equals_keras_loader(tmp_path):
     """A .keras re-zipped with compression (Keras writes it stored) loads through zipfile's own reader."""
     path = tmp_path / "deflated.keras"
@@ -215,6 +218,7 @@ def test_light_load_of_a_deflated_archive_equals_keras_loader(tmp_path):
     assert_same_model(path, np.random.default_rng(2).uniform(0, 1, (1, 96, 96, 3)).astype("float32"))
 
 
+@pytest.mark.backends
 def test_light_load_of_a_saved_keras_application_equals_keras_loader(tmp_path):
     keras.utils.set_random_seed(3)
     app = keras.applications.MobileNet(input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=7)
@@ -226,6 +230,7 @@ def test_light_load_of_a_saved_keras_application_equals_keras_loader(tmp_path):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.backends
 def test_light_load_of_h5_files_equals_keras_loader(tmp_path):
     keras3 = tmp_path / "tiny.h5"
     tiny_flatten_dense().save(keras3)
@@ -241,6 +246,7 @@ def test_light_load_of_h5_files_equals_keras_loader(tmp_path):
     np.testing.assert_allclose(cv.load_model(keras2).predict(x, verbose=0), book.predict(x, verbose=0), atol=1e-6)
 
 
+@pytest.mark.backends
 def test_light_load_runs_no_random_initialiser(tmp_path, monkeypatch):
     """Building from the file never calls a random initialiser (their temporaries are what load light avoids)."""
     calls = []
@@ -259,6 +265,7 @@ def test_light_load_runs_no_random_initialiser(tmp_path, monkeypatch):
     assert len(calls) == built
 
 
+@pytest.mark.backends
 def test_light_loading_in_a_thread_leaves_models_built_meanwhile_random():
     """Loading light changes no global Keras state: a model built in another thread meanwhile is random."""
     done = threading.Event()
@@ -295,3 +302,40 @@ def test_light_load_names_the_files_initialisers_so_the_randomisation_check_draw
     keras3 = tmp_path / "tiny.h5"
     tiny_flatten_dense().save(keras3)
     assert cv.load_model(keras3).layers[-1].kernel_initializer.__class__ is not keras.initializers.Zeros
+
+
+@pytest.mark.backends
+def test_light_load_copies_every_weight_in_slices_the_backends_way(monkeypatch):
+    """On every backend the saved arrays reach the variables slice by slice (no plain assign of a whole array)."""
+    monkeypatch.setattr(model_io, "FILL_SLICE", 4096)
+    sliced: dict[tuple, int] = {}
+    rows = model_io._rows
+
+    def counted(value, variable):
+        for start, part in rows(value, variable):
+            sliced[tuple(value.shape)] = sliced.get(tuple(value.shape), 0) + 1
+            yield start, part
+
+    monkeypatch.setattr(model_io, "_rows", counted)
+    plain = []
+    x = np.random.default_rng(5).uniform(0, 1, (2, 96, 96, 3)).astype("float32")
+    theirs = keras.saving.load_model(DEMO_FILE, compile=False)
+    original = type(theirs.weights[0]).assign
+
+    def watched(variable, value):
+        if type(value).__module__.split(".")[0] in ("numpy", "h5py"):
+            plain.append(variable.path)
+        return original(variable, value)
+
+    monkeypatch.setattr(type(theirs.weights[0]), "assign", watched)
+    ours = cv.load_model(DEMO_FILE)
+    monkeypatch.undo()
+    kernels = [w for w in ours.weights if len(w.shape) == 4]
+    biggest = max(kernels, key=lambda w: int(np.prod(w.shape)))
+    assert sliced.get(tuple(biggest.shape), 0) > 1, sliced  # the largest kernel came in several slices
+    assert sum(sliced.values()) >= len(ours.weights)
+    assert plain == []  # no variable took a whole array from the file
+    for a, b in zip(ours.weights, theirs.weights):
+        assert np.array_equal(np.asarray(a), np.asarray(b)), a.path
+    np.testing.assert_array_equal(ours.predict(x, verbose=0), theirs.predict(x, verbose=0))
+

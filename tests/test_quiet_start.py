@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_backend
 
 from convviz_widgets import _quiet
 
@@ -74,3 +75,24 @@ def test_captured_lines_come_back_when_start_up_fails(capfd):
 ])
 def test_only_known_start_up_lines_are_hidden(line, hidden):
     assert _quiet.is_start_up_line(line) is hidden
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_import_and_cli_on_jax_or_torch_leave_tensorflow_alone(backend):
+    require_backend(backend)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "XLA_PYTHON"))},
+           "KERAS_BACKEND": backend}
+    code = ("import sys, os\n"
+            "import convviz_widgets as cv\n"
+            "from convviz_widgets import cli\n"
+            "assert cli.main(['--version']) == 0\n"
+            "print('device', cv.describe_device())\n"
+            "print('preallocate', os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE'))\n"
+            "print('tensorflow loaded', sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow')[:3])\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "tensorflow loaded []" in done.stdout, done.stdout  # TensorFlow is installed here, and never imported
+    assert "device CPU, " in done.stdout or "device GPU: " in done.stdout
+    # JAX takes GPU memory as it needs it, as TensorFlow does with memory growth; PyTorch's setting is left alone
+    assert f"preallocate {'false' if backend == 'jax' else None}" in done.stdout, done.stdout
+    assert not [s for s in START_UP_SNIPPETS if s in done.stderr], done.stderr

@@ -1,44 +1,30 @@
-"""The device that computes: its name (for the panel's header), and the memory batches are sized against on a GPU."""
+"""The device that computes: its name (for the panel's header), and the memory batches are sized against on a GPU.
+
+Both come from the Keras backend that computes (`core.backend`: TensorFlow, JAX or PyTorch); when the
+backend does not say how much memory its GPU has, nvidia-smi does.
+"""
 
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import subprocess
 
-import tensorflow as tf
-
 from .. import limits
+from . import backend as bk
 
 
 def gpus() -> list[str]:
-    """Logical GPU names TensorFlow computes on (empty on CPU)."""
-    return [d.name for d in tf.config.list_logical_devices("GPU")]
-
-
-def _cpu_threads() -> int:
-    """Threads TensorFlow may use: its own setting, else the CPUs this process may run on."""
-    configured = max(tf.config.threading.get_intra_op_parallelism_threads(), 0)
-    if configured:
-        return int(configured)
-    try:
-        return len(os.sched_getaffinity(0))  # a container's CPU set, not the host's
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    """Names of the GPUs the backend computes on (empty on CPU)."""
+    return bk.gpu_names()
 
 
 def describe_device() -> str:
-    """'GPU: NAME' (the first visible GPU, with how many there are) or 'CPU, N threads'."""
-    physical = tf.config.list_physical_devices("GPU")
-    if physical:
-        try:
-            name = tf.config.experimental.get_device_details(physical[0]).get("device_name") or physical[0].name
-        except (RuntimeError, ValueError):
-            name = physical[0].name
-        more = f" (1 of {len(physical)} GPUs)" if len(physical) > 1 else ""
-        return f"GPU: {name}{more}"
-    threads = _cpu_threads()
+    """'GPU: NAME' (the first visible GPU, with how many there are) or 'CPU, N threads', on every backend."""
+    name = bk.gpu_name()
+    if name:
+        return f"GPU: {name}"
+    threads = bk.cpu_threads()
     return f"CPU, {threads} thread{'s' if threads != 1 else ''}"
 
 
@@ -57,18 +43,15 @@ def _gpu_total_bytes() -> int | None:
 
 
 def device_free_bytes() -> int | None:
-    """Free memory of the GPU that computes (total minus what TensorFlow holds), or None on CPU."""
-    names = gpus()
-    if not names:
+    """Free memory of the GPU that computes (its total minus what is in use), or None on CPU or when unknown."""
+    memory = bk.gpu_memory()
+    if memory is None:
         return None
-    total = _gpu_total_bytes()
-    if total is None:
+    used, total = memory
+    total = total or _gpu_total_bytes()  # TensorFlow does not say its GPU's total
+    if not total:
         return None
-    try:
-        used = int(tf.config.experimental.get_memory_info(names[0].split("device:", 1)[-1])["current"])
-    except (ValueError, RuntimeError, KeyError):
-        used = 0
-    return max(0, total - used)
+    return max(0, int(total) - int(used))
 
 
 def install() -> None:

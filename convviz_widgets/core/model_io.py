@@ -7,8 +7,9 @@ layers declare (parameter counts from each layer's declared input shape) against
 a `.h5` file's datasets from their shapes (h5py reads shapes without data) and its configuration's
 layers. The model is then built with its initialisers rewritten to zeros in a copy of the configuration
 (the saved weights replace them: Keras's random initialisers would take several times the weights in
-temporaries, kept in TensorFlow's memory pool) and its variables are filled in place: from a `.keras`
-file a slice at a time, so loading takes little more than the weights themselves.
+temporaries, kept in the backend's memory pool) and its variables are filled the backend's way, from a
+`.keras` file a slice at a time: in place on TensorFlow (a CPU variable's memory) and PyTorch (any
+device), into one host array that becomes the variable's value on JAX, whose arrays are immutable.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ import numpy as np
 from ..errors import ConvVizError
 from ..images import check_regular_file
 from ..limits import check_fits, limits, size_text
+from . import backend as bk
 
 _MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 _CONFIG, _METADATA, _WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 CONFIG_FACTOR = 10.0  # parsing a JSON configuration takes about this many times its size in Python objects
 LIGHT_FACTOR = 1.1  # loading light: the weights, plus one slice being copied
+LIGHT_FACTOR_JAX = 2.5  # on JAX, building the zeros peaks higher (2.3x measured on 114 MB of weights); filling: none
 KERAS_FACTOR = 3.0  # Keras's own loader: the weights, their random initialisers' temporaries, the file read in
 FILL_SLICE = 16 * 2**20  # bytes of saved weights copied into a variable at a time
 _RAISE_FILE = ("If you trust the file, raise the limit: convviz_widgets.limits.max_model_bytes = <bytes> "
@@ -115,7 +118,7 @@ def check_keras_file(path: Path, zf: zipfile.ZipFile) -> dict:
     declared, unknown = declared_weight_bytes(config)
     if declared > limit:  # a real model's weights are in the file, which is within the limit: these cannot be
         raise _too_big(path, "the weights its layers declare", declared, "come to")
-    _check_weights_fit(path, declared, unknown, LIGHT_FACTOR if _loads_light(zf) else KERAS_FACTOR)
+    _check_weights_fit(path, declared, unknown, _light_factor() if _loads_light(zf) else KERAS_FACTOR)
     if _WEIGHTS in zf.namelist():
         with _member(zf, _WEIGHTS) as raw, h5py.File(raw, "r") as h5:
             stored = dataset_bytes(h5)
@@ -468,6 +471,11 @@ def restore_initializers(model: Any, config: Any) -> None:
             restore_initializers(layer, entry)
 
 
+def _light_factor() -> float:
+    """Memory that loading light takes, as a multiple of the weights, on the backend that computes."""
+    return LIGHT_FACTOR_JAX if bk.name() == "jax" else LIGHT_FACTOR
+
+
 def _loads_light(zf: zipfile.ZipFile) -> bool:
     """Whether an archive can be built light: config and HDF5 weights only (assets go through Keras's loader)."""
     names = set(zf.namelist())
@@ -605,10 +613,10 @@ def _filled_in_slices(model: keras.Model, *, lazy_stores: bool = True) -> Iterat
     """While the model (just built, seen by no one else) loads its weights, each variable takes them a slice at a time.
 
     Keras reads each saved array whole and converts it to a tensor before assigning it: two copies of
-    the largest variable (392 MB for VGG16's first dense layer), which then stay in TensorFlow's
+    the largest variable (392 MB for VGG16's first dense layer), which then stay in the backend's
     memory pool. Here every layer's loader is handed a store whose arrays stay in the file, and every
-    variable copies them in slices of FILL_SLICE bytes straight into its own (zero-initialised)
-    memory. Only this model's own objects are touched, and only until the weights are in. Without
+    variable copies them in slices of FILL_SLICE bytes, the backend's way (`_FILLERS`), into its own
+    (zero-initialised) memory. Only this model's own objects are touched, and only until the weights are in. Without
     `lazy_stores` (the legacy `.h5` loader, which reads each array whole), only the copy is changed.
     """
     layers = list(model._flatten_layers(include_self=True, recursive=True)) if lazy_stores else []
@@ -655,62 +663,86 @@ class _LazyStore:
         return getattr(self._store, name)
 
 
-class _Capsule:
-    """A tensor offered through the DLPack protocol, so numpy can tell where its memory lies."""
-
-    def __init__(self, tensor: Any) -> None:
-        self.tensor = tensor
-
-    def __dlpack__(self, stream: Any = None, **_: Any) -> Any:
-        import tensorflow as tf
-
-        return tf.experimental.dlpack.to_dlpack(self.tensor)
-
-    def __dlpack_device__(self) -> tuple[int, int]:
-        return (1, 0)  # the CPU
-
-
-def _variable_memory(variable: Any) -> tuple[np.ndarray, list] | None:
-    """A writable numpy view of a CPU variable's own memory (and the reads that keep it alive), or None.
-
-    Two reads of a resource variable share its buffer; when both point at the same address, that
-    address is the variable's memory, and writing there fills it without a copy.
-    """
-    target = getattr(variable, "_value", None)
-    if target is None or "CPU" not in str(getattr(target, "device", "")).upper():
-        return None
-    try:
-        dtype = np.dtype(str(variable.dtype))
-        reads = [target.read_value(), target.read_value()]
-        addresses = {np.from_dlpack(_Capsule(r)).__array_interface__["data"][0] for r in reads}
-    except Exception:  # noqa: BLE001 - any doubt: the plain assign
-        return None
-    if len(addresses) != 1:
-        return None
-    shape = tuple(int(d) for d in variable.shape)
-    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.ctypeslib.as_array((ctypes.c_byte * size).from_address(addresses.pop()))
-    return raw.view(dtype).reshape(shape), reads
-
-
-def _assign_in_slices(variable: Any, value: Any) -> None:
-    """Copy saved weights into a variable's memory a slice of rows at a time (a plain assign when that cannot apply).
-
-    `value` is an HDF5 dataset (read a slice at a time) or an array already read (copied without a tensor).
-    """
-    memory = None
-    if isinstance(value, (h5py.Dataset, np.ndarray)) and value.shape and tuple(value.shape) == tuple(variable.shape) \
-            and value.dtype.kind == "f":
-        memory = _variable_memory(variable)
-    if memory is None:
-        type(variable).assign(variable, value[()] if isinstance(value, h5py.Dataset) else value)
-        return
-    view, reads = memory
+def _rows(value: Any, variable: Any) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, rows) of `value` in slices of about FILL_SLICE bytes, read from the file one slice at a time."""
     row_bytes = max(1, int(np.prod(value.shape[1:], dtype=np.int64)) * value.dtype.itemsize)
     step = max(1, FILL_SLICE // row_bytes)
     for start in range(0, value.shape[0], step):
-        view[start : start + step] = value[start : start + step]
+        yield start, np.asarray(value[start : start + step])
+
+
+def _fill_tensorflow(variable: Any, value: Any) -> bool:
+    """Write the rows straight into a CPU resource variable's own memory; False when its memory cannot be reached.
+
+    Two reads of a resource variable share its buffer; when both point at the same address (seen
+    through DLPack), that address is the variable's memory, and writing there fills it without a copy.
+    """
+    target = getattr(variable, "_value", None)
+    if target is None or "CPU" not in str(getattr(target, "device", "")).upper():
+        return False
+    try:
+        dtype = np.dtype(str(variable.dtype))
+        reads = [target.read_value(), target.read_value()]
+        addresses = {np.from_dlpack(r).__array_interface__["data"][0] for r in reads}
+    except Exception:  # noqa: BLE001 - any doubt: the plain assign
+        return False
+    if len(addresses) != 1:
+        return False
+    shape = tuple(int(d) for d in variable.shape)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    view = np.ctypeslib.as_array((ctypes.c_byte * size).from_address(addresses.pop())).view(dtype).reshape(shape)
+    for start, rows in _rows(value, variable):
+        view[start : start + len(rows)] = rows
     del view, reads
+    return True
+
+
+def _fill_torch(variable: Any, value: Any) -> bool:
+    """Copy the rows into the variable's tensor in place (on its device, CPU or GPU), a slice at a time."""
+    import torch
+
+    target = getattr(variable, "_value", None)
+    if not isinstance(target, torch.Tensor):
+        return False
+    with torch.no_grad():
+        for start, rows in _rows(value, variable):
+            target[start : start + len(rows)].copy_(torch.from_numpy(np.ascontiguousarray(rows)))
+    return True
+
+
+def _fill_jax(variable: Any, value: Any) -> bool:
+    """Read the rows into one aligned host array that becomes the variable's value (JAX arrays are immutable).
+
+    On the CPU, JAX takes a 64-byte aligned numpy array without copying it, so loading holds the
+    weights once, plus the zeros of the variable being replaced; on a GPU the array is copied there.
+    """
+    import jax
+
+    dtype = np.dtype(str(variable.dtype))
+    shape = tuple(int(d) for d in variable.shape)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(size + 64, np.uint8)
+    offset = (-raw.ctypes.data) % 64
+    host = raw[offset : offset + size].view(dtype).reshape(shape)
+    for start, rows in _rows(value, variable):
+        host[start : start + len(rows)] = rows
+    type(variable).assign(variable, jax.device_put(host))
+    return True
+
+
+_FILLERS = {"tensorflow": _fill_tensorflow, "torch": _fill_torch, "jax": _fill_jax}
+
+
+def _assign_in_slices(variable: Any, value: Any) -> None:
+    """Copy saved weights into a variable a slice of rows at a time, the backend's way (a plain assign otherwise).
+
+    `value` is an HDF5 dataset (read a slice at a time) or an array already read (copied without a tensor).
+    """
+    fill = _FILLERS.get(bk.name())
+    if fill is not None and isinstance(value, (h5py.Dataset, np.ndarray)) and value.shape \
+            and tuple(value.shape) == tuple(variable.shape) and value.dtype.kind == "f" and fill(variable, value):
+        return
+    type(variable).assign(variable, value[()] if isinstance(value, h5py.Dataset) else value)
 
 
 def _explain_load_error(path: Path, err: Exception) -> ConvVizError:

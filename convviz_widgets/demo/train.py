@@ -30,16 +30,31 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import ConvVizError
 from . import EVAL_SEED, MODEL_NAME, MODEL_PATHS, carry_facts, load_model
 from .scenes import CLASS_NAMES, IMAGE_SIZE, make_batch, scene
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402  (after quieting TensorFlow's start-up log)
-import tensorflow as tf  # noqa: E402
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+
+def _tensorflow() -> ModuleType:
+    """TensorFlow, which training needs (building and evaluating the model run on any Keras backend)."""
+    if keras.config.backend() != "tensorflow":
+        raise ConvVizError(f"Training the demo models needs Keras's TensorFlow backend (KERAS_BACKEND=tensorflow); "
+                         f"Keras runs on {keras.config.backend()} here.")
+    import tensorflow
+
+    return tensorflow
 
 
 def evaluate(
@@ -152,6 +167,7 @@ def make_train_step(
     model: keras.Sequential, optimizer: keras.optimizers.Optimizer
 ) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
     """Compiled step on cross-entropy alone: nothing in training rewards where Grad-CAM looks."""
+    tf = _tensorflow()
     cross_entropy = keras.losses.CategoricalCrossentropy()
 
     @tf.function(reduce_retracing=True)
@@ -234,7 +250,7 @@ def train(
 ) -> keras.Model:
     """Run the deterministic curriculum and return the trained model."""
     keras.utils.set_random_seed(0)
-    tf.config.experimental.enable_op_determinism()
+    _tensorflow().config.experimental.enable_op_determinism()
     t0 = time.perf_counter()
     pools = phase_pools(steps, batch_size, reuse, two_object_share, size, cue, shape_noise)
     print(f"rendered {sum(len(p[1]) for p in pools)} scenes in {time.perf_counter() - t0:.1f}s", flush=True)
@@ -306,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     kinds = ["honest", "shortcut"] if args.model == "both" else [args.model]
     if args.out is not None and len(kinds) > 1:
         parser.error("--out needs --model honest or --model shortcut")
+    tf = _tensorflow()
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     for kind in kinds:
