@@ -284,12 +284,6 @@ class Inspector:
         """
         return self._preprocess_in_graph
 
-    def _batch_spec(self, batch: int | None) -> Any:
-        """TensorFlow signature of a preprocessed batch (kept for code still compiled with tf.function)."""
-        import tensorflow as tf
-
-        return tf.TensorSpec([batch, *self.graph.input.shape[1:]], tf.float32)
-
     def _model_pixels(self, pixels: Any) -> Any:
         """RGB pixels (any dtype, a batch) as float32 with the model's channels: the one grey conversion."""
         x = ops.cast(pixels, "float32")
