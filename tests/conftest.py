@@ -140,3 +140,25 @@ def no_retracing() -> Iterator[None]:
         logger.removeHandler(handler)
     texts = handler.messages + [str(w.message) for w in caught]
     assert not [t for t in texts if "retracing" in t], texts
+
+
+def input_gradient(f, x: np.ndarray) -> np.ndarray:
+    """d f(x) / d x of a scalar function, with the running backend's own autodiff (the tests' oracle)."""
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = f(x)
+        return tape.gradient(y, x).numpy()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(f)(jax.numpy.asarray(x)))
+    import torch
+
+    x = torch.tensor(x, requires_grad=True)
+    f(x).backward()
+    return x.grad.numpy()

@@ -7,6 +7,7 @@ import gc
 import keras
 import numpy as np
 import pytest
+from conftest import input_gradient
 from PIL import Image
 
 import convviz_widgets as cv
@@ -234,28 +235,6 @@ def test_thousands_of_images_in_bounded_memory(model):
     assert result.count == 3000 and result.indices.max() < 3000
     # keeping the 2,500 later images would take 69 MB (uint8) or 1.4 GB (their conv1 maps)
     assert growth < 40 * 2**20, f"RSS grew {growth / 2**20:.1f} MB after warm-up"
-
-
-def input_gradient(scalar, x: np.ndarray) -> np.ndarray:
-    """d scalar(x) / d x with the running backend's own autodiff (the oracle of where a cell looks)."""
-    backend = keras.config.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            out = scalar(x)
-        return tape.gradient(out, x).numpy()
-    if backend == "jax":
-        import jax
-
-        return np.asarray(jax.jit(jax.grad(scalar))(x))
-    import torch
-
-    t = torch.tensor(x, requires_grad=True)
-    scalar(t).backward()
-    return t.grad.numpy()
 
 
 def linear_probe_model(size: tuple = (61, 57)) -> keras.Model:

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import small_convnet
+from conftest import input_gradient, small_convnet
 from keras import ops
 
 import convviz_widgets as cv
@@ -17,28 +17,6 @@ from convviz_widgets.core import feature_viz as fv
 from convviz_widgets.core import filters as fp_mod
 
 pytestmark = pytest.mark.backends  # pure core maths: runs under TensorFlow, JAX and PyTorch
-
-
-def input_gradient(f, x: np.ndarray) -> np.ndarray:
-    """d f(x) / d x of a scalar function, with the running backend's own autodiff (the tests' oracle)."""
-    backend = keras.config.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.convert_to_tensor(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = f(x)
-        return tape.gradient(y, x).numpy()
-    if backend == "jax":
-        import jax
-
-        return np.asarray(jax.grad(f)(jax.numpy.asarray(x)))
-    import torch
-
-    x = torch.tensor(x, requires_grad=True)
-    f(x).backward()
-    return x.grad.numpy()
 
 
 def numpy_of(t) -> np.ndarray:
