@@ -189,6 +189,15 @@ def plan(inspector: Any, target: Any, rgb_hw: tuple[int, int]) -> Scoring:
     return _plan_vector(inspector, target)
 
 
+def _entry(inspector: Any, index: int, what: str, one: bool, only: str) -> int:
+    """The score column of entry `index`: a one-unit head is read as (-z, z), so its entry 0 is column 1."""
+    if not one:
+        return _index(inspector, index, what)
+    if index != 0:
+        raise ConvVizError(f"{what} {index} is out of range: {only} (0).")
+    return 1
+
+
 def _index(inspector: Any, index: Any, what: str) -> int:
     """A class/label/entry index that exists in the output."""
     index = checks.integer(index, what)
@@ -212,22 +221,14 @@ def _plan_vector(inspector: Any, target: Target) -> Scoring:
             raise ConvVizError("LabelTarget is one label of a multi-label sigmoid head; this head is a softmax "
                                "(one class per image). Use ClassTarget(k).")
         index = checks.integer(target.index, "label")
-        if one:
-            if index != 0:
-                raise ConvVizError(f"label {index} is out of range: this head has one label (0).")
-            return Scoring(target, "index", 1)
-        return Scoring(target, "index", _index(inspector, index, "label"))
+        return Scoring(target, "index", _entry(inspector, index, "label", one, "this head has one label"))
     if isinstance(target, OutputTarget):
         if target.index is None:
             if not one:
                 raise ConvVizError(f"This output has {head.units} entries; give OutputTarget(index) to choose one.")
             return Scoring(target, "index", 1)
         index = checks.integer(target.index, "output entry")
-        if one:
-            if index != 0:
-                raise ConvVizError(f"output entry {index} is out of range: this output has one entry (0).")
-            return Scoring(target, "index", 1)
-        return Scoring(target, "index", _index(inspector, index, "output entry"))
+        return Scoring(target, "index", _entry(inspector, index, "output entry", one, "this output has one entry"))
     raise ConvVizError(f"Unknown target {target!r}.")
 
 
