@@ -255,9 +255,11 @@ def test_the_header_says_which_device_computes(model):
 
 
 def test_a_gpu_is_named_by_its_device_details(monkeypatch):
+    from convviz_widgets.core.backend import _tensorflow as tf_backend  # this file runs on the TensorFlow backend
+
     fake = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
-    monkeypatch.setattr(device_module.tf.config, "list_physical_devices", lambda kind=None: [fake, fake])
-    monkeypatch.setattr(device_module.tf.config.experimental, "get_device_details",
+    monkeypatch.setattr(tf_backend.tf.config, "list_physical_devices", lambda kind=None: [fake, fake])
+    monkeypatch.setattr(tf_backend.tf.config.experimental, "get_device_details",
                         lambda d: {"device_name": "NVIDIA H200", "compute_capability": (9, 0)})
     assert device_module.describe_device() == "GPU: NVIDIA H200 (1 of 2 GPUs)"
 
