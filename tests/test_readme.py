@@ -13,6 +13,7 @@ needs more than `pip install .` fails.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -67,11 +68,14 @@ def readme_folder(tmp_path, monkeypatch) -> Iterator[Path]:
     from convviz_widgets import limits
 
     settings = (limits.max_pixels, limits.memory_budget, limits.max_model_bytes)
+    environ = dict(os.environ)  # a block may set a variable (KERAS_BACKEND) that later subprocesses would inherit
     for name in EXTRAS_ONLY:
         monkeypatch.setitem(sys.modules, name, None)  # `import name` raises ImportError while the blocks run
     with cv.scoped_registries():  # a method or tab the README registers does not outlive the test
         yield tmp_path
     limits.max_pixels, limits.memory_budget, limits.max_model_bytes = settings
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 def test_fence_parser_keeps_languages_apart():
