@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ConvVizError
 from ..images import load_image
-from .examples import TopExamples, _check_layer, receptive_field
+from .examples import TopExamples, check_layer, receptive_field
 
 EXAMPLES_FILE = "examples.json"
 
@@ -54,7 +54,7 @@ class AtlasLayer:
         values = np.array([[float(e["value"]) for e in r[:k]] for r in rows], np.float32).reshape(len(chans), k)
         positions = np.array([[(int(e["row"]), int(e["col"])) for e in r[:k]] for r in rows],
                              np.int32).reshape(len(chans), k, 2)
-        field_ = receptive_field(inspector.graph, _check_layer(inspector, self.layer))
+        field_ = receptive_field(inspector.graph, check_layer(inspector, self.layer))
         return TopExamples(indices, values, positions, self.layer, chans, int(self.data["count"]),
                            int(self.data.get("skipped", 0)), [], field_)
 

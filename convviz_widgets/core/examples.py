@@ -31,14 +31,6 @@ __all__ = [
     "reader", "receptive_field", "top_examples",
 ]
 
-# The earlier private names, still imported elsewhere.
-_Batches = Batches
-_Reader = Reader
-_TopK = TopK
-_reader = reader
-_check_layer = check_layer
-_check_channels = check_channels
-
 
 def examples_for(inspector: Any, layer: str, images: Any, *, k: int = 9, channels: Any = None,
                  batch_size: int = 64, progress: Progress | None = None, recursive: bool = False) -> TopExamples:

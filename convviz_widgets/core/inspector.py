@@ -273,7 +273,6 @@ class Inspector:
                 f"The model takes {self.channels} channels; only RGB (3) or grayscale (1) images are supported."
             )
 
-    _check_channels = check_channels  # the earlier name
 
     @property
     def preprocess_in_graph(self) -> bool:
@@ -295,7 +294,6 @@ class Inspector:
         """Inside a compiled function: uint8 RGB pixels (B, H, W, 3) -> the model's preprocessed float input."""
         return self._preprocess(self._model_pixels(pixels))
 
-    _in_graph_input = in_graph_input  # the earlier name
 
     def input_batch(self, rgbs: Sequence[np.ndarray] | np.ndarray, in_graph: bool | None = None) -> Any:
         """Prepared images of one size as a model batch: uint8 pixels (numpy) when preprocessing runs in the
@@ -309,7 +307,6 @@ class Inspector:
             return self.batch(rgbs[0])
         return ops.concatenate([self.batch(rgb) for rgb in rgbs], axis=0)
 
-    _input_batch = input_batch  # the earlier name
 
     # ----- one forward pass: every conv/pool output and the logits --------------------------------
     def forward(self, image: ImageSource) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -323,7 +320,6 @@ class Inspector:
         with self._lock:
             return self._forward_locked(rgb, key)
 
-    _forward = forward  # the earlier name
 
     def _forward_locked(self, rgb: np.ndarray, key: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """forward's body, run under the lock so two threads never build or fill the cache at once."""
@@ -454,7 +450,7 @@ class Inspector:
         """
         self._require_classes()
         logits = self.check_finite(image)
-        return probabilities(logits, self.graph.head.activation)
+        return head_maths.probabilities(logits, self.graph.head.activation)
 
     def check_finite(self, image: ImageSource) -> np.ndarray:
         """Refuse an image whose forward pass holds NaN/inf anywhere; returns the logits.
@@ -703,6 +699,3 @@ def _capped_size(hw: tuple[int, int], cap: int) -> tuple[int, int]:
     scale = min(1.0, cap / max(h, w))
     return max(1, round(h * scale)), max(1, round(w * scale))
 
-
-class_scores = head_maths.class_scores  # kept here for callers of the old names
-probabilities = head_maths.probabilities

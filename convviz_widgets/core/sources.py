@@ -220,7 +220,6 @@ class Batches:
         size = self.inspector.input_size
         return array.dtype == np.uint8 and array.shape[-1] == 3 and size is not None and array.shape[1:3] == size
 
-    _ready = ready  # the earlier name
 
     def _slices(self, array: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Batches cut straight from a ready array."""

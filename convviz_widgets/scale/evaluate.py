@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.api import inspector_for
 from ..core.cams import get_method
-from ..core.examples import MAX_REASONS, _Batches
+from ..core.examples import MAX_REASONS, Batches
 from ..errors import ConvVizError
 from ..metrics.deletion import deletion_curve
 from ..metrics.localization import TOLERANCE, pointing_game
@@ -113,7 +113,7 @@ def evaluate_task(batch: Batch, spec: ModelSpec, methods: tuple[str, ...], steps
                   ) -> dict[str, np.ndarray]:
     """One batch: for each readable image and method, the pointing hit (NaN without a mask) and both AUCs."""
     ins = inspector if inspector is not None else engine.worker_inspector(spec, payload)
-    prep = _Batches(ins, 1)
+    prep = Batches(ins, 1)
     extra = batch.extra if batch.extra is not None else [(None, None)] * batch.size
     index, rows = [], {m: {metric: [] for metric in METRICS} for m in methods}
     for (i, item), (mask, label) in zip(batch.items(), extra, strict=True):
