@@ -17,7 +17,7 @@ from .card import ChannelCard
 from .image_view import ImageView
 from .registry import register_view
 from .services import ClassEvidence
-from .text import channel_caption, facts_html, grid_caption, layer_label
+from .text import channel_caption, facts_html, grid_caption, node_label
 
 CMAPS = ("viridis", "magma", "inferno", "plasma", "cividis", "gray", "jet")
 
@@ -60,7 +60,7 @@ class ActivationsView(ImageView):
         first = self.inspector.layer(layer).name if layer else names[0]
         channels = self.inspector.layer(first).channels
         self.layer = widgets.Dropdown(
-            options=[(layer_label(self.inspector.layer(n).shape, n), n) for n in names], value=first,
+            options=[(node_label(self.inspector.layer(n)), n) for n in names], value=first,
             description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
         self.per_row = widgets.IntSlider(PER_ROW.check(images_per_row, "images_per_row"), min=PER_ROW.low,
                                          max=PER_ROW.panel_high, description="Per row", continuous_update=False)

@@ -18,7 +18,7 @@ from ..metrics import Sanity, cascade_layers, default_depth
 from ..render import enlarge_figure, heatmap_picture, overlay, side_by_side
 from .base import control_value, picture_widget, show_picture
 from .image_view import ImageEvent
-from .text import channels_html, layer_label, method_label, pointing_html, sanity_html, score_html, value_text
+from .text import channels_html, method_label, node_label, pointing_html, sanity_html, score_html, value_text
 
 CMAPS = ("jet", "turbo", "viridis", "magma", "inferno", "gray")
 TOP_CHANNELS = 8  # channel buttons under the map: the largest positive contributions
@@ -88,7 +88,7 @@ class CamControls:
                                                   layout=widgets.Layout(width="160px"))
         self.class_name = widgets.Label()
         self.layer = widgets.Dropdown(
-            options=[(layer_label(ins.layer(name).shape, name), name) for name in ins.cam_layers], value=layer,
+            options=[(node_label(ins.layer(name)), name) for name in ins.cam_layers], value=layer,
             description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
         names = method_names()  # read at build time: methods registered since import get a button too
         self.method = widgets.ToggleButtons(options=[(method_label(m), m) for m in names], value=method,

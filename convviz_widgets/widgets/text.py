@@ -56,10 +56,21 @@ def no_classes_text(inspector: Any) -> str:
             "explain: add a classifier head, or pass the full model (e.g. include_top=True).")
 
 
-def layer_label(shape: tuple, name: str) -> str:
-    """Dropdown text: the layer name and its output size."""
+def layer_label(shape: tuple, name: str, tokens: Any = None) -> str:
+    """Dropdown text: the layer name and its output size; a token layer's as the patch grid it is shown as.
+
+    `tokens`: the layer's token grid (`Node.tokens`: h, w and the leading special tokens), or None.
+    """
+    if tokens is not None and len(shape) == 3:
+        lead = f", {tokens.lead} special token{'s' if tokens.lead != 1 else ''} dropped" if tokens.lead else ""
+        return f"{name}  ({tokens.h}×{tokens.w}×{shape[-1]} tokens{lead})"
     dims = "×".join("?" if d is None else str(d) for d in shape[1:])
     return f"{name}  ({dims})"
+
+
+def node_label(node: Any) -> str:
+    """Dropdown text of a layer's node (`Inspector.layer`): its name and the size it is shown at."""
+    return layer_label(node.shape, node.name, node.tokens)
 
 
 def value_text(p: float, label: str, digits: int = 1) -> str:
