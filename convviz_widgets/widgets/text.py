@@ -103,11 +103,12 @@ def preprocess_html(name: str, reason: str) -> str:
 
 
 # ----- the Activations tab ----------------------------------------------------------------------------------
-def facts_html(name: str, kind: str, shape: tuple[int, int, int], facts: dict[str, float]) -> str:
+def facts_html(name: str, kind: str, shape: tuple[int, int, int], facts: dict[str, Any]) -> str:
     """A layer's shape, dead channels and sparsity, in one line."""
     h, w, c = shape
+    rule = facts.get("dead_rule", "never positive for this image")
     return (f"<b>{html.escape(name)}</b> ({kind}) · output <b>{h} × {w} × {c}</b> · "
-            f"dead channels: <b>{facts['dead']} of {c}</b> ({facts['dead'] / c:.1%}, never positive for this image) · "
+            f"dead channels: <b>{facts['dead']} of {c}</b> ({facts['dead'] / c:.1%}, {rule}) · "
             f"sparsity: <b>{facts['sparsity']:.1%}</b> of activations are zero")
 
 

@@ -58,12 +58,12 @@ def test_vit_panel_shows_token_grids_and_its_gradcam(tmp_path: Path, page: Any) 
     with serve("voila", tmp_path, notebook="vit_panel.ipynb", files=(VIT_MODELS,)) as server:
         open_panel(page, server)
         select = page.locator(f"{PANEL} .convviz-activations .widget-dropdown select").first
-        options = select.locator("option").all_inner_texts()
+        options = [o.replace("\xa0", " ") for o in select.locator("option").all_inner_texts()]
         tokens = [o for o in options if o.split()[0] == "block1_add2"]
         assert tokens and "(8×8×32 tokens, 1 special token dropped)" in tokens[0], options  # as the grid shown
         before = page.evaluate(PIXELS, GRID)
         old = page.eval_on_selector_all(GRID, "imgs => imgs.find(i => i.offsetParent !== null).src")
-        select.select_option(label=tokens[0])
+        select.select_option(index=options.index(tokens[0]))
         picture(page, GRID, old=old)
         assert page.evaluate(PIXELS, GRID) != before
         wait_text(page, f"{PANEL} .convviz-facts", "block1_add2")
