@@ -79,10 +79,14 @@ def value_text(p: float, label: str, digits: int = 1) -> str:
 
 
 # ----- the header -------------------------------------------------------------------------------------------
-def predictions_html(predictions: list[tuple[int, str, float]], label: str = "probability") -> str:
-    """The top classes as a small table: probabilities with bars, or a linear head's scores as numbers."""
+def predictions_html(predictions: list[tuple[int, str, float]], label: str = "probability",
+                     regions: bool = False) -> str:
+    """The top classes as a small table: probabilities with bars, or a linear head's scores as numbers.
+
+    `regions`: a segmentation model's classes with the share of the pixels it predicts as each (with bars).
+    """
     def value(p: float) -> str:
-        if label != "probability":
+        if label != "probability" and not regions:
             return f"<td style='text-align:right'>{p:.4g}</td>"
         return (f"<td style='text-align:right'>{p:.1%}</td><td><div style='background:#4c72b0;height:10px;"
                 f"width:{max(1, round(120 * p))}px'></div></td>")
@@ -91,8 +95,9 @@ def predictions_html(predictions: list[tuple[int, str, float]], label: str = "pr
         f"<tr><td>{rank}.</td><td><b>{html.escape(name)}</b></td><td style='color:#666'>#{index}</td>{value(p)}</tr>"
         for rank, (index, name, p) in enumerate(predictions, start=1)
     )
-    return (f"<div class='convviz-predictions'><b>Top {len(predictions)} predictions</b> ({html.escape(label)})"
-            f"<table>{rows}</table></div>")
+    title = "Predicted regions</b> (share of the pixels)" if regions else \
+        f"Top {len(predictions)} predictions</b> ({html.escape(label)})"
+    return f"<div class='convviz-predictions'><b>{title}<table>{rows}</table></div>"
 
 
 def preprocess_html(name: str, reason: str) -> str:

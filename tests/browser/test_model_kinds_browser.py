@@ -82,6 +82,8 @@ def test_vit_panel_shows_token_grids_and_its_gradcam(tmp_path: Path, page: Any) 
 def test_segmentation_panel_shows_the_mask_and_explains_the_class_picked(tmp_path: Path, page: Any) -> None:
     with serve("voila", tmp_path, notebook="segmentation_panel.ipynb") as server:
         open_panel(page, server)
+        header = page.inner_text(f"{PANEL} .convviz-predictions")
+        assert "Predicted regions" in header and "circle" in header and "cross" in header, header
         page.locator(TABS).filter(has_text="Grad-CAM").click()
         picture(page, OVERLAY)
         region = picture(page, REGION)
@@ -93,9 +95,9 @@ def test_segmentation_panel_shows_the_mask_and_explains_the_class_picked(tmp_pat
         first = page.inner_text(SCORE)
         shot(page, "kinds-seg-1-gradcam-default")
 
-        other = "cross" if "(cross)" not in first else "circle"
+        other = "cross" if "of circle (class" in first else "circle"
         buttons.filter(has_text=other).click()
-        wait_text(page, SCORE, f"({other})")
+        wait_text(page, SCORE, f"of {other} (class")
         picture(page, REGION, old=region)
         wait_text(page, f"{PANEL} .convviz-gradcam", f"{other}) over its predicted region")
         assert page.locator(f"{PANEL} .convviz-error").count() == 0
