@@ -115,6 +115,10 @@ class CamControls:
         self.depth = widgets.Dropdown(
             options=options, value=(depth or default_depth(ins, layer)) if options else None,
             description="Randomise", disabled=not sanity, layout=widgets.Layout(width="max-content", min_width="300px"))
+        if not options:  # the check compares class maps: a model without a class output (segmentation) has none
+            self.sanity.value, self.sanity.disabled = False, True
+            self.sanity.tooltip = "The randomisation check needs a class output (a classifier's head)"
+            self.depth.layout.display = "none"
         self.opacity = widgets.FloatSlider(ALPHA.check(opacity, "opacity"), min=ALPHA.low, max=ALPHA.high, step=0.05,
                                            description="Opacity")
         self.cmap = widgets.Dropdown(options=CMAPS, value=cmap, description="Colormap",
