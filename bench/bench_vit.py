@@ -17,7 +17,7 @@ The two sides run strictly alternately (order flipped every round) after a warm-
 (all threads) and wall time are printed with their ratios, and the maps are compared. Target (issue 19):
 the package <= 1.2x the floor in CPU time. Runs on the backend `KERAS_BACKEND` names.
 
-Run:  KERAS_BACKEND=jax python bench/bench_vit.py [--repeats 5]     (2 shared cores: 2-4 minutes)
+Run:  KERAS_BACKEND=jax python bench/bench_vit.py [--repeats 5]     (2 shared cores: about a minute)
 Exits 0 whatever the figures.
 """
 
