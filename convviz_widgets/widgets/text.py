@@ -203,6 +203,11 @@ def score_html(cam: CAM, label: str, channels: int | None) -> str:
         what = f"the class's logits summed over its region ({int((cam.region > 0.5).sum())} cells)"
         probability = (f", mean probability there <b>{(cam.probability or 0.0):.1%}</b>" if label == "probability"
                        else "")
+    if get_method(cam.method).class_agnostic:  # the map explains no class: say so, the score only as a fact
+        empty = empty.replace(" for this class", "")
+        return (f"{method_label(cam.method)} at <code>{html.escape(cam.layer)}</code> ({h}×{w}): <i>class-agnostic, "
+                f"the same map whatever class is picked</i>. <b>{html.escape(str(cam.class_name))}</b> (class "
+                f"{cam.class_index}): {what} <b>{cam.score:.4g}</b>{probability}.{empty}")
     return (f"{method_label(cam.method)} of <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}) at "
             f"<code>{html.escape(cam.layer)}</code> ({h}×{w}){used}: {what} <b>{cam.score:.4g}</b>"
             f"{probability}.{empty}")

@@ -86,7 +86,12 @@ def draw_cams(g: Gallery, ins: Any, scene: Any) -> None:
 
     names = [demo.CLASS_NAMES[k] for k in scene.labels]
     rows = ["| method | " + " | ".join(f"explaining *{n}*" for n in names) + " |", "|---|" + "---|" * len(names)]
+    skipped = ins.cam_methods_skipped
     for method in cv.cam_methods():
+        if method in skipped:  # a method for other kinds of model (attention rollout): its row says why
+            rows.append(f"| `{method}` | " + " | ".join(f"not drawn: this model is a convnet and {skipped[method]}"
+                                                      for _ in names) + " |")
+            continue
         cams = [ins.gradcam(scene.image, class_index=k, method=method) for k in scene.labels]
         cells = []
         for k, cam in zip(scene.labels, cams):
