@@ -190,3 +190,25 @@ def test_rollout_reads_the_attention_inside_keras_hubs_vit_encoder(image) -> Non
     np.testing.assert_allclose(cam.raw, numpy_rollout(attentions, row=0, lead=1, side=4), rtol=2e-4, atol=1e-6)
     heads = ins.attention_heads(small)
     assert [h.shape for h in heads.values()] == [(4, 4, 2), (4, 4, 2)]
+
+
+# ----- the report ---------------------------------------------------------------------------------------------------
+def test_the_report_skips_a_method_that_does_not_apply_and_writes_why(tmp_path, image) -> None:
+    from convviz_widgets.report import build_report
+
+    ins = cv.Inspector(small_convnet(seed=7), preprocess="rescale")
+    build_report(ins, image, tmp_path, filter_layers=[ins.conv_layers[0]], n_filters=1, steps=1,
+                 pattern_modes=("plain",), cam_methods=("gradcam", "rollout"), log=lambda _: None)
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "Not drawn: Attention rollout does not apply to this model: it has no keras.layers.MultiHeadAttention" \
+        in page
+    assert "gradcam_top1.png" in page and "rollout" not in " ".join(p.name for p in tmp_path.iterdir())
+
+
+def test_the_report_draws_rollout_once_for_a_vit_and_calls_it_class_agnostic(tmp_path, vit, image) -> None:
+    from convviz_widgets.report import build_report
+
+    report = build_report(cv.Inspector(vit), image, tmp_path, filter_layers=["patch_embed"], n_filters=1, steps=1,
+                          pattern_modes=("plain",), cam_methods=("rollout",), log=lambda _: None)
+    title, text, items = next(s for s in report.sections if s[0] == "Attention rollout")
+    assert len(items) == 1 and "class-agnostic" in text
