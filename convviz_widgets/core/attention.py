@@ -183,7 +183,7 @@ def _build(graph: FlatGraph) -> Attention:
     sites = [s for r in readings for s in r.sites]
     out = Attention(sites)
     if not sites:
-        out.reason = "it has no keras.layers.MultiHeadAttention layer (attention maps read those)"
+        out.reason = "it has no keras.layers.MultiHeadAttention layer to read attention from"
         return out
     refused = [s for s in sites if s.refused]
     if refused:

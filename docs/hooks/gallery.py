@@ -89,8 +89,8 @@ def draw_cams(g: Gallery, ins: Any, scene: Any) -> None:
     skipped = ins.cam_methods_skipped
     for method in cv.cam_methods():
         if method in skipped:  # a method for other kinds of model (attention rollout): its row says why
-            rows.append(f"| `{method}` | " + " | ".join(f"not drawn: this model is a convnet and {skipped[method]}"
-                                                      for _ in names) + " |")
+            cells = [f"not drawn: it does not apply to the demo convnet ({skipped[method]})"] + ["—"] * (len(names) - 1)
+            rows.append(f"| `{method}` | " + " | ".join(cells) + " |")
             continue
         cams = [ins.gradcam(scene.image, class_index=k, method=method) for k in scene.labels]
         cells = []
