@@ -508,7 +508,9 @@ class Inspector:
         one per image); methods that can batch run `batch_size` images per compiled pass (fewer when the
         memory budget needs it). `method`: a registered method's name (`cams.method_names()`:
         "gradcam", "gradcam++", "scorecam", "hirescam", "xgradcam", "layercam", "eigencam",
-        "ablationcam", and the user's own). Perturbation methods (Score-CAM, Ablation-CAM) run at most
+        "ablationcam", "rollout" (attention rollout: vision transformers only, class-agnostic, reads every attention
+        layer and not `layer`), and the user's own); one that does not apply to this model is refused with the reason
+        (`cam_methods_skipped`). Perturbation methods (Score-CAM, Ablation-CAM) run at most
         `batch_size` extra images per forward pass, use only the `max_channels` channels of largest
         spatial variance (None or <= 0: all; the others weigh 0) and call `progress(done, total)`
         after each batch (False or `Cancelled` stops them).
