@@ -94,6 +94,8 @@ def _graph_layer(node: Node) -> Reading | None:
         masked.append("use_causal_mask")
     if masked:
         refused = f"it is called with a mask ({', '.join(masked)}): its weights are read unmasked only"
+    elif _unreadable(node.layer):
+        refused = _unreadable(node.layer)
     elif query is None or key is not query:
         refused = "it attends from one sequence to another (cross-attention), not within the image's tokens"
     elif len(query.shape) != 3:
@@ -118,7 +120,8 @@ def _keras_hub_vit_encoder(node: Node) -> Reading | None:
             is_attention(getattr(b, "mha", None)) and hasattr(b, "layer_norm_1") for b in blocks):
         return None
     count = _count(node.inputs[0])
-    sites = [Site(f"{node.name}/{b.name}/{b.mha.name}", b.mha, node, (count, count)) for b in blocks]
+    sites = [Site(f"{node.name}/{b.name}/{b.mha.name}", b.mha, node, (count, count), _unreadable(b.mha))
+             for b in blocks]
 
     def weights(x: Any) -> list[Any]:
         out = []
@@ -158,8 +161,22 @@ def attention_weights(layer: Any, query: Any, key: Any) -> Any:
 
 
 def _projection(layer: Any, which: str) -> Any:
-    """The attention layer's query or key projection (a public property since Keras 3.1, private before)."""
-    return getattr(layer, f"{which}_dense", None) or getattr(layer, f"_{which}_dense")
+    """The attention layer's query or key projection (the public property where Keras has one, else its attribute)."""
+    found = getattr(layer, f"{which}_dense", None)
+    return found if found is not None else getattr(layer, f"_{which}_dense")
+
+
+def _unreadable(layer: Any) -> str:
+    """Why the plain softmax(QK^T / sqrt(d)) would not be this layer's attention; "" when it is."""
+    config = layer.get_config()
+    if config.get("sliding_window") is not None:
+        return f"it attends within a sliding window of {config['sliding_window']} tokens (a mask)"
+    if config.get("attention_axes") not in (None, 1, (1,), [1]):
+        return f"it attends over axes {config['attention_axes']}, not along one token sequence"
+    own = getattr(type(layer), "_compute_attention", None)
+    if own is not None and own is not getattr(keras.layers.MultiHeadAttention, "_compute_attention", None):
+        return f"{type(layer).__name__} computes its attention its own way (it overrides MultiHeadAttention's)"
+    return ""
 
 
 def attention(graph: FlatGraph) -> Attention:
