@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ._version import __version__
+from .core.batching import CTRL_C
 from .core.checks import FILTERS, STEPS, Bound
 from .errors import ConvVizError
 
@@ -273,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else 2
     if args.command in ("atlas", "evaluate"):
         try:
-            return _run_dataset(args)
+            with CTRL_C.kept():
+                return _run_dataset(args)
         except ConvVizError as err:
             return _error_line(str(err))
         except OSError as err:
