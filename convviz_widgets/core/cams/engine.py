@@ -157,7 +157,7 @@ class CamEngine:
             probability = float(result.head[i][k]) if named and ins.score_label == "probability" else None
             what = described(scorings[i], k, ins.class_names)
             if rule.class_agnostic:  # the score is the target's; the map explains no target
-                what = f"no class: {rule.label} is class-agnostic, the same map for any target (score of {what})"
+                what = f"no class ({rule.label} is class-agnostic: the same map for any target); the score is of {what}"
             out.append(cam_maths.CAM(heat, k, float(result.scores[i]), node.name, rule.name,
                                      ins.class_names[k] if named else None, probability, raw, weights, what, region))
         return out
