@@ -190,6 +190,10 @@ def test_rollout_reads_the_attention_inside_keras_hubs_vit_encoder(image) -> Non
     np.testing.assert_allclose(cam.raw, numpy_rollout(attentions, row=0, lead=1, side=4), rtol=2e-4, atol=1e-6)
     heads = ins.attention_heads(small)
     assert [h.shape for h in heads.values()] == [(4, 4, 2), (4, 4, 2)]
+    view = ActivationsView(ins, small, background=False)  # the blocks' attention: entries of their own, heads only
+    view.layer.value = last = "vi_t_backbone/vit_encoder/transformer_block_2/mha"
+    assert view.show_what.disabled and view.show_what.value == "heads"
+    np.testing.assert_allclose(view.activation(), heads[last])
 
 
 # ----- the report ---------------------------------------------------------------------------------------------------

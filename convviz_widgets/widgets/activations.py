@@ -165,7 +165,11 @@ class ActivationsView(ImageView):
     def showing_heads(self) -> bool:
         """Whether the grid shows the selected attention layer's heads rather than its channels."""
         name = self.layer.value
-        return name in self.attention and (self.show_what.value == "heads" or name not in self._acts)
+        return name in self.attention and (self.show_what.value == "heads" or self._heads_only(name))
+
+    def _heads_only(self, name: str) -> bool:
+        """An attention layer inside a block (KerasHub's ViT encoder): its heads are all there is to show."""
+        return name in self.attention and name not in self.inspector.layers + self.extra_layers
 
     def activation(self) -> np.ndarray | None:
         """The selected layer's output (H, W, C) for the current image (its heads (h, w, heads) when they are shown),
@@ -204,7 +208,9 @@ class ActivationsView(ImageView):
             name = self.layer.value
             with self.quietly():
                 self.show_what.layout.display = None if name in self.attention else "none"
-                self.show_what.disabled = name not in self._acts and name in self.attention  # heads only
+                self.show_what.disabled = heads_only = self._heads_only(name)
+                if heads_only:
+                    self.show_what.value = "heads"
             act = self.activation()
             if act is None:
                 return
