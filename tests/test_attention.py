@@ -191,7 +191,7 @@ def test_rollout_reads_the_attention_inside_keras_hubs_vit_encoder(image) -> Non
     heads = ins.attention_heads(small)
     assert [h.shape for h in heads.values()] == [(4, 4, 2), (4, 4, 2)]
     view = ActivationsView(ins, small, background=False)  # the blocks' attention: entries of their own, heads only
-    view.layer.value = last = "vi_t_backbone/vit_encoder/transformer_block_2/mha"
+    view.layer.value = last = ins.attention_layers[-1]  # ".../vit_encoder/transformer_block_2/mha"
     assert view.show_what.disabled and view.show_what.value == "heads"
     np.testing.assert_allclose(view.activation(), heads[last])
 
