@@ -31,6 +31,7 @@ import numpy as np
 
 from . import render
 from .core import checks
+from .core.batching import CTRL_C
 from .core.cam import CAM
 from .core.cams import get_method
 from .core.facts import layer_facts
@@ -67,6 +68,7 @@ class ProgressBar:
         self._t0 = time.perf_counter()
 
     def __call__(self, done: int, total: int | None = None) -> None:
+        CTRL_C.check()  # a Ctrl-C that a finaliser swallowed stops the work here
         total = total or self.total
         pct = int(100 * done / max(1, total))
         live = getattr(self.stream, "isatty", lambda: False)()
@@ -172,8 +174,10 @@ def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_folder(target)
     try:
-        report = _write_views(inspector, rgb, staging, options)
-        write_manifest(staging)
+        with CTRL_C.kept():
+            report = _write_views(inspector, rgb, staging, options)
+            CTRL_C.check()
+            write_manifest(staging)
         commit(staging, target, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -198,6 +202,11 @@ def _write_views(inspector: Inspector, rgb: np.ndarray, out: Path, options: Opti
     report.sections.append(_filter_section(inspector, options.filter_layers, out, options.n_filters,
                                            options.filter_size, options.steps, step_size, options.pattern_modes))
     for method in options.cam_methods:
+        rule = get_method(method)
+        why = rule.applies_to(inspector)
+        if why is not None:  # a method for other kinds of model (attention rollout on a convnet): skipped, said why
+            report.sections.append((rule.label, f"Not drawn: {rule.label} does not apply to this model: {why}.", []))
+            continue
         if options.target is None and inspector.output_kind == "classes":
             report.sections.append(_cam_section(inspector, rgb, out, preds[:top], method))
         else:
@@ -255,6 +264,8 @@ def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
     rule = get_method(method)
     shown = render.enlarge_figure(rgb)
     items = []
+    if rule.class_agnostic:  # one map: it is the same for every class
+        preds = preds[:1]
     bar = ProgressBar(rule.name, len(preds))
     for rank, (idx, name, prob) in enumerate(preds, 1):
         cam = inspector.gradcam(rgb, class_index=idx, method=rule.name)
@@ -262,6 +273,9 @@ def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
         _save(out / fname, cam_picture(shown, cam))
         items.append((fname, cam_caption(rank, name, prob, cam, probability=inspector.score_label == "probability")))
         bar(rank, len(preds))
+    if rule.class_agnostic:
+        return (rule.label, f"{rule.label} is class-agnostic: one map, the same for every class ({rule.tooltip}).",
+                items)
     return (rule.label, "Where the evidence for each class lies (red = most).", items)
 
 

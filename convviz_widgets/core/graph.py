@@ -102,6 +102,8 @@ class Node:
     # A (batch, T, D) output read as a grid (see `find_token_grid`); None for anything else.
     tokens: TokenGrid | None = None
     no_grid_reason: str = ""  # why a 3-D output could not be read as a grid
+    call_args: tuple = field(default=(), repr=False)  # the layer's call as traced: positional arguments
+    call_kwargs: dict = field(default_factory=dict, repr=False)  # ... and keyword arguments
     _map: Any = field(default=None, repr=False)
 
     @property
@@ -198,6 +200,9 @@ class FlatGraph:
     # With `trace(..., probe=LAYER)`: an extra input of that layer's output shape, added to its output
     # before anything downstream reads it, so d(output)/d(probe) at probe = 0 is d(output)/d(feature map).
     probe: Any = None
+    # Symbolic tensors computed from this trace by other modules (attention weights, say), built once under
+    # TRACE_LOCK: each build records nodes on the user's layers, as a trace does.
+    derived: dict = field(default_factory=dict, repr=False)
 
     def names(self) -> list[str]:
         """Qualified layer names in model order."""
@@ -341,6 +346,7 @@ def output_index(model: keras.Model, output: str | int | None) -> int:
 # once could swap their nodes. Every trace of every model therefore runs under this lock (a trace takes
 # milliseconds; the compiled work that follows does not need it).
 _TRACE_LOCK = threading.RLock()
+TRACE_LOCK = _TRACE_LOCK  # held by whoever calls the user's layers on a trace's symbolic tensors
 
 
 _PROBE = "convviz_probe"  # names of the probe's input and sum (operation names must be unique in a model)
@@ -383,7 +389,7 @@ class _Tracer:
             return self.run(op, inner, f"{prefix}{op.name}/")
         out = op(*args, **kwargs)
         if isinstance(op, keras.layers.Layer) and not isinstance(op, keras.layers.InputLayer):
-            if self._record(op, out, args, prefix) == self.probe_at and isinstance(out, keras.KerasTensor):
+            if self._record(op, out, args, prefix, kwargs) == self.probe_at and isinstance(out, keras.KerasTensor):
                 out = self._add_probe(out)
         if op is self.head_layer:
             self.head = _make_head(op, args, kwargs, out)
@@ -394,7 +400,7 @@ class _Tracer:
         self.probe = keras.Input(shape=tuple(out.shape[1:]), dtype=out.dtype, name=f"{_PROBE}_input")
         return keras.layers.Add(name=_PROBE, dtype=out.dtype)([out, self.probe])  # named: never a user layer's name
 
-    def _record(self, layer: Any, out: Any, args: tuple, prefix: str) -> str:
+    def _record(self, layer: Any, out: Any, args: tuple, prefix: str, kwargs: dict | None = None) -> str:
         """Store a node, giving repeated uses of one layer distinct names; returns its name."""
         name = f"{prefix}{layer.name}"
         count = self._seen.get(name, 0)
@@ -402,7 +408,8 @@ class _Tracer:
         if count:
             name = f"{name}#{count + 1}"
         ins = tuple(t for t in keras.tree.flatten(args) if isinstance(t, keras.KerasTensor))
-        self.nodes.append(Node(name, layer, out, ins, len(self.nodes)))
+        self.nodes.append(Node(name, layer, out, ins, len(self.nodes), call_args=tuple(args),
+                               call_kwargs=dict(kwargs or {})))
         if self.stop_at is not None and name == self.stop_at:
             raise _StopTrace
         return name
