@@ -411,10 +411,12 @@ def test_the_rows_panel_and_report_work_on_its_kind_of_model(kind: Kind, cases: 
 
 
 # ----- the README's table and these rows -------------------------------------------------------------------
-def readme_rows() -> dict[str, list[str]]:
-    """The README's table of model kinds: its first cell -> the items of its "what works" cell."""
-    text = README.read_text()
-    table = text.split("| model kind | what works |", 1)[1].split("\n\n", 1)[0]
+DOCS_INDEX = README.parent / "docs" / "index.md"  # the documentation site's first page carries the same table
+
+
+def table_rows(path: Path) -> dict[str, list[str]]:
+    """A page's table of model kinds: its first cell -> the items of its "what works" cell."""
+    table = path.read_text().split("| model kind | what works |", 1)[1].split("\n\n", 1)[0]
     rows = {}
     for line in table.splitlines()[2:]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -424,7 +426,15 @@ def readme_rows() -> dict[str, list[str]]:
 
 
 def test_the_readme_table_and_the_rows_tested_are_the_same():
-    rows = readme_rows()
+    rows = table_rows(README)
     assert list(rows) == [kind.row for kind in KINDS]
     for kind in KINDS:
         assert rows[kind.row] == [w for w in CORE_WORKS + VIEW_WORKS if w in kind.works], kind.row
+
+
+def test_the_documentation_site_shows_the_readmes_table_word_for_word():
+    def table(path: Path) -> str:
+        text = path.read_text()
+        return text[text.index("| model kind | what works |"):].split("\n\n", 1)[0]
+
+    assert table(DOCS_INDEX) == table(README)
