@@ -285,6 +285,15 @@ def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out if out.ndim == image.ndim else out[..., None]
 
 
+def centre_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The largest centred window of `image` with the aspect ratio of `size=(h, w)` (before resizing to it)."""
+    h, w = _check_size(size)
+    ih, iw = image.shape[:2]
+    ch, cw = (ih, max(1, round(ih * w / h))) if iw * h > ih * w else (max(1, round(iw * h / w)), iw)
+    top, left = (ih - ch) // 2, (iw - cw) // 2
+    return image[top : top + ch, left : left + cw]
+
+
 def pixel_key(rgb: np.ndarray) -> str:
     """A short key for an image's pixels and shape (for caches of per-image results)."""
     return hashlib.blake2b(np.ascontiguousarray(rgb).tobytes(), digest_size=16).hexdigest() + str(rgb.shape)
