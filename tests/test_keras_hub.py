@@ -1,4 +1,4 @@
-"""KerasHub image classifiers (small configs, random weights, no preset downloaded) in the API, the panel and the report.
+"""KerasHub image classifiers (small configs, random weights, no preset downloaded): the API, the panel, the report.
 
 Their backbones are functional models nested in the task; some of their layers are blocks of their own (KerasHub's
 MBConv, inverted-residual and transformer blocks) that are shown as one layer each. The task's preprocessor (an
@@ -57,20 +57,27 @@ def _state(model: keras.Model) -> tuple[str, list[np.ndarray]]:
 _NOT_APPLICABLE = {"vit": {"hirescam"}}
 
 
-@pytest.mark.backends
-@pytest.mark.parametrize("family", FAMILIES)
-def test_every_cam_method_gives_a_finite_map_that_varies(classifiers, family) -> None:
-    ins = cv.Inspector(_classifier(classifiers, family))
+def _check_cams(ins: cv.Inspector, methods: list[str], raw: np.ndarray) -> None:
+    """Each method's map of `raw` at the default layer: its grid, finite, and varying (not blank)."""
     node = ins.layer(ins.default_cam_layer)
-    raw = _raw(1)
-    for method in cv.cam_methods():
-        if method in _NOT_APPLICABLE.get(family, ()):
-            continue
+    for method in methods:
         cam = ins.gradcam(raw, method=method, max_channels=8)
         assert cam.heatmap.shape == node.grid, method
         assert np.isfinite(cam.heatmap).all() and np.isfinite(cam.raw).all(), method
         assert np.ptp(cam.raw) > 1e-3 * np.abs(cam.raw).max(), method  # not blank: the map says where
     assert ins.gradcam(raw).heatmap.max() == 1.0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_cam_method_gives_a_finite_map_that_varies(classifiers, family) -> None:
+    methods = [m for m in cv.cam_methods() if m not in _NOT_APPLICABLE.get(family, ())]
+    _check_cams(cv.Inspector(_classifier(classifiers, family)), methods, _raw(1))
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("family", ["vit", "resnet", "efficientnet"])
+def test_a_gradient_and_a_perturbation_cam_on_every_backend(classifiers, family) -> None:
+    _check_cams(cv.Inspector(_classifier(classifiers, family)), ["gradcam", "scorecam"], _raw(1))
 
 
 @pytest.mark.backends
@@ -95,20 +102,23 @@ def test_the_reason_names_the_converter_its_scale_and_the_resize(classifiers) ->
     assert attached.preprocess_name == "ViTImageConverter"
     assert attached.preprocess_reason == (
         "the model's own KerasHub preprocessor: its image converter ViTImageConverter (1/127.5, offset -1); this "
-        "package resizes each image to 32x32 itself, cropping the centre to that aspect ratio first, as the "
-        "converter does, so the picture shown is the one explained")
+        "package resizes each image to 32x32 itself, cropping the centre to that aspect ratio first, bilinearly, as "
+        "the converter does, so the picture shown is the one explained")
     given = cv.Inspector(classifier, preprocess=classifier.preprocessor).preprocess_reason
     assert given.startswith("given: the KerasHub image converter ViTImageConverter (1/127.5, offset -1)")
     resnet = cv.Inspector(_classifier(classifiers, "resnet")).preprocess_reason
     assert "ResNetImageConverter (× (0.01712, 0.01751, 0.01743), offset (-2.118, -2.036, -1.804))" in resnet
 
 
-def test_a_wide_photo_is_cropped_to_its_centre_square_before_resizing_as_the_converter_does(classifiers) -> None:
-    ins = cv.Inspector(_classifier(classifiers, "densenet"))
+def test_a_wide_photo_is_cropped_to_its_centre_square_and_resized_as_the_converter_does(classifiers) -> None:
+    classifier = _classifier(classifiers, "densenet")
+    ins = cv.Inspector(classifier)
     wide = _raw(3, (40, 64))
     centre = wide[:, 12:52]  # the centred 40x40 window of a 40x64 photo
     np.testing.assert_array_equal(ins.prepare(wide), ins.prepare(centre))
     assert ins.prepare(wide).shape == (hm.SIZE, hm.SIZE, 3)
+    # the same scores as KerasHub's own crop and bilinear resize, up to the rounding of the resized pixels to uint8
+    np.testing.assert_allclose(ins.probabilities(wide), _hub_prediction(classifier, wide), atol=2e-3)
 
 
 def test_a_backbone_that_takes_any_size_gets_the_converters_size(classifiers) -> None:

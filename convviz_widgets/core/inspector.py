@@ -80,7 +80,8 @@ class Inspector:
             )
         choice = choose_preprocess(preprocess, self.graph.nodes, self._model_names(), self.model)
         self.preprocess_name, self._preprocess, self._preprocess_reason = choice.name, choice.fn, choice.reason
-        self._preprocess_size, self._crop_to_aspect = choice.size, choice.crop_to_aspect  # a KerasHub converter's
+        self._preprocess_size = choice.size  # a KerasHub converter's size, crop and interpolation (see `prepare`)
+        self._crop_to_aspect, self._bilinear = choice.crop_to_aspect, choice.bilinear
         if choice.warning:
             warnings.warn(choice.warning, UserWarning, stacklevel=2)
         head = self.graph.head
@@ -257,8 +258,10 @@ class Inspector:
     # ----- images --------------------------------------------------------------------------------
     def prepare(self, image: ImageSource) -> np.ndarray:
         """The image as the model sees it: uint8 RGB at the model's input size."""
-        if self.input_size is not None and self._crop_to_aspect:
-            return resize_rgb(centre_crop(load_image(image), self.input_size), self.input_size)
+        if self.input_size is not None and (self._crop_to_aspect or self._bilinear):
+            rgb = load_image(image)
+            rgb = centre_crop(rgb, self.input_size) if self._crop_to_aspect else rgb
+            return resize_rgb(rgb, self.input_size, bilinear=self._bilinear)
         if self.input_size is not None:
             return load_image(image, size=self.input_size)  # a JPEG decodes straight at a reduced scale
         rgb = load_image(image)

@@ -308,6 +308,7 @@ class Choice:
     in_graph: bool = False  # written in keras.ops: it may run inside compiled functions
     size: tuple[int, int] | None = None  # (h, w) the preprocessing resizes every image to (a KerasHub converter)
     crop_to_aspect: bool = False  # crop the centre to the aspect ratio of `size` before resizing
+    bilinear: bool = False  # resize bilinearly without antialiasing, as the converter does
 
 
 # ----- a KerasHub model's own preprocessing ------------------------------------------------------------
@@ -338,15 +339,18 @@ def converter_choice(converter: Any, how: str) -> Choice:
     size = config.get("image_size")
     size = None if size is None or None in tuple(size) else (int(size[0]), int(size[1]))
     crop = bool(config.get("crop_to_aspect_ratio", False)) and size is not None
+    bilinear = config.get("interpolation", "bilinear") == "bilinear" and not config.get("antialias", False)
     name = type(converter).__name__
     reason = f"{how} {name} ({_scale_text(step.scale, step.offset)})"
     if size is not None:
         reason += (f"; this package resizes each image to {size[0]}x{size[1]} itself, "
                    f"{'cropping the centre to that aspect ratio first, ' if crop else ''}"
-                   "as the converter does, so the picture shown is the one explained")
+                   f"{'bilinearly, ' if bilinear else ''}as the converter does, so the picture shown is the one "
+                   "explained")
     if config.get("pad_to_aspect_ratio"):
         reason += " (the converter would pad to the aspect ratio instead: give images of that aspect ratio)"
-    return Choice(name, _affine(step.scale, step.offset), reason, in_graph=True, size=size, crop_to_aspect=crop)
+    return Choice(name, _affine(step.scale, step.offset), reason, in_graph=True, size=size, crop_to_aspect=crop,
+                  bilinear=bilinear)
 
 
 def _config(layer: Any) -> dict:
