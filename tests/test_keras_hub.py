@@ -53,7 +53,7 @@ def _state(model: keras.Model) -> tuple[str, list[np.ndarray]]:
 
 # HiResCAM sums gradient x activation over channels; at the input of a block that starts with a LayerNormalization
 # (KerasHub's ViT default layer) that sum is 0 for every patch token (a norm ignores its input's scale), so it
-# does not apply there.
+# does not apply there (its map is blank: see the ViT test).
 _NOT_APPLICABLE = {"vit": {"hirescam"}}
 
 
@@ -152,6 +152,8 @@ def test_the_vit_classifiers_blocks_are_4x4_token_grids_and_the_cam_sits_before_
     # the head reads the class token after the last block's final norm: the last block's input is what it sees
     assert ins.default_cam_layer == f"{prefix}vit_encoder/transformer_block_1"
     raw = _raw(6)
+    hires = ins.gradcam(raw, method="hirescam")  # sum_c x_c df/dx_c = 0 at a norm's input: blank, not rounding noise
+    assert not hires.heatmap.any() and not hires.raw.any()
     acts = ins.activations(raw)
     encoder = classifier.backbone.get_layer("vit_encoder")
     x = classifier.preprocessor(raw[None].astype("float32"))
