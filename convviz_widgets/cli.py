@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ._version import __version__
+from .core.batching import CTRL_C
 from .core.checks import FILTERS, STEPS, Bound
 from .errors import ConvVizError
 
@@ -273,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else 2
     if args.command in ("atlas", "evaluate"):
         try:
-            return _run_dataset(args)
+            with CTRL_C.kept():
+                return _run_dataset(args)
         except ConvVizError as err:
             return _error_line(str(err))
         except OSError as err:
@@ -289,12 +291,13 @@ def main(argv: list[str] | None = None) -> int:
         from .report import build_report, output_folder
 
         methods = [get_method(m.strip()).name for m in args.cam_methods.split(",") if m.strip()] or ["gradcam"]
-        inspector, image = _load(args)
-        out = output_folder(args.out)
-        modes = ("plain", "regularized") if args.patterns == "both" else (args.patterns,)
-        build_report(inspector, image, out, filter_layers=args.filter_layers, n_filters=args.filters,
-                     steps=args.steps, step_size=args.step_size, pattern_modes=modes, cam_methods=methods,
-                     overwrite=args.overwrite, target=args.target)
+        with CTRL_C.kept():  # from loading the model on
+            inspector, image = _load(args)
+            out = output_folder(args.out)
+            modes = ("plain", "regularized") if args.patterns == "both" else (args.patterns,)
+            build_report(inspector, image, out, filter_layers=args.filter_layers, n_filters=args.filters,
+                         steps=args.steps, step_size=args.step_size, pattern_modes=modes, cam_methods=methods,
+                         overwrite=args.overwrite, target=args.target)
     except ConvVizError as err:
         return _error_line(str(err))
     except OSError as err:  # e.g. the disk filled up or the folder vanished while writing

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import render
 from .core import checks
+from .core.batching import CTRL_C
 from .core.cam import CAM
 from .core.cams import get_method
 from .core.facts import layer_facts
@@ -67,6 +68,7 @@ class ProgressBar:
         self._t0 = time.perf_counter()
 
     def __call__(self, done: int, total: int | None = None) -> None:
+        CTRL_C.check()  # a Ctrl-C that a finaliser swallowed stops the work here
         total = total or self.total
         pct = int(100 * done / max(1, total))
         live = getattr(self.stream, "isatty", lambda: False)()
@@ -172,8 +174,10 @@ def build_report(inspector: Inspector, image: Any, out: Path, *, filter_layers: 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_folder(target)
     try:
-        report = _write_views(inspector, rgb, staging, options)
-        write_manifest(staging)
+        with CTRL_C.kept():
+            report = _write_views(inspector, rgb, staging, options)
+            CTRL_C.check()
+            write_manifest(staging)
         commit(staging, target, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

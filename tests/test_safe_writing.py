@@ -317,3 +317,38 @@ def test_a_picture_is_named_after_the_image_it_shows() -> None:
     view.set_image(b)
     assert tag_a != view.image_tag() and len(tag_a) == 8
     assert np.array_equal(a, rng_image(seed=1))  # naming reads the pixels, never changes them
+
+
+class _PressesCtrlCWhenCollected:
+    """Sends this process SIGINT from its finaliser, so the handler runs where Python swallows exceptions."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # a few bytecodes after the signal, so its handler runs inside this finaliser
+            pass
+
+
+def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_the_work_at_the_next_progress_step(capsys) -> None:
+    from convviz_widgets.core.batching import CTRL_C, report
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's own handler in this process (e.g. a background job ignores it)")
+    seen = []
+    with pytest.raises(KeyboardInterrupt), CTRL_C.kept():
+        _PressesCtrlCWhenCollected()  # collected at once: the KeyboardInterrupt is raised inside __del__, and lost
+        seen.append("work went on")
+        report(lambda done, total: seen.append(done), 1, 10, "Work", "steps")
+    assert seen == ["work went on"]  # the next progress step raised, before telling progress anything
+    assert "Exception ignored" not in capsys.readouterr().err  # the swallowed press is not printed as an error
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # and the handler is Python's again
+
+
+def test_without_a_ctrl_c_progress_steps_run_as_before() -> None:
+    from convviz_widgets.core.batching import CTRL_C, report
+
+    seen = []
+    with CTRL_C.kept():
+        for i in range(3):
+            report(lambda done, total: seen.append(done), i + 1, 3, "Work", "steps")
+    report(lambda done, total: seen.append(done), 4, 4, "Work", "steps")
+    assert seen == [1, 2, 3, 4]

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.batching import CTRL_C
 from ..core.examples import IMAGE_SUFFIXES
 from ..errors import Cancelled, ConvVizError
 
@@ -453,6 +454,7 @@ def _finish(b: Batch, part: dict[str, np.ndarray], partials: Partials, merge: Ca
 
 def _tell(progress: Progress | None, done: int, total: int, stats: RunStats) -> None:
     """Report progress; False from the callback stops the run (saved partials stay for a resume)."""
+    CTRL_C.check()
     if progress is not None and progress(done, total) is False:
         raise Cancelled(f"Stopped after {done} of {total} images; run again with the same output folder to continue.")
 
