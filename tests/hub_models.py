@@ -38,6 +38,14 @@ def vit(hub: Any, seed: int = 0) -> Any:
     return _classifier(hub, "ViT", backbone, SYMMETRIC, seed)
 
 
+def deit(hub: Any, seed: int = 0) -> Any:
+    """DeiT: a ViT with a class and a distillation token; its encoder is one layer with three outputs."""
+    keras.utils.set_random_seed(seed)
+    backbone = hub.models.DeiTBackbone(image_shape=(SIZE, SIZE, 3), patch_size=8, num_layers=2, num_heads=2,
+                                       hidden_dim=16, intermediate_dim=32)
+    return _classifier(hub, "DeiT", backbone, STANDARDISE, seed)
+
+
 def resnet(hub: Any, seed: int = 0) -> Any:
     """ResNet (v1 basic blocks): two stages of one block."""
     keras.utils.set_random_seed(seed)
@@ -91,6 +99,7 @@ def densenet(hub: Any, seed: int = 0) -> Any:
 
 FAMILIES: dict[str, Callable[..., Any]] = {
     "vit": vit,
+    "deit": deit,
     "resnet": resnet,
     "efficientnet": efficientnet,
     "mobilenet": mobilenet,

@@ -164,6 +164,16 @@ def test_the_vit_classifiers_blocks_are_4x4_token_grids_and_the_cam_sits_before_
         np.testing.assert_allclose(acts[f"{prefix}vit_encoder/transformer_block_{i}"], expected, rtol=1e-4, atol=1e-4)
 
 
+def test_a_layer_with_several_outputs_shows_its_per_image_ones(classifiers) -> None:
+    classifier = _classifier(classifiers, "deit")  # its encoder returns (tokens, hidden states, attention scores)
+    ins = cv.Inspector(classifier)
+    prefix = f"{classifier.backbone.name}/"
+    assert ins.layers == [f"{prefix}deit_patching_and_embedding", f"{prefix}deit_encoder"]
+    assert ins.layer(f"{prefix}deit_encoder").tokens.lead == 2  # the class and the distillation token
+    # the encoder is one layer and the head reads only its two leading tokens: the patch embedding is what it sees
+    assert ins.default_cam_layer == f"{prefix}deit_patching_and_embedding"
+
+
 @pytest.mark.parametrize(("family", "blocks", "default"), [
     ("mobilenet", ["block_0_0", "block_1_0", "block_2_0", "block_2_1", "block_3_0"], "block_3_0"),
     ("efficientnet", ["block1a_", "block2a_"], "top_activation"),

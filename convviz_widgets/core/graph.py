@@ -91,6 +91,7 @@ class Node:
     # A (batch, T, D) output read as a grid (see `find_token_grid`); None for anything else.
     tokens: TokenGrid | None = None
     no_grid_reason: str = ""  # why a 3-D output could not be read as a grid
+    part: int = 0  # which output of a layer with several (0: its first, the one a block is judged by)
     _map: Any = field(default=None, repr=False)
 
     @property
@@ -107,7 +108,7 @@ class Node:
             return "pool"
         if self.tokens is not None and not isinstance(self.layer, _HIDDEN_TOKEN_TYPES):
             return "tokens"
-        if is_block(self.layer, self.output):
+        if self.part == 0 and is_block(self.layer, self.output):
             return "block"
         return "other"
 
@@ -423,8 +424,14 @@ class _Tracer:
         if count:
             name = f"{name}#{count + 1}"
         ins = tuple(t for t in keras.tree.flatten(args) if isinstance(t, keras.KerasTensor))
-        self.nodes.append(Node(name, layer, out, ins, len(self.nodes)))
-        if self.stop_at is not None and name == self.stop_at:
+        outs = [t for t in keras.tree.flatten(out) if isinstance(t, keras.KerasTensor)]
+        names = [name]
+        for i, tensor in enumerate(outs):  # a layer with several outputs: one node each, "name", "name:1", ...
+            if i and tensor.shape[:1] != (None,):
+                continue  # not one value per image (an empty placeholder output, say)
+            names.append(f"{name}:{i}")
+            self.nodes.append(Node(names[-1] if i else name, layer, tensor, ins, len(self.nodes), part=i))
+        if self.stop_at is not None and self.stop_at in names:
             raise _StopTrace
         return name
 
@@ -597,7 +604,10 @@ def patch_tokens_reach_head(graph: FlatGraph, node: Node) -> bool:
     """Whether changing `node`'s patch tokens changes the head's output (one eager pass of random values)."""
     if node.tokens is None or graph.head is None or None in graph.input.shape[1:]:
         return True
-    model = keras.Model([graph.input, node.output], graph.head.logits)
+    try:
+        model = keras.Model([graph.input, node.output], graph.head.logits)
+    except ValueError:  # a layer's other output (its hidden states, say): the head's path does not go through it
+        return False
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, *(int(d) for d in graph.input.shape[1:]))).astype("float32")
     tokens = rng.normal(size=(1, *(int(d) for d in node.output.shape[1:]))).astype("float32")
