@@ -202,6 +202,11 @@ def _write_views(inspector: Inspector, rgb: np.ndarray, out: Path, options: Opti
     report.sections.append(_filter_section(inspector, options.filter_layers, out, options.n_filters,
                                            options.filter_size, options.steps, step_size, options.pattern_modes))
     for method in options.cam_methods:
+        rule = get_method(method)
+        why = rule.applies_to(inspector)
+        if why is not None:  # a method for other kinds of model (attention rollout on a convnet): skipped, said why
+            report.sections.append((rule.label, f"Not drawn: {rule.label} does not apply to this model: {why}.", []))
+            continue
         if options.target is None and inspector.output_kind == "classes":
             report.sections.append(_cam_section(inspector, rgb, out, preds[:top], method))
         else:
@@ -259,6 +264,8 @@ def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
     rule = get_method(method)
     shown = render.enlarge_figure(rgb)
     items = []
+    if rule.class_agnostic:  # one map: it is the same for every class
+        preds = preds[:1]
     bar = ProgressBar(rule.name, len(preds))
     for rank, (idx, name, prob) in enumerate(preds, 1):
         cam = inspector.gradcam(rgb, class_index=idx, method=rule.name)
@@ -266,6 +273,9 @@ def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
         _save(out / fname, cam_picture(shown, cam))
         items.append((fname, cam_caption(rank, name, prob, cam, probability=inspector.score_label == "probability")))
         bar(rank, len(preds))
+    if rule.class_agnostic:
+        return (rule.label, f"{rule.label} is class-agnostic: one map, the same for every class ({rule.tooltip}).",
+                items)
     return (rule.label, "Where the evidence for each class lies (red = most).", items)
 
 

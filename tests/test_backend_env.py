@@ -151,7 +151,7 @@ for mode in ("plain", "regularized"):
         assert fp.images.shape == (3, 32, 32, 3) and fp.images.dtype == np.uint8, fp.images.shape
 
 
-for method in cv.cam_methods():
+for method in cv.cam_methods(model, preprocess="rescale"):  # those that apply to this convnet
     @step(f"gradcam, {method}")
     def _(method=method):
         extra = {"max_channels": 8} if method == "scorecam" else {}

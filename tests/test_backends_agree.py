@@ -70,7 +70,7 @@ def _cams(cv, demo, ins) -> dict[str, np.ndarray]:  # noqa: ANN001 - modules and
     """Every registered CAM method's maps of the fixed scenes, each for its own label."""
     images = np.stack([demo.scene(label=label, seed=demo.EVAL_SEED + s).image for label, s in SCENES])
     labels = [label for label, _ in SCENES]
-    methods = list(cv.cam_methods())
+    methods = list(cv.cam_methods(ins))
     saved = {"methods": np.array(methods)}
     for method in methods:
         cams = ins.gradcam(images, class_index=labels, method=method)

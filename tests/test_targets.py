@@ -155,7 +155,7 @@ def test_a_region_target_with_a_given_mask_sums_over_that_mask():
 def test_every_method_explains_a_region_and_perturbation_methods_score_it():
     model, image = seg_model(3, seed=11), rng_image(SIZE, SIZE, seed=9)
     ins = cv.Inspector(model, preprocess="rescale")
-    for method in cv.cam_methods():
+    for method in ins.cam_methods:
         cam = ins.gradcam(image, target=RegionTarget(None), method=method)
         assert np.isfinite(cam.heatmap).all() and cam.target.endswith("over its predicted region"), method
     # Ablation-CAM by hand: zeroing channel c of the map changes the region's score by sum_M A_c W[c, k]

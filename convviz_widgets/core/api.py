@@ -12,6 +12,7 @@ from ..images import ImageSource
 from . import checks
 from .cache import LRUCache
 from .cam import CAM
+from .cams import method_names
 from .feature_viz import Regularization
 from .filters import FilterPatterns, Progress
 from .inspector import Inspector
@@ -50,6 +51,17 @@ def _grid_key(grid: Any) -> Any:
         return None if grid is None else tuple(grid)
     except TypeError:
         return repr(grid)
+
+
+def cam_methods(model: Any = None, *, preprocess: Preprocess = None, output: str | int | None = None,
+                grid: tuple[int, int] | None = None) -> list[str]:
+    """The registered CAM methods' names in list order; with a model (or an Inspector), only those that apply to it.
+
+    A method that does not apply (attention rollout on a convnet, say) says why in `Inspector.cam_methods_skipped`.
+    """
+    if model is None:
+        return method_names()
+    return method_names(inspector_for(model, preprocess, output=output, grid=grid))
 
 
 def activations(model: Any, image: ImageSource | Sequence[ImageSource], *, preprocess: Preprocess = None,

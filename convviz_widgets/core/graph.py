@@ -92,6 +92,8 @@ class Node:
     tokens: TokenGrid | None = None
     no_grid_reason: str = ""  # why a 3-D output could not be read as a grid
     part: int = 0  # which output of a layer with several (0: its first, the one a block is judged by)
+    call_args: tuple = field(default=(), repr=False)  # the layer's call as traced: positional arguments
+    call_kwargs: dict = field(default_factory=dict, repr=False)  # ... and keyword arguments
     _map: Any = field(default=None, repr=False)
 
     @property
@@ -189,6 +191,9 @@ class FlatGraph:
     # With `trace(..., probe=LAYER)`: an extra input of that layer's output shape, added to its output
     # before anything downstream reads it, so d(output)/d(probe) at probe = 0 is d(output)/d(feature map).
     probe: Any = None
+    # Symbolic tensors computed from this trace by other modules (attention weights, say), built once under
+    # TRACE_LOCK: each build records nodes on the user's layers, as a trace does.
+    derived: dict = field(default_factory=dict, repr=False)
 
     def names(self) -> list[str]:
         """Qualified layer names in model order."""
@@ -357,6 +362,7 @@ def output_index(model: keras.Model, output: str | int | None) -> int:
 # once could swap their nodes. Every trace of every model therefore runs under this lock (a trace takes
 # milliseconds; the compiled work that follows does not need it).
 _TRACE_LOCK = threading.RLock()
+TRACE_LOCK = _TRACE_LOCK  # held by whoever calls the user's layers on a trace's symbolic tensors
 
 
 _PROBE = "convviz_probe"  # names of the probe's input and sum (operation names must be unique in a model)
@@ -405,7 +411,7 @@ class _Tracer:
             return x
         out = op(*args, **kwargs)
         if isinstance(op, keras.layers.Layer) and not isinstance(op, keras.layers.InputLayer):
-            if self._record(op, out, args, prefix) == self.probe_at and isinstance(out, keras.KerasTensor):
+            if self._record(op, out, args, prefix, kwargs) == self.probe_at and isinstance(out, keras.KerasTensor):
                 out = self._add_probe(out)
         if op is self.head_layer:
             self.head = _make_head(op, args, kwargs, out)
@@ -416,7 +422,7 @@ class _Tracer:
         self.probe = keras.Input(shape=tuple(out.shape[1:]), dtype=out.dtype, name=f"{_PROBE}_input")
         return keras.layers.Add(name=_PROBE, dtype=out.dtype)([out, self.probe])  # named: never a user layer's name
 
-    def _record(self, layer: Any, out: Any, args: tuple, prefix: str) -> str:
+    def _record(self, layer: Any, out: Any, args: tuple, prefix: str, kwargs: dict | None = None) -> str:
         """Store a node, giving repeated uses of one layer distinct names; returns its name."""
         name = f"{prefix}{layer.name}"
         count = self._seen.get(name, 0)
@@ -430,7 +436,8 @@ class _Tracer:
             if i and tensor.shape[:1] != (None,):
                 continue  # not one value per image (an empty placeholder output, say)
             names.append(f"{name}:{i}")
-            self.nodes.append(Node(names[-1] if i else name, layer, tensor, ins, len(self.nodes), part=i))
+            self.nodes.append(Node(names[-1] if i else name, layer, tensor, ins, len(self.nodes), part=i,
+                                   call_args=tuple(args), call_kwargs=dict(kwargs or {})))
         if self.stop_at is not None and self.stop_at in names:
             raise _StopTrace
         return name

@@ -14,6 +14,7 @@ from keras import ops
 from ..errors import ConvVizError
 from ..images import ImageSource, centre_crop, load_image, pixel_key, resize_rgb
 from ..limits import check_fits, fit_batch
+from . import attention as att_maths
 from . import backend as bk
 from . import batching, cams, checks
 from . import cam as cam_rules
@@ -105,6 +106,8 @@ class Inspector:
         self.examples = ExamplesEngine(self)  # dataset examples: the engine and its compiled readouts
         self._head_values: Any = None  # compiled head values of a preprocessed batch (metrics)
         self._default_cam: Node | None = None
+        self._readout: tuple[int | None, str] | None = None  # the attention row read (class token or mean)
+        self._heads_fn: Any = None  # compiled per-head attention maps of every attention layer
         # Named presets are keras.ops: compiled functions take the uint8 pixels and preprocess inside.
         self._preprocess_in_graph = choice.in_graph or any(self._preprocess is f for f in PRESETS.values())
         self._footprint: Footprint | None = None
@@ -511,15 +514,21 @@ class Inspector:
         one per image); methods that can batch run `batch_size` images per compiled pass (fewer when the
         memory budget needs it). `method`: a registered method's name (`cams.method_names()`:
         "gradcam", "gradcam++", "scorecam", "hirescam", "xgradcam", "layercam", "eigencam",
-        "ablationcam", and the user's own). Perturbation methods (Score-CAM, Ablation-CAM) run at most
+        "ablationcam", "rollout" (attention rollout: vision transformers only, class-agnostic, reads every attention
+        layer and not `layer`), and the user's own); one that does not apply to this model is refused with the reason
+        (`cam_methods_skipped`). Perturbation methods (Score-CAM, Ablation-CAM) run at most
         `batch_size` extra images per forward pass, use only the `max_channels` channels of largest
         spatial variance (None or <= 0: all; the others weigh 0) and call `progress(done, total)`
         after each batch (False or `Cancelled` stops them).
         """
-        rule = cams.get_method(method)
+        rule = cams.method_for(method, self)
         batch_size = checks.bounded(batch_size, "batch_size", checks.BATCH_SIZE)
         max_channels = checks.max_channels(max_channels)
-        node = self._cam_node(layer)
+        node = rule.read_at(self, layer)  # a method that reads its own layers (rollout) does not use `layer`
+        if node is None:
+            node = self._cam_node(layer)
+        elif layer is not None:
+            self.layer(checks.layer_name(layer))  # still a layer of this model (a typo is refused)
         many = is_batch(image)
         images = list(image) if many else [image]
         if many and not images:
@@ -576,6 +585,69 @@ class Inspector:
                 f"{self.default_cam_layer!r}."
             )
         return node
+
+    # ----- CAM methods and attention -----------------------------------------------------------------------
+    @property
+    def cam_methods(self) -> list[str]:
+        """The registered CAM methods that apply to this model, in list order."""
+        return cams.method_names(self)
+
+    @property
+    def cam_methods_skipped(self) -> dict[str, str]:
+        """The registered CAM methods that do not apply to this model, each with the reason."""
+        return cams.not_applying(self)
+
+    @property
+    def attention_layers(self) -> list[str]:
+        """The model's attention layers whose weights can be read (a block's inner ones too), in model order.
+
+        Empty when attention maps cannot be drawn for this model (`cam_methods_skipped["rollout"]` says why).
+        """
+        found = att_maths.attention(self.graph)
+        return [] if found.reason else found.names
+
+    @property
+    def attention_readout(self) -> tuple[int | None, str]:
+        """Which attention row explains the output: (the class token's index, in words) or (None: the mean over
+        tokens, in words). Found once (see `attention.readout`)."""
+        with self._lock:
+            if self._readout is None:
+                found = att_maths.attention(self.graph)
+                if found.reason:
+                    raise ConvVizError(f"This model has no attention to read: {found.reason}.")
+                self._readout = att_maths.readout(self.graph, found)
+            return self._readout
+
+    def attention_heads(self, image: ImageSource) -> dict[str, np.ndarray]:
+        """Every attention layer's heads for one image: {layer: (h, w, heads)}, each head's attention weights
+        from the class token (or the mean over tokens, `attention_readout`) to each patch, on the patch grid."""
+        names = self.attention_layers
+        if not names:
+            raise ConvVizError(f"This model has no attention to show: {att_maths.attention(self.graph).reason}.")
+        rgb = self.prepare(image)
+        with self._lock:
+            if self._heads_fn is None:
+                self._heads_fn = self._build_heads_fn()
+            outs = self._run(self._heads_fn, [rgb])
+        return {name: _finite(o[0], f"the attention of layer {name!r}") for name, o in zip(names, outs)}
+
+    def _build_heads_fn(self) -> Any:
+        """Compiled f(input batch) -> each attention layer's per-head maps (B, h, w, heads), float32."""
+        found = att_maths.attention(self.graph)
+        index, _ = self.attention_readout
+        row = att_maths.readout_row(index, found.tokens.lead + found.tokens.h * found.tokens.w)
+        with att_maths.TRACE_LOCK:
+            maps = [att_maths.head_maps(w, row, found.tokens) for w in found.weights]
+        model = keras.Model(self.graph.input, maps)
+        prepare = self.in_graph_input if self._preprocess_in_graph else None
+
+        def heads(x: Any) -> list[Any]:
+            if prepare is not None:
+                x = prepare(x)
+            outs = model(x, training=False)
+            return [ops.cast(o, "float32") for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+
+        return bk.function(heads, self.model.weights)
 
     def check_class(self, class_index: int) -> int:
         """Class indices must be whole numbers that exist in the model's output; returns it as an int."""

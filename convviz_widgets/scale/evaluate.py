@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..core.api import inspector_for
-from ..core.cams import get_method
+from ..core.cams import get_method, method_for
 from ..core.examples import MAX_REASONS, Batches
 from ..errors import ConvVizError
 from ..metrics.deletion import deletion_curve
@@ -166,6 +166,7 @@ def evaluate(model: Any, images: Any, methods: Sequence[str] = ("gradcam",), mas
     if not names:
         raise ConvVizError("methods is empty: name at least one CAM method, e.g. ('gradcam',).")
     ins = inspector_for(model, preprocess, output=output)
+    names = tuple(method_for(m, ins).name for m in names)  # one that does not apply is refused here, with its reason
     data = engine.dataset(images, batch_size, recursive)
     mask_list = [None] * data.total if masks is None else list(masks)
     label_list = [None] * data.total if labels is None else list(labels)

@@ -17,7 +17,7 @@ from .card import ChannelCard
 from .image_view import ImageView
 from .registry import register_view
 from .services import ClassEvidence
-from .text import channel_caption, facts_html, grid_caption, layer_label
+from .text import channel_caption, facts_html, grid_caption, head_caption, heads_caption, heads_facts_html, layer_label
 
 CMAPS = ("viridis", "magma", "inferno", "plasma", "cividis", "gray", "jet")
 
@@ -39,6 +39,7 @@ class LayerOutputs:
 
     acts: dict[str, np.ndarray] = field(default_factory=dict)
     problem: Exception | None = None
+    heads: dict[str, np.ndarray] = field(default_factory=dict)  # attention layers: (h, w, heads) per layer
 
 
 @register_view("activations", "Activations", order=10)
@@ -55,13 +56,24 @@ class ActivationsView(ImageView):
         self.grid_width = grid_width
         self._acts: dict[str, np.ndarray] = {}
         self._facts: dict[str, dict[str, float]] = {}
+        self._heads: dict[str, np.ndarray] = {}
         self.extra_layers = extra_layers(self.inspector)
+        self.attention = self.inspector.attention_layers  # their heads can be shown instead of their channels
         names = self.inspector.layers + self.extra_layers
-        first = self.inspector.layer(layer).name if layer else names[0]
-        channels = self.inspector.layer(first).channels
-        self.layer = widgets.Dropdown(
-            options=[(layer_label(self.inspector.layer(n).shape, n), n) for n in names], value=first,
-            description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
+        inner = [n for n in self.attention if n not in names]  # inside a block (KerasHub): heads only
+        options = [(layer_label(self.inspector.layer(n).shape, n), n) for n in names]
+        options += [(f"{n}  (attention heads)", n) for n in inner]
+        first = layer if layer in inner else self.inspector.layer(layer).name if layer else names[0]
+        channels = self.inspector.layer(first).channels if first not in inner else 1
+        self.layer = widgets.Dropdown(options=options, value=first, description="Layer",
+                                      layout=widgets.Layout(width="max-content", min_width="320px"))
+        self.show_what = widgets.ToggleButtons(
+            options=[("Channels", "channels"), ("Heads", "heads")], value="heads" if first in inner else "channels",
+            description="Show", style={"button_width": "auto"},
+            tooltips=["the layer's output channels on the patch grid",
+                      "each attention head's weights from the class token (or the mean over tokens) to every patch"])
+        self.show_what.add_class("convviz-attention-heads")
+        self.show_what.layout.display = None if first in self.attention else "none"
         self.per_row = widgets.IntSlider(PER_ROW.check(images_per_row, "images_per_row"), min=PER_ROW.low,
                                          max=PER_ROW.panel_high, description="Per row", continuous_update=False)
         self.cmap = widgets.Dropdown(options=CMAPS, value=cmap, description="Colormap",
@@ -95,11 +107,13 @@ class ActivationsView(ImageView):
             evidence.subscribe(self.card.refresh_evidence)
         self._auto_channel = True  # the slider follows the layer's most active channel until one is chosen
         self.on(self.layer, self._layer_changed)
+        self.on(self.show_what, self._layer_changed)
         self.on(self.per_row, self._grid_changed)
         self.on(self.cmap, self._cmap_changed)
         self.on(self.channel, self._channel_changed)
         self.children = [
             widgets.HBox([self.layer, self.cmap]),
+            self.show_what,
             self.facts,
             widgets.HBox([self.per_row, self.save_button, self.saved]),
             self.status, self.message,
@@ -130,25 +144,38 @@ class ActivationsView(ImageView):
         acts = self.inspector.activations(rgb)
         if self.extra_layers:
             acts = {**acts, **self.inspector.activations(rgb, layers=self.extra_layers)}
-        return LayerOutputs(acts, output_problem(self.inspector, rgb, acts))
+        heads = self.inspector.attention_heads(rgb) if self.attention else {}
+        return LayerOutputs(acts, output_problem(self.inspector, rgb, acts), heads)
 
     def apply(self, result: LayerOutputs, wanted: None, fresh: bool) -> None:
         """Keep the activations of the new image and redraw from them (a NaN/inf output stays in view as an error)."""
-        self._acts, self.standing = result.acts, result.problem
+        self._acts, self.standing, self._heads = result.acts, result.problem, result.heads
         self._facts = {}
         self._layer_changed()
 
     def clear_pictures(self) -> None:
         """No activations to show (the image's work failed)."""
-        self._acts, self._facts = {}, {}
+        self._acts, self._facts, self._heads = {}, {}, {}
         for picture in (self.grid, self.channel_picture):
             picture.layout.display = "none"
         for text in (self.grid_caption, self.channel_caption, self.facts):
             text.value = ""
 
     # ----- reading the cache ------------------------------------------------------------------------
+    def showing_heads(self) -> bool:
+        """Whether the grid shows the selected attention layer's heads rather than its channels."""
+        name = self.layer.value
+        return name in self.attention and (self.show_what.value == "heads" or self._heads_only(name))
+
+    def _heads_only(self, name: str) -> bool:
+        """An attention layer inside a block (KerasHub's ViT encoder): its heads are all there is to show."""
+        return name in self.attention and name not in self.inspector.layers + self.extra_layers
+
     def activation(self) -> np.ndarray | None:
-        """The selected layer's output (H, W, C) for the current image, or None before one is set."""
+        """The selected layer's output (H, W, C) for the current image (its heads (h, w, heads) when they are shown),
+        or None before one is set."""
+        if self.showing_heads():
+            return self._heads.get(self.layer.value)
         return self._acts.get(self.layer.value)
 
     def grid_array(self, full: bool = False) -> np.ndarray | None:
@@ -169,19 +196,27 @@ class ActivationsView(ImageView):
         """The full-resolution grid and the enlarged channel, for saving."""
         if self.activation() is None:
             return {}
-        name = self.layer.value
-        return {name: self.grid_array(full=True), f"{name}-channel{self.channel.value}": self.channel_array()}
+        name, what = self.layer.value, "head" if self.showing_heads() else "channel"
+        name = f"{name}-heads" if what == "head" else name
+        return {name: self.grid_array(full=True), f"{name}-{what}{self.channel.value}": self.channel_array()}
 
     # ----- redraws from the cache (no model work) -----------------------------------------------------
     @guarded
     def _layer_changed(self) -> None:
         """A new layer: adjust the channel range, then redraw everything."""
         with self._lock:
+            name = self.layer.value
+            with self.quietly():
+                self.show_what.layout.display = None if name in self.attention else "none"
+                self.show_what.disabled = heads_only = self._heads_only(name)
+                if heads_only:
+                    self.show_what.value = "heads"
             act = self.activation()
             if act is None:
                 return
             with self.quietly():
                 self.channel.max = act.shape[-1] - 1
+                self.channel.description = "Head" if self.showing_heads() else "Channel"
                 if self._auto_channel:
                     self.channel.value = most_active_channel(act)
             self._draw_grid(act)
@@ -224,7 +259,10 @@ class ActivationsView(ImageView):
         per_row = min(control_value(self.per_row, PER_ROW), act.shape[-1])
         picture, f = activation_picture(act, per_row, self.cmap.value, self.grid_width)
         show_picture(self.grid, picture)
-        self.grid_caption.value = grid_caption(act.shape, per_row, f)
+        if self.showing_heads():
+            self.grid_caption.value = heads_caption(act.shape, per_row, f, self.inspector.attention_readout[1])
+        else:
+            self.grid_caption.value = grid_caption(act.shape, per_row, f)
 
     def open_channel(self, layer: str, channel: int) -> None:
         """Show a layer's channel and its card (the Grad-CAM tab's channel buttons call this)."""
@@ -232,6 +270,7 @@ class ActivationsView(ImageView):
             name = self.inspector.layer(layer).name
             act = self._acts.get(name)
             with self.quietly():
+                self.show_what.value = "channels"
                 self.channel.max = act.shape[-1] - 1 if act is not None else max(self.channel.max, int(channel))
                 self.channel.value = int(channel)
                 self.layer.value = name
@@ -243,6 +282,10 @@ class ActivationsView(ImageView):
         """Render the enlarged channel, its statistics and its card."""
         k = min(self.channel.value, act.shape[-1] - 1)
         show_picture(self.channel_picture, self.channel_array())
+        if self.showing_heads():  # a head is no channel: no card
+            self.channel_caption.value = head_caption(k, act[..., k])
+            self.card_hint.layout.display = self.card.layout.display = "none"
+            return
         self.channel_caption.value = channel_caption(k, act[..., k], channel_note(act, k))
         self.card_hint.layout.display = "none" if self.card.opened else None
         if self.display is not None:
@@ -251,6 +294,9 @@ class ActivationsView(ImageView):
     def _draw_facts(self, act: np.ndarray) -> None:
         """Shape, dead channels and sparsity of the selected layer (computed once per image and layer)."""
         name = self.layer.value
+        if self.showing_heads():
+            self.facts.value = heads_facts_html(name, act.shape, self.inspector.attention_readout[1])
+            return
         if name not in self._facts:
             self._facts[name] = layer_facts(act)
         kind = type(self.inspector.layer(name).layer).__name__

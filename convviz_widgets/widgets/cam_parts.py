@@ -11,7 +11,7 @@ import numpy as np
 
 from ..core import CAM, Inspector
 from ..core.cam import top_contributors
-from ..core.cams import get_method, method_names
+from ..core.cams import get_method, method_for, method_names
 from ..core.checks import ALPHA, CHANNELS
 from ..images import resize_map
 from ..metrics import Sanity, cascade_layers, default_depth
@@ -90,7 +90,9 @@ class CamControls:
         self.layer = widgets.Dropdown(
             options=[(layer_label(ins.layer(name).shape, name), name) for name in ins.cam_layers], value=layer,
             description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
-        names = method_names()  # read at build time: methods registered since import get a button too
+        method = method_for(method, ins).name  # one that does not apply to this model is refused with the reason
+        names = method_names(ins)  # read at build time (methods registered since import get a button too), and
+        # only those that apply to this model (attention rollout needs attention layers)
         self.method = widgets.ToggleButtons(options=[(method_label(m), m) for m in names], value=method,
                                             description="Method", style={"button_width": "auto"},
                                             tooltips=[get_method(m).tooltip for m in names])

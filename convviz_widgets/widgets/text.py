@@ -107,6 +107,27 @@ def grid_caption(shape: tuple[int, int, int], per_row: int, factor: int) -> str:
     return f"<small>All {c} channels of {h}×{w}, {per_row} per row{note}.</small>"
 
 
+def heads_caption(shape: tuple[int, int, int], per_row: int, factor: int, readout: str) -> str:
+    """What the grid of attention heads shows."""
+    h, w, n = shape
+    note = f"; tiles shown at 1/{factor} resolution (saved files are full size)" if factor > 1 else ""
+    return (f"<small>All {n} heads: each tile is one head's attention weights from {html.escape(readout)} to the "
+            f"{h}×{w} patches (special tokens left out), {per_row} per row, each tile scaled on its own{note}.</small>")
+
+
+def head_caption(k: int, weights: np.ndarray) -> str:
+    """One head's weights under its enlarged picture."""
+    return (f"<small>Head {k}: weights to the patches from {weights.min():.3g} to {weights.max():.3g}, "
+            f"{weights.sum():.1%} of the row on the patches (the rest on special tokens).</small>")
+
+
+def heads_facts_html(name: str, shape: tuple[int, int, int], readout: str) -> str:
+    """An attention layer's heads, in one line."""
+    h, w, n = shape
+    return (f"<b>{html.escape(name)}</b> (attention) · <b>{n} heads</b> over <b>{h} × {w}</b> patches · "
+            f"the row read: {html.escape(readout)}")
+
+
 def channel_caption(k: int, ch: np.ndarray, note: str = "") -> str:
     """One channel's statistics under its picture (`note`: e.g. that it is dead for this image)."""
     return (f"<small>Channel {k}{f' ({note})' if note else ''}: min {ch.min():.3g}, max {ch.max():.3g}, "
@@ -203,6 +224,11 @@ def score_html(cam: CAM, label: str, channels: int | None) -> str:
         what = f"the class's logits summed over its region ({int((cam.region > 0.5).sum())} cells)"
         probability = (f", mean probability there <b>{(cam.probability or 0.0):.1%}</b>" if label == "probability"
                        else "")
+    if get_method(cam.method).class_agnostic:  # the map explains no class: say so, the score only as a fact
+        empty = empty.replace(" for this class", "")
+        return (f"{method_label(cam.method)} at <code>{html.escape(cam.layer)}</code> ({h}×{w}): <i>class-agnostic, "
+                f"the same map whatever class is picked</i>. <b>{html.escape(str(cam.class_name))}</b> (class "
+                f"{cam.class_index}): {what} <b>{cam.score:.4g}</b>{probability}.{empty}")
     return (f"{method_label(cam.method)} of <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}) at "
             f"<code>{html.escape(cam.layer)}</code> ({h}×{w}){used}: {what} <b>{cam.score:.4g}</b>"
             f"{probability}.{empty}")

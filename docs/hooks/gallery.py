@@ -86,7 +86,12 @@ def draw_cams(g: Gallery, ins: Any, scene: Any) -> None:
 
     names = [demo.CLASS_NAMES[k] for k in scene.labels]
     rows = ["| method | " + " | ".join(f"explaining *{n}*" for n in names) + " |", "|---|" + "---|" * len(names)]
+    skipped = ins.cam_methods_skipped
     for method in cv.cam_methods():
+        if method in skipped:  # a method for other kinds of model (attention rollout): its row says why
+            cells = [f"not drawn: it does not apply to the demo convnet ({skipped[method]})"] + ["—"] * (len(names) - 1)
+            rows.append(f"| `{method}` | " + " | ".join(cells) + " |")
+            continue
         cams = [ins.gradcam(scene.image, class_index=k, method=method) for k in scene.labels]
         cells = []
         for k, cam in zip(scene.labels, cams):

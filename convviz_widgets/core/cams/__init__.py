@@ -9,9 +9,12 @@ from .base import (
     METHODS,
     CamMethod,
     CamRequest,
+    GraphMethod,
     PerturbationMethod,
     get_method,
+    method_for,
     method_names,
+    not_applying,
     register_cam_method,
     registered_cam_method,
 )
@@ -28,5 +31,5 @@ def _load_builtins() -> None:
 
 _load_builtins()
 
-__all__ = ["METHODS", "CamMethod", "CamRequest", "PerturbationMethod", "get_method", "method_names",
-           "register_cam_method", "registered_cam_method"]
+__all__ = ["METHODS", "CamMethod", "CamRequest", "GraphMethod", "PerturbationMethod", "get_method", "method_for",
+           "method_names", "not_applying", "register_cam_method", "registered_cam_method"]

@@ -37,6 +37,22 @@ class CamMethod:
     batchable: bool = True  # its compiled function takes several images at once
     uses_channels: bool = False  # takes max_channels and reports progress (one extra pass per channel)
     order: int = 100  # place in the method list (built-ins come first)
+    class_agnostic: bool = False  # the map is the same whatever the target (it explains no class)
+
+    def applies_to(self, inspector: Any) -> str | None:
+        """None when the method can explain this model (an `Inspector`), else why not in one line.
+
+        Lists of methods (the panel, the gallery) show only those that apply; asking for one that does not
+        is a ConvVizError with this reason. By default a method applies to every model.
+        """
+        return None
+
+    def read_at(self, inspector: Any, layer: Any) -> Any:
+        """The node whose grid the map is drawn on; None: the layer asked for (or the default CAM layer).
+
+        A method that reads its own layers (attention rollout) returns its own node and does not use `layer`.
+        """
+        return None
 
     def weights(self, feats: Any, grads: Any | None) -> Any:
         """Channel weights (B, C) from feature maps and gradients."""
@@ -68,6 +84,20 @@ class CamRequest:
     engine: Any = None
     scoring: Any = None  # the checked target (`core.targets.Scoring`); None: the class `class_index`
     region: np.ndarray | None = None  # a region target's mask (h, w) on the output's grid
+
+
+class GraphMethod(CamMethod):
+    """A method whose map is made of other tensors of the traced model than one layer's map (attention weights).
+
+    `graph_map` builds the raw map (B, h, w) symbolically from the traced graph with `keras.ops`, once per compiled
+    function; the engine computes it in the same compiled pass as the class scores.
+    """
+
+    needs_gradients = False
+
+    def graph_map(self, inspector: Any, graph: Any, node: Any) -> Any:
+        """The raw map (B, h, w) as a symbolic tensor of `graph` (computed from `graph.input`), on `node`'s grid."""
+        raise NotImplementedError
 
 
 class PerturbationMethod(CamMethod):
@@ -102,7 +132,10 @@ def register_cam_method(method: CamMethod | type[CamMethod]) -> CamMethod:
         raise ConvVizError(f"A CAM method named {name!r} is already registered ({type(old).__name__}); "
                            "choose another name.")
     cls = type(method)
-    if not isinstance(method, PerturbationMethod) and cls.weights is CamMethod.weights \
+    if isinstance(method, GraphMethod):
+        if cls.graph_map is GraphMethod.graph_map:
+            raise ConvVizError(f"Graph method {name!r} must define graph_map(inspector, graph, node).")
+    elif not isinstance(method, PerturbationMethod) and cls.weights is CamMethod.weights \
             and cls.raw_map is CamMethod.raw_map:
         raise ConvVizError(f"CAM method {name!r} must define weights(feats, grads) or raw_map(feats, grads).")
     if isinstance(method, PerturbationMethod) and cls.channel_weights is PerturbationMethod.channel_weights:
@@ -123,10 +156,30 @@ def registered_cam_method(method: CamMethod | type[CamMethod]) -> Iterator[CamMe
         METHODS.update(before)
 
 
-def method_names() -> list[str]:
-    """Registered method names in list order (built-ins first, then in registration order)."""
+def method_names(inspector: Any = None) -> list[str]:
+    """Registered method names in list order (built-ins first, then in registration order).
+
+    With an `Inspector`: only the methods that apply to its model (`CamMethod.applies_to`).
+    """
     ranked = sorted(enumerate(METHODS.values()), key=lambda p: (p[1].order, p[0]))
-    return [m.name for _, m in ranked]
+    return [m.name for _, m in ranked if inspector is None or m.applies_to(inspector) is None]
+
+
+def not_applying(inspector: Any) -> dict[str, str]:
+    """The registered methods that do not apply to the inspector's model, each with its reason, in list order."""
+    reasons = {name: METHODS[name].applies_to(inspector) for name in method_names()}
+    return {name: why for name, why in reasons.items() if why is not None}
+
+
+def method_for(name: Any, inspector: Any) -> CamMethod:
+    """The registered method called `name`, refused with its reason (a ConvVizError) if it does not apply."""
+    method = get_method(name)
+    why = method.applies_to(inspector)
+    if why is not None:
+        usable = ", ".join(method_names(inspector)) or "none"
+        raise ConvVizError(f"CAM method {method.name!r} does not apply to this model: {why}. "
+                           f"Methods that do: {usable}.")
+    return method
 
 
 def get_method(name: Any) -> CamMethod:

@@ -22,6 +22,7 @@ class EigenCam(CamMethod):
     name, label, order = "eigencam", "Eigen-CAM", 6
     tooltip = "no gradients: first principal component of the activations (the same for every class)"
     needs_gradients = False
+    class_agnostic = True
 
     def raw_map(self, feats: Any, grads: Any | None) -> Any:
         """Projection of the centred activations on the leading principal direction, sign fixed."""

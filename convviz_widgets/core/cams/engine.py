@@ -36,7 +36,7 @@ from ..cache import LRUCache
 from ..graph import FlatGraph, Node, trace, visual_layers
 from ..head import class_scores, head_values
 from ..targets import Scoring, background_class, described, scorer
-from .base import CamMethod, CamRequest, PerturbationMethod
+from .base import CamMethod, CamRequest, GraphMethod, PerturbationMethod
 
 CAM_CACHE_SIZE = 12  # compiled functions kept per Inspector ((layer, method) pairs and helpers), oldest out
 CHECKED_IMAGES = 64  # image digests remembered as checked in every layer
@@ -155,9 +155,11 @@ class CamEngine:
             checks.finite(result.head[i], "the model's output for this image")
             named = 0 <= k < len(ins.class_names)
             probability = float(result.head[i][k]) if named and ins.score_label == "probability" else None
+            what = described(scorings[i], k, ins.class_names)
+            if rule.class_agnostic:  # the score is the target's; the map explains no target
+                what = f"no class ({rule.label} is class-agnostic: the same map for any target); the score is of {what}"
             out.append(cam_maths.CAM(heat, k, float(result.scores[i]), node.name, rule.name,
-                                     ins.class_names[k] if named else None, probability, raw, weights,
-                                     described(scorings[i], k, ins.class_names), region))
+                                     ins.class_names[k] if named else None, probability, raw, weights, what, region))
         return out
 
     # ----- compiled functions ---------------------------------------------------------------------------
@@ -205,13 +207,15 @@ class CamEngine:
         perturb = isinstance(method, PerturbationMethod)
         in_graph = ins.preprocess_in_graph and not perturb
         gradients = method.needs_gradients and not perturb
-        by_weights = not perturb and type(method).raw_map is CamMethod.raw_map  # the map is a weighted sum
+        drawn = isinstance(method, GraphMethod)  # the map is built from the graph by the method itself
+        by_weights = not perturb and not drawn and type(method).raw_map is CamMethod.raw_map  # a weighted sum
         score_of = self._scorer(scoring)
         graph = self.probe_graph(node) if gradients else ins.graph
         target = graph.node(node.name)
         checked = [n.output for n in visual_layers(graph) if n.output is not target.output] if deep else []
         inputs = [graph.input, graph.probe] if gradients else graph.input
-        model = keras.Model(inputs, [target.map, graph.head.logits, *checked])  # a token layer: its patch grid
+        own = [method.graph_map(ins, graph, target)] if drawn else []
+        model = keras.Model(inputs, [target.map, graph.head.logits, *own, *checked])  # a token layer: its patch grid
         probe_shape = _feature_shape(graph, target, size) if gradients else ()
         probe_dtype = target.output.dtype  # a mixed-precision layer's own dtype
 
@@ -221,6 +225,10 @@ class CamEngine:
             logits = ops.cast(logits, "float32")
             chosen, score, values, region = score_of(logits, *wanted)
             return ops.sum(score), (feats, logits, chosen, score, (values, region), rest)
+
+        def split(rest: list) -> tuple[Any, list]:
+            """A graph method's map, and the outputs checked for finiteness (its map among them)."""
+            return (rest[0], rest) if drawn else (None, rest)
 
         def cam(x: Any, *wanted: Any) -> tuple:
             if in_graph:
@@ -233,11 +241,14 @@ class CamEngine:
                 grads = ops.cast(target.as_map(grads), "float32")
             else:
                 _, (feats, logits, chosen, score, (values, region), rest) = scored(None, x, *wanted)
+            own_map, rest = split(rest)
             finite = _all_finite([feats, logits, *rest])
             feats32 = ops.cast(feats, "float32")
             weights = ops.zeros((_batch(feats32), 0), "float32")
             if perturb:
                 maps = feats32
+            elif drawn:
+                maps = ops.cast(own_map, "float32")
             elif by_weights:
                 weights = ops.cast(method.weights(feats32, grads), "float32")
                 maps = ops.sum(feats32 * weights[:, None, None, :], axis=-1)
