@@ -28,7 +28,7 @@ $(VENV)/.installed-course: pyproject.toml | $(BIN)/python
 	@touch $(VENV)/.installed $(VENV)/.installed-notebooks $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,browser,notebooks,release,docs,dask,jax,torch]"
+	$(BIN)/python -m pip install --quiet -e ".[test,browser,notebooks,release,docs,dask,jax,torch,hub]"
 	@touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed ## render the three views of the demo model into convviz-report/

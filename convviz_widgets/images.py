@@ -272,17 +272,27 @@ def _whole(value: Any) -> int:
     raise ValueError(f"{value!r} is not a whole number")
 
 
-def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a uint8 image to (h, w): area averaging when shrinking, bilinear when growing."""
+def resize_rgb(image: np.ndarray, size: tuple[int, int], bilinear: bool = False) -> np.ndarray:
+    """Resize a uint8 image to (h, w): area averaging when shrinking, bilinear when growing (always with `bilinear`,
+    as a resizing layer without antialiasing does)."""
     import cv2
 
     h, w = _check_size(size)
     if image.shape[:2] == (h, w):
         return image
-    shrink = h < image.shape[0] and w < image.shape[1]
+    shrink = h < image.shape[0] and w < image.shape[1] and not bilinear
     interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     out = cv2.resize(image, (w, h), interpolation=interpolation)
     return out if out.ndim == image.ndim else out[..., None]
+
+
+def centre_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The largest centred window of `image` with the aspect ratio of `size=(h, w)` (before resizing to it)."""
+    h, w = _check_size(size)
+    ih, iw = image.shape[:2]
+    ch, cw = (ih, max(1, round(ih * w / h))) if iw * h > ih * w else (max(1, round(iw * h / w)), iw)
+    top, left = (ih - ch) // 2, (iw - cw) // 2
+    return image[top : top + ch, left : left + cw]
 
 
 def pixel_key(rgb: np.ndarray) -> str:

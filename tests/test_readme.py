@@ -28,7 +28,7 @@ from convviz_widgets import demo
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(?P<lang>[^\n`]*)\n(?P<body>.*?)^```[ \t]*$", re.S | re.M)
 # packages that only the extras bring, not `pip install .`
-EXTRAS_ONLY = ("skimage", "nbgrader", "jupyterlab", "jupytext", "nbclient", "playwright", "voila")
+EXTRAS_ONLY = ("skimage", "nbgrader", "jupyterlab", "jupytext", "nbclient", "playwright", "voila", "keras_hub")
 
 
 def blocks(text: str) -> list[tuple[str, str]]:

@@ -135,6 +135,24 @@ def _keras_hub_vit_encoder(node: Node) -> Reading | None:
     return Reading(sites, (node.inputs[0],), weights)
 
 
+@register_attention_reader
+def _keras_hub_vit_block(node: Node) -> Reading | None:
+    """One block of KerasHub's ViT encoder, traced as a node of its own (`graph.CHAINS`): mha(ln_1(x), ln_1(x))."""
+    block = node.layer
+    if type(block).__name__ != "ViTEncoderBlock" or not type(block).__module__.startswith("keras_hub"):
+        return None
+    if len(node.inputs) != 1 or not is_attention(getattr(block, "mha", None)) or not hasattr(block, "layer_norm_1"):
+        return None
+    count = _count(node.inputs[0])
+    site = Site(f"{node.name}/{block.mha.name}", block.mha, node, (count, count), _unreadable(block.mha))
+
+    def weights(x: Any) -> list[Any]:
+        y = block.layer_norm_1(x)
+        return [attention_weights(block.mha, y, y)]
+
+    return Reading([site], (node.inputs[0],), weights)
+
+
 def _count(tokens: Any) -> int | None:
     """The token count T of a (batch, T, D) tensor (None when unknown or not a sequence)."""
     shape = tuple(tokens.shape) if tokens is not None else ()

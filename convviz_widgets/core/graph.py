@@ -47,6 +47,13 @@ _ELEMENTWISE_TYPES = (
 )
 
 
+# Layers that are a plain chain of their own sub-layers, traced through so that their inner outputs are shown:
+# class name -> the attributes holding the chain, in call order (a list attribute: its layers in order). Matched
+# by class name (the library is never imported); a layer without one of them stays one layer.
+CHAINS: dict[str, tuple[str, ...]] = {
+    "ViTEncoder": ("dropout", "encoder_layers", "layer_norm"),  # KerasHub's ViT: dropout, the blocks, the final norm
+}
+
 MAX_LEADING_TOKENS = 8  # class, distillation and register tokens before a vision transformer's patch tokens
 # Token layers not worth listing: identities at inference.
 _HIDDEN_TOKEN_TYPES = (keras.layers.Dropout,)
@@ -102,6 +109,7 @@ class Node:
     # A (batch, T, D) output read as a grid (see `find_token_grid`); None for anything else.
     tokens: TokenGrid | None = None
     no_grid_reason: str = ""  # why a 3-D output could not be read as a grid
+    part: int = 0  # which output of a layer with several (0: its first, the one a block is judged by)
     call_args: tuple = field(default=(), repr=False)  # the layer's call as traced: positional arguments
     call_kwargs: dict = field(default_factory=dict, repr=False)  # ... and keyword arguments
     _map: Any = field(default=None, repr=False)
@@ -113,13 +121,15 @@ class Node:
 
     @property
     def kind(self) -> str:
-        """'conv', 'pool', 'tokens' (a token layer read as a grid) or 'other', for choosing what to show."""
+        """'conv', 'pool', 'tokens' (a token layer read as a grid), 'block' (see `is_block`) or 'other'."""
         if isinstance(self.layer, CONV_TYPES):
             return "conv"
         if isinstance(self.layer, POOL_TYPES):
             return "pool"
         if self.tokens is not None and not isinstance(self.layer, _HIDDEN_TOKEN_TYPES):
             return "tokens"
+        if self.part == 0 and is_block(self.layer, self.output):
+            return "block"
         return "other"
 
     @property
@@ -269,6 +279,31 @@ def _activation_name(fn: Any) -> str:
     return getattr(fn, "__name__", type(fn).__name__).lower()
 
 
+def is_block(layer: Any, output: Any) -> bool:
+    """A learned layer from outside Keras (a library's residual block, say) whose output is a (batch, H, W, C) map.
+
+    Its inside cannot be traced (it is not a functional model), but its output is a feature map that learned
+    convolutions made: it is shown, and a CAM may sit on it, like a conv layer's.
+    """
+    module = type(layer).__module__
+    return (not (module == "keras" or module.startswith("keras.")) and not module.startswith("convviz_widgets")
+            and bool(getattr(layer, "weights", None)) and len(output.shape) == 4)
+
+
+def chain_parts(layer: Any) -> list[Any] | None:
+    """The sub-layers of a layer registered in `CHAINS`, in call order; None for any other layer."""
+    names = CHAINS.get(type(layer).__name__)
+    if names is None:
+        return None
+    parts: list[Any] = []
+    for attr in names:
+        value = getattr(layer, attr, None)
+        parts += list(value) if isinstance(value, (list, tuple)) else [value]
+    if not parts or not all(isinstance(p, keras.layers.Layer) for p in parts):
+        return None
+    return parts
+
+
 def is_nested_model(layer: Any) -> bool:
     """True for a Sequential or functional model used as a layer."""
     return isinstance(layer, keras.Model) and _has_graph(layer)
@@ -387,6 +422,12 @@ class _Tracer:
                 )
             inner = args[0] if not isinstance(args[0], (list, tuple)) else args[0][0]
             return self.run(op, inner, f"{prefix}{op.name}/")
+        parts = chain_parts(op) if len(args) == 1 and not kwargs else None
+        if parts is not None:  # a chain of sub-layers: each one traced and shown (`CHAINS`)
+            x = args[0]
+            for part in parts:
+                x = self.apply(part, (x,), {}, f"{prefix}{op.name}/")
+            return x
         out = op(*args, **kwargs)
         if isinstance(op, keras.layers.Layer) and not isinstance(op, keras.layers.InputLayer):
             if self._record(op, out, args, prefix, kwargs) == self.probe_at and isinstance(out, keras.KerasTensor):
@@ -408,9 +449,15 @@ class _Tracer:
         if count:
             name = f"{name}#{count + 1}"
         ins = tuple(t for t in keras.tree.flatten(args) if isinstance(t, keras.KerasTensor))
-        self.nodes.append(Node(name, layer, out, ins, len(self.nodes), call_args=tuple(args),
-                               call_kwargs=dict(kwargs or {})))
-        if self.stop_at is not None and name == self.stop_at:
+        outs = [t for t in keras.tree.flatten(out) if isinstance(t, keras.KerasTensor)]
+        names = [name]
+        for i, tensor in enumerate(outs):  # a layer with several outputs: one node each, "name", "name:1", ...
+            if i and tensor.shape[:1] != (None,):
+                continue  # not one value per image (an empty placeholder output, say)
+            names.append(f"{name}:{i}")
+            self.nodes.append(Node(names[-1] if i else name, layer, tensor, ins, len(self.nodes), part=i,
+                                   call_args=tuple(args), call_kwargs=dict(kwargs or {})))
+        if self.stop_at is not None and self.stop_at in names:
             raise _StopTrace
         return name
 
@@ -541,13 +588,13 @@ def find_token_grid(count: int | None, width: int | None, patches: Sequence[tupl
 
 def visual_layers(graph: FlatGraph) -> list[Node]:
     """Conv and pooling layers with a spatial output, and token layers read as a grid, in model order."""
-    return [n for n in graph.nodes if n.kind in ("conv", "pool", "tokens") and n.is_spatial]
+    return [n for n in graph.nodes if n.kind in ("conv", "block", "pool", "tokens") and n.is_spatial]
 
 
 def default_cam_node(graph: FlatGraph) -> Node:
     """The last feature map to explain: a transformer's last normalised tokens that the head reads, else the last
     conv feature map with spatial extent, after its BN/activation if any."""
-    convs = [n for n in graph.nodes if n.kind == "conv" and n.has_grid]
+    convs = [n for n in graph.nodes if n.kind in ("conv", "block") and n.has_grid]
     after = convs[-1].index if convs else -1
     tokens = [n for n in graph.nodes if n.kind == "tokens" and n.has_grid and n.index > after]
     if tokens:
@@ -566,23 +613,27 @@ def default_cam_node(graph: FlatGraph) -> Node:
 
 
 def _default_token_node(graph: FlatGraph, tokens: list[Node]) -> Node:
-    """The last LayerNormalization over tokens (else the last token layer) whose patch tokens reach the head.
+    """The last LayerNormalization over tokens whose patch tokens reach the head, else the last such token layer.
 
     A head that reads the class token after a final per-token norm never sees that norm's patch tokens (their
-    gradient is zero): then the norm before the last attention is the one that counts.
+    gradient is zero): then the norm before the last attention is the one that counts, or, when the blocks hold
+    their norms inside (KerasHub's ViT), the output of the block before the last.
     """
-    norms = [n for n in tokens if isinstance(n.layer, keras.layers.LayerNormalization)] or tokens
-    for node in reversed(norms):
+    norms = [n for n in tokens if isinstance(n.layer, keras.layers.LayerNormalization)]
+    for node in [*reversed(norms), *reversed(tokens)]:  # a block's norms may be inside it: then its output
         if patch_tokens_reach_head(graph, node):
             return node
-    return norms[-1]
+    return (norms or tokens)[-1]
 
 
 def patch_tokens_reach_head(graph: FlatGraph, node: Node) -> bool:
     """Whether changing `node`'s patch tokens changes the head's output (one eager pass of random values)."""
     if node.tokens is None or graph.head is None or None in graph.input.shape[1:]:
         return True
-    model = keras.Model([graph.input, node.output], graph.head.logits)
+    try:
+        model = keras.Model([graph.input, node.output], graph.head.logits)
+    except ValueError:  # a layer's other output (its hidden states, say): the head's path does not go through it
+        return False
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, *(int(d) for d in graph.input.shape[1:]))).astype("float32")
     tokens = rng.normal(size=(1, *(int(d) for d in node.output.shape[1:]))).astype("float32")

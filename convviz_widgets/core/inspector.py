@@ -12,7 +12,7 @@ import numpy as np
 from keras import ops
 
 from ..errors import ConvVizError
-from ..images import ImageSource, load_image, pixel_key, resize_rgb
+from ..images import ImageSource, centre_crop, load_image, pixel_key, resize_rgb
 from ..limits import check_fits, fit_batch
 from . import attention as att_maths
 from . import backend as bk
@@ -73,14 +73,16 @@ class Inspector:
         self.output_name = model_outputs(self.model)[self.output_index][0]
         self._grid = _check_grid(grid)
         self.graph: FlatGraph = trace(self.model, output=self.output_index, grid=self._grid)
-        if not any(n.kind in ("conv", "tokens") for n in self.graph.nodes):
+        if not any(n.kind in ("conv", "block", "tokens") for n in self.graph.nodes):
             raise ConvVizError(
                 "This model has no convolutional layer and no token layer that reads as a grid, so there are no "
                 "feature maps to show. convviz_widgets explains convnets (Conv2D, SeparableConv2D, "
                 "DepthwiseConv2D) and vision transformers (tokens of a patch grid; grid=(h, w) sets the grid)."
             )
-        choice = choose_preprocess(preprocess, self.graph.nodes, self._model_names())
+        choice = choose_preprocess(preprocess, self.graph.nodes, self._model_names(), self.model)
         self.preprocess_name, self._preprocess, self._preprocess_reason = choice.name, choice.fn, choice.reason
+        self._preprocess_size = choice.size  # a KerasHub converter's size, crop and interpolation (see `prepare`)
+        self._crop_to_aspect, self._bilinear = choice.crop_to_aspect, choice.bilinear
         if choice.warning:
             warnings.warn(choice.warning, UserWarning, stacklevel=2)
         head = self.graph.head
@@ -107,7 +109,7 @@ class Inspector:
         self._readout: tuple[int | None, str] | None = None  # the attention row read (class token or mean)
         self._heads_fn: Any = None  # compiled per-head attention maps of every attention layer
         # Named presets are keras.ops: compiled functions take the uint8 pixels and preprocess inside.
-        self._preprocess_in_graph = any(self._preprocess is f for f in PRESETS.values())
+        self._preprocess_in_graph = choice.in_graph or any(self._preprocess is f for f in PRESETS.values())
         self._footprint: Footprint | None = None
         self._traces: dict[tuple, FlatGraph] = {}  # (spatial, stop_at) -> a partial trace, made once (see `traced`)
         self._traces_lock = threading.Lock()
@@ -209,9 +211,9 @@ class Inspector:
 
     @property
     def input_size(self) -> tuple[int, int] | None:
-        """(H, W) the model takes, or None when it accepts any size."""
+        """(H, W) the model takes, else the size its preprocessing resizes to, or None when it accepts any size."""
         h, w = self.graph.input.shape[1:3]
-        return None if h is None or w is None else (int(h), int(w))
+        return self._preprocess_size if h is None or w is None else (int(h), int(w))
 
     @property
     def channels(self) -> int:
@@ -233,7 +235,7 @@ class Inspector:
         """Layers a CAM can be drawn on and a person would pick: conv maps with a grid, plus the default CAM layer."""
         default = self.default_cam_layer
         return [n.name for n in self.graph.nodes
-                if n.name == default or (n.kind in ("conv", "tokens") and n.has_grid)]
+                if n.name == default or (n.kind in ("conv", "block", "tokens") and n.has_grid)]
 
     @property
     def default_cam_layer(self) -> str:
@@ -259,6 +261,10 @@ class Inspector:
     # ----- images --------------------------------------------------------------------------------
     def prepare(self, image: ImageSource) -> np.ndarray:
         """The image as the model sees it: uint8 RGB at the model's input size."""
+        if self.input_size is not None and (self._crop_to_aspect or self._bilinear):
+            rgb = load_image(image)
+            rgb = centre_crop(rgb, self.input_size) if self._crop_to_aspect else rgb
+            return resize_rgb(rgb, self.input_size, bilinear=self._bilinear)
         if self.input_size is not None:
             return load_image(image, size=self.input_size)  # a JPEG decodes straight at a reduced scale
         rgb = load_image(image)

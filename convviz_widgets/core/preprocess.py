@@ -305,6 +305,73 @@ class Choice:
     fn: Callable[[Any], Any]
     reason: str
     warning: str | None = None
+    in_graph: bool = False  # written in keras.ops: it may run inside compiled functions
+    size: tuple[int, int] | None = None  # (h, w) the preprocessing resizes every image to (a KerasHub converter)
+    crop_to_aspect: bool = False  # crop the centre to the aspect ratio of `size` before resizing
+    bilinear: bool = False  # resize bilinearly without antialiasing, as the converter does
+
+
+# ----- a KerasHub model's own preprocessing ------------------------------------------------------------
+def hub_converter(source: Any) -> Any | None:
+    """The KerasHub image converter of a task, of its preprocessor or the converter itself; None for anything else.
+
+    Matched by name and attributes (`...ImageConverter`, `.preprocessor`, `.image_converter`): keras_hub is never
+    imported here.
+    """
+    if source is None or isinstance(source, str):
+        return None
+    if _is_converter(source):
+        return source
+    preprocessor = source if hasattr(source, "image_converter") else getattr(source, "preprocessor", None)
+    converter = getattr(preprocessor, "image_converter", None)
+    return converter if _is_converter(converter) else None
+
+
+def _is_converter(layer: Any) -> bool:
+    """Whether `layer` is an image converter (KerasHub's, matched by class name)."""
+    return layer is not None and type(layer).__name__.endswith("ImageConverter")
+
+
+def converter_choice(converter: Any, how: str) -> Choice:
+    """The converter's scale and offset as a keras.ops function, its image size, and the reason (`how` it came)."""
+    step = _converter("", converter)
+    config = _config(converter)
+    size = config.get("image_size")
+    size = None if size is None or None in tuple(size) else (int(size[0]), int(size[1]))
+    crop = bool(config.get("crop_to_aspect_ratio", False)) and size is not None
+    bilinear = config.get("interpolation", "bilinear") == "bilinear" and not config.get("antialias", False)
+    name = type(converter).__name__
+    reason = f"{how} {name} ({_scale_text(step.scale, step.offset)})"
+    if size is not None:
+        reason += (f"; this package resizes each image to {size[0]}x{size[1]} itself, "
+                   f"{'cropping the centre to that aspect ratio first, ' if crop else ''}"
+                   f"{'bilinearly, ' if bilinear else ''}as the converter does, so the picture shown is the one "
+                   "explained")
+    if config.get("pad_to_aspect_ratio"):
+        reason += " (the converter would pad to the aspect ratio instead: give images of that aspect ratio)"
+    return Choice(name, _affine(step.scale, step.offset), reason, in_graph=True, size=size, crop_to_aspect=crop,
+                  bilinear=bilinear)
+
+
+def _config(layer: Any) -> dict:
+    """A layer's config, or {} for a layer that cannot describe itself."""
+    try:
+        return dict(layer.get_config())
+    except Exception:  # a converter that cannot describe itself: its attributes are read instead
+        return {}
+
+
+def _affine(scale: np.ndarray, offset: np.ndarray) -> Callable[[Any], Any]:
+    """x * scale + offset per channel, in keras.ops (what an image converter does after resizing)."""
+    s = np.asarray(scale, np.float32).reshape(-1)
+    o = np.asarray(offset, np.float32).reshape(-1)
+
+    def converter(x: Any) -> Any:
+        from keras import ops
+
+        return ops.add(ops.multiply(x, s), o)
+
+    return converter
 
 
 def recognise(model_names: list[str]) -> tuple[str, str] | None:
@@ -317,13 +384,21 @@ def recognise(model_names: list[str]) -> tuple[str, str] | None:
     return None
 
 
-def choose(preprocess: Preprocess, nodes: Sequence[Any] = (), model_names: list[str] | None = None) -> Choice:
-    """The preprocessing for a model: the user's, else the model's own layers, else its name, else the default."""
+def choose(preprocess: Preprocess, nodes: Sequence[Any] = (), model_names: list[str] | None = None,
+           model: Any = None) -> Choice:
+    """The preprocessing for a model: the user's, else the model's own preprocessor (a KerasHub task's image
+    converter), else its own layers, else its name, else the default."""
     found = read_input_layers(nodes)
+    given = hub_converter(preprocess)
+    if given is not None:
+        return converter_choice(given, "given: the KerasHub image converter")
     if callable(preprocess):
         name = getattr(preprocess, "__name__", "custom")
         return Choice(name, preprocess, f"given as a function ({name})")
     if preprocess is None:
+        attached = hub_converter(model) if model is not None else None
+        if attached is not None:
+            return converter_choice(attached, "the model's own KerasHub preprocessor: its image converter")
         return _found_choice(found, model_names or [])
     if isinstance(preprocess, str) and preprocess.lower() in PRESETS:
         return _given_choice(preprocess.lower(), found)
