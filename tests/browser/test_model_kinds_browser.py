@@ -1,4 +1,4 @@
-"""The panel in a real browser (Voila, offline) on two kinds of model beyond convnets classifiers.
+"""The panel in a real browser (Voila, offline) on two kinds of model beyond convnet classifiers.
 
 A vision transformer: its token layers listed and shown as 8x8 patch grids in the Activations tab, and its
 Grad-CAM tab at the default token layer. A segmentation U-Net trained briefly on the demo's scenes: the
