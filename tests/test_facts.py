@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convviz_widgets.core.facts import channel_note, is_dead, most_active_channel
+from convviz_widgets.core.facts import channel_note, is_dead, layer_facts, most_active_channel
 
 
 def _relu_maps(seed: int = 0, channels: int = 12) -> np.ndarray:
@@ -50,3 +50,20 @@ def test_dead_channels_are_labelled_dead_and_the_start_channel_is_named() -> Non
     assert "most active" in channel_note(act, best)
     other = next(c for c in range(act.shape[-1]) if c not in (5, best) and act[..., c].max() > 0)
     assert channel_note(act, other) == ""
+
+
+def test_on_a_signed_map_only_a_constant_channel_is_dead() -> None:
+    # A transformer's residual stream or a norm's output: a channel below zero everywhere still carries the image.
+    rng = np.random.default_rng(3)
+    act = rng.normal(size=(8, 8, 6)).astype(np.float32)
+    act[..., 1] = -np.abs(act[..., 1]) - 0.5  # never positive, but it varies
+    act[..., 4] = -2.0  # constant: dead
+    assert not is_dead(act, 1) and is_dead(act, 4)
+    assert channel_note(act, 4) == "dead: constant over this image"
+    facts = layer_facts(act)
+    assert facts["dead"] == 1 and facts["dead_rule"] == "constant over this image"
+    relu = _relu_maps(4)
+    relu[..., 2] = 0.0
+    never = int((relu.max(axis=(0, 1)) <= 0).sum())  # channel 2 and any the random offset left dead
+    assert never >= 1 and layer_facts(relu)["dead"] == never
+    assert layer_facts(relu)["dead_rule"] == "never positive for this image"

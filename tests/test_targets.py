@@ -347,3 +347,19 @@ def test_the_panels_cam_tab_of_a_segmentation_model_shows_the_region_of_the_clas
     assert cam.class_index == 2 and cam.target == "class 2 (cross) over its predicted region"
     np.testing.assert_array_equal(cam.region, want.region)
     assert "cross" in view.figures.region_caption.value and "summed over its region" in view.score.value
+
+
+def test_the_panels_header_lists_a_segmentation_models_classes_by_their_area_and_offers_no_class_check():
+    from convviz_widgets import ConvVizPanel
+
+    model, image = seg_model(3, seed=19), rng_image(SIZE, SIZE, seed=15)
+    a = features(model, image)
+    w, b = kernel(model, "classes")
+    shares = np.bincount((a @ w + b).argmax(-1).ravel(), minlength=3) / (SIZE * SIZE)
+    panel = ConvVizPanel(model, image, preprocess="rescale", background=False)
+    table = panel.chooser.table.value
+    assert "Predicted regions" in table and "No predictions" not in table
+    cam = panel.select("Grad-CAM")
+    assert cam.controls.sanity.disabled and cam.controls.depth.layout.display == "none"  # no class maps to compare
+    for k in np.flatnonzero(shares):
+        assert f"#{k}</td><td style='text-align:right'>{shares[k]:.1%}" in table

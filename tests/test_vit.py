@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import keras
 import numpy as np
 import pytest
@@ -157,3 +159,27 @@ def test_filter_pattern_of_a_token_channel_climbs_its_mean_over_the_patch_tokens
     patterns = ins.filter_patterns("block1_mlp1", [3, 7], steps=8)
     assert patterns.images.shape == (2, 64, 64, 3)
     assert (patterns.final_activation > patterns.start_activation).all()
+
+
+@pytest.mark.backends
+def test_a_vit_is_read_from_a_worker_thread_as_the_panel_does(image) -> None:
+    # Keras names unnamed operations from a per-thread counter: the patch grid read in a fresh thread must not
+    # take the name of the model's own class-token slice ("get_item").
+    model = small_vit(seed=4)
+    ins = cv.Inspector(model)
+    found: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            found["acts"] = ins.activations(image)
+            found["cam"] = ins.gradcam(image)
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            found["error"] = error
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert "error" not in found, found.get("error")
+    np.testing.assert_allclose(found["acts"]["final_norm"], _tokens(model, "final_norm", image)[1:].reshape(8, 8, -1),
+                               rtol=1e-4, atol=1e-4)
+    assert found["cam"].heatmap.shape == (8, 8)

@@ -44,12 +44,13 @@ class PositionEmbedding(keras.layers.Layer):
 
 def small_vit(size: int = 64, patch: int = 8, dim: int = 32, depth: int = 2, heads: int = 2, classes: int = 5,
               registers: int = 0, class_token: bool = True, pool: str = "token", seed: int = 0,
-              head: str = "softmax", stem: int = 0) -> keras.Model:
+              head: str = "softmax", stem: int = 0, mlp: int = 2) -> keras.Model:
     """A functional ViT: (size/patch)^2 patches, a class token and `registers` register tokens, `depth` blocks.
 
     `pool="token"`: the head reads the class token after the final norm; `pool="mean"`: the mean of all tokens.
     `head`: the output's activation ("softmax", or "linear" for scores). `stem`: that many 3x3 stride-2 ReLU
     convolutions before the patch embedding (a hybrid ViT; the patch embedding then covers patch / 2**stem px).
+    `mlp`: the MLP's width as a multiple of `dim` (ViT-B/16: 4).
     """
     keras.utils.set_random_seed(seed)
     x = inputs = keras.Input((size, size, 3), name="pixels")
@@ -67,7 +68,7 @@ def small_vit(size: int = 64, patch: int = 8, dim: int = 32, depth: int = 2, hea
         y = keras.layers.MultiHeadAttention(heads, dim // heads, name=f"block{i}_attention")(y, y)
         x = keras.layers.Add(name=f"block{i}_add1")([x, y])
         y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm2")(x)
-        y = keras.layers.Dense(2 * dim, activation="gelu", name=f"block{i}_mlp1")(y)
+        y = keras.layers.Dense(mlp * dim, activation="gelu", name=f"block{i}_mlp1")(y)
         y = keras.layers.Dense(dim, name=f"block{i}_mlp2")(y)
         x = keras.layers.Add(name=f"block{i}_add2")([x, y])
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)

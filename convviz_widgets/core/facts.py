@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
-def layer_facts(act: np.ndarray) -> dict[str, float]:
-    """Dead channels (never positive for this image) and sparsity (share of exact zeros)."""
+def signed(act: np.ndarray) -> bool:
+    """True for a map that goes below zero (no ReLU: a residual stream, a normalised token layer).
+
+    There negative values carry as much as positive ones, so a channel is dead only when it is constant.
+    """
+    return bool(np.nanmin(act, initial=0.0) < 0.0)
+
+
+def dead_rule(act: np.ndarray) -> str:
+    """What 'dead' means for this map, in words: never positive (ReLU maps) or constant (signed maps)."""
+    return "constant over this image" if signed(act) else "never positive for this image"
+
+
+def layer_facts(act: np.ndarray) -> dict[str, Any]:
+    """Dead channels (see `dead_rule`), sparsity (share of exact zeros), the peak and the rule used."""
     peak = act.max(axis=(0, 1))
+    dead = peak - act.min(axis=(0, 1)) <= 0.0 if signed(act) else peak <= 0.0
     return {
         "channels": int(act.shape[-1]),
-        "dead": int(np.count_nonzero(peak <= 0.0)),
+        "dead": int(np.count_nonzero(dead)),
         "sparsity": float(np.count_nonzero(act == 0.0)) / act.size,
         "max": float(peak.max(initial=0.0)),
+        "dead_rule": dead_rule(act),
     }
 
 
@@ -33,14 +50,17 @@ def most_active_channel(act: np.ndarray) -> int:
 
 
 def is_dead(act: np.ndarray, channel: int) -> bool:
-    """True when the channel is never positive for this image."""
-    return not float(np.nanmax(act[..., channel], initial=0.0)) > 0.0
+    """True when the channel is never positive for this image (constant, on a signed map: `dead_rule`)."""
+    values = act[..., channel]
+    if signed(act):
+        return not float(np.nanmax(values) - np.nanmin(values)) > 0.0
+    return not float(np.nanmax(values, initial=0.0)) > 0.0
 
 
 def channel_note(act: np.ndarray, channel: int) -> str:
     """A few words on a channel for its caption: dead, the most active one, or nothing."""
     if is_dead(act, channel):
-        return "dead: never positive for this image"
+        return f"dead: {dead_rule(act)}"
     if channel == most_active_channel(act):
         return "the most active channel for this image (highest mean)"
     return ""

@@ -79,6 +79,24 @@ class TokenGrid:
         return ops.repeat(tokens, n, axis=0) * ops.cast(mask, tokens.dtype)
 
 
+class _GridRead(keras.layers.Layer):
+    """A token layer's output read as its patch grid, as one operation named for its layer.
+
+    Keras names an unnamed operation from a per-thread counter, so a slice made while a panel's worker thread
+    traces the model could take the name of one of the user's own ("get_item") and no model could be built.
+    """
+
+    def __init__(self, tokens: TokenGrid, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tokens = tokens
+
+    def call(self, x: Any) -> Any:
+        return self.tokens.read(x)
+
+    def compute_output_shape(self, shape: tuple) -> tuple:
+        return (shape[0], self.tokens.h, self.tokens.w, shape[-1])
+
+
 @dataclass
 class Node:
     """One layer application in the flat graph."""
@@ -140,7 +158,8 @@ class Node:
         if self.tokens is None:
             return self.output
         if self._map is None:
-            self._map = self.tokens.read(self.output)
+            read = _GridRead(self.tokens, name=f"convviz_grid_{self.name.replace('/', '__')}", dtype=self.output.dtype)
+            self._map = read(self.output)
         return self._map
 
     def as_map(self, values: Any) -> Any:

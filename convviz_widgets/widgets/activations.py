@@ -17,7 +17,7 @@ from .card import ChannelCard
 from .image_view import ImageView
 from .registry import register_view
 from .services import ClassEvidence
-from .text import channel_caption, facts_html, grid_caption, head_caption, heads_caption, heads_facts_html, layer_label
+from .text import channel_caption, facts_html, grid_caption, head_caption, heads_caption, heads_facts_html, node_label
 
 CMAPS = ("viridis", "magma", "inferno", "plasma", "cividis", "gray", "jet")
 
@@ -61,7 +61,7 @@ class ActivationsView(ImageView):
         self.attention = self.inspector.attention_layers  # their heads can be shown instead of their channels
         names = self.inspector.layers + self.extra_layers
         inner = [n for n in self.attention if n not in names]  # inside a block (KerasHub): heads only
-        options = [(layer_label(self.inspector.layer(n).shape, n), n) for n in names]
+        options = [(node_label(self.inspector.layer(n)), n) for n in names]
         options += [(f"{n}  (attention heads)", n) for n in inner]
         first = layer if layer in inner else self.inspector.layer(layer).name if layer else names[0]
         channels = self.inspector.layer(first).channels if first not in inner else 1

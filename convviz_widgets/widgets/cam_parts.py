@@ -18,7 +18,7 @@ from ..metrics import Sanity, cascade_layers, default_depth
 from ..render import enlarge_figure, heatmap_picture, overlay, side_by_side
 from .base import control_value, picture_widget, show_picture
 from .image_view import ImageEvent
-from .text import channels_html, layer_label, method_label, pointing_html, sanity_html, score_html, value_text
+from .text import channels_html, method_label, node_label, pointing_html, sanity_html, score_html, value_text
 
 CMAPS = ("jet", "turbo", "viridis", "magma", "inferno", "gray")
 TOP_CHANNELS = 8  # channel buttons under the map: the largest positive contributions
@@ -88,7 +88,7 @@ class CamControls:
                                                   layout=widgets.Layout(width="160px"))
         self.class_name = widgets.Label()
         self.layer = widgets.Dropdown(
-            options=[(layer_label(ins.layer(name).shape, name), name) for name in ins.cam_layers], value=layer,
+            options=[(node_label(ins.layer(name)), name) for name in ins.cam_layers], value=layer,
             description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
         method = method_for(method, ins).name  # one that does not apply to this model is refused with the reason
         names = method_names(ins)  # read at build time (methods registered since import get a button too), and
@@ -117,6 +117,10 @@ class CamControls:
         self.depth = widgets.Dropdown(
             options=options, value=(depth or default_depth(ins, layer)) if options else None,
             description="Randomise", disabled=not sanity, layout=widgets.Layout(width="max-content", min_width="300px"))
+        if not options:  # the check compares class maps: a model without a class output (segmentation) has none
+            self.sanity.value, self.sanity.disabled = False, True
+            self.sanity.tooltip = "The randomisation check needs a class output (a classifier's head)"
+            self.depth.layout.display = "none"
         self.opacity = widgets.FloatSlider(ALPHA.check(opacity, "opacity"), min=ALPHA.low, max=ALPHA.high, step=0.05,
                                            description="Opacity")
         self.cmap = widgets.Dropdown(options=CMAPS, value=cmap, description="Colormap",

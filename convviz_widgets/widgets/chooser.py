@@ -175,6 +175,11 @@ class ImageChooser(View):
             self.job.submit(key, lambda: self._work(key), lambda chosen: self._loaded(key, chosen),
                             lambda err: self._failed(key, err))
 
+    @property
+    def segmentation(self) -> bool:
+        """True for a segmentation model: the header lists its classes by the area predicted for each."""
+        return getattr(self.inspector, "output_kind", "") == "segmentation"
+
     def _work(self, key: str) -> Chosen:
         """Worker thread: decode the source (errors here refuse it), then the top classes and their problems."""
         source = self.sample_scene(key) if key.startswith("sample:") else self._sources[key]
@@ -189,6 +194,11 @@ class ImageChooser(View):
                 problem = output_problem(self.inspector, rgb)
             except Exception as err:  # noqa: BLE001 - a model without a usable head still has activations
                 problem = err
+        elif self.segmentation:
+            try:  # its classes by the area it predicts for each
+                predictions = self.inspector.predicted_regions(rgb, top=TOP)
+            except Exception as err:  # noqa: BLE001 - as above: the activations still show
+                problem = err
         if problem is not None:
             predictions = []
         return Chosen(source, rgb, display_image(full), predictions, problem, scene)
@@ -200,9 +210,9 @@ class ImageChooser(View):
         self.rgb, self.display, self.predictions, self.scene = rgb, shown, predictions, chosen.scene
         show_picture(self.picture, at_side(shown))  # one size for every image: the top-5 keeps its room
         if predictions:
-            self.table.value = predictions_html(predictions, score_label(self.inspector))
+            self.table.value = predictions_html(predictions, score_label(self.inspector), regions=self.segmentation)
         else:
-            self.table.value = "" if self.inspector.has_classes else NO_PREDICTIONS
+            self.table.value = "" if self.inspector.has_classes or self.segmentation else NO_PREDICTIONS
         self.status.value = ""
         self.standing = chosen.problem
         self.clear_error()

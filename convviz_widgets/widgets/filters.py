@@ -21,7 +21,7 @@ from .base import View, control_value, guarded, picture_widget, show_picture
 from .recipe import DEFAULT_STEPS, SIZES, default_size, default_step_size
 from .registry import register_view
 from .runner import JobSlot
-from .text import layer_label, patterns_caption, recipe_text
+from .text import node_label, patterns_caption, recipe_text
 
 CACHE_SIZE = 32
 MODES = (("Plain (book)", "plain"), ("Regularised", "regularized"))
@@ -69,7 +69,7 @@ class FiltersView(View):
         self._shown: PatternRequest | None = None  # the settings of the grid shown now
         self._shown_picture: np.ndarray | None = None
         self.layer = widgets.Dropdown(
-            options=[(layer_label(self.inspector.layer(n).shape, n), n) for n in names], value=chosen,
+            options=[(node_label(self.inspector.layer(n)), n) for n in names], value=chosen,
             description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
         self.first = widgets.BoundedIntText(first, min=0, max=channels - 1, description="First filter",
                                             layout=widgets.Layout(width="180px"))

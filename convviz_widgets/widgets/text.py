@@ -56,10 +56,21 @@ def no_classes_text(inspector: Any) -> str:
             "explain: add a classifier head, or pass the full model (e.g. include_top=True).")
 
 
-def layer_label(shape: tuple, name: str) -> str:
-    """Dropdown text: the layer name and its output size."""
+def layer_label(shape: tuple, name: str, tokens: Any = None) -> str:
+    """Dropdown text: the layer name and its output size; a token layer's as the patch grid it is shown as.
+
+    `tokens`: the layer's token grid (`Node.tokens`: h, w and the leading special tokens), or None.
+    """
+    if tokens is not None and len(shape) == 3:
+        lead = f", {tokens.lead} special token{'s' if tokens.lead != 1 else ''} dropped" if tokens.lead else ""
+        return f"{name}  ({tokens.h}×{tokens.w}×{shape[-1]} tokens{lead})"
     dims = "×".join("?" if d is None else str(d) for d in shape[1:])
     return f"{name}  ({dims})"
+
+
+def node_label(node: Any) -> str:
+    """Dropdown text of a layer's node (`Inspector.layer`): its name and the size it is shown at."""
+    return layer_label(node.shape, node.name, node.tokens)
 
 
 def value_text(p: float, label: str, digits: int = 1) -> str:
@@ -68,10 +79,14 @@ def value_text(p: float, label: str, digits: int = 1) -> str:
 
 
 # ----- the header -------------------------------------------------------------------------------------------
-def predictions_html(predictions: list[tuple[int, str, float]], label: str = "probability") -> str:
-    """The top classes as a small table: probabilities with bars, or a linear head's scores as numbers."""
+def predictions_html(predictions: list[tuple[int, str, float]], label: str = "probability",
+                     regions: bool = False) -> str:
+    """The top classes as a small table: probabilities with bars, or a linear head's scores as numbers.
+
+    `regions`: a segmentation model's classes with the share of the pixels it predicts as each (with bars).
+    """
     def value(p: float) -> str:
-        if label != "probability":
+        if label != "probability" and not regions:
             return f"<td style='text-align:right'>{p:.4g}</td>"
         return (f"<td style='text-align:right'>{p:.1%}</td><td><div style='background:#4c72b0;height:10px;"
                 f"width:{max(1, round(120 * p))}px'></div></td>")
@@ -80,8 +95,9 @@ def predictions_html(predictions: list[tuple[int, str, float]], label: str = "pr
         f"<tr><td>{rank}.</td><td><b>{html.escape(name)}</b></td><td style='color:#666'>#{index}</td>{value(p)}</tr>"
         for rank, (index, name, p) in enumerate(predictions, start=1)
     )
-    return (f"<div class='convviz-predictions'><b>Top {len(predictions)} predictions</b> ({html.escape(label)})"
-            f"<table>{rows}</table></div>")
+    title = "Predicted regions</b> (share of the pixels)" if regions else \
+        f"Top {len(predictions)} predictions</b> ({html.escape(label)})"
+    return f"<div class='convviz-predictions'><b>{title}<table>{rows}</table></div>"
 
 
 def preprocess_html(name: str, reason: str) -> str:
@@ -92,11 +108,12 @@ def preprocess_html(name: str, reason: str) -> str:
 
 
 # ----- the Activations tab ----------------------------------------------------------------------------------
-def facts_html(name: str, kind: str, shape: tuple[int, int, int], facts: dict[str, float]) -> str:
+def facts_html(name: str, kind: str, shape: tuple[int, int, int], facts: dict[str, Any]) -> str:
     """A layer's shape, dead channels and sparsity, in one line."""
     h, w, c = shape
+    rule = facts.get("dead_rule", "never positive for this image")
     return (f"<b>{html.escape(name)}</b> ({kind}) · output <b>{h} × {w} × {c}</b> · "
-            f"dead channels: <b>{facts['dead']} of {c}</b> ({facts['dead'] / c:.1%}, never positive for this image) · "
+            f"dead channels: <b>{facts['dead']} of {c}</b> ({facts['dead'] / c:.1%}, {rule}) · "
             f"sparsity: <b>{facts['sparsity']:.1%}</b> of activations are zero")
 
 

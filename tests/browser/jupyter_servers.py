@@ -126,10 +126,12 @@ def start(command: list[str], root: Path, base: Path, url: str, ready: str | int
     pytest.fail(f"{command[0]} did not answer {ready} within {START_TIMEOUT:.0f} s; see {log}")
 
 
-def notebook_root(tmp_path: Path) -> Path:
-    """A served folder holding a copy of the test notebooks."""
+def notebook_root(tmp_path: Path, files: tuple[Path, ...] = ()) -> Path:
+    """A served folder holding a copy of the test notebooks (and `files`, e.g. a module a notebook imports)."""
     root = tmp_path / "root"
     shutil.copytree(NOTEBOOKS, root)
+    for path in files:
+        shutil.copy(path, root / path.name)
     return root
 
 
@@ -151,17 +153,20 @@ def voila_command(port: int, notebook: str) -> list[str]:
 
 
 @contextmanager
-def serve(kind: str, tmp_path: Path) -> Iterator[Server]:
-    """Run JupyterLab ('lab') or Voila ('voila') over a copy of the test notebooks until the block ends."""
+def serve(kind: str, tmp_path: Path, notebook: str = "panel.ipynb", files: tuple[Path, ...] = ()) -> Iterator[Server]:
+    """Run JupyterLab ('lab') or Voila ('voila', on `notebook`) over a copy of the test notebooks until the block ends.
+
+    `files` are copied next to the notebooks (their kernels start in that folder and can import them).
+    """
     program = "jupyter-lab" if kind == "lab" else "voila"
     require((BIN / program).exists(), f"{program} is not installed (pip install jupyterlab voila)")
     port = free_port()
-    root = notebook_root(tmp_path)
+    root = notebook_root(tmp_path, files)
     url = f"http://127.0.0.1:{port}"
     if kind == "lab":
         server = start(lab_command(port, root), root, tmp_path / "env", url, f"{url}/api/status", "jupyterlab.log")
     else:  # Voila runs the notebook on GET /: ready means the port accepts, not that the page answered
-        server = start(voila_command(port, "panel.ipynb"), root, tmp_path / "env", url, port, "voila.log")
+        server = start(voila_command(port, notebook), root, tmp_path / "env", url, port, "voila.log")
     try:
         yield server
     finally:

@@ -47,8 +47,10 @@ def value_and_grad(fn: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple[An
 
 
 def to_numpy(value: Any) -> np.ndarray:
-    """A tensor as numpy (a view for a CPU tensor)."""
+    """A tensor as numpy (a view for a CPU tensor); bfloat16, which numpy cannot hold, as float32."""
     if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bfloat16:  # a mixed_bfloat16 model's values
+            value = value.float()
         return value.detach().cpu().numpy()
     return np.asarray(value)
 
