@@ -303,7 +303,7 @@ def _target_section(inspector: Inspector, rgb: np.ndarray, out: Path, target: An
     intro = f"Where the evidence for {cam.target} lies (red = most)."
     if inspector.output_kind == "regression" and (target is None or isinstance(target, OutputTarget)):
         score = f"value {cam.score:.4g}" if cam.class_index == 1 else f"score {cam.score:.4g} (minus the output)"
-        intro = ("Where the evidence " + ("raises" if cam.class_index == 1 else "lowers")
+        intro = ("Where the evidence that " + ("raises" if cam.class_index == 1 else "lowers")
                  + " the output lies (red = most): the map of the output's raw value, not of a class.")
     caption = f"{cam.target} — {value}{score} at {cam.layer}"
     note = no_evidence_note(cam)
