@@ -167,6 +167,7 @@ def test_the_panels_cam_tab_of_a_regression_head_explains_the_output_even_when_n
     assert lowers.target == "the output, negated (what lowers it)" and lowers.score == pytest.approx(-value, abs=1e-4)
     assert view.class_name.value == "the output, negated (what lowers it)"
     assert "of <b>the output, negated (what lowers it)</b>" in view.score.value
+    assert [name.split("-gradcam")[0] for name in view.pictures()] == ["feat-output-negated"]  # saved files' names
     view.sanity.value = True
     assert view.wait()
     sanity = view.current_sanity()

@@ -4,6 +4,8 @@ Methods: every registered CAM method (Grad-CAM, Grad-CAM++, Score-CAM, HiResCAM,
 The sanity check (Adebayo et al. 2018) shows the same map on a copy of the model whose top layers are
 re-initialised, beside the real one, with their Spearman rank correlation. On a demo scene, whose object
 masks are known, the pointing game says whether the map's maximum falls on the shown class's object.
+A multi-label head's entries are labels (each explained by `LabelTarget`); a regression head (one linear unit)
+has no classes: the tab explains its output (`OutputTarget`) or what lowers it (`OutputTarget(negate=True)`).
 Its request, result and kept maps live in cam_maps.py, its controls and figures in cam_parts.py, its words
 in text.py.
 """
@@ -314,4 +316,5 @@ class CamView(ImageView):
         if cam is None or self.display is None:
             return {}
         return self.figures.saved(cam, self.display, self.controls.alpha(), self.cmap.value,
-                                  self.channel_count(cam.layer), self.current_sanity(), self.sanity_depth())
+                                  self.channel_count(cam.layer), self.current_sanity(), self.sanity_depth(),
+                                  self.noun)

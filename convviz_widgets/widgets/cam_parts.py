@@ -282,10 +282,12 @@ class CamFigures:
 
     @staticmethod
     def saved(cam: CAM, display: np.ndarray, opacity: float, cmap: str, channels: int | None,
-              sanity: Any, depth: int | None) -> dict[str, np.ndarray]:
+              sanity: Any, depth: int | None, noun: str = "class") -> dict[str, np.ndarray]:
         """Overlay and heatmap (and the randomised model's heatmap, when checked) side by side, named for saving."""
         parts = list(cam_arrays(cam, display, opacity, cmap))
-        name = f"{cam.layer}-class{cam.class_index}-{cam.method}" + (f"-top{channels}" if channels else "")
+        what = f"{noun}{cam.class_index}" if noun != "output" else \
+            "output" if cam.class_index == 1 else "output-negated"
+        name = f"{cam.layer}-{what}-{cam.method}" + (f"-top{channels}" if channels else "")
         if isinstance(sanity, tuple):
             parts.append(heatmap_picture(sanity[0].heatmap, cmap, parts[1].shape))
             name += f"-sanity-top{depth}"

@@ -257,7 +257,7 @@ def _score_words(cam: CAM, label: str, noun: str) -> tuple[str, str]:
         what = "the output's value" if cam.class_index == 1 else "the explained score (minus the output)"
         return what, " (a linear head's raw value, not a probability)"
     if label != "probability":
-        return f"{noun} score", " (a linear head: scores, not probabilities)"
+        return f"{noun} score (logit)", " (a linear head: scores, not probabilities)"
     own = " (the label's own sigmoid)" if noun == "label" else ""
     return f"{noun} score (logit)", f", probability <b>{(cam.probability or 0.0):.1%}</b>{own}"
 
