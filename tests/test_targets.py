@@ -388,6 +388,17 @@ def test_a_bad_target_on_the_command_line_is_one_error_line(tmp_path, capsys):
     assert code == 2 and "softmax" in capsys.readouterr().err
 
 
+def test_the_command_lines_target_help_says_what_each_target_explains_and_the_defaults(capsys):
+    from convviz_widgets import cli
+
+    assert cli.main(["report", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    for words in ("label N of a multi-label sigmoid head", "a regression head's raw value",
+                  "class N over its predicted region", "a multi-label head: its top labels",
+                  "a regression head's output"):
+        assert words in text, words
+
+
 def test_the_panels_cam_tab_of_a_segmentation_model_shows_the_region_of_the_class_picked(unet):
     from convviz_widgets import CamView
 
