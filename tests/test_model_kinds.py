@@ -156,6 +156,27 @@ def legacy_h5() -> Case:
     return Case(model, rng_image(128, 128, seed=4), "conv_pw_2", tf_mode, score)
 
 
+def keras_hub_classifier() -> Case:
+    """A KerasHub ResNet image classifier (random weights, built from a config) with its own image converter."""
+    hub = pytest.importorskip("keras_hub", reason="keras_hub is not installed (pip install '.[hub]')")
+    from hub_models import STANDARDISE, resnet
+
+    model = resnet(hub, seed=13)
+
+    def standardise(images: np.ndarray) -> np.ndarray:  # the converter's scale and offset, at the model's size
+        return np.asarray(images, np.float32) * np.float32(STANDARDISE["scale"]) + np.float32(STANDARDISE["offset"])
+
+    return Case(model, rng_image(32, 32, seed=13), "res_net_backbone/stack0_block0_1_conv", standardise,
+                top_logit("predictions", standardise)(model))  # no preprocess= given: the task's converter is used
+
+
+def own_converter(case: Case) -> None:
+    """The task's image converter is found and used; the default CAM layer is inside the backbone."""
+    ins = cv.Inspector(case.model)
+    assert ins.preprocess_name == "ResNetImageConverter" and "KerasHub" in ins.preprocess_reason
+    assert ins.default_cam_layer.startswith("res_net_backbone/")
+
+
 def softmax_layer_head() -> Case:
     """Logits from a Dense layer, then a separate softmax Activation layer: the logits are explained."""
     keras.utils.set_random_seed(5)
@@ -343,6 +364,7 @@ KINDS = [
     Kind("Sequential", sequential),
     Kind("nested sub-model", nested, extra=inner_names),
     Kind("legacy Keras-2 .h5", legacy_h5, core=False),  # reading a file, not maths
+    Kind("KerasHub image classifier", keras_hub_classifier, extra=own_converter),
     Kind("softmax head", softmax_layer_head),
     Kind("several outputs", two_outputs),
     Kind("mixed precision", mixed_precision),

@@ -259,6 +259,27 @@ def test_a_keras_hub_image_converter_inside_the_model_is_read() -> None:
 
 
 @pytest.mark.backends
+def test_a_given_image_converter_that_scales_again_gets_a_warning_in_words() -> None:
+    keras_hub = pytest.importorskip("keras_hub", reason="keras_hub is not installed")
+    model = _augmented_model()
+    converter = keras_hub.layers.ResNetImageConverter(image_size=(SIZE, SIZE), scale=1 / 255)
+    with pytest.warns(UserWarning) as caught:
+        ins = cv.Inspector(model, preprocess=converter)
+        ins.predict(_pixels(13))
+    twice = [str(w.message) for w in caught if "twice" in str(w.message)]
+    assert twice == ["The model already rescales its input at layer 'rescaling'; the given ResNetImageConverter "
+                     "scales the pixels too, so they would be normalised twice. Leave preprocess= out (or pass "
+                     "'none') to give the model pixels in 0..255."]
+    assert "(the model already rescales its input" in ins.preprocess_reason
+    raw = _pixels(13)  # used as given: the pixels are divided by 255 before the model divides them again
+    np.testing.assert_allclose(ins.probabilities(raw), _oracle(model, raw, divide=255.0), atol=1e-5)
+    identity = keras_hub.layers.ResNetImageConverter(image_size=(SIZE, SIZE))  # no scale: nothing done twice
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cv.Inspector(model, preprocess=identity)
+
+
+@pytest.mark.backends
 def test_a_centre_crop_before_the_rescaling_is_noted() -> None:
     keras.utils.set_random_seed(12)
     model = keras.Sequential([keras.Input((40, 40, 3)), L.CenterCrop(SIZE, SIZE, name="crop"),

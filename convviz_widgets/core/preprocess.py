@@ -9,7 +9,7 @@ it chose what it chose; only a model with nothing to read gets the default, and 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -353,6 +353,19 @@ def converter_choice(converter: Any, how: str) -> Choice:
                   bilinear=bilinear)
 
 
+def _warn_if_twice(choice: Choice, converter: Any, found: InputLayers) -> Choice:
+    """A given converter that scales the pixels, for a model that normalises pixels in 0..255 itself: warned."""
+    step = _converter("", converter)
+    if found.expects != "0..255" or (np.allclose(step.scale, 1.0) and np.allclose(step.offset, 0.0)):
+        return choice
+    where = ", ".join(repr(s.name) for s in found.value_steps)
+    warning = (f"The model already {found.verb} its input at layer {where}; the given {choice.name} scales the "
+               "pixels too, so they would be normalised twice. Leave preprocess= out (or pass 'none') to give the "
+               "model pixels in 0..255.")
+    return replace(choice, reason=choice.reason + f" (the model already {found.verb} its input: {found.describe()})",
+                   warning=warning)
+
+
 def _config(layer: Any) -> dict:
     """A layer's config, or {} for a layer that cannot describe itself."""
     try:
@@ -391,7 +404,7 @@ def choose(preprocess: Preprocess, nodes: Sequence[Any] = (), model_names: list[
     found = read_input_layers(nodes)
     given = hub_converter(preprocess)
     if given is not None:
-        return converter_choice(given, "given: the KerasHub image converter")
+        return _warn_if_twice(converter_choice(given, "given: the KerasHub image converter"), given, found)
     if callable(preprocess):
         name = getattr(preprocess, "__name__", "custom")
         return Choice(name, preprocess, f"given as a function ({name})")
