@@ -146,8 +146,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--output", default=None,
                    help="for a model with several outputs: the output to explain, by name or index")
     r.add_argument("--target", default=None, type=target_words,
-                   help="what the CAM sections explain: class:N, label:N (a multi-label head), output[:N] "
-                        "(a regression head) or region:N (a segmentation model); default: the top classes")
+                   help="what the CAM sections explain: class:N, label:N (label N of a multi-label sigmoid head: "
+                        "its logit), output[:N] (a regression head's raw value) or region:N (class N over its "
+                        "predicted region of a segmentation map); default: the top classes (a multi-label head: its "
+                        "top labels), a regression head's output, the largest region of a segmentation map")
     r.add_argument("--cam-methods", default="gradcam",
                    help="comma-separated CAM methods, one report section each (default: gradcam; e.g. "
                         "gradcam,hirescam,eigencam; any registered method)")

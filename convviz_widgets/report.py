@@ -37,7 +37,7 @@ from .core.cams import get_method
 from .core.facts import layer_facts
 from .core.inspector import Inspector
 from .core.patterns import PATTERN_MODES
-from .core.targets import parse_target, plan
+from .core.targets import OutputTarget, index_target, parse_target, plan
 from .errors import ConvVizError
 from .images import write_exclusive
 from .widgets import ImageView, View, view_entries
@@ -196,7 +196,7 @@ def _write_views(inspector: Inspector, rgb: np.ndarray, out: Path, options: Opti
         ("Preprocessing", f"'{inspector.preprocess_name}': {inspector.preprocess_reason}"),
     ]
     if preds:
-        report.facts.append(("Top-5", ", ".join(f"{name} {_value(inspector, p)}" for _, name, p in preds[:5])))
+        report.facts.append(_predictions_fact(inspector, preds))
     report.sections.append(("Input", "The image as the model sees it.", [("input.png", "input")]))
     report.sections.append(_activation_section(inspector, rgb, out, options.images_per_row))
     report.sections.append(_filter_section(inspector, options.filter_layers, out, options.n_filters,
@@ -216,6 +216,17 @@ def _write_views(inspector: Inspector, rgb: np.ndarray, out: Path, options: Opti
             _view_section(report, entry.key, entry.title, entry.view, inspector, rgb, out)
     write_html(report, out / "index.html")
     return report
+
+
+def _predictions_fact(inspector: Inspector, preds: Sequence[tuple[int, str, float]]) -> tuple[str, str]:
+    """The page's line of predictions: the top classes, a multi-label head's top labels, a regression output."""
+    if inspector.output_kind == "regression":  # one linear unit read as (-z, z): entry 1 is the output itself
+        value = next(p for i, _, p in preds if i == 1)
+        return ("Output", f"{value:.4g} (the raw value of a one-unit linear head)")
+    listed = ", ".join(f"{name} {_value(inspector, p)}" for _, name, p in preds[:5])
+    if inspector.multi_label:
+        return ("Top labels", f"{listed} (each label's own sigmoid probability)")
+    return ("Top-5", listed)
 
 
 def _activation_section(inspector: Inspector, rgb: np.ndarray, out: Path,
@@ -263,20 +274,21 @@ def _cam_section(inspector: Inspector, rgb: np.ndarray, out: Path,
     """Overlays of one registered CAM method (Grad-CAM by default) for the top classes."""
     rule = get_method(method)
     shown = render.enlarge_figure(rgb)
+    noun = "label" if inspector.multi_label else "class"
     items = []
     if rule.class_agnostic:  # one map: it is the same for every class
         preds = preds[:1]
     bar = ProgressBar(rule.name, len(preds))
     for rank, (idx, name, prob) in enumerate(preds, 1):
-        cam = inspector.gradcam(rgb, class_index=idx, method=rule.name)
+        cam = inspector.gradcam(rgb, target=index_target(inspector, idx), method=rule.name)  # a class or a label
         fname = _file_name(f"top{rank}", rule.name) if rule.name != "gradcam" else f"gradcam_top{rank}.png"
         _save(out / fname, cam_picture(shown, cam))
         items.append((fname, cam_caption(rank, name, prob, cam, probability=inspector.score_label == "probability")))
         bar(rank, len(preds))
     if rule.class_agnostic:
-        return (rule.label, f"{rule.label} is class-agnostic: one map, the same for every class ({rule.tooltip}).",
+        return (rule.label, f"{rule.label} is class-agnostic: one map, the same for every {noun} ({rule.tooltip}).",
                 items)
-    return (rule.label, "Where the evidence for each class lies (red = most).", items)
+    return (rule.label, f"Where the evidence for each {noun} lies (red = most).", items)
 
 
 def _target_section(inspector: Inspector, rgb: np.ndarray, out: Path, target: Any, method: str = "gradcam"
@@ -287,10 +299,16 @@ def _target_section(inspector: Inspector, rgb: np.ndarray, out: Path, target: An
     fname = f"{rule.name.replace('+', 'p')}_target.png"
     _save(out / fname, cam_picture(render.enlarge_figure(rgb), cam))
     value = "" if cam.probability is None else f"p = {cam.probability:.2f}, "
-    caption = f"{cam.target} — {value}score {cam.score:.2f} at {cam.layer}"
+    score = f"score {cam.score:.2f}"
+    intro = f"Where the evidence for {cam.target} lies (red = most)."
+    if inspector.output_kind == "regression" and (target is None or isinstance(target, OutputTarget)):
+        score = f"value {cam.score:.4g}" if cam.class_index == 1 else f"score {cam.score:.4g} (minus the output)"
+        intro = ("Where the evidence that " + ("raises" if cam.class_index == 1 else "lowers")
+                 + " the output lies (red = most): the map of the output's raw value, not of a class.")
+    caption = f"{cam.target} — {value}{score} at {cam.layer}"
     note = no_evidence_note(cam)
     items = [(fname, caption if note is None else f"{caption} — {note}")]
-    return (rule.label, f"Where the evidence for {cam.target} lies (red = most).", items)
+    return (rule.label, intro, items)
 
 
 def _view_section(report: Report, key: str, title: str, view_class: type, inspector: Inspector, rgb: np.ndarray,

@@ -61,6 +61,7 @@ class Kind:
     works: tuple[str, ...] = CORE_WORKS + VIEW_WORKS
     core: bool = True  # backend-neutral maths: the core checks run under every Keras backend
     extra: Callable[[Case], None] | None = None  # the row's own claim beyond the common checks
+    views: Callable[[Case, ConvVizPanel, str], None] | None = None  # the row's own claim on (panel, report page)
 
 
 # ----- oracles -------------------------------------------------------------------------------------------
@@ -310,6 +311,54 @@ def regression() -> Case:
     return Case(model, rng_image(seed=12), "feat", rescale, value, {"preprocess": "rescale"})
 
 
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function, in numpy."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
+
+
+def words(markup: str) -> str:
+    """The text of an HTML snippet, its tags (and their attributes) left out."""
+    return re.sub(r"<[^>]+>", "", markup)
+
+
+def labels_shown(case: Case, panel: ConvVizPanel, page: str) -> None:
+    """The panel and the report speak of labels, each with its own sigmoid probability; a label is explained."""
+    p = sigmoid(dense_logits(case.model, "labels", rescale(case.image[None]))[0])
+    assert abs(p.sum() - 1.0) > 0.05  # independent labels: a softmax over them would sum to 1
+    table = panel.chooser.table.value
+    assert "labels</b> (each label's own sigmoid probability)" in table and "Top 4 predictions" not in table
+    for k in range(4):
+        assert f"<b>label {k}</b></td><td style='color:#666'>#{k}</td><td style='text-align:right'>{p[k]:.1%}" in table
+    cam = panel.select("Grad-CAM")
+    assert cam.classes.description == "Label" and cam.class_index.description == "or label"
+    assert [text for text, _ in cam.classes.options][0] == f"label {int(p.argmax())} {p.max():.1%}"
+    cam.choose(1)
+    assert cam.current_cam().target == "label 1" and "(label 1)" in cam.score.value
+    assert f"probability <b>{p[1]:.1%}</b> (the label's own sigmoid)" in cam.score.value
+    assert "class" not in words(cam.score.value)
+    assert "<th>Top labels</th>" in page and "Where the evidence for each label lies" in page
+
+
+def output_shown(case: Case, panel: ConvVizPanel, page: str) -> None:
+    """The header shows the output's value; the Grad-CAM tab explains the output (or what lowers it), no classes."""
+    z = case.score(case.image)
+    assert f"<b>Output</b> <b style='font-size:larger'>{z:.4g}</b>" in panel.chooser.table.value
+    assert "class" not in words(panel.chooser.table.value)
+    cam = panel.select("Grad-CAM")
+    assert cam.classes.description == "Explain"
+    assert cam.classes.options == (("what raises the output", 1), ("what lowers it", 0))
+    assert cam.class_index.layout.display == "none"
+    shown = cam.current_cam()
+    assert shown.target == "the output" and shown.score == pytest.approx(z, rel=2e-2, abs=2e-3)
+    assert "of <b>the output</b>" in cam.score.value and "class" not in words(cam.score.value)
+    cam.classes.value = 0  # what lowers it: the map of -z
+    assert cam.wait() and cam.current_cam().target == "the output, negated (what lowers it)"
+    assert cam.current_cam().score == pytest.approx(-z, rel=2e-2, abs=2e-3)
+    assert not cam.sanity.disabled  # the randomised copy's output is the same target: the check applies
+    assert f"<th>Output</th><td>{z:.4g} (the raw value" in page and "Top-5" not in page
+    assert "Where the evidence that raises the output lies" in page
+
+
 KINDS = [
     Kind("functional convnet", functional),
     Kind("Sequential", sequential),
@@ -322,8 +371,8 @@ KINDS = [
     Kind("model that normalises its own input", self_normalising, extra=sees_raw_pixels),
     Kind("vision transformer", vit, extra=token_grids),
     Kind("segmentation", segmentation, extra=region_explained),
-    Kind("multi-label sigmoid head", multi_label, extra=each_label),
-    Kind("regression head", regression),
+    Kind("multi-label sigmoid head", multi_label, extra=each_label, views=labels_shown),
+    Kind("regression head", regression, views=output_shown),
 ]
 
 
@@ -418,6 +467,7 @@ def test_the_rows_maths_works_on_its_kind_of_model(kind: Kind, cases: dict[str, 
 @pytest.mark.parametrize("kind", _params(KINDS, VIEW_WORKS, mark_core=False))
 def test_the_rows_panel_and_report_work_on_its_kind_of_model(kind: Kind, cases: dict[str, Case], tmp_path) -> None:
     case = case_of(kind, cases)
+    panel = page = None
     if "panel" in kind.works:
         panel = ConvVizPanel(case.model, case.image, background=False, **case.options)
         for title in panel.titles:
@@ -430,6 +480,8 @@ def test_the_rows_panel_and_report_work_on_its_kind_of_model(kind: Kind, cases: 
                      log=lambda _: None)
         page = (tmp_path / "report" / "index.html").read_text()
         assert "could not run" not in page and page.count("<img") >= 4
+    if kind.views:
+        kind.views(case, panel, page)
 
 
 # ----- the README's table and these rows -------------------------------------------------------------------

@@ -118,6 +118,62 @@ def test_a_regression_head_explains_its_raw_output_even_when_negative():
     close(ins.gradcam(image, target=OutputTarget(0)).raw, cam.raw)
 
 
+@pytest.mark.backends
+def test_a_negated_output_target_explains_what_lowers_a_regression_output():
+    model, image = gap_model(1, "linear", seed=20, bias=2.0), rng_image(SIZE, SIZE, seed=16)
+    a = features(model, image)
+    w, b = kernel(model, "head")
+    value = float(a.mean(axis=(0, 1)) @ w[:, 0] + b[0])
+    cam = cv.gradcam(model, image, preprocess="rescale", target=OutputTarget(negate=True))
+    assert cam.score == pytest.approx(-value, abs=1e-4)  # minus the output
+    close(cam.weights, -w[:, 0] / (a.shape[0] * a.shape[1]))  # its gradient: the output's, sign turned
+    assert cam.target == "the output, negated (what lowers it)" and cam.probability is None
+    with pytest.raises(ConvVizError, match="negate=True.*one-unit head"):
+        cv.gradcam(gap_model(3, "linear", seed=21), image, preprocess="rescale", target=OutputTarget(1, negate=True))
+
+
+def test_a_multi_label_heads_unnamed_entries_are_labels_and_a_sanity_check_keeps_the_label():
+    from convviz_widgets.metrics import class_map, sanity_check
+
+    model, image = gap_model(4, "sigmoid", seed=22), rng_image(SIZE, SIZE, seed=17)
+    ins = cv.Inspector(model, preprocess="rescale")
+    assert ins.multi_label and ins.class_names == ["label 0", "label 1", "label 2", "label 3"]
+    assert not cv.Inspector(gap_model(1, "sigmoid", seed=22), preprocess="rescale").multi_label  # one unit: binary
+    assert not cv.Inspector(small_convnet(seed=22), preprocess="rescale").multi_label  # softmax: classes
+    named = cv.Inspector(model, preprocess="rescale", class_names=["a", "b", "c", "d"])
+    assert named.class_names == ["a", "b", "c", "d"]
+    cam = class_map(ins, ins.prepare(image), 2, "feat", "gradcam", None)
+    assert cam.target == "label 2" and cam.class_index == 2
+    other, _ = sanity_check(ins, ins.prepare(image), cam, depth=1)
+    assert other.target == "label 2"  # the randomised copy explains the same label
+
+
+def test_the_panels_cam_tab_of_a_regression_head_explains_the_output_even_when_negative():
+    from convviz_widgets import ConvVizPanel
+
+    model, image = gap_model(1, "linear", seed=23, bias=-5.0), rng_image(SIZE, SIZE, seed=18)
+    a = features(model, image)
+    w, b = kernel(model, "head")
+    value = float(a.mean(axis=(0, 1)) @ w[:, 0] + b[0])
+    assert value < 0  # the two-class reading's top "class" was the negation here
+    panel = ConvVizPanel(model, image, preprocess="rescale", background=False)
+    assert f"<b>Output</b> <b style='font-size:larger'>{value:.4g}</b>" in panel.chooser.table.value
+    view = panel.select("Grad-CAM")
+    cam = view.current_cam()
+    assert view.classes.value == 1 and cam.target == "the output" and cam.score == pytest.approx(value, abs=1e-4)
+    assert f"the output's value <b>{value:.4g}</b>" in view.score.value
+    view.choose(0)
+    lowers = view.current_cam()
+    assert lowers.target == "the output, negated (what lowers it)" and lowers.score == pytest.approx(-value, abs=1e-4)
+    assert view.class_name.value == "the output, negated (what lowers it)"
+    assert "of <b>the output, negated (what lowers it)</b>" in view.score.value
+    assert [name.split("-gradcam")[0] for name in view.pictures()] == ["feat-output-negated"]  # saved files' names
+    view.sanity.value = True
+    assert view.wait()
+    sanity = view.current_sanity()
+    assert isinstance(sanity, tuple) and sanity[0].target == lowers.target  # the same target on the randomised copy
+
+
 # ----- segmentation: a class over a region ---------------------------------------------------------------
 @pytest.mark.backends
 def test_a_region_target_sums_the_class_logits_over_the_predicted_mask():
@@ -330,6 +386,17 @@ def test_a_bad_target_on_the_command_line_is_one_error_line(tmp_path, capsys):
     assert code == 2 and "class[:N], label:N" in capsys.readouterr().err
     code, _ = _report(tmp_path, small_convnet(size=SIZE, seed=18), "--target", "label:1")
     assert code == 2 and "softmax" in capsys.readouterr().err
+
+
+def test_the_command_lines_target_help_says_what_each_target_explains_and_the_defaults(capsys):
+    from convviz_widgets import cli
+
+    assert cli.main(["report", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    for words in ("label N of a multi-label sigmoid head", "a regression head's raw value",
+                  "class N over its predicted region", "a multi-label head: its top labels",
+                  "a regression head's output"):
+        assert words in text, words
 
 
 def test_the_panels_cam_tab_of_a_segmentation_model_shows_the_region_of_the_class_picked(unet):

@@ -92,9 +92,13 @@ class Inspector:
             isinstance(final_layer(self.model, self.output_index), CONV_TYPES))
         named = self.has_classes or self.output_kind == "segmentation"
         self.n_classes = (2 if head.units == 1 else head.units) if named else 0
+        # several sigmoid units on a vector: independent labels, each with its own probability (not classes)
+        self.multi_label = self.output_kind == "classes" and head.activation == "sigmoid" and head.units > 1
         if class_names is None:
             class_names = getattr(self.model, "class_names", None)  # e.g. the demo model carries its own
         self.class_names = resolve_class_names(class_names, self.n_classes) if named else []
+        if self.multi_label and class_names is None and self.class_names[:1] == ["class 0"]:
+            self.class_names = [f"label {i}" for i in range(self.n_classes)]
         self._lock = threading.RLock()  # panels may share an Inspector across threads
         # Compiled functions (core.backend) are kept in bounded caches; each compiles once per batch size,
         # and batches are padded to a few sizes (core.batching.bucket).

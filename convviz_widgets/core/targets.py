@@ -3,7 +3,8 @@
 A target reads the explained output's pre-activation values (the logits under a softmax/sigmoid head,
 the raw values of a linear head): `ClassTarget(k)` is class k's logit (today's default), `RegionTarget(k)`
 the sum of class k's logits over a mask of a segmentation map, `LabelTarget(k)` one label's logit of a
-multi-label sigmoid head, `OutputTarget(i)` a regression output, and any callable `f(outputs) -> (batch,)`
+multi-label sigmoid head, `OutputTarget(i)` a regression output (`negate=True`: its negation, what lowers
+a one-unit output), and any callable `f(outputs) -> (batch,)`
 written with `keras.ops` is its own target. `plan` checks a target against the model once, before any
 work; `scorer` gives the maths that runs inside the compiled CAM function (the head's maths is in `head.py`).
 """
@@ -38,7 +39,8 @@ def _named(kind: str, index: int | None, class_names: Sequence[str]) -> str:
     if index is None:
         return f"the top {kind}"
     name = class_names[index] if 0 <= index < len(class_names) else None
-    return f"{kind} {index}" + (f" ({name})" if name and name != f"class {index}" else "")
+    plain = name in (f"class {index}", f"label {index}")  # a default name says nothing more than the index
+    return f"{kind} {index}" + (f" ({name})" if name and not plain else "")
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,19 @@ class LabelTarget(Target):
 
 @dataclass(frozen=True)
 class OutputTarget(Target):
-    """A regression output: the raw output value (a one-unit head), or its entry `index`."""
+    """A regression output: the raw output value (a one-unit head), or its entry `index`.
+
+    `negate=True` (a one-unit head only) explains minus the output: where the evidence lowers it (the head
+    reads one unit as (-z, z), so this is the same maths as the unit itself, with the sign turned).
+    """
 
     index: int | None = None
+    negate: bool = False
 
     def describe(self, class_names: Sequence[str]) -> str:
-        """"the output" or "output entry 2"."""
-        return "the output" if self.index is None else f"output entry {self.index}"
+        """"the output", "output entry 2", or "the output, negated (what lowers it)"."""
+        what = "the output" if self.index is None else f"output entry {self.index}"
+        return f"{what}, negated (what lowers it)" if self.negate else what
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,6 +142,19 @@ def described(scoring: Scoring, chosen: int, class_names: Sequence[str]) -> str:
     elif isinstance(target, (LabelTarget, OutputTarget)) and len(class_names) == 2 and scoring.wanted == 1:
         return target.describe([])  # a one-unit head: its (-z, z) names say nothing more
     return target.describe(class_names)
+
+
+def index_target(inspector: Any, index: int) -> Target:
+    """The target of entry `index` of the head's values as `Inspector.predict` lists them (the panel's pick).
+
+    A classifier's class k (a segmentation model's: over its predicted region), a multi-label head's label k,
+    a regression head's output (entry 1 of its (-z, z) reading) or its negation (entry 0).
+    """
+    if inspector.output_kind == "regression":
+        return OutputTarget() if int(index) == 1 else OutputTarget(negate=True)
+    if getattr(inspector, "multi_label", False):
+        return LabelTarget(int(index))
+    return ClassTarget(int(index))
 
 
 def parse_target(text: str) -> Target:
@@ -223,6 +244,13 @@ def _plan_vector(inspector: Any, target: Target) -> Scoring:
         index = checks.integer(target.index, "label")
         return Scoring(target, "index", _entry(inspector, index, "label", one, "this head has one label"))
     if isinstance(target, OutputTarget):
+        if target.negate:
+            if not one:
+                raise ConvVizError(f"OutputTarget(negate=True) needs a one-unit head; this output has {head.units} "
+                                   "entries. Give a callable target instead, e.g. lambda out: -out[:, i].")
+            index = 0 if target.index is None else checks.integer(target.index, "output entry")
+            _entry(inspector, index, "output entry", one, "this output has one entry")
+            return Scoring(target, "index", 0)  # column 0 of (-z, z)
         if target.index is None:
             if not one:
                 raise ConvVizError(f"This output has {head.units} entries; give OutputTarget(index) to choose one.")

@@ -32,6 +32,7 @@ from ..core import checks
 from ..core.cam import CAM
 from ..core.graph import is_nested_model
 from ..core.inspector import Inspector
+from ..core.targets import index_target
 from ..errors import ConvVizError
 from ..images import ImageSource
 from ..limits import check_fits
@@ -247,9 +248,10 @@ def default_depth(inspector: Inspector, layer: str) -> int:
 
 def class_map(inspector: Inspector, rgb: np.ndarray, index: int, layer: str, method: str, channels: int | None,
               progress: Callable[[int, int], bool] | None = None) -> CAM:
-    """One map; a perturbation method uses only the `channels` channels of largest variance (0: all), with progress."""
-    return inspector.gradcam(rgb, class_index=index, layer=layer, method=method, max_channels=channels or None,
-                             progress=progress)
+    """One map of entry `index` of the head's values (a class, a label, a regression output or its negation:
+    `targets.index_target`); a perturbation method uses only the `channels` channels of largest variance (0: all)."""
+    return inspector.gradcam(rgb, target=index_target(inspector, index), layer=layer, method=method,
+                             max_channels=channels or None, progress=progress)
 
 
 def sanity_check(inspector: Inspector, rgb: np.ndarray, cam: CAM, depth: int, channels: int | None = None,

@@ -45,6 +45,18 @@ def as_inspector(model: Any, preprocess: Any = None, class_names: Any = None, ou
     return inspector_for(model, preprocess, class_names, output=output)
 
 
+def head_reading(inspector: Any) -> str:
+    """How the panel reads the head: "classes", "labels" (a multi-label sigmoid head, each label on its own),
+    "regression" (one linear unit: an output value), "segmentation" or "features"."""
+    kind = str(getattr(inspector, "output_kind", "classes"))
+    return "labels" if kind == "classes" and getattr(inspector, "multi_label", False) else kind
+
+
+def head_noun(inspector: Any) -> str:
+    """What the panel calls one entry of the head: "class", "label" (multi-label) or "output" (regression)."""
+    return {"labels": "label", "regression": "output"}.get(head_reading(inspector), "class")
+
+
 def score_label(inspector: Any) -> str:
     """'probability' for a softmax/sigmoid head, 'score' for a linear one (never called a probability)."""
     return str(getattr(inspector, "score_label", "probability"))

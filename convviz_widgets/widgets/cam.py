@@ -4,6 +4,8 @@ Methods: every registered CAM method (Grad-CAM, Grad-CAM++, Score-CAM, HiResCAM,
 The sanity check (Adebayo et al. 2018) shows the same map on a copy of the model whose top layers are
 re-initialised, beside the real one, with their Spearman rank correlation. On a demo scene, whose object
 masks are known, the pointing game says whether the map's maximum falls on the shown class's object.
+A multi-label head's entries are labels (each explained by `LabelTarget`); a regression head (one linear unit)
+has no classes: the tab explains its output (`OutputTarget`) or what lowers it (`OutputTarget(negate=True)`).
 Its request, result and kept maps live in cam_maps.py, its controls and figures in cam_parts.py, its words
 in text.py.
 """
@@ -20,7 +22,7 @@ import numpy as np
 from ..core import CAM, Cancelled
 from ..core.cam import contributions
 from ..metrics import Sanity, cascade_layers, class_map, default_depth, sanity_check
-from .base import guarded, output_problem, score_label
+from .base import guarded, head_noun, output_problem, score_label
 from .cam_maps import MapKey, MapRequest, MapResult, Maps, Predictions
 from .cam_parts import SCORECAM_CHANNELS, CamControls, CamFigures, ClassChoice, uses_channels
 from .image_view import ImageEvent, ImageView
@@ -50,6 +52,7 @@ class CamView(ImageView):
         ins = self.inspector
         self.segmentation = getattr(ins, "output_kind", "") == "segmentation"  # classes over their regions
         self.label = "probability" if self.segmentation else score_label(ins)  # a region's share: a percentage
+        self.noun = head_noun(ins)  # "class", "label" (a multi-label head) or "output" (a regression head)
         self.maps = Maps()
         self.choice = ClassChoice()
         self.evidence_service = evidence
@@ -160,6 +163,8 @@ class CamView(ImageView):
         if fresh or not predictions:
             predictions = tuple(self.inspector.predicted_regions(rgb, top=TOP) if self.segmentation
                                 else self.inspector.predict(rgb, top=TOP))
+            if self.noun == "output":  # the output (entry 1 of (-z, z)) is explained first, whatever its sign
+                predictions = tuple(p for p in predictions if p[0] == 1)
             problem = output_problem(self.inspector, rgb)
             if problem is not None:
                 raise problem
@@ -200,7 +205,7 @@ class CamView(ImageView):
         """Cancelled: say what the picture shows now."""
         cam = self.figures.cam
         if isinstance(err, Cancelled) and cam is not None and self.figures.shown:
-            self.status.value = f"{err} The picture shows {cam_shown(cam)}."
+            self.status.value = f"{err} The picture shows {cam_shown(cam, self.noun)}."
 
     def clear_pictures(self) -> None:
         """Hide the pictures and texts (their request failed)."""
@@ -272,7 +277,7 @@ class CamView(ImageView):
         """HTML: a channel's weight and contribution in the map shown now, for the image `rgb` (a card's line)."""
         same = self.rgb is not None and rgb is not None and np.array_equal(self.rgb, rgb)
         return self.maps.evidence(self.key(), self.inspector.has_classes, self.inspector.layer(layer).name,
-                                  channel, same)
+                                  channel, same, self.noun)
 
     def current_cam(self) -> CAM | None:
         """The map the controls show now, if computed."""
@@ -296,7 +301,8 @@ class CamView(ImageView):
         f, depth, means = self.figures, self.sanity_depth(), self.maps.means.get(cam.layer)
         _, raw = f.draw(cam, self.display, self.controls.alpha(), self.cmap.value)
         channels = self.channel_count(cam.layer) if uses_channels(cam.method) else None
-        f.describe(cam, self.label, channels, None if self.segmentation else self.scene, self.inspector.class_names)
+        scene = None if self.segmentation or self.noun == "output" else self.scene  # no class object to point at
+        f.describe(cam, self.label, channels, scene, self.inspector.class_names, self.noun)
         f.draw_region(cam, self.display)
         names = cascade_layers(self.inspector.model, depth) if depth is not None else []
         f.draw_sanity(self.current_sanity(), depth, cam.method, names, self.cmap.value, raw.shape)
@@ -310,4 +316,5 @@ class CamView(ImageView):
         if cam is None or self.display is None:
             return {}
         return self.figures.saved(cam, self.display, self.controls.alpha(), self.cmap.value,
-                                  self.channel_count(cam.layer), self.current_sanity(), self.sanity_depth())
+                                  self.channel_count(cam.layer), self.current_sanity(), self.sanity_depth(),
+                                  self.noun)

@@ -92,8 +92,10 @@ class Maps:
         cam = self.cams.get(key)
         return None if cam is None else contributions(cam, self.means.get(cam.layer))
 
-    def evidence(self, key: MapKey, has_classes: bool, layer: str, channel: int, same_image: bool) -> str:
-        """HTML: a channel's weight and contribution in the map `key` (the channel card's class-evidence line)."""
+    def evidence(self, key: MapKey, has_classes: bool, layer: str, channel: int, same_image: bool,
+                 noun: str = "class") -> str:
+        """HTML: a channel's weight and contribution in the map `key` (the channel card's class-evidence line;
+        `noun`: what the head's entries are, "class", "label" or "output")."""
         if not has_classes:
             return NO_CLASS_EVIDENCE
         if layer != key.layer:
@@ -104,5 +106,5 @@ class Maps:
         k = int(channel)
         weight = float(cam.weights[k])
         mean = float(shares[k]) / weight if weight else float(self.means[cam.layer][k])
-        return evidence_html(cam, k, shares, mean)
+        return evidence_html(cam, k, shares, mean, noun)
 

@@ -16,13 +16,26 @@ from ..core.checks import ALPHA, CHANNELS
 from ..images import resize_map
 from ..metrics import Sanity, cascade_layers, default_depth
 from ..render import enlarge_figure, heatmap_picture, overlay, side_by_side
-from .base import control_value, picture_widget, show_picture
+from .base import control_value, head_reading, picture_widget, show_picture
 from .image_view import ImageEvent
-from .text import channels_html, method_label, node_label, pointing_html, sanity_html, score_html, value_text
+from .text import (
+    channels_html,
+    method_label,
+    node_label,
+    output_words,
+    pointing_html,
+    sanity_html,
+    score_html,
+    value_text,
+)
 
 CMAPS = ("jet", "turbo", "viridis", "magma", "inferno", "gray")
 TOP_CHANNELS = 8  # channel buttons under the map: the largest positive contributions
 SCORECAM_CHANNELS = 32  # perturbation methods' default (Score-CAM's measured one): one batch of masked images
+# A regression head (one linear unit, read as (-z, z)): entry 1 is the output, entry 0 its negation
+DIRECTIONS = [("what raises the output", 1), ("what lowers it", 0)]
+DIRECTION_TIPS = ["The map of the output itself: where the evidence raises it",
+                  "The map of minus the output (the gradients' sign turned): where the evidence lowers it"]
 
 
 def uses_channels(name: str) -> bool:
@@ -76,17 +89,28 @@ class ClassChoice:
 
 class CamControls:
     """The tab's controls: class, layer, method (and a perturbation method's channels, progress and Cancel),
-    the sanity check's switch and depth, opacity and colormap."""
+    the sanity check's switch and depth, opacity and colormap.
+
+    A multi-label head's entries are labels; a regression head has no classes: the choice is whether to explain
+    what raises its output or what lowers it.
+    """
 
     def __init__(self, ins: Inspector, layer: str, method: str, opacity: float, cmap: str, sanity: bool,
                  depth: int | None, channels: int) -> None:
         self.inspector = ins
+        self.reading = head_reading(ins)
         self.classes = widgets.ToggleButtons(options=[], description="Class", style={"button_width": "auto"},
                                              tooltips=[])
         self.classes.add_class("convviz-classes")
         self.class_index = widgets.BoundedIntText(0, min=0, max=max(0, ins.n_classes - 1), description="or index",
                                                   layout=widgets.Layout(width="160px"))
         self.class_name = widgets.Label()
+        if self.reading == "labels":
+            self.classes.description, self.class_index.description = "Label", "or label"
+        if self.reading == "regression":  # no classes: the output, or its negation
+            self.classes.description = "Explain"
+            self.classes.options, self.classes.tooltips = DIRECTIONS, DIRECTION_TIPS
+            self.class_index.layout.display = self.class_name.layout.display = "none"
         self.layer = widgets.Dropdown(
             options=[(node_label(ins.layer(name)), name) for name in ins.cam_layers], value=layer,
             description="Layer", layout=widgets.Layout(width="max-content", min_width="320px"))
@@ -156,12 +180,23 @@ class CamControls:
         return perturbs
 
     def set_predictions(self, predictions: list[tuple[int, str, float]], label: str) -> None:
-        """One button per top class, with its probability (or score)."""
+        """One button per top class (or label), with its probability (or score); a regression head keeps its two."""
+        if self.reading == "regression":
+            return
+        if self.reading == "labels":
+            self.classes.options = [(f"{name} {value_text(p, label)}", i) for i, name, p in predictions]
+            self.classes.tooltips = [f"label {i}: {name}, probability {value_text(p, label, 2)} (its own sigmoid)"
+                                     for i, name, p in predictions]
+            return
         self.classes.options = [(f"{name} {value_text(p, label)}", i) for i, name, p in predictions]
         self.classes.tooltips = [f"class {i}: {name}, {label} {value_text(p, label, 2)}" for i, name, p in predictions]
 
     def select(self, index: int, predictions: list[tuple[int, str, float]]) -> None:
         """Show a class (its button if it is in the top 5, the index box, its name); call it quietly."""
+        if self.reading == "regression":
+            self.classes.value = self.class_index.value = index
+            self.class_name.value = output_words(index)
+            return
         self.classes.value = index if index in [i for i, _, _ in predictions] else None
         self.class_index.value = index
         self.class_name.value = str(self.inspector.class_names[index])
@@ -239,17 +274,20 @@ class CamFigures:
                                      f"({share:.0%} of the pixels)</small>")
         self.region_figure.layout.display = None
 
-    def describe(self, cam: CAM, label: str, channels: int | None, scene: Any, class_names: list[str]) -> None:
-        """The class score line and the pointing game."""
-        self.score.value = score_html(cam, label, channels)
+    def describe(self, cam: CAM, label: str, channels: int | None, scene: Any, class_names: list[str],
+                 noun: str = "class") -> None:
+        """The score line (of a class, a label or the output: `noun`) and the pointing game."""
+        self.score.value = score_html(cam, label, channels, noun)
         self.pointing.value = pointing_html(scene, cam, class_names)
 
     @staticmethod
     def saved(cam: CAM, display: np.ndarray, opacity: float, cmap: str, channels: int | None,
-              sanity: Any, depth: int | None) -> dict[str, np.ndarray]:
+              sanity: Any, depth: int | None, noun: str = "class") -> dict[str, np.ndarray]:
         """Overlay and heatmap (and the randomised model's heatmap, when checked) side by side, named for saving."""
         parts = list(cam_arrays(cam, display, opacity, cmap))
-        name = f"{cam.layer}-class{cam.class_index}-{cam.method}" + (f"-top{channels}" if channels else "")
+        what = f"{noun}{cam.class_index}" if noun != "output" else \
+            "output" if cam.class_index == 1 else "output-negated"
+        name = f"{cam.layer}-{what}-{cam.method}" + (f"-top{channels}" if channels else "")
         if isinstance(sanity, tuple):
             parts.append(heatmap_picture(sanity[0].heatmap, cmap, parts[1].shape))
             name += f"-sanity-top{depth}"

@@ -17,13 +17,14 @@ from .base import (
     View,
     display_image,
     guarded,
+    head_reading,
     is_scene,
     output_problem,
     picture_widget,
     score_label,
     show_picture,
 )
-from .text import NO_PREDICTIONS, predictions_html, preprocess_html
+from .text import NO_PREDICTIONS, output_html, predictions_html, preprocess_html
 
 GIVEN = "given"
 TOP = 5
@@ -209,8 +210,12 @@ class ImageChooser(View):
         rgb, shown, predictions = chosen.rgb, chosen.display, chosen.predictions
         self.rgb, self.display, self.predictions, self.scene = rgb, shown, predictions, chosen.scene
         show_picture(self.picture, at_side(shown))  # one size for every image: the top-5 keeps its room
-        if predictions:
-            self.table.value = predictions_html(predictions, score_label(self.inspector), regions=self.segmentation)
+        reading = head_reading(self.inspector)
+        if predictions and reading == "regression":  # one linear unit: its value, not two "classes" (-z, z)
+            self.table.value = output_html(next(p for i, _, p in predictions if i == 1))
+        elif predictions:
+            self.table.value = predictions_html(predictions, score_label(self.inspector), regions=self.segmentation,
+                                                labels=reading == "labels")
         else:
             self.table.value = "" if self.inspector.has_classes or self.segmentation else NO_PREDICTIONS
         self.status.value = ""

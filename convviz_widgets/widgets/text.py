@@ -80,10 +80,11 @@ def value_text(p: float, label: str, digits: int = 1) -> str:
 
 # ----- the header -------------------------------------------------------------------------------------------
 def predictions_html(predictions: list[tuple[int, str, float]], label: str = "probability",
-                     regions: bool = False) -> str:
+                     regions: bool = False, labels: bool = False) -> str:
     """The top classes as a small table: probabilities with bars, or a linear head's scores as numbers.
 
     `regions`: a segmentation model's classes with the share of the pixels it predicts as each (with bars).
+    `labels`: a multi-label head's top labels, each with its own sigmoid probability (they need not sum to 1).
     """
     def value(p: float) -> str:
         if label != "probability" and not regions:
@@ -97,7 +98,15 @@ def predictions_html(predictions: list[tuple[int, str, float]], label: str = "pr
     )
     title = "Predicted regions</b> (share of the pixels)" if regions else \
         f"Top {len(predictions)} predictions</b> ({html.escape(label)})"
+    if labels:
+        title = f"Top {len(predictions)} labels</b> (each label's own sigmoid probability)"
     return f"<div class='convviz-predictions'><b>{title}<table>{rows}</table></div>"
+
+
+def output_html(value: float) -> str:
+    """A regression head's header: the output's value, not predictions of classes."""
+    return (f"<div class='convviz-predictions'><b>Output</b> <b style='font-size:larger'>{value:.4g}</b> "
+            "<span style='color:#666'>(the raw value of a one-unit linear head)</span></div>")
 
 
 def preprocess_html(name: str, reason: str) -> str:
@@ -223,30 +232,58 @@ def cam_busy(method: str, layer: str, total: int, used: int | None, sanity: bool
     return "⏳ " + text + "…"
 
 
-def cam_shown(cam: CAM) -> str:
+def output_words(index: int) -> str:
+    """A regression head's entry as the Grad-CAM tab explains it: 1 the output, 0 its negation."""
+    return "the output" if index == 1 else "the output, negated (what lowers it)"
+
+
+def explained_html(cam: CAM, noun: str = "class") -> str:
+    """What a map explains: "<b>star</b> (class 3)", "<b>cat</b> (label 2)" or "<b>the output</b>"."""
+    if noun == "output":
+        return f"<b>{html.escape(output_words(cam.class_index))}</b>"
+    return f"<b>{html.escape(str(cam.class_name))}</b> ({noun} {cam.class_index})"
+
+
+def cam_shown(cam: CAM, noun: str = "class") -> str:
     """What a map shows, in words (for the status line after a cancel)."""
-    return f"{method_label(cam.method)} of {cam.class_name} (class {cam.class_index})"
+    if noun == "output":
+        return f"{method_label(cam.method)} of {output_words(cam.class_index)}"
+    return f"{method_label(cam.method)} of {cam.class_name} ({noun} {cam.class_index})"
 
 
-def score_html(cam: CAM, label: str, channels: int | None) -> str:
-    """The line under the map: method, class, layer, class score (and probability) and an empty map's note."""
+def _score_words(cam: CAM, label: str, noun: str) -> tuple[str, str]:
+    """(what the score is, the probability part) of the line under the map, for a class, a label or an output."""
+    if noun == "output":
+        what = "the output's value" if cam.class_index == 1 else "the explained score (minus the output)"
+        return what, " (a linear head's raw value, not a probability)"
+    if label != "probability":
+        return f"{noun} score (logit)", " (a linear head: scores, not probabilities)"
+    own = " (the label's own sigmoid)" if noun == "label" else ""
+    return f"{noun} score (logit)", f", probability <b>{(cam.probability or 0.0):.1%}</b>{own}"
+
+
+def score_html(cam: CAM, label: str, channels: int | None, noun: str = "class") -> str:
+    """The line under the map: method, what it explains, layer, score (and probability) and an empty map's note.
+
+    `noun`: what the head's entries are: "class", "label" (a multi-label head) or "output" (a regression head).
+    """
     h, w = cam.heatmap.shape
-    empty = ("<br><i>No positive evidence for this class at this layer: the map is empty.</i>"
+    this = f"this {noun}" if noun != "output" else "the output" if cam.class_index == 1 else "lowering the output"
+    empty = (f"<br><i>No positive evidence for {this} at this layer: the map is empty.</i>"
              if not cam.heatmap.any() else "")
-    probability = (f", probability <b>{(cam.probability or 0.0):.1%}</b>" if label == "probability"
-                   else " (a linear head: scores, not probabilities)")
+    what, probability = _score_words(cam, label, noun)
     used = f" from the {channels} channels of largest variance" if channels else ""
-    what = "class score (logit)"
     if cam.region is not None:
         what = f"the class's logits summed over its region ({int((cam.region > 0.5).sum())} cells)"
         probability = (f", mean probability there <b>{(cam.probability or 0.0):.1%}</b>" if label == "probability"
                        else "")
     if get_method(cam.method).class_agnostic:  # the map explains no class: say so, the score only as a fact
-        empty = empty.replace(" for this class", "")
+        empty = empty.replace(f" for {this}", "")
+        picked = "whatever is picked" if noun == "output" else f"whatever {noun} is picked"
         return (f"{method_label(cam.method)} at <code>{html.escape(cam.layer)}</code> ({h}×{w}): <i>class-agnostic, "
-                f"the same map whatever class is picked</i>. <b>{html.escape(str(cam.class_name))}</b> (class "
-                f"{cam.class_index}): {what} <b>{cam.score:.4g}</b>{probability}.{empty}")
-    return (f"{method_label(cam.method)} of <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}) at "
+                f"the same map {picked}</i>. {explained_html(cam, noun)}: {what} <b>{cam.score:.4g}</b>"
+                f"{probability}.{empty}")
+    return (f"{method_label(cam.method)} of {explained_html(cam, noun)} at "
             f"<code>{html.escape(cam.layer)}</code> ({h}×{w}){used}: {what} <b>{cam.score:.4g}</b>"
             f"{probability}.{empty}")
 
@@ -299,13 +336,16 @@ def channels_html(cam: CAM, shares: np.ndarray, any_top: bool) -> str:
 EVIDENCE = "<b>Class evidence:</b> "
 
 
-def evidence_html(cam: CAM, channel: int, shares: np.ndarray, mean: float) -> str:
-    """A channel's weight and contribution in a map (the card's class-evidence line)."""
+def evidence_html(cam: CAM, channel: int, shares: np.ndarray, mean: float, noun: str = "class") -> str:
+    """A channel's weight and contribution in a map (the card's class-evidence line; `noun` as in `score_html`)."""
     k = int(channel)
     weight, share = float(cam.weights[k]), float(shares[k])
     rank = 1 + int(np.sum(shares > shares[k]))
-    how = "the spatial mean of the class score's gradient" if cam.method == "gradcam" else "its weight"
-    return (f"<b>Class evidence</b> for <b>{html.escape(str(cam.class_name))}</b> (class {cam.class_index}, "
+    score = "the output's" if noun == "output" else f"the {noun} score's"
+    how = f"the spatial mean of {score} gradient" if cam.method == "gradcam" else "its weight"
+    what = explained_html(cam, noun)
+    what = what[:-1] + ", " if what.endswith(")") else what + " ("
+    return (f"<b>{'Evidence' if noun == 'output' else noun.capitalize() + ' evidence'}</b> for {what}"
             f"{method_label(cam.method)} at <code>{html.escape(cam.layer)}</code>): weight <b>{weight:+.3g}</b> "
             f"({how}) × mean activation {mean:.3g} = contribution <b>{share:+.3g}</b>, rank {rank} of "
             f"{len(shares)} channels.")
