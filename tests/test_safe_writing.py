@@ -328,11 +328,18 @@ class _PressesCtrlCWhenCollected:
             pass
 
 
-def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_the_work_at_the_next_progress_step(capsys) -> None:
+@pytest.fixture
+def pythons_own_ctrl_c():
+    """SIGINT handled by Python's own handler for the test (a background job starts with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_the_work_at_the_next_progress_step(capsys,
+                                                                                         pythons_own_ctrl_c) -> None:
     from convviz_widgets.core.batching import CTRL_C, report
 
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("SIGINT is not Python's own handler in this process (e.g. a background job ignores it)")
     seen = []
     with pytest.raises(KeyboardInterrupt), CTRL_C.kept():
         _PressesCtrlCWhenCollected()  # collected at once: the KeyboardInterrupt is raised inside __del__, and lost
