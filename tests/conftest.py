@@ -162,3 +162,28 @@ def input_gradient(f, x: np.ndarray) -> np.ndarray:
     x = torch.tensor(x, requires_grad=True)
     f(x).backward()
     return x.grad.numpy()
+
+
+# ----- small vision transformers (tests/vit_models.py), shared by the token-grid and attention tests ---------
+@pytest.fixture(scope="module")
+def vit() -> keras.Model:
+    """Class token, 8x8 patches of 8 px at 64 px, a linear head on the class token (scores are logits)."""
+    from vit_models import small_vit
+
+    return small_vit(classes=5, seed=1, head="linear")
+
+
+@pytest.fixture(scope="module")
+def registers_vit() -> keras.Model:
+    """Four register tokens, no class token, a head on the mean of the tokens."""
+    from vit_models import small_vit
+
+    return small_vit(registers=4, class_token=False, pool="mean", seed=2)
+
+
+@pytest.fixture(scope="module")
+def vit_scene() -> np.ndarray:
+    """A demo scene at the small ViTs' 64 px."""
+    from convviz_widgets.demo.scenes import scene
+
+    return scene(seed=3, size=64).image

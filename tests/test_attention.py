@@ -7,38 +7,19 @@ import keras
 import numpy as np
 import pytest
 from conftest import small_convnet
-from vit_models import small_vit
+from vit_models import layer_tokens, small_vit
 
 import convviz_widgets as cv
 from convviz_widgets import ConvVizError
-from convviz_widgets.demo.scenes import scene
 from convviz_widgets.widgets import ActivationsView, CamView
 
 
 @pytest.fixture(scope="module")
-def vit() -> keras.Model:
-    """A class token and 8x8 patches; the head reads the class token."""
-    return small_vit(classes=5, seed=1, head="linear")
-
-
-@pytest.fixture(scope="module")
-def mean_vit() -> keras.Model:
-    """Four register tokens, no class token, a head on the mean of the tokens."""
-    return small_vit(registers=4, class_token=False, pool="mean", seed=2)
-
-
-@pytest.fixture(scope="module")
-def image() -> np.ndarray:
-    return scene(seed=3, size=64).image
+def image(vit_scene: np.ndarray) -> np.ndarray:
+    return vit_scene
 
 
 # ----- the oracle: attention rebuilt in numpy from each layer's kernels -------------------------------------------
-def _tokens(model: keras.Model, layer: str, image: np.ndarray) -> np.ndarray:
-    """A layer's (T, D) output for one image, read from the user's model directly."""
-    sub = keras.Model(model.inputs[0], model.get_layer(layer).output)
-    return keras.ops.convert_to_numpy(sub(image[None].astype(np.float32)))[0].astype(np.float64)
-
-
 def _kernels(mha: keras.layers.Layer) -> dict[str, np.ndarray]:
     """The attention layer's weights by 'projection/kind' (query/kernel: (D, heads, d))."""
     return {"/".join(v.path.split("/")[-2:]): keras.ops.convert_to_numpy(v).astype(np.float64) for v in mha.weights}
@@ -59,7 +40,7 @@ def numpy_attention(mha: keras.layers.Layer, y: np.ndarray) -> np.ndarray:
 
 def vit_attention(model: keras.Model, image: np.ndarray, depth: int = 2) -> list[np.ndarray]:
     """Every block's attention (heads, T, T) of `small_vit`: its pre-norm output is the query and the key."""
-    return [numpy_attention(model.get_layer(f"block{i}_attention"), _tokens(model, f"block{i}_norm1", image))
+    return [numpy_attention(model.get_layer(f"block{i}_attention"), layer_tokens(model, f"block{i}_norm1", image))
             for i in range(depth)]
 
 
@@ -85,11 +66,11 @@ def test_rollout_is_the_class_token_row_of_the_rolled_out_attention(vit, image) 
 
 
 @pytest.mark.backends
-def test_rollout_without_a_class_token_reads_the_mean_over_tokens_and_is_finite(mean_vit, image) -> None:
-    ins = cv.Inspector(mean_vit)
+def test_rollout_without_a_class_token_reads_the_mean_over_tokens_and_is_finite(registers_vit, image) -> None:
+    ins = cv.Inspector(registers_vit)
     assert ins.attention_readout[0] is None
     cam = ins.gradcam(image, method="rollout")
-    want = numpy_rollout(vit_attention(mean_vit, image), row=None, lead=4, side=8)
+    want = numpy_rollout(vit_attention(registers_vit, image), row=None, lead=4, side=8)
     assert np.isfinite(cam.raw).all() and np.isfinite(cam.heatmap).all() and cam.heatmap.max() == 1.0
     np.testing.assert_allclose(cam.raw, want, rtol=2e-4, atol=1e-6)
 

@@ -7,7 +7,7 @@ import threading
 import keras
 import numpy as np
 import pytest
-from vit_models import small_vit
+from vit_models import layer_tokens, small_vit
 
 import convviz_widgets as cv
 from convviz_widgets import ConvVizError
@@ -16,26 +16,8 @@ from convviz_widgets.demo.scenes import scene
 
 
 @pytest.fixture(scope="module")
-def vit() -> keras.Model:
-    """Class token, 8x8 patches of 8 px at 64 px, a linear head on the class token (scores are logits)."""
-    return small_vit(classes=5, seed=1, head="linear")
-
-
-@pytest.fixture(scope="module")
-def registers_vit() -> keras.Model:
-    """Four register tokens, no class token, a head on the mean of the tokens."""
-    return small_vit(registers=4, class_token=False, pool="mean", seed=2)
-
-
-@pytest.fixture(scope="module")
-def image() -> np.ndarray:
-    return scene(seed=3, size=64).image
-
-
-def _tokens(model: keras.Model, layer: str, image: np.ndarray) -> np.ndarray:
-    """The layer's (T, D) tokens for one image, read from the user's model directly (the oracle's input)."""
-    sub = keras.Model(model.inputs[0], model.get_layer(layer).output)
-    return keras.ops.convert_to_numpy(sub(image[None].astype(np.float32)))[0]
+def image(vit_scene: np.ndarray) -> np.ndarray:
+    return vit_scene
 
 
 @pytest.mark.backends
@@ -57,7 +39,7 @@ def test_default_cam_layer_is_the_last_norm_whose_patch_tokens_reach_the_head(vi
     # the oracle: moving the final norm's patch tokens leaves the class-token head's output unchanged
     final = vit.get_layer("final_norm").output
     after = keras.Model([vit.inputs[0], final], vit.output)
-    tokens = _tokens(vit, "final_norm", image)
+    tokens = layer_tokens(vit, "final_norm", image)
     moved = tokens.copy()
     moved[1:] += 1.0
     x = image[None].astype(np.float32)
@@ -69,7 +51,7 @@ def test_default_cam_layer_is_the_last_norm_whose_patch_tokens_reach_the_head(vi
 def test_activations_of_token_layers_are_their_patch_tokens_as_8x8_grids(vit, image) -> None:
     acts = cv.Inspector(vit).activations(image)
     for name in ("block0_attention", "block1_add2", "final_norm"):
-        expected = _tokens(vit, name, image)[1:].reshape(8, 8, -1)  # the class token dropped, row-major patches
+        expected = layer_tokens(vit, name, image)[1:].reshape(8, 8, -1)  # the class token dropped, row-major patches
         np.testing.assert_allclose(acts[name], expected, rtol=1e-4, atol=1e-4)
     assert acts["block1_mlp1"].shape == (8, 8, 64)
 
@@ -91,7 +73,7 @@ def test_every_cam_method_gives_a_finite_map_of_the_patch_grid(which, image, req
 def test_token_gradcam_equals_a_finite_difference_reference(vit, image) -> None:
     ins = cv.Inspector(vit)
     cam = ins.gradcam(image, layer="block1_norm1")
-    tokens = _tokens(vit, "block1_norm1", image)  # (65, D)
+    tokens = layer_tokens(vit, "block1_norm1", image)  # (65, D)
     after = keras.Model([vit.inputs[0], vit.get_layer("block1_norm1").output], vit.output)
     x = image[None].astype(np.float32)
     k = int(np.argmax(keras.ops.convert_to_numpy(vit(x))[0]))
@@ -139,7 +121,7 @@ def test_activations_of_an_unreadable_token_layer_are_refused_saying_why(vit, im
 def test_top_examples_of_a_token_channel_are_the_scenes_with_its_highest_patch_token(vit) -> None:
     images = np.stack([scene(seed=s, size=64).image for s in range(6)])
     top = cv.Inspector(vit).top_examples("block1_add2", images, k=2, channels=[0, 5])
-    peaks = np.stack([_tokens(vit, "block1_add2", im)[1:].reshape(8, 8, -1) for im in images])  # (6, 8, 8, D)
+    peaks = np.stack([layer_tokens(vit, "block1_add2", im)[1:].reshape(8, 8, -1) for im in images])  # (6, 8, 8, D)
     for row, c in enumerate((0, 5)):
         best = peaks[..., c].reshape(6, -1).max(axis=1)
         assert list(top.indices[row]) == list(np.argsort(-best, kind="stable")[:2])
@@ -154,7 +136,7 @@ def test_filter_pattern_of_a_token_channel_climbs_its_mean_over_the_patch_tokens
     pixels = np.stack([scene(seed=s, size=64).image for s in (0, 1)]).astype(np.float32)
     objective = ins.pattern_objective("block1_mlp1", 64)
     got = keras.ops.convert_to_numpy(objective(pixels, np.array([3, 7], np.int32)))
-    expected = [_tokens(vit, "block1_mlp1", p.astype(np.uint8))[1:, c].mean() for p, c in zip(pixels, (3, 7))]
+    expected = [layer_tokens(vit, "block1_mlp1", p.astype(np.uint8))[1:, c].mean() for p, c in zip(pixels, (3, 7))]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     patterns = ins.filter_patterns("block1_mlp1", [3, 7], steps=8)
     assert patterns.images.shape == (2, 64, 64, 3)
@@ -180,6 +162,6 @@ def test_a_vit_is_read_from_a_worker_thread_as_the_panel_does(image) -> None:
     thread.start()
     thread.join()
     assert "error" not in found, found.get("error")
-    np.testing.assert_allclose(found["acts"]["final_norm"], _tokens(model, "final_norm", image)[1:].reshape(8, 8, -1),
-                               rtol=1e-4, atol=1e-4)
+    expected = layer_tokens(model, "final_norm", image)[1:].reshape(8, 8, -1)
+    np.testing.assert_allclose(found["acts"]["final_norm"], expected, rtol=1e-4, atol=1e-4)
     assert found["cam"].heatmap.shape == (8, 8)

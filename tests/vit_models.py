@@ -9,6 +9,7 @@ head on the class token or on the mean of the tokens.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -78,3 +79,9 @@ def small_vit(size: int = 64, patch: int = 8, dim: int = 32, depth: int = 2, hea
         x = x[:, registers]  # the class token comes last among the special tokens
     outputs = keras.layers.Dense(classes, activation=head, name="predictions")(x)
     return keras.Model(inputs, outputs, name="small_vit")
+
+
+def layer_tokens(model: keras.Model, layer: str, image: np.ndarray) -> np.ndarray:
+    """A layer's (T, D) tokens for one image, read from the user's model directly (the tests' oracles start here)."""
+    sub = keras.Model(model.inputs[0], model.get_layer(layer).output)
+    return keras.ops.convert_to_numpy(sub(image[None].astype(np.float32)))[0].astype(np.float64)
