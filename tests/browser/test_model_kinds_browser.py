@@ -78,6 +78,25 @@ def test_vit_panel_shows_token_grids_and_its_gradcam(tmp_path: Path, page: Any) 
         assert page.locator(f"{PANEL} .convviz-error").count() == 0
         shot(page, "kinds-vit-2-gradcam")
 
+        old = page.eval_on_selector_all(OVERLAY, "imgs => imgs.find(i => i.offsetParent !== null).src")
+        page.locator(f"{PANEL} .convviz-gradcam button").filter(has_text="Attention rollout").click()
+        wait_text(page, SCORE, "class-agnostic")  # the same map for any class, and the panel says so
+        picture(page, OVERLAY, old=old)
+        assert page.locator(f"{PANEL} .convviz-error").count() == 0
+        shot(page, "kinds-vit-3-rollout")
+
+        page.locator(TABS).filter(has_text="Activations").click()
+        attention = next(o for o in options if o.split()[0] == "block1_attention")
+        old = page.eval_on_selector_all(GRID, "imgs => imgs.find(i => i.offsetParent !== null).src")
+        select.select_option(index=options.index(attention))
+        picture(page, GRID, old=old)
+        old = page.eval_on_selector_all(GRID, "imgs => imgs.find(i => i.offsetParent !== null).src")
+        page.locator(f"{PANEL} .convviz-attention-heads button").filter(has_text="Heads").click()
+        picture(page, GRID, old=old)  # each head's attention from the class token, on the 8x8 patch grid
+        wait_text(page, f"{PANEL} .convviz-activations", "head")
+        assert page.locator(f"{PANEL} .convviz-error").count() == 0
+        shot(page, "kinds-vit-4-heads")
+
 
 def test_segmentation_panel_shows_the_mask_and_explains_the_class_picked(tmp_path: Path, page: Any) -> None:
     with serve("voila", tmp_path, notebook="segmentation_panel.ipynb") as server:
