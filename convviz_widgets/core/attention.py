@@ -1,7 +1,7 @@
 """Attention weights of a traced model, read without changing it, and the maths made of them.
 
 Each `keras.layers.MultiHeadAttention` is found where the traced graph holds it: a layer of the functional
-graph, or inside a block that a reader knows (KerasHub's ViT encoder). Its weights softmax(QK^T / sqrt(d))
+graph, or inside a block that a reader knows (a block of KerasHub's ViT encoder). Its weights softmax(QK^T / sqrt(d))
 are recomputed symbolically from its own query and key projections applied to its traced inputs: the layer
 is never called differently, never switched into returning its scores, and nothing on it is written, so
 other threads can use the model meanwhile. The recomputation is the layer's maths in float32, unmasked: a
@@ -103,36 +103,6 @@ def _graph_layer(node: Node) -> Reading | None:
     layer = node.layer
     site = Site(node.name, layer, node, (_count(query), _count(key)), refused)
     return Reading([site], (query, key), lambda q, k: [attention_weights(layer, q, k)])
-
-
-@register_attention_reader
-def _keras_hub_vit_encoder(node: Node) -> Reading | None:
-    """KerasHub's `ViTEncoder`: blocks of (ln_1, mha(x, x), dropout, residual, ln_2, mlp, residual), then a norm.
-
-    The blocks' own sublayers are called on the encoder's traced input: ln_1 of each block's input is its
-    attention's query and key, and the block itself gives the next block's input.
-    """
-    layer = node.layer
-    if type(layer).__name__ != "ViTEncoder" or not type(layer).__module__.startswith("keras_hub"):
-        return None
-    blocks = list(getattr(layer, "encoder_layers", []))
-    if len(node.inputs) != 1 or not blocks or not all(
-            is_attention(getattr(b, "mha", None)) and hasattr(b, "layer_norm_1") for b in blocks):
-        return None
-    count = _count(node.inputs[0])
-    sites = [Site(f"{node.name}/{b.name}/{b.mha.name}", b.mha, node, (count, count), _unreadable(b.mha))
-             for b in blocks]
-
-    def weights(x: Any) -> list[Any]:
-        out = []
-        for i, block in enumerate(blocks):
-            y = block.layer_norm_1(x)
-            out.append(attention_weights(block.mha, y, y))
-            if i + 1 < len(blocks):
-                x = block(x)
-        return out
-
-    return Reading(sites, (node.inputs[0],), weights)
 
 
 @register_attention_reader
