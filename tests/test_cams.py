@@ -139,6 +139,17 @@ def test_hirescam_is_elementwise_gradient_times_activation(linear_model, plain):
 
 
 @pytest.mark.backends
+def test_hirescam_draws_a_sum_that_cancels_to_float_rounding_as_zero_not_as_noise():
+    # position (0, 0): terms +1000 and -1000 cancel, leaving float32 rounding at most; (0, 1): they add up
+    feats = np.array([[[[1000.0, 1000.0], [3.0, 1.0]]]], np.float32)  # (1, 1, 2, 2)
+    grads = np.array([[[[1.0, -1.0000001], [1.0, 1.0]]]], np.float32)
+    raw = ops.convert_to_numpy(cams.get_method("hirescam").raw_map(ops.convert_to_tensor(feats),
+                                                                   ops.convert_to_tensor(grads)))
+    assert raw[0, 0, 0] == 0.0  # |sum| below 1e-4 of the sum of |terms|: nothing but rounding
+    assert raw[0, 0, 1] == pytest.approx(4.0)  # a sum that does not cancel is kept as it is
+
+
+@pytest.mark.backends
 def test_xgradcam_weights_are_activation_normalised_gradient_sums(linear_model, plain):
     image, a, g, _, _ = plain
     w = (g * a).sum(axis=(0, 1)) / (a.sum(axis=(0, 1)) + 1e-7)
