@@ -166,7 +166,8 @@ def keras_hub_classifier() -> Case:
     def standardise(images: np.ndarray) -> np.ndarray:  # the converter's scale and offset, at the model's size
         return np.asarray(images, np.float32) * np.float32(STANDARDISE["scale"]) + np.float32(STANDARDISE["offset"])
 
-    return Case(model, rng_image(32, 32, seed=13), "res_net_backbone/stack0_block0_1_conv", standardise,
+    layer = f"{model.backbone.name}/stack0_block0_1_conv"  # the backbone's name is numbered in a busy process
+    return Case(model, rng_image(32, 32, seed=13), layer, standardise,
                 top_logit("predictions", standardise)(model))  # no preprocess= given: the task's converter is used
 
 
@@ -174,7 +175,7 @@ def own_converter(case: Case) -> None:
     """The task's image converter is found and used; the default CAM layer is inside the backbone."""
     ins = cv.Inspector(case.model)
     assert ins.preprocess_name == "ResNetImageConverter" and "KerasHub" in ins.preprocess_reason
-    assert ins.default_cam_layer.startswith("res_net_backbone/")
+    assert ins.default_cam_layer.startswith(f"{case.model.backbone.name}/")
 
 
 def softmax_layer_head() -> Case:
